@@ -1,0 +1,79 @@
+"""The project's exceptions: one tree rooted at MonitorError."""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigError(MonitorError):
+    """A configuration problem, located by file, line and key path."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None,
+                 key: str | None = None) -> None:
+        self.message = message
+        self.path = path
+        self.line = line
+        self.key = key
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.path or "<config>"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}{key} {self.message}"
+
+
+class ConfigErrors(ConfigError):
+    """Several configuration errors found in one pass."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.message, first.path, first.line, first.key)
+
+    def __str__(self) -> str:
+        return "\n".join(ConfigError.__str__(e) for e in self.errors)
+
+
+class RuleError(ConfigError):
+    """A rule that does not compile (bad query, bad regular expression)."""
+
+    def __init__(self, rule: str, message: str, path: str | None = None,
+                 line: int | None = None, column: int | None = None) -> None:
+        self.rule = rule
+        self.column = column
+        col = f" (column {column})" if column is not None else ""
+        super().__init__(f"{message}{col}", path, line, f"rule '{rule}'")
+
+
+class FeedError(MonitorError):
+    """A poll that failed; ``outcome`` classifies it for status and logs."""
+
+    def __init__(self, feed: str, url: str, outcome: str, message: str,
+                 retry_after: float | None = None) -> None:
+        self.feed = feed
+        self.url = url
+        self.outcome = outcome
+        self.message = message
+        self.retry_after = retry_after
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"feed '{self.feed}' ({self.url}): {self.outcome}: {self.message}"
+
+
+class DeliveryError(MonitorError):
+    """A channel that could not deliver; ``retryable`` says whether to try again."""
+
+    def __init__(self, channel: str, message: str, retryable: bool = True) -> None:
+        self.channel = channel
+        self.message = message
+        self.retryable = retryable
+        super().__init__(f"channel '{channel}': {message}")
+
+
+class StoreError(MonitorError):
+    """The database could not be reached or refused an operation."""

@@ -1,0 +1,98 @@
+"""APScheduler adapter: the only module that imports apscheduler.
+
+APScheduler runs two short in-process jobs (claim due feeds, deliver the
+outbox). Feed schedules themselves live in the database, never in an
+APScheduler job store, so restarts and several processes work.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+log = logging.getLogger("monitor.scheduler")
+
+
+class JobRunner:
+    """Periodic jobs that never overlap themselves and can be woken early."""
+
+    def __init__(self) -> None:
+        self._sched = BackgroundScheduler(
+            executors={"default": JobExecutor(4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+            timezone="UTC",
+        )
+        self._again: dict[str, threading.Event] = {}
+        self._running: dict[str, threading.Lock] = {}
+
+    def add(self, name: str, func: Callable[[], object], every: float,
+            first_in: float = 0.0) -> None:
+        again = self._again.setdefault(name, threading.Event())
+        lock = self._running.setdefault(name, threading.Lock())
+
+        def run() -> None:
+            # A wake-up that arrives while the job runs makes it run once more
+            # right after, instead of being dropped as an overlapping instance.
+            if not lock.acquire(blocking=False):
+                again.set()
+                return
+            try:
+                while True:
+                    again.clear()
+                    try:
+                        func()
+                    except Exception:
+                        log.exception("job '%s' failed", name)
+                    if not again.is_set():
+                        break
+            finally:
+                lock.release()
+
+        self._sched.add_job(run, "interval", seconds=every, id=name, name=name,
+                            next_run_time=datetime.now().astimezone() + timedelta(
+                                seconds=first_in), replace_existing=True)
+
+    def reschedule(self, name: str, every: float) -> None:
+        self._sched.reschedule_job(name, trigger="interval", seconds=every)
+
+    def wake(self, name: str) -> None:
+        """Run job ``name`` as soon as possible (again, if it is running now)."""
+        lock = self._running.get(name)
+        if lock is not None and lock.locked():
+            self._again[name].set()
+            return
+        try:
+            self._sched.modify_job(name, next_run_time=datetime.now().astimezone())
+        except Exception:  # the scheduler may be shutting down
+            pass
+
+    def pause(self, name: str) -> None:
+        try:
+            self._sched.pause_job(name)
+        except Exception:
+            pass
+
+    @property
+    def running(self) -> bool:
+        return bool(self._sched.running)
+
+    def start(self) -> None:
+        self._sched.start()
+
+    def wait_idle(self, name: str, timeout: float) -> bool:
+        lock = self._running.get(name)
+        if lock is None:
+            return True
+        if lock.acquire(timeout=max(timeout, 0)):
+            lock.release()
+            return True
+        return False
+
+    def shutdown(self) -> None:
+        if self._sched.running:
+            self._sched.shutdown(wait=False)

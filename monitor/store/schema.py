@@ -1,0 +1,108 @@
+"""SQLAlchemy Core tables: feeds (schedule state), items, where they were seen, the outbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# One row per configured feed: its schedule lives here, not in APScheduler, so a
+# restart resumes where it was and several processes can share the work.
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("title", Text),
+    Column("next_poll_ms", BigInteger, nullable=False),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("first_poll_done", Boolean, nullable=False, default=False),
+    Column("last_poll_ms", BigInteger),
+    Column("last_outcome", String(40)),
+    Column("last_error", Text),
+    Column("last_status", Integer),
+    Column("lease_owner", String(200)),
+    Column("lease_until_ms", BigInteger),
+    Column("added_ms", BigInteger, nullable=False),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", Text, nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("entry_id", Text),
+    Column("title", Text, nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("content", Text, nullable=False, default=""),
+    Column("author", Text, nullable=False, default=""),
+    Column("categories", Text, nullable=False, default="[]"),  # JSON list
+    Column("published_ms", BigInteger, nullable=False),
+    Column("first_seen_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+Index("ix_items_published", items.c.published_ms)
+
+item_feeds = Table(
+    "item_feeds",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("feed_id", String(200), primary_key=True),
+    Column("first_seen_ms", BigInteger, nullable=False),
+)
+
+# Which rules an item has matched: an update alerts only for rules new here.
+matches = Table(
+    "matches",
+    metadata,
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True),
+    Column("rule", String(200), primary_key=True),
+    Column("matched_ms", BigInteger, nullable=False),
+    Column("alerted", Boolean, nullable=False),
+)
+
+# The outbox: one row per (rule, item, channel), inserted with the item.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(200), nullable=False),
+    Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(200), nullable=False),
+    Column("keywords", Text, nullable=False, default="[]"),  # JSON list
+    Column("snippet", Text, nullable=False, default=""),
+    Column("status", String(20), nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("lease_until_ms", BigInteger),
+    Column("sent_ms", BigInteger),
+    Column("last_error", Text),
+    UniqueConstraint("rule", "item_id", "channel", name="uq_alert_rule_item_channel"),
+)
+Index("ix_alerts_due", alerts.c.status, alerts.c.next_attempt_ms)
