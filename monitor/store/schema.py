@@ -16,8 +16,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 1
-
+# Keep in step with the migrations under migrations/versions: a change here is a
+# new revision there (tests compare the two).
 metadata = MetaData()
 
 meta = Table(

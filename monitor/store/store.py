@@ -32,8 +32,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.errors import StoreError
-from monitor.store import schema
-from monitor.store.schema import alerts, feeds, item_feeds, items, matches, meta
+from monitor.store import migrate
+from monitor.store.schema import alerts, feeds, item_feeds, items, matches
 from monitor.types import Item, RuleMatch
 
 MatchFn = Callable[[Item, Collection[str]], list[RuleMatch]]
@@ -110,7 +110,7 @@ def _sqlite_path(url: str) -> Path | None:
 class Store:
     """One database, shared by the scheduler, the pollers and the deliverer."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, upgrade: bool = True) -> None:
         self.url = url
         try:
             self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
@@ -121,9 +121,7 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine = self._engine(url)
-            with self.engine.begin() as conn:
-                schema.metadata.create_all(conn)
-                self._stamp_version(conn)
+            self._migrate(upgrade)
         except SQLAlchemyError as e:
             raise StoreError(f"cannot open database {self.safe_url}: {e.__class__.__name__}: "
                              f"{getattr(e, 'orig', e)}") from e
@@ -157,11 +155,23 @@ class Store:
 
         return engine
 
-    def _stamp_version(self, conn: Any) -> None:
-        row = conn.execute(select(meta.c.value).where(meta.c.name == "schema_version")).first()
-        if row is None:
-            conn.execute(insert(meta).values(name="schema_version",
-                                             value=str(schema.SCHEMA_VERSION)))
+    def _migrate(self, upgrade: bool) -> None:
+        head = migrate.head_revision()
+        with self.engine.begin() as conn:
+            migrate.lock(conn)
+            current = migrate.current_revision(conn)
+            if current == head:
+                return
+            if not upgrade:
+                raise StoreError(
+                    f"database {self.safe_url} has schema {current or 'none'}, this version "
+                    f"needs {head}: run 'feed-monitor db upgrade'")
+            migrate.upgrade(conn)
+
+    def schema_revision(self) -> tuple[str | None, str]:
+        """(the database's revision, the revision this code needs)."""
+        with self.engine.connect() as conn:
+            return migrate.current_revision(conn), migrate.head_revision()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -454,11 +464,11 @@ class Store:
         out: dict[str, dict[str, int]] = {}
         state = alerts.c.status
         with self.engine.connect() as conn:
-            for r in conn.execute(select(alerts.c.channel, state, alerts.c.attempts > 0,
+            for r in conn.execute(select(alerts.c.channel, state, alerts.c.attempts,
                                          func.count()).group_by(alerts.c.channel, state,
-                                                                alerts.c.attempts > 0)):
-                channel, status, tried, n = r
-                key = "retrying" if status == "pending" and tried else status
+                                                                alerts.c.attempts)):
+                channel, status, attempts, n = r
+                key = "retrying" if status == "pending" and attempts else status
                 d = out.setdefault(channel, {"pending": 0, "retrying": 0, "sent": 0, "dead": 0})
                 d[key] = d.get(key, 0) + n
         return out

@@ -1,0 +1,71 @@
+"""Shared fixtures: databases (SQLite files, the machine's PostgreSQL) and local servers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+PG_ENV = "FEED_MONITOR_TEST_PG"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def shared_dir(*parts: str) -> Path:
+    """A folder of ../shared; skips the test when absent, but fails under CI=true."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        if IN_CI:
+            pytest.fail(f"{path} is missing; under CI=true the corpus tests must run")
+        pytest.skip(f"{path} not present (the corpus sits beside the repository)")
+    return path
+
+
+def postgres_url() -> str:
+    """The test PostgreSQL URL; skips without one, fails under CI=true."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        if IN_CI:
+            pytest.fail(f"{PG_ENV} is not set; under CI=true PostgreSQL tests must run")
+        pytest.skip(f"no PostgreSQL configured: set {PG_ENV} "
+                    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    return url
+
+
+def reset_postgres(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    except Exception as e:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {PG_ENV} unreachable: {e}")
+        pytest.skip(f"PostgreSQL at {PG_ENV} unreachable: {e}")
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each storage test runs on a fresh SQLite file and on the real PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'monitor.db'}"
+    else:
+        url = postgres_url()
+        reset_postgres(url)
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'monitor.db'}"
