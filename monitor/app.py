@@ -23,10 +23,12 @@ from monitor.deliver import Deliverer, DeliveryStats, build_channels
 from monitor.errors import ConfigError, FeedError, MonitorError, StoreError
 from monitor.fetch import Fetcher, FetchLimits
 from monitor.match import RuleSet, compile_rules
+from monitor.metrics import Metrics
 from monitor.parse import parse_feed
 from monitor.scheduler import JobRunner
 from monitor.secrets import Masker
 from monitor.store import FeedRow, FeedSpec, IngestStats, Store
+from monitor.web import WebServer
 
 log = logging.getLogger("monitor")
 
@@ -48,6 +50,8 @@ class PollResult:
     outcome: str
     stats: IngestStats = field(default_factory=IngestStats)
     error: str | None = None
+    status: int | None = None
+    fetch_seconds: float | None = None
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Monitor:
         self.config_path = config_path
         self.owner = make_owner()
         self.masker = Masker()
+        self.metrics = Metrics()
         loaded = loaded or load_config(config_path)
         self.store = Store(loaded.config.database)
         d = loaded.config.defaults
@@ -95,12 +100,18 @@ class Monitor:
         cfg = loaded.config
         feeds = {f.id: f for f in cfg.feeds if f.enabled}
         deliverer = Deliverer(self.store, self.owner, cfg.delivery, channels, self.masker,
-                              feed_titles=lambda: {f.id: f.title or f.id for f in cfg.feeds})
+                              feed_titles=lambda: {f.id: f.title or f.id for f in cfg.feeds},
+                              on_result=self._delivery_result)
         self.store.sync_feeds(
             [FeedSpec(f.id, f.url, f.title, loaded.feed_interval(f)) for f in feeds.values()],
             now_ms(), first_spread_s=min(cfg.defaults.jitter, 10.0))
         notify = {r.name: tuple(r.notify) for r in cfg.rules}
         return Runtime(loaded, rules, deliverer, feeds, notify)
+
+    def _delivery_result(self, channel: str, outcome: str, latency_s: float) -> None:
+        self.metrics.deliveries.labels(channel, outcome).inc()
+        if outcome == "sent":
+            self.metrics.delivery_latency.labels(channel).observe(latency_s)
 
     def reload(self) -> bool:
         """Re-read the config; on error keep the running one and remember why."""
@@ -112,12 +123,14 @@ class Monitor:
             runtime = self._build(loaded)
         except MonitorError as e:
             self.last_reload_error = self.masker(str(e))
+            self.metrics.reloads.labels("failed").inc()
             log.error("config reload failed, keeping the running config: %s",
                       self.last_reload_error)
             return False
         runtime.deliverer.stopping = self.runtime.deliverer.stopping
         self.runtime = runtime
         self.last_reload_error = None
+        self.metrics.reloads.labels("ok").inc()
         cfg = loaded.config
         log.info("config reloaded: %d feeds, %d rules, %d channels", len(runtime.feeds),
                  len(cfg.rules), len(cfg.channels))
@@ -139,6 +152,22 @@ class Monitor:
 
     def poll(self, row: FeedRow) -> PollResult:
         """One poll of one feed along the whole path; never raises for feed trouble."""
+        result = self._poll(row)
+        m = self.metrics
+        m.polls.labels(row.id, result.outcome).inc()
+        if result.status is not None:
+            m.http_status.labels(str(result.status)).inc()
+        if result.fetch_seconds is not None:
+            m.fetch_seconds.labels(row.id).observe(result.fetch_seconds)
+        if result.stats.new:
+            m.items.labels(row.id, "new").inc(result.stats.new)
+        if result.stats.updated:
+            m.items.labels(row.id, "updated").inc(result.stats.updated)
+        for rule, n in result.stats.rules.items():
+            m.matches.labels(rule).inc(n)
+        return result
+
+    def _poll(self, row: FeedRow) -> PollResult:
         rt = self.runtime
         feed = rt.feeds.get(row.id)
         start_ms = now_ms()
@@ -157,13 +186,15 @@ class Monitor:
                     next_poll_ms=_next_poll(now_ms(), interval, jitter), error=None,
                     status=304, failures=0, first_poll_done=True)
                 log.debug("feed '%s': not modified", feed.id)
-                return PollResult(feed.id, "not-modified")
+                return PollResult(feed.id, "not-modified", status=304,
+                                  fetch_seconds=fetched.elapsed)
             assert fetched.body is not None
             parsed = parse_feed(fetched.body, fetched.headers, feed.id, now_ms(),
                                 base_url=fetched.url or feed.url)
             if parsed.outcome in ("not-a-feed", "empty"):
                 detail = "; ".join(parsed.warnings[:3]) or parsed.outcome
-                raise FeedError(feed.id, feed.url, parsed.outcome, detail)
+                raise FeedError(feed.id, feed.url, parsed.outcome, detail,
+                                status=fetched.status)
             floor = None
             if not row.first_poll_done:
                 window = rt.loaded.feed_backlog_window(feed)
@@ -182,7 +213,8 @@ class Monitor:
                      "" if row.first_poll_done else " (first poll)")
             if stats.alerts:
                 self.jobs.wake("deliver")
-            return PollResult(feed.id, parsed.outcome, stats)
+            return PollResult(feed.id, parsed.outcome, stats, status=fetched.status,
+                              fetch_seconds=fetched.elapsed)
         except FeedError as e:
             failures = row.failures + 1
             delay = min(interval * 2 ** min(failures - 1, 10), max(interval, MAX_BACKOFF_S))
@@ -195,7 +227,7 @@ class Monitor:
                 status=None, failures=failures)
             log.warning("feed '%s' (%s): %s: %s; failure %d, next poll in %.0f s", feed.id,
                         self.masker(feed.url), e.outcome, msg, failures, delay)
-            return PollResult(feed.id, e.outcome, error=msg)
+            return PollResult(feed.id, e.outcome, error=msg, status=e.status)
         except StoreError as e:
             log.error("feed '%s': %s", feed.id, self.masker(str(e)))
             self.store.release_feed_leases(self.owner)
@@ -247,12 +279,37 @@ class Monitor:
         self.jobs.add("tick", self.tick, every=cfg.scheduler.tick)
         self.jobs.add("deliver", self.deliver, every=cfg.delivery.interval, first_in=0.5)
         self.jobs.start()
+        self.metrics.watch_outbox(self.store.alert_summary)
+        web = None
+        if cfg.http.enabled:
+            try:
+                web = WebServer(*cfg.http.host_port(), self.metrics, self.health)
+            except OSError as e:
+                raise MonitorError(f"cannot listen on {cfg.http.listen} (http.listen): "
+                                   f"{e.strerror or e}") from e
+            web.start()
         log.info("feed-monitor running: %d feeds, %d rules, %d channels, database %s",
                  len(self.runtime.feeds), len(cfg.rules), len(cfg.channels),
                  self.store.safe_url)
         while not self.stopping.wait(1.0):
             pass
-        return self._shutdown(grace)
+        code = self._shutdown(grace)
+        if web is not None:
+            web.stop()
+        return code
+
+    def health(self) -> list[str]:
+        """Reasons the daemon is unhealthy; empty when all is well."""
+        problems = []
+        if not self.jobs.running or self.stopping.is_set():
+            problems.append("scheduler not running")
+        try:
+            self.store.ping()
+        except StoreError as e:
+            problems.append(self.masker(str(e)))
+        if self.last_reload_error:
+            problems.append(f"config reload failed: {self.last_reload_error}")
+        return problems
 
     def _install_signals(self) -> None:
         def stop(signum: int, _frame: object) -> None:

@@ -40,7 +40,7 @@ def setup_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Apprise and APScheduler report through us; their chatter stays below INFO.
-    for noisy in ("apscheduler", "apprise", "urllib3"):
+    for noisy in ("apscheduler", "apprise", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("once", parents=[common],
                    help="poll every feed once, deliver, print a summary, exit")
     sub.add_parser("check", parents=[common], help="validate the config and summarise it")
+    status = sub.add_parser("status", parents=[common],
+                            help="feeds, channels and rules as the database sees them")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    db = sub.add_parser("db", help="database schema: upgrade, current")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", parents=[common], help="migrate the schema to this version")
+    db_sub.add_parser("current", parents=[common], help="print the schema revision")
     return p
 
 
@@ -76,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "once":
             return cmd_once(args)
+        if args.command == "db":
+            return cmd_db(args)
+        if args.command == "status":
+            return cmd_status(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -150,6 +161,30 @@ def cmd_once(args: argparse.Namespace) -> int:
     print(f"items: {ing.new} new, {ing.updated} updated, {ing.repeats} repeats; "
           f"alerts: {ing.alerts} created, {dlv.sent} sent, {dlv.failed} failed, "
           f"{dlv.dead} dead")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from monitor.status import collect_status, print_status
+
+    loaded = load_config(args.config)
+    report = collect_status(loaded)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print_status(report)
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from monitor.store import Store
+
+    loaded = load_config(args.config)
+    store = Store(loaded.config.database, upgrade=True if args.db_command == "upgrade" else None)
+    current, head = store.schema_revision()
+    store.close()
+    state = "up to date" if current == head else f"behind (this version needs {head})"
+    print(f"{_mask_db(loaded.config.database)}: schema {current or 'none'}, {state}")
     return 0
 
 

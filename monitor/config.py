@@ -165,11 +165,22 @@ class SchedulerConfig(_Model):
     workers: int = Field(8, ge=1, le=256, description="Concurrent polls.")
 
 
+class HttpConfig(_Model):
+    enabled: bool = True
+    listen: str = Field("127.0.0.1:9321", pattern=r"^\[?[^\s\]]*\]?:\d{1,5}$",
+                        description="host:port for /healthz and /metrics.")
+
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+
 class Config(_Model):
     database: str = Field("sqlite:///data/feed-monitor.db", description="SQLAlchemy URL.")
     defaults: Defaults = Defaults()
     scheduler: SchedulerConfig = SchedulerConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    http: HttpConfig = HttpConfig()
     feeds: list[FeedConfig] = Field(default_factory=list)
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
     rules: list[RuleConfig] = Field(default_factory=list)

@@ -81,7 +81,7 @@ class Deliverer:
     def __init__(self, store: Store, owner: str, config: DeliveryConfig,
                  channels: dict[str, Channel], masker: Masker,
                  feed_titles: Callable[[], Mapping[str, str]] = dict,
-                 on_result: Callable[[str, str], None] | None = None) -> None:
+                 on_result: Callable[[str, str, float], None] | None = None) -> None:
         self.store = store
         self.owner = owner
         self.config = config
@@ -123,7 +123,7 @@ class Deliverer:
             stats.sent += 1
             log.info("channel '%s': sent alert %d (rule '%s'): %s", alert.channel, alert.id,
                      alert.rule, alert.item.url)
-            self._result(alert.channel, "sent")
+            self._result(alert.channel, "sent", (now_ms - alert.created_ms) / 1000)
             return
         attempts = alert.attempts + 1
         error = self.masker(details.splitlines()[-1] if details else "notification failed")
@@ -136,13 +136,13 @@ class Deliverer:
             stats.dead += 1
             log.error("channel '%s': alert %d is dead after %d attempts: %s", alert.channel,
                       alert.id, attempts, error)
-            self._result(alert.channel, "dead")
+            self._result(alert.channel, "dead", 0.0)
         else:
             stats.failed += 1
             log.warning("channel '%s': alert %d failed (attempt %d, retry in %.0f s): %s",
                         alert.channel, alert.id, attempts, delay, error)
-            self._result(alert.channel, "failed")
+            self._result(alert.channel, "failed", 0.0)
 
-    def _result(self, channel: str, outcome: str) -> None:
+    def _result(self, channel: str, outcome: str, latency_s: float) -> None:
         if self.on_result:
-            self.on_result(channel, outcome)
+            self.on_result(channel, outcome, latency_s)

@@ -53,7 +53,8 @@ class FeedError(MonitorError):
     """A poll that failed; ``outcome`` classifies it for status and logs."""
 
     def __init__(self, feed: str, url: str, outcome: str, message: str,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, status: int | None = None) -> None:
+        self.status = status
         self.feed = feed
         self.url = url
         self.outcome = outcome

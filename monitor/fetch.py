@@ -78,7 +78,8 @@ class Fetcher:
             if resp.status_code != 200:
                 raise FeedError(feed_id, url, "http-error",
                                 f"HTTP {resp.status_code} {resp.reason or ''}".strip(),
-                                retry_after=_retry_after(resp.headers.get("Retry-After")))
+                                retry_after=_retry_after(resp.headers.get("Retry-After")),
+                                status=resp.status_code)
             body = self._read_body(feed_id, url, resp, deadline)
             return FetchResult(200, body, dict(resp.headers), resp.headers.get("ETag"),
                                resp.headers.get("Last-Modified"), resp.url,
@@ -151,6 +152,9 @@ def _reason(e: BaseException) -> str:
             continue
         break
     text = str(inner or e)
+    if "Failed to establish a new connection:" in text:
+        text = text.split("Failed to establish a new connection:", 1)[1].strip()
+        text = text.split("] ", 1)[-1] if text.startswith("[Errno") else text
     if "Failed to resolve" in text or "Name or service not known" in text \
             or "NameResolutionError" in text or "Temporary failure in name resolution" in text:
         return "cannot resolve host name"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +94,13 @@ class IngestStats:
     repeats: int = 0
     alerts: int = 0
     matched: int = 0
+    rules: dict[str, int] = field(default_factory=dict)  # new matches per rule
 
     def add(self, other: IngestStats) -> None:
         for name in ("new", "updated", "repeats", "alerts", "matched"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        for rule, n in other.rules.items():
+            self.rules[rule] = self.rules.get(rule, 0) + n
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -110,7 +113,9 @@ def _sqlite_path(url: str) -> Path | None:
 class Store:
     """One database, shared by the scheduler, the pollers and the deliverer."""
 
-    def __init__(self, url: str, upgrade: bool = True) -> None:
+    def __init__(self, url: str, upgrade: bool | None = True) -> None:
+        """Open the database; ``upgrade``: True migrates, False refuses an old schema,
+        None leaves the schema alone (for inspecting it)."""
         self.url = url
         try:
             self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
@@ -121,7 +126,8 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine = self._engine(url)
-            self._migrate(upgrade)
+            if upgrade is not None:
+                self._migrate(upgrade)
         except SQLAlchemyError as e:
             raise StoreError(f"cannot open database {self.safe_url}: {e.__class__.__name__}: "
                              f"{getattr(e, 'orig', e)}") from e
@@ -348,6 +354,7 @@ class Store:
             if hit.rule in before:
                 continue
             stats.matched += 1
+            stats.rules[hit.rule] = stats.rules.get(hit.rule, 0) + 1
             conn.execute(insert(matches).values(item_id=item_id, rule=hit.rule,
                                                 matched_ms=now_ms, alerted=alerting))
             if not alerting:

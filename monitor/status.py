@@ -1,0 +1,92 @@
+"""``feed-monitor status``: feeds, channels and rules as the database sees them."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from monitor.config import LoadedConfig
+from monitor.secrets import Masker
+from monitor.store import Store
+
+
+def _when(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def collect_status(loaded: LoadedConfig, now_ms: int | None = None) -> dict[str, Any]:
+    """A plain-data report (what ``--json`` prints); secrets masked."""
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    cfg = loaded.config
+    masker = Masker(loaded.secrets)
+    for ch in cfg.channels.values():
+        for url in ch.urls:
+            masker.add_url(url)
+    store = Store(cfg.database, upgrade=None)
+    try:
+        rows = {r.id: r for r in store.feed_rows()}
+        outbox = store.alert_summary()
+        matched = store.rule_match_counts(now_ms - 24 * 3600 * 1000)
+        counts = store.counts()
+    finally:
+        store.close()
+    feeds = []
+    for f in cfg.feeds:
+        r = rows.get(f.id)
+        feeds.append({
+            "id": f.id, "url": masker(f.url), "enabled": f.enabled,
+            "last_poll": _when(r.last_poll_ms) if r else None,
+            "outcome": r.last_outcome if r else None,
+            "http_status": r.last_status if r else None,
+            "next_poll": _when(r.next_poll_ms) if r else None,
+            "failures": r.failures if r else 0,
+            "error": masker(r.last_error) if r and r.last_error else None,
+        })
+    empty = {"pending": 0, "retrying": 0, "sent": 0, "dead": 0}
+    channels = [{"name": name, **empty, **outbox.get(name, {})} for name in cfg.channels]
+    for name in sorted(set(outbox) - set(cfg.channels)):
+        channels.append({"name": name, **empty, **outbox[name], "configured": False})
+    rules = [{"name": r.name, "matches_24h": matched.get(r.name, 0)} for r in cfg.rules]
+    return {"database": masker(store.safe_url), "items": counts["items"],
+            "alerts": counts["alerts"], "feeds": feeds, "channels": channels, "rules": rules}
+
+
+def _short(stamp: str | None) -> str | None:
+    """``2026-11-26T08:59:24Z`` as ``11-26 08:59:24`` (UTC) for narrow tables."""
+    return stamp[5:19].replace("T", " ") if stamp else None
+
+
+def print_status(report: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(f"database {report['database']}: {report['items']} items, "
+                  f"{report['alerts']} alerts")
+    t = Table(title="Feeds", title_justify="left")
+    for col in ("feed", "last poll", "outcome", "next poll", "failures", "error"):
+        t.add_column(col, overflow="fold")
+    for f in report["feeds"]:
+        outcome = f["outcome"] or "-"
+        if f["http_status"] and f["http_status"] not in (200, 304):
+            outcome += f" ({f['http_status']})"
+        t.add_row(f["id"] + ("" if f["enabled"] else " (disabled)"),
+                  _short(f["last_poll"]) or "never", outcome, _short(f["next_poll"]) or "-",
+                  str(f["failures"]), f["error"] or "")
+    console.print(t)
+    t = Table(title="Channels", title_justify="left")
+    for col in ("channel", "pending", "retrying", "sent", "dead"):
+        t.add_column(col, justify="left" if col == "channel" else "right")
+    for c in report["channels"]:
+        t.add_row(c["name"], str(c["pending"]), str(c["retrying"]), str(c["sent"]),
+                  str(c["dead"]))
+    console.print(t)
+    t = Table(title="Rules", title_justify="left")
+    t.add_column("rule")
+    t.add_column("matches (24 h)", justify="right")
+    for r in report["rules"]:
+        t.add_row(r["name"], str(r["matches_24h"]))
+    console.print(t)
