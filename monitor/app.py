@@ -128,10 +128,23 @@ class Monitor:
                       self.last_reload_error)
             return False
         runtime.deliverer.stopping = self.runtime.deliverer.stopping
+        old = self.runtime.loaded.config
         self.runtime = runtime
+        cfg = loaded.config
+        if self.jobs.running:
+            if cfg.scheduler.tick != old.scheduler.tick:
+                self.jobs.reschedule("tick", cfg.scheduler.tick)
+            if cfg.delivery.interval != old.delivery.interval:
+                self.jobs.reschedule("deliver", cfg.delivery.interval)
+        for key in ("scheduler.workers", "http"):
+            section, _, name = key.partition(".")
+            before, after = getattr(old, section), getattr(cfg, section)
+            if name:
+                before, after = getattr(before, name), getattr(after, name)
+            if before != after:
+                log.warning("config reload: '%s' changes only at the next restart", key)
         self.last_reload_error = None
         self.metrics.reloads.labels("ok").inc()
-        cfg = loaded.config
         log.info("config reloaded: %d feeds, %d rules, %d channels", len(runtime.feeds),
                  len(cfg.rules), len(cfg.channels))
         return True
@@ -146,7 +159,8 @@ class Monitor:
         mtime = self._mtime()
         if mtime is not None and mtime != self._config_mtime:
             self._config_mtime = mtime
-            self.reload()
+            if self.reload():
+                self.jobs.wake("tick")
 
     # -- polling -------------------------------------------------------------------------
 
@@ -243,7 +257,6 @@ class Monitor:
         """Claim the feeds that are due, as many as there are free workers."""
         if self.stopping.is_set():
             return
-        self._check_config_changed()
         with self._lock:
             for fid, fut in list(self._in_flight.items()):
                 if fut.done():
@@ -278,6 +291,9 @@ class Monitor:
         self._install_signals()
         self.jobs.add("tick", self.tick, every=cfg.scheduler.tick)
         self.jobs.add("deliver", self.deliver, every=cfg.delivery.interval, first_in=0.5)
+        # Checking the file's mtime each second is cheap and works on every
+        # filesystem, bind mounts and editors that replace the file included.
+        self.jobs.add("watch-config", self._check_config_changed, every=1.0, first_in=1.0)
         self.jobs.start()
         self.metrics.watch_outbox(self.store.alert_summary)
         web = None

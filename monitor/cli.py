@@ -40,8 +40,11 @@ def setup_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Apprise and APScheduler report through us; their chatter stays below INFO.
-    for noisy in ("apscheduler", "apprise", "urllib3", "alembic"):
+    for noisy in ("apscheduler", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Apprise's own messages may quote a URL with its password or token: they never
+    # reach our handlers; the deliverer captures them and logs them masked.
+    logging.getLogger("apprise").propagate = False
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import apprise
+from apprise.plugins.base import NotifyBase
 
 from monitor import console  # noqa: F401  (registers console://)
 from monitor.config import ChannelConfig, DeliveryConfig
@@ -23,6 +24,8 @@ from monitor.secrets import Masker
 from monitor.store import AlertRow, Store
 
 log = logging.getLogger("monitor.deliver")
+
+_GENERIC_THROTTLE = NotifyBase.request_rate_per_sec
 
 @dataclass(frozen=True)
 class Message:
@@ -64,6 +67,12 @@ def build_channels(configs: Mapping[str, ChannelConfig], masker: Masker) -> dict
             masker.add_url(url)
             if not obj.add(url):
                 log.error("channel '%s': Apprise cannot use URL %s", name, masker(url))
+        for plugin in obj:
+            # Apprise sleeps 5.5 s between two messages of one plugin unless the plugin
+            # states its service's own limit. Keep those; drop the generic pause, which
+            # would make a burst of alerts take minutes (channels set their own limits).
+            if plugin.request_rate_per_sec == _GENERIC_THROTTLE:
+                plugin.request_rate_per_sec = 0
         out[name] = Channel(name, cfg, obj)
     return out
 
@@ -110,7 +119,7 @@ class Deliverer:
     def _send(self, alert: AlertRow, titles: Mapping[str, str], stats: DeliveryStats) -> None:
         channel = self.channels[alert.channel]
         msg = render_message(alert, titles)
-        with apprise.LogCapture(level=logging.WARNING) as captured:
+        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
             try:
                 ok = bool(channel.apprise.notify(title=msg.title, body=msg.body))
             except Exception as e:  # a plugin that raises is a failed send, not a crash
@@ -139,7 +148,7 @@ class Deliverer:
             self._result(alert.channel, "dead", 0.0)
         else:
             stats.failed += 1
-            log.warning("channel '%s': alert %d failed (attempt %d, retry in %.0f s): %s",
+            log.warning("channel '%s': alert %d failed (attempt %d, retry in %.1f s): %s",
                         alert.channel, alert.id, attempts, delay, error)
             self._result(alert.channel, "failed", 0.0)
 

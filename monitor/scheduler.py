@@ -23,8 +23,10 @@ class JobRunner:
 
     def __init__(self) -> None:
         self._sched = BackgroundScheduler(
-            executors={"default": JobExecutor(4)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+            executors={"default": JobExecutor(8)},
+            # Two instances: the second finds the job running and only asks it to go
+            # once more (see add), instead of APScheduler logging a skipped run.
+            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": 30},
             timezone="UTC",
         )
         self._again: dict[str, threading.Event] = {}

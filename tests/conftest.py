@@ -69,3 +69,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'monitor.db'}"
+
+
+from tests.support.fixtures import *  # noqa: E402,F401,F403  (feed_server, smtp_sink, webhook_receiver)

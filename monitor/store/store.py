@@ -199,7 +199,9 @@ class Store:
         (ETag, Last-Modified) that belonged to the old one.
         """
         with self.engine.begin() as conn:
-            existing = {r.id: r for r in conn.execute(select(feeds.c.id, feeds.c.url))}
+            existing = {r.id: r for r in conn.execute(
+                select(feeds.c.id, feeds.c.url, feeds.c.next_poll_ms, feeds.c.last_poll_ms,
+                       feeds.c.failures))}
             for spec in specs:
                 row = existing.get(spec.id)
                 if row is None:
@@ -212,8 +214,12 @@ class Store:
                         url=spec.url, title=spec.title, etag=None, last_modified=None,
                         next_poll_ms=now_ms, failures=0))
                 else:
-                    conn.execute(update(feeds).where(feeds.c.id == spec.id)
-                                 .values(title=spec.title))
+                    values: dict[str, Any] = {"title": spec.title}
+                    # A shortened interval applies now, not after the old, longer wait.
+                    due = (row.last_poll_ms or now_ms) + int(spec.interval_s * 1000)
+                    if row.failures == 0 and row.next_poll_ms > due:
+                        values["next_poll_ms"] = due
+                    conn.execute(update(feeds).where(feeds.c.id == spec.id).values(**values))
 
     def claim_due_feeds(self, owner: str, now_ms: int, limit: int, lease_ms: int,
                         feed_ids: Collection[str]) -> list[FeedRow]:

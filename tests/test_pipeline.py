@@ -1,0 +1,159 @@
+"""One poll along the whole path, in process: real feed server, SQLite file, webhook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import monitor.app
+from monitor.app import Monitor
+from tests.daemon import write_config
+from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
+
+T0 = 1_700_000_000_000
+
+
+def once(config: Path) -> dict[str, Any]:
+    return Monitor(str(config)).once()
+
+
+def setup(tmp_path: Path, feed_server: FeedServer, hook: WebhookReceiver,
+          paths: dict[str, str], backlog: str = "all", **rule: Any) -> Path:
+    return write_config(
+        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
+        feeds=[{"id": fid, "url": feed_server.url(path), "backlog": backlog}
+               for fid, path in paths.items()],
+        channels={"hook": {"urls": [hook.apprise_url("/alerts")]}},
+        rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["hook"], **rule}])
+
+
+def titles(hook: WebhookReceiver) -> list[str]:
+    return sorted(r.json["title"] for r in hook.received)
+
+
+def test_items_sharing_one_timestamp_are_each_alerted_once(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    batch = [FeedItem(f"中俄 {i}", f"https://www.rfi.fr/cn/s{i}", "<p>x</p>", T0)
+             for i in range(6)]
+    feed_server.set_feed("/cn", rss_feed(batch))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    assert once(config)["delivery"].sent == 6
+    feed_server.set_feed("/cn", rss_feed(batch + [FeedItem("无关", "https://x.org/1", "", T0)]))
+    assert once(config)["delivery"].sent == 0
+    assert titles(webhook_receiver) == sorted(f"[china-russia] 中俄 {i}" for i in range(6))
+
+
+def test_http_https_and_double_slash_variants_give_one_alert(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    variants = ["https://www.rfi.fr/cn/%E4%B8%AD%E5%9B%BD/x", "http://www.rfi.fr/cn/中国/x",
+                "https://www.rfi.fr//cn//%E4%B8%AD%E5%9B%BD/x?xtor=RSS-1"]
+    feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", variants[0], "", T0)]))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    once(config)
+    for url in variants[1:]:
+        feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", url, "", T0)]))
+        once(config)
+    assert len(webhook_receiver.received) == 1
+
+
+def test_item_in_two_feeds_gives_one_alert_naming_both(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    story = FeedItem("中俄峰会", "https://www.rfi.fr/cn/summit", "<p>x</p>", T0)
+    feed_server.set_feed("/cn", rss_feed([story]))
+    feed_server.set_feed("/intl", rss_feed([story]))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn", "intl": "/intl"})
+    report = once(config)
+    assert report["ingest"].new == 1 and report["ingest"].repeats == 1
+    [alert] = webhook_receiver.received
+    assert "cn" in alert.json["message"] and "intl" in alert.json["message"]
+
+
+def test_a_304_response_is_not_parsed(tmp_path: Path, feed_server: FeedServer,
+                                      webhook_receiver: WebhookReceiver,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", "https://x.org/a", "", T0)]))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    parsed: list[str] = []
+    real_parse = monitor.app.parse_feed
+
+    def counting_parse(body: bytes, *args: Any, **kwargs: Any) -> Any:
+        parsed.append(args[1])
+        return real_parse(body, *args, **kwargs)
+
+    monkeypatch.setattr(monitor.app, "parse_feed", counting_parse)
+    first = once(config)
+    assert [r.outcome for r in first["results"]] == ["ok"] and parsed == ["cn"]
+    second = once(config)
+    assert [r.outcome for r in second["results"]] == ["not-modified"]
+    assert parsed == ["cn"]  # the 304 was not parsed
+    last = feed_server.requests_for("/cn")[-1]
+    assert last.status == 304 and last.headers.get("If-None-Match")
+
+
+def test_first_poll_records_backlog_and_later_items_alert(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    old = [FeedItem(f"中俄旧闻 {i}", f"https://x.org/old{i}", "", T0) for i in range(3)]
+    feed_server.set_feed("/cn", rss_feed(old))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"}, backlog="none")
+    report = once(config)
+    assert report["ingest"].new == 3 and report["ingest"].alerts == 0
+    new = FeedItem("中俄新闻", "https://x.org/new", "", T0 + 1000)
+    feed_server.set_feed("/cn", rss_feed([new, *old]))
+    once(config)
+    assert titles(webhook_receiver) == ["[china-russia] 中俄新闻"]
+
+
+def test_backlog_window_alerts_only_recent_items(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    import time
+
+    now = int(time.time() * 1000)
+    items = [FeedItem("中俄 recent", "https://x.org/r", "", now - 3600_000),
+             FeedItem("中俄 old", "https://x.org/o", "", now - 3 * 86400_000)]
+    feed_server.set_feed("/cn", rss_feed(items))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"}, backlog="24h")
+    once(config)
+    assert titles(webhook_receiver) == ["[china-russia] 中俄 recent"]
+
+
+def test_update_alerts_only_when_a_rule_newly_matches(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    url = "https://x.org/story"
+    feed_server.set_feed("/cn", rss_feed([FeedItem("法国新闻", url, "<p>巴黎</p>", T0)]))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    once(config)
+    assert webhook_receiver.received == []
+    feed_server.set_feed("/cn", rss_feed([FeedItem("法国新闻（更新）", url,
+                                                   "<p>中俄关系</p>", T0 + 60_000)]))
+    assert once(config)["ingest"].updated == 1
+    feed_server.set_feed("/cn", rss_feed([FeedItem("法国新闻（再更新）", url,
+                                                   "<p>中俄关系 又</p>", T0 + 120_000)]))
+    assert once(config)["ingest"].updated == 1
+    assert titles(webhook_receiver) == ["[china-russia] 法国新闻（更新）"]
+
+
+def test_rules_limited_to_feeds(tmp_path: Path, feed_server: FeedServer,
+                                webhook_receiver: WebhookReceiver) -> None:
+    feed_server.set_feed("/cn", rss_feed([FeedItem("中俄 A", "https://x.org/a", "", T0)]))
+    feed_server.set_feed("/tw", rss_feed([FeedItem("中俄 B", "https://x.org/b", "", T0)]))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn", "tw": "/tw"},
+                   feeds=["tw"])
+    once(config)
+    assert titles(webhook_receiver) == ["[china-russia] 中俄 B"]
+
+
+def test_failed_delivery_is_retried_not_lost(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", "https://x.org/a", "", T0)]))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    webhook_receiver.fail_next(1, status=500)
+    report = once(config)
+    assert report["delivery"].failed == 1 and webhook_receiver.received == []
+    # The retry waits for its back-off (0.2 s in the test config), then goes out.
+    import time
+
+    time.sleep(0.5)
+    assert once(config)["delivery"].sent == 1
+    assert titles(webhook_receiver) == ["[china-russia] 中俄"]
