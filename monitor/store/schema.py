@@ -103,6 +103,23 @@ alerts = Table(
     Column("lease_until_ms", BigInteger),
     Column("sent_ms", BigInteger),
     Column("last_error", Text),
+    Column("silence_id", Integer),  # set when a silence held this alert back
     UniqueConstraint("rule", "item_id", "channel", name="uq_alert_rule_item_channel"),
 )
 Index("ix_alerts_due", alerts.c.status, alerts.c.next_attempt_ms)
+
+# Silences, as in Alertmanager: alerts of a rule (and optionally one channel)
+# created while a silence is active are recorded as silenced and never sent.
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(200), nullable=False),
+    Column("channel", String(200)),  # None: every channel
+    Column("starts_ms", BigInteger, nullable=False),
+    Column("ends_ms", BigInteger, nullable=False),
+    Column("comment", Text, nullable=False, default=""),
+    Column("created_by", String(200), nullable=False, default=""),
+    Column("created_ms", BigInteger, nullable=False),
+)
+Index("ix_silences_rule", silences.c.rule, silences.c.ends_ms)
