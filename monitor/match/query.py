@@ -1,0 +1,184 @@
+"""The rule query language: a lark grammar and the syntax tree it produces (pure).
+
+    中俄 OR (习近平 AND 普京)      terms, AND / OR / NOT, parentheses
+    乌克兰 -体育                    implicit AND between terms; -term is NOT term
+    title:"特殊关系"                 quoted phrase, scoped to one field
+    title:re:/G\\d+/                 regular expression, explicit opt-in only
+
+Operators are upper-case words; lower-case ``and``/``or``/``not`` are terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
+
+# Field names usable as scopes, and the item fields they read.
+FIELDS: dict[str, str] = {
+    "title": "title",
+    "summary": "summary",
+    "content": "content",
+    "author": "author",
+    "category": "category",
+    "categories": "category",
+    "url": "url",
+}
+# Unscoped terms search the article text, not its metadata.
+DEFAULT_FIELDS: frozenset[str] = frozenset({"title", "summary", "content"})
+
+_GRAMMAR = r"""
+?start: or_expr
+?or_expr: and_expr (_OR and_expr)*
+?and_expr: unary (_AND? unary)*
+?unary: _NOT unary          -> not_
+      | _MINUS primary      -> not_
+      | primary
+?primary: "(" or_expr ")"
+        | FIELD primary     -> scoped
+        | WORD              -> word
+        | PHRASE            -> phrase
+        | REGEX             -> regex
+
+FIELD.4: /(?i:title|summary|content|author|categories|category|url):/
+REGEX.3: /re:\/(?:\\.|[^\\\/\n])+\//
+_AND.2: /AND(?![^\s()])/
+_OR.2: /OR(?![^\s()])/
+_NOT.2: /NOT(?![^\s()])/
+_MINUS: "-"
+PHRASE: /"(?:\\.|[^"\\])*"/
+// A word never starts with "-" (that is NOT) nor "re:/" (an unclosed regex is an error).
+WORD: /(?!re:\/)[^\s()"\-][^\s()"]*/
+
+%import common.WS
+%ignore WS
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A keyword or quoted phrase, matched literally after normalization."""
+
+    text: str  # as written, unquoted
+    fields: frozenset[str]
+    column: int
+    line: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """An opted-in regular expression (``re:/.../``)."""
+
+    source: str  # the pattern between the slashes, "\\/" unescaped
+    fields: frozenset[str]
+    column: int  # column of the first character of the pattern
+    line: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Node
+
+
+Node = Term | Pattern | And | Or | Not
+
+
+class QuerySyntaxError(ValueError):
+    """A query that does not parse; ``line``/``column`` are 1-based within the query."""
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        self.message = message
+        self.line = line
+        self.column = column
+        super().__init__(f"{message} (line {line}, column {column})")
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    # LALR with the basic lexer: fast (thousands of rules load in well under a second)
+    # and strict, so "AND" is always the operator, never a term.
+    return Lark(_GRAMMAR, parser="lalr", lexer="basic", propagate_positions=False)
+
+
+def _unscoped(node: Node, fields: frozenset[str]) -> Node:
+    """Apply a scope to every leaf that has none yet (inner scopes win)."""
+    if isinstance(node, Term | Pattern):
+        return replace(node, fields=fields) if node.fields is DEFAULT_FIELDS else node
+    if isinstance(node, Not):
+        return Not(_unscoped(node.child, fields))
+    kids = tuple(_unscoped(c, fields) for c in node.children)
+    return And(kids) if isinstance(node, And) else Or(kids)
+
+
+class _ToTree(Transformer):  # type: ignore[type-arg]
+    def word(self, items: list[Token]) -> Node:
+        tok = items[0]
+        return Term(str(tok), DEFAULT_FIELDS, tok.column or 0, tok.line or 1)
+
+    def phrase(self, items: list[Token]) -> Node:
+        tok = items[0]
+        text = str(tok)[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        return Term(text, DEFAULT_FIELDS, tok.column or 0, tok.line or 1)
+
+    def regex(self, items: list[Token]) -> Node:
+        tok = items[0]
+        source = str(tok)[4:-1].replace("\\/", "/")
+        return Pattern(source, DEFAULT_FIELDS, (tok.column or 0) + 4, tok.line or 1)
+
+    def scoped(self, items: list[object]) -> Node:
+        field_tok, node = items
+        assert isinstance(field_tok, Token)
+        return _unscoped(node, frozenset({FIELDS[str(field_tok)[:-1].lower()]}))  # type: ignore[arg-type]
+
+    def not_(self, items: list[Node]) -> Node:
+        return Not(items[0])
+
+    def and_expr(self, items: list[Node]) -> Node:
+        return And(tuple(items))
+
+    def or_expr(self, items: list[Node]) -> Node:
+        return Or(tuple(items))
+
+
+def _describe(err: UnexpectedInput, query: str) -> tuple[str, int, int]:
+    if isinstance(err, UnexpectedEOF) or getattr(err, "token", None) is not None and \
+            getattr(err.token, "type", "") == "$END":  # type: ignore[attr-defined]
+        lines = query.split("\n")
+        return "query ends too early (an operator or '(' is missing its right-hand side)", \
+            len(lines), len(lines[-1]) + 1
+    line, column = err.line, err.column
+    if isinstance(err, UnexpectedCharacters):
+        ch = query[err.pos_in_stream] if err.pos_in_stream < len(query) else ""
+        if query.startswith("re:/", err.pos_in_stream) or ch == "/":
+            return "unterminated regular expression (write re:/pattern/)", line, column
+        if ch == '"':
+            return "unterminated quoted phrase", line, column
+        return f"unexpected character {ch!r}", line, column
+    tok = getattr(err, "token", None)
+    return f"unexpected {str(tok)!r}" if tok is not None else "syntax error", line, column
+
+
+def parse_query(query: str) -> Node:
+    """Parse a query into a syntax tree; raises ``QuerySyntaxError`` with line and column."""
+    if not query.strip():
+        raise QuerySyntaxError("empty query", 1, 1)
+    try:
+        tree = _parser().parse(query)
+    except UnexpectedInput as e:
+        message, line, column = _describe(e, query)
+        raise QuerySyntaxError(message, line, column) from e
+    node = _ToTree().transform(tree)
+    if isinstance(node, Token):  # a lone terminal is not transformed by lark's inlining
+        raise QuerySyntaxError("syntax error", 1, 1)
+    return node  # type: ignore[no-any-return]

@@ -1,0 +1,71 @@
+"""Snippets: a hit shown in context, in the item's own script, marked with 【】 (pure).
+
+Hits are found in normalized text; the snippet quotes the original plain text,
+using the offset map from ``fold_with_offsets`` (computed only for fields that
+produced a reported match).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from monitor.match.normalize import fold_with_offsets
+
+SNIPPET_MAX = 120  # characters, marks and ellipses included
+MARK_OPEN, MARK_CLOSE = "【", "】"
+ELLIPSIS = "…"
+
+
+@dataclass(slots=True)
+class FieldText:
+    """One field of an item: plain text in its own script and its normalized form."""
+
+    plain: str
+    folded: str
+    _mapped: tuple[str, list[int]] | None = field(default=None, repr=False)
+
+    def mapped(self) -> tuple[str, list[int]]:
+        if self._mapped is None:
+            self._mapped = fold_with_offsets(self.plain)
+        return self._mapped
+
+
+def _original_span(text: FieldText, start: int, end: int, hit: str) -> tuple[int, int]:
+    folded, offsets = text.mapped()
+    if folded[start:end] != hit:
+        # The mapped fold differs from the fast one (composition across a chunk
+        # boundary): find the hit again in the text the map belongs to.
+        found = folded.find(hit)
+        if found < 0:
+            return 0, 0
+        start, end = found, found + len(hit)
+    o_start = offsets[start]
+    # The end maps to the start of the next source character, unless the hit ends
+    # inside one character's expansion ("…" folds to "..."): then cover that character.
+    o_end = offsets[end] if offsets[end] > offsets[end - 1] else offsets[end - 1] + 1
+    return o_start, max(o_end, o_start + 1)
+
+
+def make_snippet(text: FieldText, start: int, end: int, hit: str,
+                 limit: int = SNIPPET_MAX) -> str:
+    """Context around ``text.folded[start:end]`` quoted from ``text.plain``, hit in 【】."""
+    plain = text.plain
+    o_start, o_end = _original_span(text, start, end, hit)
+    if o_end <= o_start or o_end > len(plain):
+        return plain[: limit - 1] + ELLIPSIS if len(plain) > limit else plain
+    room = limit - len(MARK_OPEN) - len(MARK_CLOSE)
+    marked = plain[o_start:o_end]
+    if len(marked) > room - 1:
+        marked = marked[: room - 1] + ELLIPSIS
+    room -= len(marked)
+    before, after = plain[:o_start], plain[o_end:]
+    # Split the room evenly, lending what one side does not need to the other.
+    want_before = min(len(before), max(room // 2, room - len(after)))
+    want_after = min(len(after), room - want_before)
+    head = before[len(before) - want_before:] if want_before else ""
+    tail = after[:want_after]
+    if want_before < len(before) and head:
+        head = ELLIPSIS + head[1:]
+    if want_after < len(after) and tail:
+        tail = tail[:-1] + ELLIPSIS
+    return f"{head}{MARK_OPEN}{marked}{MARK_CLOSE}{tail}"
