@@ -5,18 +5,39 @@
 Items come from ../shared/corpus (the <!--ms--> archive format) when it sits
 beside the repository, else from built-in sample articles; either way they are
 multiplied to the requested count (paragraphs reshuffled, half converted to
-Traditional Chinese, as the RFI /tw feed serves them). Rules are 2-6 character
-Chinese keywords cut from that text (plus some English words) in the shapes
-users write: single words, OR, AND, exclusions, title scopes, any/all lists.
-Keywords found in more than 5% of articles are skipped, as nobody alerts on
-"的是". The naive loop normalizes each item once and then tests every rule with
-``str.find``; it runs on a sample of the items (it is slow) and both engines'
+Traditional Chinese, as the RFI /tw feed serves them). Two item sets: RFI news
+items (the feeds this project is for) and long-form articles (the rest of the
+corpus), which are four times longer.
+
+Two rule sets, each at 1,000 and 10,000 rules, in the shapes users write
+(single words, OR, AND, exclusions, title scopes, any/none lists, a few
+regexes):
+
+- "watch list", the realistic case: keywords are 2-6 character n-grams drawn
+  from the whole corpus, kept with probability 1/(1+df)^3 where df is the number
+  of the items' source articles that contain them. Most terms of a real watch
+  list do not occur in any given week's news; a few do. 3% of the rules name a
+  person, place or topic from a list of common news names (0.2% that name
+  alone, the rest narrowed by another keyword); 7% are English words chosen
+  the same way.
+- "hot", a stress case: keywords cut from the items' own text, keeping those
+  found in at most 5% of the articles. At 10,000 rules over a hundred rules match
+  every item, far more than real alert rules do; the engine then spends its
+  time building matches and snippets.
+
+Matches per item are printed so the realism of each set can be judged. The
+naive loop normalizes each item once (the same function the engine uses, for
+the same fields) and then evaluates every rule's formula with ``str.find`` over
+the folded fields; its keywords are folded and its regexes compiled once, when
+it is built. It runs on a sample of the items (it is slow) and both engines'
 results are compared on that sample.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import os
 import platform
 import random
@@ -24,14 +45,16 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import ahocorasick_rs
 import opencc
 
 from monitor.match import compile_rules
 from monitor.match.engine import FIELD_ORDER, item_fields
-from monitor.match.normalize import fold_text, is_word_char
+from monitor.match.normalize import fold_text, html_to_text, is_word_char, to_simplified
 from monitor.match.query import DEFAULT_FIELDS, And, Node, Not, Or, Pattern, Term, parse_query
 from monitor.types import Item, RuleSpec
 
@@ -40,6 +63,8 @@ SHARED_CORPUS = REPO.parent / "shared" / "corpus"
 _ENTRY = re.compile(r"<!--(\d+)-->\s*\n\[(.*)\]\((\S+)\)\s*\n-+\s*\n(.*?)(?=\n<!--\d+-->|\Z)", re.S)
 _HAN_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
 _LATIN_WORD = re.compile(r"\b[A-Za-z]{4,12}\b")
+
+Article = tuple[int, str, str, str]  # published ms, title, url, HTML body
 
 SAMPLE_ARTICLES = [
     ("习近平结束访俄，北京与莫斯科建立针对西方的&quot;特殊&quot;关系",
@@ -58,12 +83,21 @@ SAMPLE_ARTICLES = [
      "<p>欧盟委员会表示，新规将在两年内生效，科技企业需要提交风险评估报告。</p>"),
 ]
 
+# People, places and topics that news alerts are written for; they occur often.
+NEWS_NAMES = [
+    "习近平", "普京", "拜登", "特朗普", "泽连斯基", "马克龙", "李强", "王毅", "赖清德", "蔡英文",
+    "乌克兰", "俄罗斯", "台湾", "香港", "新疆", "西藏", "北京", "莫斯科", "华盛顿", "巴黎",
+    "欧盟", "北约", "联合国", "中俄", "中美", "两岸", "南海", "朝鲜", "日本", "伊朗", "以色列",
+    "加沙", "哈马斯", "国民党", "民进党", "人权", "制裁", "华为", "台积电", "新冠", "疫情",
+    "选举", "关税", "稀土", "芯片", "人工智能", "气候变化", "难民", "军演", "间谍",
+]
 
-def parse_archive(text: str) -> list[tuple[int, str, str, str]]:
+
+def parse_archive(text: str) -> list[Article]:
     return [(int(m[1]), m[2], m[3], m[4].strip()) for m in _ENTRY.finditer(text)]
 
 
-def load_articles(corpus: Path | None) -> tuple[list[tuple[int, str, str, str]], str]:
+def load_articles(corpus: Path | None) -> tuple[list[Article], str]:
     if corpus is not None and corpus.is_dir():
         out = []
         for path in sorted(corpus.glob("*/*.md")):
@@ -75,8 +109,7 @@ def load_articles(corpus: Path | None) -> tuple[list[tuple[int, str, str, str]],
             f"{len(SAMPLE_ARTICLES)} built-in sample articles (no corpus found)")
 
 
-def make_items(articles: Sequence[tuple[int, str, str, str]], count: int,
-               rng: random.Random) -> list[Item]:
+def make_items(articles: Sequence[Article], count: int, rng: random.Random) -> list[Item]:
     s2t = opencc.OpenCC("s2t")
     traditional = {i: (s2t.convert(t), s2t.convert(b)) for i, (_, t, _, b) in enumerate(articles)}
     items = []
@@ -94,7 +127,37 @@ def make_items(articles: Sequence[tuple[int, str, str, str]], count: int,
     return items
 
 
-def make_rules(items: Sequence[Item], count: int, rng: random.Random) -> list[RuleSpec]:
+def folded_article(article: Article) -> str:
+    _, title, _, body = article
+    return fold_text(html_to_text(title) + " " + html_to_text(body))
+
+
+WordFn = Callable[[], str]
+
+
+def spec_of(n: int, rng: random.Random, word: WordFn, latin: WordFn) -> RuleSpec:
+    """One rule in a shape users write, its keywords drawn from ``word`` and ``latin``."""
+    shape = rng.random()
+    a, b = word(), word()
+    if shape < 0.40:
+        return RuleSpec(f"r{n}", query=a)
+    if shape < 0.60:
+        return RuleSpec(f"r{n}", query=f"{a} OR {b}")
+    if shape < 0.72:
+        return RuleSpec(f"r{n}", query=f"{a} {b}")
+    if shape < 0.82:
+        return RuleSpec(f"r{n}", query=f"{a} -{b}")
+    if shape < 0.87:
+        return RuleSpec(f"r{n}", query=f'title:"{a}"')
+    if shape < 0.94:
+        return RuleSpec(f"r{n}", query=f"{latin()} OR {latin()}")
+    if shape < 0.999:
+        return RuleSpec(f"r{n}", any=(a, b, word()), none=(word(),))
+    return RuleSpec(f"r{n}", query=f"{a} re:/{b[0]}.{{0,4}}{b[-1]}/")
+
+
+def hot_rules(items: Sequence[Item], count: int, rng: random.Random) -> list[RuleSpec]:
+    """Keywords cut from the items' own text, kept when in at most 5% of them."""
     texts = [fold_text(" ".join(f.folded for f in item_fields(it).values())) for it in items]
     han: list[str] = [run for t in texts for run in _HAN_RUN.findall(t)]
     latin: list[str] = sorted({w for t in texts for w in _LATIN_WORD.findall(t)}) or ["news"]
@@ -116,27 +179,64 @@ def make_rules(items: Sequence[Item], count: int, rng: random.Random) -> list[Ru
                 return word
         return word
 
-    specs: list[RuleSpec] = []
+    return [spec_of(n, rng, cjk_word, lambda: rng.choice(latin)) for n in range(count)]
+
+
+class Vocabulary:
+    """Words drawn from a corpus, kept with probability 1/(1+df)^3 (df: in how many of the
+    items' source articles they occur), so most are rare and some are common."""
+
+    def __init__(self, pool: Sequence[str], sources: Sequence[str], rng: random.Random,
+                 pattern: re.Pattern[str], sizes: tuple[int, int] | None) -> None:
+        self.runs = [r for t in pool for r in pattern.findall(t)]
+        self.ends = list(itertools.accumulate(len(r) for r in self.runs))
+        self.sources = sources
+        self.rng = rng
+        self.sizes = sizes  # n-gram lengths, or None for whole words
+        self.ready: list[str] = []
+
+    def _draw(self) -> str:
+        # A run chosen in proportion to its length: every position equally likely.
+        run = self.runs[bisect.bisect_right(self.ends, self.rng.randrange(self.ends[-1]))]
+        if self.sizes is None:
+            return run.lower()
+        size = self.rng.randint(self.sizes[0], min(self.sizes[1], len(run)))
+        start = self.rng.randint(0, len(run) - size)
+        return run[start:start + size]
+
+    def _refill(self, batch: int = 4000) -> None:
+        candidates = list({self._draw() for _ in range(batch)})
+        automaton = ahocorasick_rs.AhoCorasick(candidates)
+        df = [0] * len(candidates)
+        for text in self.sources:  # one scan per article counts every candidate at once
+            for i in {m[0] for m in automaton.find_matches_as_indexes(text, overlapping=True)}:
+                df[i] += 1
+        kept = [w for w, d in zip(candidates, df, strict=True)
+                if self.rng.random() < 1 / (1 + d) ** 3]
+        self.rng.shuffle(kept)
+        self.ready.extend(kept)
+
+    def __call__(self) -> str:
+        while not self.ready:
+            self._refill()
+        return self.ready.pop()
+
+
+def watch_list_rules(pool: Sequence[str], sources: Sequence[str], count: int,
+                     rng: random.Random) -> list[RuleSpec]:
+    """The realistic rule set: mostly rare words, a few common news names."""
+    han = Vocabulary(pool, sources, rng, _HAN_RUN, (2, 6))
+    latin = Vocabulary(pool, sources, rng, _LATIN_WORD, None)
+    specs = []
     for n in range(count):
-        shape = rng.random()
-        a, b = cjk_word(), cjk_word()
-        if shape < 0.40:
-            spec = RuleSpec(f"r{n}", query=a)
-        elif shape < 0.60:
-            spec = RuleSpec(f"r{n}", query=f"{a} OR {b}")
-        elif shape < 0.72:
-            spec = RuleSpec(f"r{n}", query=f"{a} {b}")
-        elif shape < 0.82:
-            spec = RuleSpec(f"r{n}", query=f"{a} -{b}")
-        elif shape < 0.87:
-            spec = RuleSpec(f"r{n}", query=f'title:"{a}"')
-        elif shape < 0.94:
-            spec = RuleSpec(f"r{n}", query=f"{rng.choice(latin)} OR {rng.choice(latin)}")
-        elif shape < 0.999:
-            spec = RuleSpec(f"r{n}", any=(a, b, cjk_word()), none=(cjk_word(),))
+        pick = rng.random()
+        if pick < 0.002:
+            specs.append(RuleSpec(f"r{n}", query=rng.choice(NEWS_NAMES)))
+        elif pick < 0.03:
+            # "台湾 半导体": a common name narrowed by another keyword.
+            specs.append(RuleSpec(f"r{n}", query=f"{rng.choice(NEWS_NAMES)} {han()}"))
         else:
-            spec = RuleSpec(f"r{n}", query=f"{a} re:/{b[0]}.{{0,4}}{b[-1]}/")
-        specs.append(spec)
+            specs.append(spec_of(n, rng, han, latin))
     return specs
 
 
@@ -144,14 +244,30 @@ class NaiveRules:
     """The baseline: every rule tested against every item with plain string searches."""
 
     def __init__(self, specs: Sequence[RuleSpec]) -> None:
-        self.rules: list[tuple[RuleSpec, Node]] = []
+        self.fields: set[str] = set()
+        self.rules: list[tuple[str, tuple[object, ...]]] = []
         for spec in specs:
             parts: list[Node] = [parse_query(spec.query)] if spec.query else []
             if spec.any:
                 parts.append(Or(tuple(Term(k, DEFAULT_FIELDS, 0) for k in spec.any)))
             parts += [Term(k, DEFAULT_FIELDS, 0) for k in spec.all]
             parts += [Not(Term(k, DEFAULT_FIELDS, 0)) for k in spec.none]
-            self.rules.append((spec, parts[0] if len(parts) == 1 else And(tuple(parts))))
+            tree = parts[0] if len(parts) == 1 else And(tuple(parts))
+            self.rules.append((spec.name, self._prepare(tree)))
+        self.field_names = [f for f in FIELD_ORDER if f in self.fields]
+
+    def _prepare(self, node: Node) -> tuple[object, ...]:
+        # Keywords folded and regexes compiled once, as any implementation would.
+        if isinstance(node, Term):
+            self.fields |= node.fields
+            return ("k", fold_text(node.text), tuple(node.fields))
+        if isinstance(node, Pattern):
+            self.fields |= node.fields
+            return ("r", re.compile(to_simplified(node.source), re.I), tuple(node.fields))
+        if isinstance(node, Not):
+            return ("not", self._prepare(node.child))
+        kind = "and" if isinstance(node, And) else "or"
+        return (kind, tuple(self._prepare(c) for c in node.children))
 
     @staticmethod
     def _found(word: str, text: str) -> bool:
@@ -165,45 +281,66 @@ class NaiveRules:
             start = text.find(word, start + 1)
         return False
 
-    def _eval(self, node: Node, fields: dict[str, str]) -> bool:
-        if isinstance(node, Term):
-            word = fold_text(node.text)
-            return any(self._found(word, fields[f]) for f in node.fields)
-        if isinstance(node, Pattern):
-            pattern = re.compile(node.source, re.I)
-            return any(pattern.search(fields[f]) for f in node.fields)
-        if isinstance(node, Not):
-            return not self._eval(node.child, fields)
-        values = (self._eval(c, fields) for c in node.children)
-        return all(values) if isinstance(node, And) else any(values)
+    def _eval(self, node: tuple[object, ...], fields: dict[str, str]) -> bool:
+        kind = node[0]
+        if kind == "k":
+            word = node[1]
+            return any(self._found(word, fields[f]) for f in node[2])  # type: ignore[arg-type, union-attr]
+        if kind == "r":
+            return any(node[1].search(fields[f]) for f in node[2])  # type: ignore[attr-defined, union-attr]
+        if kind == "not":
+            return not self._eval(node[1], fields)  # type: ignore[arg-type]
+        values = (self._eval(c, fields) for c in node[1])  # type: ignore[attr-defined]
+        return all(values) if kind == "and" else any(values)
 
     def match(self, item: Item) -> list[str]:
-        fields = {name: f.folded for name, f in item_fields(item).items()}
-        return [spec.name for spec, tree in self.rules if self._eval(tree, fields)]
+        fields = {name: f.folded for name, f in item_fields(item, self.field_names).items()}
+        return [name for name, tree in self.rules if self._eval(tree, fields)]
+
+
+@dataclass
+class Result:
+    items: str
+    rules: str
+    count: int
+    compile_s: float
+    engine_ms: float
+    normalize_ms: float
+    naive_ms: float
+    matches: float
+    max_matches: int
+    same: bool
+
+    @property
+    def ratio(self) -> float:
+        return self.naive_ms / self.engine_ms
 
 
 def per_item_ms(seconds: float, n: int) -> float:
     return seconds * 1000 / max(n, 1)
 
 
-def run(rule_count: int, items: list[Item], naive_sample: int, rng: random.Random) -> None:
-    specs = make_rules(items[:800], rule_count, rng)
+def run(items_label: str, rules_label: str, specs: list[RuleSpec], items: list[Item],
+        naive_sample: int) -> Result:
     t0 = time.perf_counter()
     ruleset = compile_rules(specs)
     compile_s = time.perf_counter() - t0
+    for it in items[:100]:  # warm-up: lazily built tables, caches
+        ruleset.match(it, [it.feed_id])
 
     t0 = time.perf_counter()
     engine_results = [ruleset.match(it, [it.feed_id]) for it in items]
     engine_s = time.perf_counter() - t0
     matches = [len(r) for r in engine_results]
 
+    naive = NaiveRules(specs)
     t0 = time.perf_counter()
     for it in items:
-        item_fields(it)
+        item_fields(it, naive.field_names)
     normalize_s = time.perf_counter() - t0
 
     sample = items[:: max(1, len(items) // naive_sample)][:naive_sample]
-    naive = NaiveRules(specs)
+    naive.match(sample[0])
     t0 = time.perf_counter()
     naive_results = [naive.match(it) for it in sample]
     naive_s = time.perf_counter() - t0
@@ -211,14 +348,15 @@ def run(rule_count: int, items: list[Item], naive_sample: int, rng: random.Rando
         [m.rule for m in ruleset.match(it, [it.feed_id])] == names
         for it, names in zip(sample, naive_results, strict=True))
 
-    engine_ms = per_item_ms(engine_s, len(items))
-    naive_ms = per_item_ms(naive_s, len(sample))
-    print(f"rules {rule_count:>6}: compile {compile_s:6.3f} s | engine {engine_ms:7.4f} ms/item "
-          f"over {len(items)} items "
-          f"(normalization alone {per_item_ms(normalize_s, len(items)):.4f})"
-          f" | naive {naive_ms:8.3f} ms/item over {len(sample)} items | ratio "
-          f"{naive_ms / engine_ms:6.1f}x | matches/item mean {statistics.mean(matches):.2f} "
-          f"max {max(matches)} | results identical on sample: {same}")
+    res = Result(items_label, rules_label, len(specs), compile_s,
+                 per_item_ms(engine_s, len(items)), per_item_ms(normalize_s, len(items)),
+                 per_item_ms(naive_s, len(sample)), statistics.mean(matches), max(matches), same)
+    print(f"{rules_label:>10} {res.count:>6} rules: compile {compile_s:6.3f} s | engine "
+          f"{res.engine_ms:7.4f} ms/item (normalization alone {res.normalize_ms:.4f}) | naive "
+          f"{res.naive_ms:8.3f} ms/item over {len(sample)} items | ratio {res.ratio:6.1f}x | "
+          f"matches/item mean {res.matches:.2f} max {res.max_matches} | "
+          f"same results on sample: {same}", flush=True)
+    return res
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -229,22 +367,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rng = random.Random(20230322)
     count = args.items or (2000 if args.quick else 10000)
+    sample = 40 if args.quick else 200
     articles, origin = load_articles(args.corpus)
     print(f"machine: {platform.platform()} | {platform.processor() or platform.machine()} | "
           f"{os.cpu_count()} CPUs | Python {sys.version.split()[0]}")
-    print(f"fields scanned per item: {', '.join(FIELD_ORDER)}")
     if len(articles) < 50:
         print("note: without ../shared/corpus every keyword hits a third of the items; the "
               "figures then measure match reporting, not a realistic rule set")
+    pool = [folded_article(a) for a in articles]
     rfi = [a for a in articles if "rfi.fr" in a[2]]
-    sets = [("RFI news items", rfi), ("whole corpus (RFI + long-form oped2)", articles)]
-    for label, subset in sets if rfi and len(rfi) < len(articles) else sets[1:]:
+    other = [a for a in articles if "rfi.fr" not in a[2]]
+    sets = [("RFI news", rfi), ("long-form", other)] if rfi and other else [("all", articles)]
+    results: list[Result] = []
+    for label, subset in sets:
         items = make_items(subset, count, rng)
         chars = statistics.mean(len(i.title) + len(i.content) for i in items)
         print(f"\n{label}: {len(items)} items built from {len(subset)} of {origin}; "
               f"mean {chars:.0f} chars of title+HTML")
+        sources = [folded_article(a) for a in subset]
         for rule_count in (1000, 10000):
-            run(rule_count, items, 40 if args.quick else 200, rng)
+            specs = watch_list_rules(pool, sources, rule_count, rng)
+            results.append(run(label, "watch list", specs, items, sample))
+        for rule_count in (1000, 10000):
+            specs = hot_rules(items[:800], rule_count, rng)
+            results.append(run(label, "hot", specs, items, sample))
+    print("\n| items | rules | count | compile | engine ms/item | normalization | naive ms/item "
+          "| ratio | matches/item |\n|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r.items} | {r.rules} | {r.count:,} | {r.compile_s:.3f} s | {r.engine_ms:.3f} "
+              f"| {r.normalize_ms:.3f} | {r.naive_ms:.2f} | {r.ratio:.0f}x | {r.matches:.2f} |")
     return 0
 
 

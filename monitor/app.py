@@ -5,6 +5,7 @@ only calls it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -14,11 +15,12 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.config import FeedConfig, LoadedConfig, load_config
+from monitor import politeness
+from monitor.config import Defaults, FeedConfig, LoadedConfig, load_config
 from monitor.deliver import Deliverer, DeliveryStats, build_channels
 from monitor.errors import ConfigError, FeedError, MonitorError, StoreError
 from monitor.fetch import Fetcher, FetchLimits
@@ -33,11 +35,17 @@ from monitor.web import WebServer
 log = logging.getLogger("monitor")
 
 NO_BACKLOG_ALERTS = 2**62  # a published-time floor no item reaches
-MAX_BACKOFF_S = 6 * 3600
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def fetch_limits(d: Defaults) -> FetchLimits:
+    return FetchLimits(connect_timeout=d.connect_timeout, read_timeout=d.read_timeout,
+                       deadline=d.timeout, max_bytes=d.max_bytes, max_redirects=d.max_redirects,
+                       per_host=d.per_host_concurrency, allow_private=d.allow_private_addresses,
+                       allowed_networks=tuple(d.allowed_networks))
 
 
 def make_owner() -> str:
@@ -68,18 +76,26 @@ class Runtime:
 class Monitor:
     """The daemon's parts, wired. ``run`` serves until stopped; ``once`` polls every feed."""
 
-    def __init__(self, config_path: str, loaded: LoadedConfig | None = None) -> None:
+    def __init__(self, config_path: str, loaded: LoadedConfig | None = None,
+                 masker: Masker | None = None) -> None:
         self.config_path = config_path
         self.owner = make_owner()
-        self.masker = Masker()
+        # The CLI passes the masker its log handler uses: whatever a config makes
+        # secret is then masked in every log line, not only in the ones that ask.
+        self.masker = masker if masker is not None else Masker()
         self.metrics = Metrics()
+        # Taken before reading, so an edit made while starting is reloaded, not missed.
+        self._config_seen = self._config_signature()
         loaded = loaded or load_config(config_path)
-        self.store = Store(loaded.config.database)
+        # database_upgrade: never leaves migrations to 'feed-monitor db upgrade' (run once,
+        # by the operator) and refuses an older schema with a StoreError saying so.
+        self.store = Store(loaded.config.database,
+                           upgrade=loaded.config.database_upgrade == "auto")
         d = loaded.config.defaults
-        self.fetcher = Fetcher(
-            FetchLimits(connect_timeout=d.connect_timeout, read_timeout=d.read_timeout,
-                        deadline=d.timeout, max_bytes=d.max_bytes),
-            user_agent=d.user_agent, pool_size=max(loaded.config.scheduler.workers, 4))
+        self.fetcher = Fetcher(fetch_limits(d), user_agent=d.user_agent,
+                               pool_size=max(loaded.config.scheduler.workers, 4))
+        # Each feed's RSS <ttl> as last seen: a 304 has no body to state it again.
+        self._feed_ttl: dict[str, int | None] = {}
         self.runtime = self._build(loaded)
         self.jobs = JobRunner()
         self.pool = ThreadPoolExecutor(loaded.config.scheduler.workers,
@@ -87,24 +103,32 @@ class Monitor:
         self._in_flight: dict[str, Future[PollResult]] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
-        self._config_mtime = self._mtime()
+        self._reload_lock = threading.Lock()
         self.last_reload_error: str | None = None
+        self.abandoned = 0  # polls and sends still running when the grace period ended
 
     # -- building ------------------------------------------------------------------------
 
-    def _build(self, loaded: LoadedConfig) -> Runtime:
+    def _build(self, loaded: LoadedConfig, reloading: bool = False) -> Runtime:
         """Everything a config determines; raises ConfigError without touching the old."""
         self.masker.add(loaded.secrets)
+        for f in loaded.config.feeds:
+            self.masker.add_userinfo(f.url)
         rules = compile_rules(loaded.rule_specs())
-        channels = build_channels(loaded.config.channels, self.masker)
+        channels = build_channels(loaded.config.channels, self.masker, loaded.path)
         cfg = loaded.config
         feeds = {f.id: f for f in cfg.feeds if f.enabled}
         deliverer = Deliverer(self.store, self.owner, cfg.delivery, channels, self.masker,
                               feed_titles=lambda: {f.id: f.title or f.id for f in cfg.feeds},
-                              on_result=self._delivery_result)
+                              on_result=self._delivery_result,
+                              rule_digests={r.name: r.digest for r in cfg.rules if r.digest})
+        # The database keeps feed URLs as shown, secrets masked: polls take the real URL
+        # from the config. Feeds added by a reload are polled at once (no spread), so
+        # an edit shows its effect within seconds.
         self.store.sync_feeds(
-            [FeedSpec(f.id, f.url, f.title, loaded.feed_interval(f)) for f in feeds.values()],
-            now_ms(), first_spread_s=min(cfg.defaults.jitter, 10.0))
+            [FeedSpec(f.id, self.masker(f.url), f.title, loaded.feed_interval(f))
+             for f in feeds.values()],
+            now_ms(), first_spread_s=0.0 if reloading else min(cfg.defaults.jitter, 10.0))
         notify = {r.name: tuple(r.notify) for r in cfg.rules}
         return Runtime(loaded, rules, deliverer, feeds, notify)
 
@@ -115,19 +139,28 @@ class Monitor:
 
     def reload(self) -> bool:
         """Re-read the config; on error keep the running one and remember why."""
+        # SIGHUP and the file watcher may ask at the same moment: one reload at a time.
+        with self._reload_lock:
+            if self.stopping.is_set():
+                return False
+            return self._reload()
+
+    def _reload(self) -> bool:
         try:
             loaded = load_config(self.config_path)
             if loaded.config.database != self.runtime.loaded.config.database:
                 raise ConfigError("changing the database needs a restart", loaded.path,
                                   loaded.line_of("database"), "database")
-            runtime = self._build(loaded)
+            runtime = self._build(loaded, reloading=True)
         except MonitorError as e:
-            self.last_reload_error = self.masker(str(e))
+            # Several errors on one line each, joined: one log line, one /healthz reason.
+            self.last_reload_error = "; ".join(self.masker(str(e)).splitlines())
             self.metrics.reloads.labels("failed").inc()
             log.error("config reload failed, keeping the running config: %s",
                       self.last_reload_error)
             return False
         runtime.deliverer.stopping = self.runtime.deliverer.stopping
+        runtime.deliverer.adopt_limits(self.runtime.deliverer)
         old = self.runtime.loaded.config
         self.runtime = runtime
         cfg = loaded.config
@@ -147,20 +180,31 @@ class Monitor:
         self.metrics.reloads.labels("ok").inc()
         log.info("config reloaded: %d feeds, %d rules, %d channels", len(runtime.feeds),
                  len(cfg.rules), len(cfg.channels))
+        if self.jobs.running:
+            # New feeds are due now; alerts queued for a channel that came back can go.
+            self.jobs.wake("tick")
+            self.jobs.wake("deliver")
         return True
 
-    def _mtime(self) -> float | None:
+    def _config_signature(self) -> tuple[int, int, int, str] | None:
+        """What tells one version of the config file from another.
+
+        The content's hash as well as the mtime: two saves within one tick of a coarse
+        filesystem clock keep the mtime, and an edit must never go unnoticed.
+        """
         try:
-            return os.stat(self.config_path).st_mtime
-        except OSError:
+            st = os.stat(self.config_path)
+            with open(self.config_path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError:  # being replaced, or gone: the running config stays
             return None
+        return st.st_mtime_ns, st.st_size, st.st_ino, digest
 
     def _check_config_changed(self) -> None:
-        mtime = self._mtime()
-        if mtime is not None and mtime != self._config_mtime:
-            self._config_mtime = mtime
-            if self.reload():
-                self.jobs.wake("tick")
+        seen = self._config_signature()
+        if seen is not None and seen != self._config_seen:
+            self._config_seen = seen
+            self.reload()
 
     # -- polling -------------------------------------------------------------------------
 
@@ -191,15 +235,22 @@ class Monitor:
                                    error=None, status=None, failures=row.failures)
             return PollResult(row.id, "removed")
         interval = rt.loaded.feed_interval(feed)
-        jitter = rt.loaded.config.defaults.jitter
+        d = rt.loaded.config.defaults
+        started = time.monotonic()
+        self.fetcher.set_limits(fetch_limits(d))  # a reload may have changed them
         try:
             fetched = self.fetcher.fetch(feed.id, feed.url, row.etag, row.last_modified)
             if fetched.status == 304:
+                nxt = politeness.after_success(interval, d.jitter, fetched.headers,
+                                               self._feed_ttl.get(feed.id), time.time(),
+                                               random.random())
                 self.store.finish_poll(
                     feed.id, self.owner, now_ms=now_ms(), outcome="not-modified",
-                    next_poll_ms=_next_poll(now_ms(), interval, jitter), error=None,
+                    next_poll_ms=now_ms() + int(nxt.delay_s * 1000), error=None,
                     status=304, failures=0, first_poll_done=True)
-                log.debug("feed '%s': not modified", feed.id)
+                self._log_recovery(feed.id, row.failures)
+                log.debug("feed '%s': not modified; next poll in %.0f s (%s)", feed.id,
+                          nxt.delay_s, nxt.reason)
                 return PollResult(feed.id, "not-modified", status=304,
                                   fetch_seconds=fetched.elapsed)
             assert fetched.body is not None
@@ -209,6 +260,7 @@ class Monitor:
                 detail = "; ".join(parsed.warnings[:3]) or parsed.outcome
                 raise FeedError(feed.id, feed.url, parsed.outcome, detail,
                                 status=fetched.status)
+            self._feed_ttl[feed.id] = parsed.ttl_seconds
             floor = None
             if not row.first_poll_done:
                 window = rt.loaded.feed_backlog_window(feed)
@@ -216,36 +268,55 @@ class Monitor:
                     floor = NO_BACKLOG_ALERTS if window == 0 else now_ms() - int(window * 1000)
             stats = self.store.ingest(feed.id, parsed.items, now_ms(), self._match,
                                       self._channels_for, alert_min_published_ms=floor)
+            nxt = politeness.after_success(interval, d.jitter, fetched.headers,
+                                           parsed.ttl_seconds, time.time(), random.random())
             self.store.finish_poll(
                 feed.id, self.owner, now_ms=now_ms(), outcome=parsed.outcome,
-                next_poll_ms=_next_poll(now_ms(), interval, jitter),
+                next_poll_ms=now_ms() + int(nxt.delay_s * 1000),
                 error="; ".join(parsed.warnings[:3]) or None, status=fetched.status,
                 failures=0, etag=fetched.etag, last_modified=fetched.last_modified,
                 keep_validators=False, first_poll_done=True)
+            self._log_recovery(feed.id, row.failures)
             log.info("feed '%s': %s, %d entries: %d new, %d updated, %d alerts%s", feed.id,
                      parsed.outcome, len(parsed.items), stats.new, stats.updated, stats.alerts,
                      "" if row.first_poll_done else " (first poll)")
+            if parsed.warnings:
+                log.info("feed '%s': warnings: %s", feed.id,
+                         self.masker("; ".join(parsed.warnings[:5])))
+            if nxt.delay_s > interval + d.jitter:
+                log.info("feed '%s': next poll in %.0f s (%s)", feed.id, nxt.delay_s,
+                         nxt.reason)
             if stats.alerts:
                 self.jobs.wake("deliver")
             return PollResult(feed.id, parsed.outcome, stats, status=fetched.status,
                               fetch_seconds=fetched.elapsed)
         except FeedError as e:
             failures = row.failures + 1
-            delay = min(interval * 2 ** min(failures - 1, 10), max(interval, MAX_BACKOFF_S))
-            if e.retry_after:
-                delay = max(delay, min(e.retry_after, 24 * 3600))
+            nxt = politeness.after_failure(interval, failures, d.max_backoff, e.retry_after,
+                                           random.random())
             msg = self.masker(e.message)
             self.store.finish_poll(
                 feed.id, self.owner, now_ms=now_ms(), outcome=e.outcome, error=msg,
-                next_poll_ms=_next_poll(now_ms(), delay, jitter),
-                status=None, failures=failures)
-            log.warning("feed '%s' (%s): %s: %s; failure %d, next poll in %.0f s", feed.id,
-                        self.masker(feed.url), e.outcome, msg, failures, delay)
+                next_poll_ms=now_ms() + int(nxt.delay_s * 1000),
+                status=e.status, failures=failures)
+            log.warning("feed '%s' (%s): %s: %s (after %.1f s); failure %d, next poll in "
+                        "%.0f s (%s)", feed.id, self.masker(feed.url), e.outcome, msg,
+                        time.monotonic() - started, failures, nxt.delay_s, nxt.reason)
+            if failures == d.unhealthy_after:
+                log.warning("feed '%s' is unhealthy: %s; still retried, at most every %.0f s",
+                            feed.id, politeness.unhealthy_reason(
+                                failures, d.unhealthy_after, e.outcome, msg),
+                            max(interval, d.max_backoff))
             return PollResult(feed.id, e.outcome, error=msg, status=e.status)
         except StoreError as e:
-            log.error("feed '%s': %s", feed.id, self.masker(str(e)))
+            msg = self.masker(str(e))
+            log.error("feed '%s': %s", feed.id, msg)
             self.store.release_feed_leases(self.owner)
-            return PollResult(feed.id, "store-error", error=str(e))
+            return PollResult(feed.id, "store-error", error=msg)
+
+    def _log_recovery(self, feed_id: str, failures: int) -> None:
+        if politeness.unhealthy(failures, self.runtime.loaded.config.defaults.unhealthy_after):
+            log.info("feed '%s' is healthy again after %d failures", feed_id, failures)
 
     def _match(self, item: Any, feeds: Any) -> Any:
         return self.runtime.rules.match(item, feeds)
@@ -262,7 +333,7 @@ class Monitor:
                 if fut.done():
                     del self._in_flight[fid]
             free = self.runtime.loaded.config.scheduler.workers - len(self._in_flight)
-        lease_ms = int((self.runtime.loaded.config.defaults.timeout + 60) * 1000)
+        lease_ms = int(self.runtime.loaded.config.feed_lease_seconds() * 1000)
         rows = self.store.claim_due_feeds(self.owner, now_ms(), free, lease_ms,
                                           list(self.runtime.feeds))
         with self._lock:
@@ -281,7 +352,15 @@ class Monitor:
                 self.jobs.wake("tick")
 
     def deliver(self) -> DeliveryStats:
-        return self.runtime.deliverer.deliver_due()
+        """Deliver what is due; a full batch means more may be waiting, so go on."""
+        total = DeliveryStats()
+        while True:
+            deliverer = self.runtime.deliverer
+            stats = deliverer.deliver_due()
+            total.add(stats)
+            if (stats.leased < deliverer.config.batch or stats.touched == 0
+                    or deliverer.stopping.is_set()):
+                return total
 
     # -- running -------------------------------------------------------------------------
 
@@ -339,21 +418,32 @@ class Monitor:
                 target=self.reload, daemon=True).start())
 
     def _shutdown(self, grace: float) -> int:
+        """Stop claiming; give in-flight polls and sends ``grace`` seconds to finish;
+        release the leases of whatever still runs, so the next start takes it up."""
         deadline = time.monotonic() + grace
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         self.jobs.pause("tick")
+        self.jobs.pause("watch-config")
         self.runtime.deliverer.stopping.set()
+        # A tick that was claiming when the signal came registers its polls before it
+        # returns: wait for it, so every claimed feed is among the futures below.
+        self.jobs.wait_idle("tick", left())
         with self._lock:
             futures = list(self._in_flight.values())
-        for fut in futures:
-            try:
-                fut.result(timeout=max(0.0, deadline - time.monotonic()))
-            except Exception:  # a poll still running past the grace period keeps going
-                pass
-        self.jobs.wait_idle("deliver", deadline - time.monotonic())
+        _, running = wait(futures, timeout=left())
+        delivering = not self.jobs.wait_idle("deliver", left())
         self.jobs.shutdown()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.store.release_feed_leases(self.owner)
         self.store.release_alert_leases(self.owner)
+        self.abandoned = len(running) + int(delivering)
+        if self.abandoned:
+            log.warning("grace period of %g s over: %d poll(s)%s still running; their "
+                        "feeds and alerts are released for the next start", grace,
+                        len(running), " and a delivery" if delivering else "")
         self.fetcher.close()
         self.store.close()
         log.info("stopped")
@@ -362,18 +452,18 @@ class Monitor:
     def once(self) -> dict[str, Any]:
         """Poll every configured feed now, deliver what is due, and report."""
         ids = list(self.runtime.feeds)
-        rows = self.store.claim_due_feeds(self.owner, 2**62, len(ids),
-                                          int((self.runtime.loaded.config.defaults.timeout
-                                               + 60) * 1000), ids)
+        # Every feed, due or not; but not one another daemon holds right now, and on a
+        # lease that expires like any other should this process die.
+        rows = self.store.claim_due_feeds(
+            self.owner, now_ms(), len(ids),
+            int(self.runtime.loaded.config.feed_lease_seconds() * 1000), ids, due_ms=2**62)
         results = list(self.pool.map(self._poll_safely, rows))
         self.pool.shutdown(wait=True)
         delivered = DeliveryStats()
         while True:
             d = self.deliver()
-            delivered.sent += d.sent
-            delivered.failed += d.failed
-            delivered.dead += d.dead
-            if d.sent + d.failed + d.dead == 0:
+            delivered.add(d)
+            if d.touched == 0:
                 break
         self.fetcher.close()
         self.store.close()
@@ -385,6 +475,3 @@ class Monitor:
     def feed_titles(self) -> Mapping[str, str]:
         return {f.id: f.title or f.id for f in self.runtime.loaded.config.feeds}
 
-
-def _next_poll(now: int, delay_s: float, jitter_s: float) -> int:
-    return now + int((delay_s + random.uniform(0, jitter_s)) * 1000)

@@ -13,10 +13,14 @@ from typing import Any
 from monitor import __version__
 from monitor.config import LoadedConfig, load_config
 from monitor.errors import ConfigError, MonitorError
-from monitor.secrets import Masker, mask_url
+from monitor.secrets import Masker, MaskingFilter, mask_url
 
 DEFAULT_CONFIG = "config/monitor.yaml"
 log = logging.getLogger("monitor")
+
+# Every secret the process learns (``${ENV}`` values, Apprise URL passwords and tokens)
+# is added here; the log handler and the error printer mask with it.
+LOG_MASKER = Masker()
 
 
 class _JsonFormatter(logging.Formatter):
@@ -24,8 +28,9 @@ class _JsonFormatter(logging.Formatter):
         out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
                "level": record.levelname.lower(), "logger": record.name,
                "message": record.getMessage()}
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            # exc_text is the traceback as MaskingFilter left it, secrets masked.
+            out["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -36,6 +41,7 @@ def setup_logging(level: str, fmt: str) -> None:
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
                                                "%Y-%m-%d %H:%M:%S"))
+    handler.addFilter(MaskingFilter(LOG_MASKER))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -69,6 +75,25 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common],
                             help="feeds, channels and rules as the database sees them")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser("schema", help="print the JSON Schema of the config file (for editors)")
+    silence = sub.add_parser("silence", help="silence a rule for a while: add, list, expire")
+    sil_sub = silence.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
+    sil_add = sil_sub.add_parser("add", parents=[common], help="silence a rule")
+    sil_add.add_argument("--rule", required=True, help="rule name")
+    sil_add.add_argument("--channel", help="only this channel (default: every channel)")
+    sil_add.add_argument("--for", dest="duration", required=True, help="e.g. 6h, 2d")
+    sil_add.add_argument("--comment", default="", help="why")
+    sil_list = sil_sub.add_parser("list", parents=[common], help="active silences")
+    sil_list.add_argument("--all", action="store_true", help="include expired ones")
+    sil_exp = sil_sub.add_parser("expire", parents=[common], help="end a silence now")
+    sil_exp.add_argument("id", type=int)
+    redeliver = sub.add_parser("redeliver", parents=[common],
+                               help="send dead letters again (all, or by channel/rule)")
+    redeliver.add_argument("--channel")
+    redeliver.add_argument("--rule")
+    ntest = sub.add_parser("notify-test", parents=[common],
+                           help="send a test message through a channel, per URL")
+    ntest.add_argument("channel")
     db = sub.add_parser("db", help="database schema: upgrade, current")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", parents=[common], help="migrate the schema to this version")
@@ -78,8 +103,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    setup_logging(args.log_level, args.log_format)
+    setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     try:
+        if args.command == "schema":
+            return cmd_schema(args)
         if args.command == "check":
             return cmd_check(args)
         if args.command == "run":
@@ -88,13 +115,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_once(args)
         if args.command == "db":
             return cmd_db(args)
+        if args.command == "silence":
+            return cmd_silence(args)
+        if args.command == "redeliver":
+            return cmd_redeliver(args)
+        if args.command == "notify-test":
+            return cmd_notify_test(args)
         if args.command == "status":
             return cmd_status(args)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {LOG_MASKER(str(e))}", file=sys.stderr)
         return 2
     except MonitorError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {LOG_MASKER(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -103,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
+    LOG_MASKER.add(loaded.secrets)
     from monitor.match import compile_rules
 
     compile_rules(loaded.rule_specs())
@@ -150,13 +184,31 @@ def _mask_db(url: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.app import Monitor
 
-    return Monitor(args.config).run(grace=args.grace)
+    monitor = Monitor(args.config, masker=LOG_MASKER)
+    code = monitor.run(grace=args.grace)
+    if monitor.abandoned:
+        # Polls or sends still running after the grace period hold no lease any more
+        # (their feeds and alerts are taken up again on the next start); waiting for
+        # them at interpreter exit would break the promise to stop within the grace.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """The config's JSON Schema, as committed in config/monitor.schema.json."""
+    from monitor.config import config_json_schema
+
+    print(json.dumps(config_json_schema(), indent=2, ensure_ascii=False))
+    return 0
 
 
 def cmd_once(args: argparse.Namespace) -> int:
     from monitor.app import Monitor
 
-    report: dict[str, Any] = Monitor(args.config).once()
+    report: dict[str, Any] = Monitor(args.config, masker=LOG_MASKER).once()
     ing, dlv = report["ingest"], report["delivery"]
     for r in report["results"]:
         extra = f": {r.error}" if r.error else ""
@@ -177,6 +229,103 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print_status(report)
     return 0
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _when(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    import getpass
+
+    from monitor.config import parse_duration
+    from monitor.store import Store
+
+    loaded = load_config(args.config)
+    cfg = loaded.config
+    store = Store(cfg.database)
+    now = _now_ms()
+    try:
+        if args.silence_command == "add":
+            if args.rule not in {r.name for r in cfg.rules}:
+                known = ", ".join(r.name for r in cfg.rules) or "none"
+                raise ConfigError(f"unknown rule '{args.rule}' (rules: {known})", loaded.path)
+            if args.channel and args.channel not in cfg.channels:
+                raise ConfigError(f"unknown channel '{args.channel}'", loaded.path)
+            try:
+                seconds = parse_duration(args.duration)
+            except ValueError as e:
+                raise ConfigError(f"--for: {e}") from None
+            if seconds <= 0:
+                raise ConfigError("--for must be longer than zero")
+            sid = store.add_silence(args.rule, args.channel, now, now + int(seconds * 1000),
+                                    args.comment, getpass.getuser(), now)
+            print(f"silence {sid}: rule '{args.rule}' on "
+                  f"{args.channel or 'every channel'} until {_when(now + int(seconds * 1000))}")
+        elif args.silence_command == "list":
+            rows = store.silences(now, include_expired=args.all)
+            if not rows:
+                print("no silences" if args.all else "no active silences")
+            for s in rows:
+                state = "active" if s.active(now) else ("expired" if s.ends_ms <= now
+                                                         else "pending")
+                note = f"  # {s.comment}" if s.comment else ""
+                print(f"{s.id}: rule '{s.rule}' on {s.channel or 'every channel'}, {state}, "
+                      f"{_when(s.starts_ms)} .. {_when(s.ends_ms)} by {s.created_by}{note}")
+        else:
+            if not store.expire_silence(args.id, now):
+                print(f"error: no active silence {args.id}", file=sys.stderr)
+                return 1
+            print(f"silence {args.id} expired")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_redeliver(args: argparse.Namespace) -> int:
+    from monitor.store import Store
+
+    loaded = load_config(args.config)
+    store = Store(loaded.config.database)
+    try:
+        n = store.redeliver(_now_ms(), channel=args.channel, rule=args.rule)
+    finally:
+        store.close()
+    scope = " and ".join(f"{k} '{v}'" for k, v in (("channel", args.channel),
+                                                   ("rule", args.rule)) if v)
+    print(f"{n} dead alert{'s' if n != 1 else ''}{' for ' + scope if scope else ''} "
+          "queued for delivery again")
+    return 0
+
+
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from monitor.deliver import build_channels, notify_test
+
+    loaded = load_config(args.config)
+    cfg = loaded.config
+    if args.channel not in cfg.channels:
+        known = ", ".join(cfg.channels) or "none"
+        raise ConfigError(f"unknown channel '{args.channel}' (channels: {known})", loaded.path)
+    masker = Masker(loaded.secrets)
+    channel = build_channels({args.channel: cfg.channels[args.channel]}, masker,
+                             loaded.path)[args.channel]
+    results = notify_test(channel, masker, "feed-monitor test",
+                          f"A test message from feed-monitor to channel '{args.channel}'.")
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.url}{': ' + r.detail if r.detail else ''}")
+    if len(results) < len(cfg.channels[args.channel].urls):
+        print(f"FAIL {len(cfg.channels[args.channel].urls) - len(results)} URL(s) Apprise "
+              "could not read (see the log)")
+        return 1
+    return 0 if results and all(r.ok for r in results) else 1
 
 
 def cmd_db(args: argparse.Namespace) -> int:

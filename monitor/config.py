@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -60,8 +61,33 @@ def parse_size(value: Any) -> int:
     return int(float(m[1]) * _SIZE_UNITS[m[2].lower() if m[2] else None])
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
+class _NumberOrText:
+    """JSON Schema of a value written as a plain number or as text with a unit.
+
+    Pydantic alone would describe a Duration as a number; editors would then flag
+    ``interval: 5m``. The number branch keeps pydantic's bounds (e.g. > 0).
+    """
+
+    def __init__(self, pattern: str, description: str, examples: list[Any]) -> None:
+        self.pattern = pattern
+        self.description = description
+        self.examples = examples
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        number = handler(core_schema)
+        text = {"type": "string", "pattern": self.pattern, "description": self.description}
+        return {"anyOf": [number, text], "examples": self.examples}
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), _NumberOrText(
+    r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$",
+    "seconds, or a number with a unit: ms, s, m, h, d, w", [90, "30s", "5m", "24h"])]
+Size = Annotated[int, BeforeValidator(parse_size), _NumberOrText(
+    r"^\s*\d+(\.\d+)?\s*([bB]|[kKmMgG][iI]?[bB])?\s*$",
+    "bytes, or a number with a unit: B, KB, KiB, MB, MiB, GB, GiB", [1048576, "15MiB"])]
+# What a backlog may say, for editors (the validators below say why a value is wrong).
+_BACKLOG_SCHEMA = {"pattern": r"^(none|all|\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*)$",
+                   "examples": ["none", "all", "24h"]}
 
 
 class _Model(BaseModel):
@@ -69,18 +95,48 @@ class _Model(BaseModel):
 
 
 class Defaults(_Model):
+    """Settings every feed inherits unless it sets its own."""
+
     interval: Duration = Field(300, gt=0, description="Poll interval per feed (e.g. 5m).")
     jitter: Duration = Field(30, ge=0, description="Random spread added to each interval.")
     timeout: Duration = Field(30, gt=0, description="Total deadline of one fetch.")
-    connect_timeout: Duration = Field(10, gt=0)
-    read_timeout: Duration = Field(20, gt=0)
+    connect_timeout: Duration = Field(10, gt=0, description="Socket connect timeout.")
+    read_timeout: Duration = Field(20, gt=0, description="Socket read timeout.")
     max_bytes: Size = Field(15 * 2**20, gt=0, description="Body cap after decompression.")
     backlog: str = Field(
         "none",
         description="On a feed's first poll, alert for: none, all, or items newer than a "
-        "window such as 24h.",
+        "window such as 24h.", json_schema_extra=_BACKLOG_SCHEMA,
     )
-    user_agent: str | None = None
+    user_agent: str | None = Field(None, description="User-Agent header; default "
+                                   "feed-monitor/VERSION.")
+    max_redirects: int = Field(5, ge=0, le=20, description="Redirect hops followed per fetch.")
+    per_host_concurrency: int = Field(
+        2, ge=1, le=64, description="Requests to one host name at once, across all feeds.")
+    max_backoff: Duration = Field(
+        6 * 3600, gt=0, description="Longest wait between polls of a failing feed (the "
+        "interval doubles per failure up to this).")
+    unhealthy_after: int = Field(
+        5, ge=1, description="Consecutive failures after which status shows a feed as "
+        "unhealthy (it is still retried).")
+    allow_private_addresses: bool = Field(
+        False, description="Poll feeds on private, loopback and link-local addresses.")
+    allowed_networks: list[str] = Field(
+        default_factory=list, description="CIDR ranges polled even though not public, "
+        "e.g. 10.1.2.0/24 (narrower than allow_private_addresses).")
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in v:
+            try:
+                ipaddress.ip_network(str(net).strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not a network such as 10.0.0.0/8 or "
+                                 "fd00::/8") from None
+        return [str(n).strip() for n in v]
 
     @field_validator("backlog")
     @classmethod
@@ -99,12 +155,15 @@ class Defaults(_Model):
 
 
 class FeedConfig(_Model):
+    """One feed to poll: RSS, Atom or JSON Feed."""
+
     id: str = Field(pattern=_SLUG, description="Short unique name used in rules and logs.")
-    url: str
-    title: str | None = None
-    interval: Duration | None = Field(None, gt=0)
-    backlog: str | None = None
-    enabled: bool = True
+    url: str = Field(description="http:// or https:// URL of the feed.")
+    title: str | None = Field(None, description="Name shown in alerts; default the id.")
+    interval: Duration | None = Field(None, gt=0, description="Overrides defaults.interval.")
+    backlog: str | None = Field(None, description="Overrides defaults.backlog.",
+                                json_schema_extra=_BACKLOG_SCHEMA)
+    enabled: bool = Field(True, description="false keeps the feed here but stops polling it.")
 
     @field_validator("url")
     @classmethod
@@ -121,9 +180,115 @@ class FeedConfig(_Model):
         return v
 
 
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use a name such as Asia/Shanghai)") \
+            from None
+    return name
+
+
+TimeZone = Annotated[str, BeforeValidator(lambda v: _zone(str(v)))]
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(?:(\d+(?:\.\d+)?)\s*)?"
+                   r"(s|sec|second|m|min|minute|h|hour|d|day)s?\s*$")
+_RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600,
+               "hour": 3600, "d": 86400, "day": 86400}
+
+
+def _also_text(pattern: str | None, description: str) -> Any:
+    """json_schema_extra for a model that may also be written as one string."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        obj = dict(schema)
+        schema.clear()
+        for key in ("title", "description"):
+            if key in obj:
+                schema[key] = obj.pop(key)
+        text: dict[str, Any] = {"type": "string", "description": description}
+        if pattern:
+            text["pattern"] = pattern
+        schema["anyOf"] = [obj, text]
+
+    return extra
+
+
+class RateLimit(_Model):
+    """At most count messages per period; written as an object or as 20/min, 5/10s."""
+
+    model_config = ConfigDict(json_schema_extra=_also_text(
+        _RATE.pattern, "count/period, e.g. 20/min or 5/10s"))
+    count: int = Field(gt=0)
+    per: Duration = Field(gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            m = _RATE.match(data)
+            if not m:
+                raise ValueError(f"expected a rate such as 20/min or 5/10s, got {data!r}")
+            return {"count": int(m[1]), "per": float(m[2] or 1) * _RATE_UNITS[m[3]]}
+        return data
+
+
+class DigestConfig(_Model):
+    """Collect alerts and send them as one message: on a cron schedule or per window."""
+
+    schedule: str | None = Field(None, description="Cron expression, e.g. '0 8 * * *'.")
+    window: Duration | None = Field(None, gt=0, description="Group alerts for this long.")
+    timezone: TimeZone = "UTC"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DigestConfig:
+        if (self.schedule is None) == (self.window is None):
+            raise ValueError("a digest needs exactly one of schedule (cron) or window")
+        if self.schedule is not None:
+            from monitor.scheduler import check_cron
+
+            check_cron(self.schedule, self.timezone)
+        return self
+
+
+class QuietHours(_Model):
+    """Hold alerts between start and end; release them afterwards as one digest."""
+
+    start: str = Field(pattern=r"^([01]?\d|2[0-3]):[0-5]\d$")
+    end: str = Field(pattern=r"^([01]?\d|2[0-3]):[0-5]\d$")
+    timezone: TimeZone = "UTC"
+
+
+def _channel_schema(schema: dict[str, Any]) -> None:
+    """A channel is written with urls, with a single url, or as one URL string."""
+    schema["properties"]["url"] = {"type": "string", "title": "Url",
+                                   "description": "One Apprise URL (instead of urls)."}
+    schema.pop("required", None)
+    schema["oneOf"] = [{"required": ["urls"]}, {"required": ["url"]}]
+    _also_text(None, "one Apprise URL")(schema)
+
+
 class ChannelConfig(_Model):
+    """Where alerts go: one or more Apprise URLs, each sent to on its own."""
+
+    model_config = ConfigDict(json_schema_extra=_channel_schema)
     urls: list[str] = Field(min_length=1, description="Apprise URLs; console:// prints.")
-    format: Literal["text", "markdown", "html"] = "text"
+    format: Literal["text", "markdown", "html"] | None = Field(
+        None, description="Body format; default html for email-only channels, else text.")
+    language: Literal["en", "zh"] = "en"
+    timezone: TimeZone = Field("UTC", description="Time zone of times shown in messages.")
+    title_template: str | None = None
+    body_template: str | None = None
+    digest_title_template: str | None = None
+    digest_body_template: str | None = None
+    rate_limit: RateLimit | None = Field(None, description="e.g. 20/min; bursts are queued.")
+    digest: DigestConfig | None = None
+    quiet_hours: QuietHours | None = None
+
+    def body_format(self) -> str:
+        if self.format:
+            return self.format
+        emails = all(u.split(":", 1)[0].lower() in ("mailto", "mailtos") for u in self.urls)
+        return "html" if emails else "text"
 
     @model_validator(mode="before")
     @classmethod
@@ -137,13 +302,16 @@ class ChannelConfig(_Model):
 
 
 class RuleConfig(_Model):
-    name: str = Field(pattern=_SLUG)
-    query: str | None = None
-    any: list[str] = Field(default_factory=list)
-    all: list[str] = Field(default_factory=list)
-    none: list[str] = Field(default_factory=list)
+    """Keywords to look for, and the channels to alert."""
+
+    name: str = Field(pattern=_SLUG, description="Unique name, shown in alerts.")
+    query: str | None = Field(None, description="Boolean query, e.g. '习近平 AND 普京'.")
+    any: list[str] = Field(default_factory=list, description="Alert when any of these occurs.")
+    all: list[str] = Field(default_factory=list, description="... and all of these occur.")
+    none: list[str] = Field(default_factory=list, description="... and none of these occurs.")
     feeds: list[str] = Field(default_factory=list, description="Limit to these feed ids.")
     notify: list[str] = Field(min_length=1, description="Channel names.")
+    digest: DigestConfig | None = Field(None, description="Send this rule's alerts as digests.")
 
     @model_validator(mode="after")
     def _has_terms(self) -> RuleConfig:
@@ -153,20 +321,36 @@ class RuleConfig(_Model):
 
 
 class DeliveryConfig(_Model):
+    """How the outbox is sent and retried."""
+
     interval: Duration = Field(2, gt=0, description="How often pending alerts are sent.")
-    max_attempts: int = Field(8, ge=1)
+    max_attempts: int = Field(8, ge=1, description="Failed sends before a dead letter.")
+    max_age: Duration = Field(86400, gt=0, description="Give up (dead letter) after this long.")
     backoff: Duration = Field(30, gt=0, description="First retry delay; doubles per attempt.")
-    max_backoff: Duration = Field(3600, gt=0)
-    batch: int = Field(100, ge=1)
+    max_backoff: Duration = Field(3600, gt=0, description="Longest retry delay.")
+    batch: int = Field(100, ge=1, description="Alerts leased per delivery run.")
+    lease: Duration | None = Field(
+        None, gt=0, description="How long leased alerts stay with one daemon before another "
+        "may take them over (default: 10 intervals, at least 60s).")
+
+    def lease_seconds(self) -> float:
+        return self.lease or max(60.0, self.interval * 10)
 
 
 class SchedulerConfig(_Model):
+    """How due feeds are claimed and polled."""
+
     tick: Duration = Field(5, gt=0, description="How often due feeds are claimed.")
     workers: int = Field(8, ge=1, le=256, description="Concurrent polls.")
+    lease: Duration | None = Field(
+        None, gt=0, description="How long a claimed feed stays with one daemon before another "
+        "may take it over; longer than defaults.timeout (default: defaults.timeout + 60s).")
 
 
 class HttpConfig(_Model):
-    enabled: bool = True
+    """The /healthz and /metrics endpoint."""
+
+    enabled: bool = Field(True, description="Serve /healthz and /metrics.")
     listen: str = Field("127.0.0.1:9321", pattern=r"^\[?[^\s\]]*\]?:\d{1,5}$",
                         description="host:port for /healthz and /metrics.")
 
@@ -176,14 +360,23 @@ class HttpConfig(_Model):
 
 
 class Config(_Model):
+    """feed-monitor configuration: feeds to poll, rules to match, channels to alert."""
+
     database: str = Field("sqlite:///data/feed-monitor.db", description="SQLAlchemy URL.")
-    defaults: Defaults = Defaults()
+    database_upgrade: Literal["auto", "never"] = Field(
+        "auto", description="auto: migrate the schema at start; never: refuse to start on an "
+        "older schema until 'feed-monitor db upgrade' has run.")
+    defaults: Defaults = Field(Defaults(), description="Settings every feed inherits.")
     scheduler: SchedulerConfig = SchedulerConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     http: HttpConfig = HttpConfig()
-    feeds: list[FeedConfig] = Field(default_factory=list)
-    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
-    rules: list[RuleConfig] = Field(default_factory=list)
+    feeds: list[FeedConfig] = Field(default_factory=list, description="Feeds to poll.")
+    channels: dict[str, ChannelConfig] = Field(
+        default_factory=dict, description="Channels by name, used in rules[].notify.")
+    rules: list[RuleConfig] = Field(default_factory=list, description="Keyword rules.")
+
+    def feed_lease_seconds(self) -> float:
+        return self.scheduler.lease or self.defaults.timeout + 60
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -316,7 +509,14 @@ def parse_config(text: str, path: str = "<config>") -> LoadedConfig:
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
-        raise _located(e, path, composer.lines) from None
+        errors = _located(e, path, composer.lines)
+        if composer.secrets:  # a validator may quote the bad value: a ${ENV} secret
+            from monitor.secrets import Masker
+
+            mask = Masker(composer.secrets)
+            errors = ConfigErrors([ConfigError(mask(x.message), x.path, x.line, x.key)
+                                   for x in errors.errors])
+        raise errors from None
     loaded = LoadedConfig(config, path, frozenset(composer.secrets), composer.lines)
     _check_references(loaded)
     return loaded
@@ -358,5 +558,35 @@ def _check_references(loaded: LoadedConfig) -> None:
                     f"unknown feed '{fid}'", loaded.path,
                     loaded.line_of("rules", i, "feeds", j) or loaded.line_of("rules", i),
                     f"rules[{i}].feeds"))
+    lease = cfg.scheduler.lease
+    if lease is not None and lease <= cfg.defaults.timeout:
+        # A poll may run for defaults.timeout; a shorter lease would let a second daemon
+        # poll the same feed while the first is still at it.
+        errors.append(ConfigError(
+            f"must be longer than defaults.timeout ({cfg.defaults.timeout:g} s)", loaded.path,
+            loaded.line_of("scheduler", "lease"), "scheduler.lease"))
     if errors:
         raise ConfigErrors(errors)
+
+
+_BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum",
+           "le": "maximum"}
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file (``feed-monitor schema``), for editors."""
+    schema = Config.model_json_schema()
+
+    def fix(node: Any, names: bool = False) -> Any:
+        # Pydantic leaves bounds it could not place (on an optional Duration) under
+        # its own names; JSON Schema spells them otherwise, and they apply to numbers
+        # only, which is what they mean here. Keys of properties/$defs are field names.
+        if isinstance(node, dict):
+            return {(k if names else _BOUNDS.get(k, k)):
+                    fix(v, names=not names and k in ("properties", "$defs"))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [fix(v) for v in node]
+        return node
+
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **fix(schema)}

@@ -1,8 +1,11 @@
-"""Delivery: leases pending alerts from the outbox and sends them through Apprise.
+"""Delivery: leases due alerts from the outbox and sends them through Apprise.
 
-One Apprise object per channel, so each channel has its own outcome. A
-failed send is retried with exponential back-off and jitter; after
-``max_attempts`` the alert waits as a dead letter.
+One Apprise object per channel, so each channel has its own outcome. Per alert:
+an active silence marks it silenced (never sent); a digest or quiet hours hold
+it until its release time, when everything held together goes out as one
+message; a channel's rate limit defers what exceeds it (nothing is dropped).
+A failed send is retried with exponential back-off and jitter; after
+``max_attempts`` or ``max_age`` the alert waits as a dead letter.
 """
 
 from __future__ import annotations
@@ -11,45 +14,48 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import make_msgid
+from zoneinfo import ZoneInfo
 
 import apprise
+import apprise.plugins.email.base as _apprise_email
 from apprise.plugins.base import NotifyBase
 
 from monitor import console  # noqa: F401  (registers console://)
-from monitor.config import ChannelConfig, DeliveryConfig
-from monitor.secrets import Masker
-from monitor.store import AlertRow, Store
+from monitor.config import ChannelConfig, DeliveryConfig, DigestConfig, QuietHours
+from monitor.scheduler import next_cron_time
+from monitor.secrets import Masker, mask_url
+from monitor.store import AlertRow, Silence, Store
+from monitor.templates import MessageTemplates, Rendered, alert_context
 
 log = logging.getLogger("monitor.deliver")
 
 _GENERIC_THROTTLE = NotifyBase.request_rate_per_sec
 
-@dataclass(frozen=True)
-class Message:
-    title: str
-    body: str
+# Apprise's email plugin makes a random Message-ID. Ours is derived from the alert,
+# so a resend after a crash carries the same id and mail clients can tell. The
+# deliverer sends one message at a time (its job never overlaps itself), and this
+# lock keeps it so even if two deliverers ran in one process.
+_message_id: str | None = None
+_message_id_lock = threading.Lock()
 
 
-def render_message(alert: AlertRow, feed_titles: Mapping[str, str]) -> Message:
-    """The first message shape: title, link, feeds, rule, keywords, published time."""
-    item = alert.item
-    published = datetime.fromtimestamp(item.published_ms / 1000, UTC)
-    feeds = ", ".join(feed_titles.get(f, f) for f in alert.feeds) or item.feed_id
-    lines = [
-        item.title,
-        item.url,
-        "",
-        f"Feed: {feeds}",
-        f"Rule: {alert.rule}",
-        f"Keywords: {', '.join(alert.keywords) or '-'}",
-        f"Published: {published:%Y-%m-%d %H:%M} UTC",
-    ]
-    if alert.snippet:
-        lines += ["", alert.snippet]
-    return Message(title=f"[{alert.rule}] {item.title}", body="\n".join(lines))
+def _alert_msgid(idstring: str | None = None, domain: str | None = None) -> str:
+    return _message_id or make_msgid(idstring, domain)
+
+
+_apprise_email.make_msgid = _alert_msgid  # type: ignore[attr-defined]
+
+
+def message_id(alerts: Sequence[AlertRow]) -> str:
+    first = alerts[0]
+    if len(alerts) == 1:
+        return f"<alert-{first.id}.{first.created_ms}@feed-monitor>"
+    return f"<digest-{first.id}-{alerts[-1].id}.{len(alerts)}@feed-monitor>"
 
 
 @dataclass
@@ -57,31 +63,92 @@ class Channel:
     name: str
     config: ChannelConfig
     apprise: apprise.Apprise = field(repr=False)
+    templates: MessageTemplates = field(repr=False)
+    limiter: RateLimiter | None = None
 
 
-def build_channels(configs: Mapping[str, ChannelConfig], masker: Masker) -> dict[str, Channel]:
+class RateLimiter:
+    """At most ``count`` messages in any window of ``per`` seconds (a sliding log)."""
+
+    def __init__(self, count: int, per: float) -> None:
+        self.count = count
+        self.per = per
+        self._sent: deque[float] = deque()
+
+    def wait(self, now: float) -> float:
+        """Seconds until one more message may go; 0 means now."""
+        while self._sent and self._sent[0] <= now - self.per:
+            self._sent.popleft()
+        if len(self._sent) < self.count:
+            return 0.0
+        return self._sent[0] + self.per - now
+
+    def record(self, now: float) -> None:
+        self._sent.append(now)
+
+
+def build_channels(configs: Mapping[str, ChannelConfig], masker: Masker,
+                   source: str | None = None) -> dict[str, Channel]:
     out = {}
     for name, cfg in configs.items():
         obj = apprise.Apprise()
         for url in cfg.urls:
             masker.add_url(url)
             if not obj.add(url):
-                log.error("channel '%s': Apprise cannot use URL %s", name, masker(url))
+                log.error("channel '%s': Apprise cannot use URL %s", name, masker(mask_url(url)))
         for plugin in obj:
             # Apprise sleeps 5.5 s between two messages of one plugin unless the plugin
             # states its service's own limit. Keep those; drop the generic pause, which
             # would make a burst of alerts take minutes (channels set their own limits).
             if plugin.request_rate_per_sec == _GENERIC_THROTTLE:
                 plugin.request_rate_per_sec = 0
-        out[name] = Channel(name, cfg, obj)
+        templates = MessageTemplates(
+            name, cfg.body_format(), cfg.language, cfg.title_template, cfg.body_template,
+            cfg.digest_title_template, cfg.digest_body_template, source)
+        limiter = RateLimiter(cfg.rate_limit.count, cfg.rate_limit.per) \
+            if cfg.rate_limit else None
+        out[name] = Channel(name, cfg, obj, templates, limiter)
     return out
 
 
 @dataclass
 class DeliveryStats:
-    sent: int = 0
+    sent: int = 0  # alerts delivered (a digest counts all it carried)
+    messages: int = 0
     failed: int = 0
     dead: int = 0
+    held: int = 0
+    silenced: int = 0
+    deferred: int = 0
+    leased: int = 0
+
+    def add(self, other: DeliveryStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def touched(self) -> int:
+        return self.sent + self.failed + self.dead + self.held + self.silenced
+
+
+def _in_quiet(q: QuietHours, at: datetime) -> datetime | None:
+    """The end of the quiet period containing ``at``, or None when ``at`` is not quiet."""
+    local = at.astimezone(ZoneInfo(q.timezone))
+    sh, sm = map(int, q.start.split(":"))
+    eh, em = map(int, q.end.split(":"))
+    minute = local.hour * 60 + local.minute
+    start, end = sh * 60 + sm, eh * 60 + em
+    if start == end:
+        return None
+    quiet = start <= minute < end if start < end else minute >= start or minute < end
+    if not quiet:
+        return None
+    end_day = local.date()
+    if start > end and minute >= start:
+        end_day += timedelta(days=1)
+    end_local = datetime(end_day.year, end_day.month, end_day.day, eh, em,
+                         tzinfo=ZoneInfo(q.timezone))
+    return end_local.astimezone(UTC)
 
 
 class Deliverer:
@@ -90,7 +157,8 @@ class Deliverer:
     def __init__(self, store: Store, owner: str, config: DeliveryConfig,
                  channels: dict[str, Channel], masker: Masker,
                  feed_titles: Callable[[], Mapping[str, str]] = dict,
-                 on_result: Callable[[str, str, float], None] | None = None) -> None:
+                 on_result: Callable[[str, str, float], None] | None = None,
+                 rule_digests: Mapping[str, DigestConfig] | None = None) -> None:
         self.store = store
         self.owner = owner
         self.config = config
@@ -98,60 +166,192 @@ class Deliverer:
         self.masker = masker
         self.feed_titles = feed_titles
         self.on_result = on_result
+        self.rule_digests = dict(rule_digests or {})
         self.stopping = threading.Event()
 
+    def adopt_limits(self, previous: Deliverer) -> None:
+        """Keep the rate-limit history across a config reload."""
+        for name, ch in self.channels.items():
+            old = previous.channels.get(name)
+            if ch.limiter and old and old.limiter:
+                ch.limiter._sent = old.limiter._sent
+
+    # -- the job -------------------------------------------------------------------------
+
     def deliver_due(self, now_ms: int | None = None) -> DeliveryStats:
-        """Lease due alerts and send them; returns what happened."""
+        """Lease due alerts and act on them; returns what happened."""
         stats = DeliveryStats()
         now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-        lease_ms = int(max(60.0, self.config.interval * 10) * 1000)
-        batch = self.store.lease_alerts(self.owner, now_ms, self.config.batch, lease_ms,
-                                        list(self.channels))
-        titles = self.feed_titles()
+        lease_s = self.config.lease_seconds()
+        # Sending stops at half the lease and the rest goes back (below): once the lease
+        # is over another daemon may take these alerts, and both would send them.
+        send_until = time.monotonic() + lease_s / 2
+        batch = self.store.lease_alerts(self.owner, now_ms, self.config.batch,
+                                        int(lease_s * 1000), list(self.channels))
+        if not batch:
+            return stats
+        stats.leased = len(batch)
+        silences = [s for s in self.store.silences(now_ms) if s.active(now_ms)]
+        groups: dict[tuple[str, str], list[AlertRow]] = {}
         for alert in batch:
-            if self.stopping.is_set():
-                # Hand the rest back at once instead of waiting for their lease to expire.
-                self.store.release_alert_leases(self.owner)
+            silence = _silence_for(silences, alert)
+            if silence is not None:
+                self.store.mark_silenced([alert.id], self.owner, silence.id)
+                stats.silenced += 1
+                log.info("channel '%s': alert %d (rule '%s') silenced by silence %d",
+                         alert.channel, alert.id, alert.rule, silence.id)
+                continue
+            group = self._group(alert, now_ms)
+            if group is None:  # held back until its release time
+                stats.held += 1
+                continue
+            groups.setdefault((alert.channel, group), []).append(alert)
+        titles = self.feed_titles()
+        for (channel_name, group), alerts in groups.items():
+            if self.stopping.is_set() or time.monotonic() > send_until:
                 break
-            self._send(alert, titles, stats)
+            self._send(self.channels[channel_name], group, alerts, titles, stats)
+        # Whatever was leased and not acted on (stopping) goes back at once.
+        self.store.release_alert_leases(self.owner)
         return stats
 
-    def _send(self, alert: AlertRow, titles: Mapping[str, str], stats: DeliveryStats) -> None:
+    def _group(self, alert: AlertRow, now_ms: int) -> str | None:
+        """The message an alert goes out in ('single:<id>' or a digest), or None if held."""
         channel = self.channels[alert.channel]
-        msg = render_message(alert, titles)
-        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
+        digest = self.rule_digests.get(alert.rule) or channel.config.digest
+        digest_group = f"digest:rule:{alert.rule}" if alert.rule in self.rule_digests \
+            else "digest:channel"
+        if alert.status == "held":  # released now: with the others held alongside it
+            return digest_group if digest else "quiet"
+        if alert.attempts > 0:  # a retry of something already released
+            return digest_group if digest else f"single:{alert.id}"
+        now = datetime.fromtimestamp(now_ms / 1000, UTC)
+        release: datetime | None = None
+        if digest is not None:
+            release = self._digest_release(alert, digest, now_ms)
+        quiet = channel.config.quiet_hours
+        if quiet is not None:
+            end = _in_quiet(quiet, release or now)
+            if end is not None:
+                release = end
+        if release is not None and release > now:
+            self.store.hold([alert.id], self.owner, int(release.timestamp() * 1000))
+            log.info("channel '%s': alert %d (rule '%s') held until %s", alert.channel,
+                     alert.id, alert.rule, release.isoformat(timespec="seconds"))
+            return None
+        return digest_group if digest else f"single:{alert.id}"
+
+    def _digest_release(self, alert: AlertRow, digest: DigestConfig, now_ms: int) -> datetime:
+        created = datetime.fromtimestamp(alert.created_ms / 1000, UTC)
+        if digest.schedule:
+            return next_cron_time(digest.schedule, digest.timezone, created)
+        # A grouping window opens with the first alert and collects those that follow.
+        rule = alert.rule if alert.rule in self.rule_digests else None
+        opened = self.store.held_release(alert.channel, rule, now_ms)
+        if opened is not None:
+            return datetime.fromtimestamp(opened / 1000, UTC)
+        assert digest.window is not None
+        return created + timedelta(seconds=digest.window)
+
+    def _send(self, channel: Channel, group: str, alerts: list[AlertRow],
+              titles: Mapping[str, str], stats: DeliveryStats) -> None:
+        ids = [a.id for a in alerts]
+        if channel.limiter is not None:
+            wait = channel.limiter.wait(time.monotonic())
+            if wait > 0:
+                later = int((time.time() + wait) * 1000)
+                self.store.defer(ids, self.owner, later)
+                stats.deferred += len(ids)
+                return
+        tz = ZoneInfo(channel.config.timezone)
+        contexts = [alert_context(a, titles, tz, channel.name) for a in alerts]
+        if group.startswith("single:"):
+            rendered = channel.templates.render(contexts[0])
+        else:
+            rendered = channel.templates.render_digest(contexts)
+        ok, error = self._notify(channel, rendered, message_id(alerts))
+        if channel.limiter is not None:
+            channel.limiter.record(time.monotonic())
+        now_ms = int(time.time() * 1000)
+        if ok:
+            self.store.mark_sent_many(ids, self.owner, now_ms)
+            stats.sent += len(ids)
+            stats.messages += 1
+            what = f"alert {ids[0]}" if len(ids) == 1 else f"digest of {len(ids)} alerts"
+            log.info("channel '%s': sent %s (rule '%s'): %s", channel.name, what,
+                     alerts[0].rule if len(ids) == 1 else ", ".join(sorted({a.rule for a in
+                                                                            alerts})),
+                     alerts[0].item.url if len(ids) == 1 else rendered.title)
+            for a in alerts:
+                self._result(channel.name, "sent", (now_ms - a.created_ms) / 1000)
+            return
+        attempts = max(a.attempts for a in alerts) + 1
+        age_s = (now_ms - min(a.created_ms for a in alerts)) / 1000
+        dead = attempts >= self.config.max_attempts or age_s >= self.config.max_age
+        delay = min(self.config.max_backoff, self.config.backoff * 2 ** (attempts - 1))
+        delay *= random.uniform(0.8, 1.2)
+        self.store.mark_failed_many(ids, self.owner, error[:1000], now_ms + int(delay * 1000),
+                                    dead)
+        if dead:
+            stats.dead += len(ids)
+            log.error("channel '%s': alert %s is dead after %d attempts: %s", channel.name,
+                      ", ".join(map(str, ids)), attempts, error)
+        else:
+            stats.failed += len(ids)
+            log.warning("channel '%s': alert %s failed (attempt %d, retry in %.1f s): %s",
+                        channel.name, ", ".join(map(str, ids)), attempts, delay, error)
+        for _ in alerts:
+            self._result(channel.name, "dead" if dead else "failed", 0.0)
+
+    def _notify(self, channel: Channel, msg: Rendered, msgid: str) -> tuple[bool, str]:
+        global _message_id
+        fmt = apprise.NotifyFormat(channel.config.body_format())
+        with _message_id_lock, apprise.LogCapture(level=logging.WARNING,
+                                                  fmt="%(message)s") as captured:
+            _message_id = msgid
             try:
-                ok = bool(channel.apprise.notify(title=msg.title, body=msg.body))
+                ok = bool(channel.apprise.notify(title=msg.title, body=msg.body,
+                                                 body_format=fmt))
             except Exception as e:  # a plugin that raises is a failed send, not a crash
                 ok = False
                 captured.write(f"{e.__class__.__name__}: {e}\n")
+            finally:
+                _message_id = None
             details = captured.getvalue().strip()
-        now_ms = int(time.time() * 1000)
-        if ok:
-            self.store.mark_sent(alert.id, self.owner, now_ms)
-            stats.sent += 1
-            log.info("channel '%s': sent alert %d (rule '%s'): %s", alert.channel, alert.id,
-                     alert.rule, alert.item.url)
-            self._result(alert.channel, "sent", (now_ms - alert.created_ms) / 1000)
-            return
-        attempts = alert.attempts + 1
         error = self.masker(details.splitlines()[-1] if details else "notification failed")
-        dead = attempts >= self.config.max_attempts
-        delay = min(self.config.max_backoff, self.config.backoff * 2 ** (attempts - 1))
-        delay *= random.uniform(0.8, 1.2)
-        self.store.mark_failed(alert.id, self.owner, error[:1000], now_ms + int(delay * 1000),
-                               dead)
-        if dead:
-            stats.dead += 1
-            log.error("channel '%s': alert %d is dead after %d attempts: %s", alert.channel,
-                      alert.id, attempts, error)
-            self._result(alert.channel, "dead", 0.0)
-        else:
-            stats.failed += 1
-            log.warning("channel '%s': alert %d failed (attempt %d, retry in %.1f s): %s",
-                        alert.channel, alert.id, attempts, delay, error)
-            self._result(alert.channel, "failed", 0.0)
+        return ok, error
 
     def _result(self, channel: str, outcome: str, latency_s: float) -> None:
         if self.on_result:
             self.on_result(channel, outcome, latency_s)
+
+
+def _silence_for(silences: Sequence[Silence], alert: AlertRow) -> Silence | None:
+    for s in silences:
+        if s.covers(alert.rule, alert.channel):
+            return s
+    return None
+
+
+@dataclass(frozen=True)
+class UrlOutcome:
+    url: str  # masked
+    ok: bool
+    detail: str
+
+
+def notify_test(channel: Channel, masker: Masker, title: str, body: str) -> list[UrlOutcome]:
+    """Send a test message through each URL of a channel on its own; report each."""
+    out = []
+    fmt = apprise.NotifyFormat(channel.config.body_format())
+    for plugin in channel.apprise:
+        shown = masker(str(plugin.url(privacy=True)))
+        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
+            try:
+                ok = bool(plugin.notify(title=title, body=body, body_format=fmt))
+            except Exception as e:
+                ok = False
+                captured.write(f"{e.__class__.__name__}: {e}\n")
+            details = captured.getvalue().strip()
+        out.append(UrlOutcome(shown, ok, masker(details.splitlines()[-1]) if details else ""))
+    return out

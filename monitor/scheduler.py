@@ -11,11 +11,29 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger("monitor.scheduler")
+
+
+def check_cron(expr: str, timezone: str) -> None:
+    """Raise ValueError for a cron expression APScheduler cannot read."""
+    try:
+        CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
+    except ValueError as e:
+        raise ValueError(f"invalid cron expression {expr!r}: {e}") from None
+
+
+def next_cron_time(expr: str, timezone: str, after: datetime) -> datetime:
+    """The first time the cron expression fires strictly after ``after``."""
+    trigger = CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
+    fire = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    assert fire is not None
+    return fire
 
 
 class JobRunner:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from urllib.parse import quote, unquote, urlsplit
 
 import apprise
 
@@ -13,15 +15,48 @@ _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P
                        re.I)
 
 
+# Query parameters whose values are credentials, whatever the plugin: Apprise masks
+# the ones it knows, but shows custom headers (``+Authorization=``) and GET
+# parameters (``-apikey=``) of json://, form:// and xml:// as they are.
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|sig|cookie|session|credential|"
+                           r"authorization", re.I)
+
+
 def mask_url(url: str) -> str:
-    """An Apprise URL as it may be shown: passwords and tokens replaced by Apprise itself."""
+    """An Apprise URL as it may be shown: passwords and tokens replaced."""
+    masker = Masker()
+    masker.add_url(url)
     try:
         plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     except Exception:  # a URL apprise cannot read is shown with its userinfo masked
         plugin = None
     if plugin:
-        return str(plugin.url(privacy=True))
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:****@", url)
+        return masker(str(plugin.url(privacy=True)))
+    return masker(url)
+
+
+def _forms(secret: str) -> Iterator[str]:
+    """A secret as it may be written: raw, percent-decoded and percent-encoded."""
+    yield secret
+    plain = unquote(secret)
+    yield plain
+    yield quote(plain, safe="")
+
+
+def _query_secrets(url: str) -> Iterator[str]:
+    """Values of credential-like query parameters, and the token of ``Bearer <token>``."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        if not sep or not value or not _SECRET_PARAM.search(unquote(name)):
+            continue
+        yield value
+        words = unquote(value.replace("+", " ")).split()
+        if len(words) == 2:  # "Bearer abc", "Basic abc": the scheme word is no secret
+            yield words[1]
 
 
 class Masker:
@@ -37,11 +72,17 @@ class Masker:
                 self._secrets.add(s)
         self._ordered = sorted(self._secrets, key=len, reverse=True)
 
-    def add_url(self, url: str) -> None:
-        """Remember the secret parts of an Apprise URL (password, path tokens)."""
+    def add_userinfo(self, url: str) -> None:
+        """Remember the password and credential-like query values of any URL (feeds too)."""
         m = _USERINFO.search(url)
         if m:
-            self.add([m["pw"]])
+            self.add(_forms(m["pw"]))
+        for value in _query_secrets(url):
+            self.add(_forms(value))
+
+    def add_url(self, url: str) -> None:
+        """Remember the secret parts of an Apprise URL (password, path tokens, query keys)."""
+        self.add_userinfo(url)
         try:
             plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
         except Exception:
@@ -53,9 +94,7 @@ class Masker:
         # Whatever the private form has that the masked one hides is secret.
         for part in re.split(r"[/:@?&=]+", full):
             if part and part not in shown and len(part) >= 4:
-                self.add([part])
-                from urllib.parse import unquote
-                self.add([unquote(part)])
+                self.add(_forms(part))
 
     def __call__(self, text: str | None) -> str:
         if not text:
@@ -63,3 +102,29 @@ class Masker:
         for s in self._ordered:
             text = text.replace(s, "****")
         return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:****@", text)
+
+
+class MaskingFilter(logging.Filter):
+    """Masks known secrets in every record before a handler formats it.
+
+    The last line of defence: messages, their arguments and tracebacks (an exception's
+    text may quote a URL with its token) all pass through the masker, so a log line
+    that forgot to mask cannot leak a secret, in text or JSON format alike.
+    """
+
+    def __init__(self, masker: Masker) -> None:
+        super().__init__()
+        self.masker = masker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self.masker(message)
+        if masked != message or record.args:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.masker(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.masker(record.stack_info)
+        return True

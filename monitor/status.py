@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from monitor.config import LoadedConfig
+from monitor.politeness import unhealthy, unhealthy_reason
 from monitor.secrets import Masker
 from monitor.store import Store
 
@@ -28,6 +29,8 @@ def collect_status(loaded: LoadedConfig, now_ms: int | None = None) -> dict[str,
     for ch in cfg.channels.values():
         for url in ch.urls:
             masker.add_url(url)
+    for f in cfg.feeds:
+        masker.add_userinfo(f.url)
     store = Store(cfg.database, upgrade=None)
     try:
         rows = {r.id: r for r in store.feed_rows()}
@@ -47,8 +50,16 @@ def collect_status(loaded: LoadedConfig, now_ms: int | None = None) -> dict[str,
             "next_poll": _when(r.next_poll_ms) if r else None,
             "failures": r.failures if r else 0,
             "error": masker(r.last_error) if r and r.last_error else None,
+            # Exact times for scripts (the ISO strings above have whole seconds).
+            "last_poll_ms": r.last_poll_ms if r else None,
+            "next_poll_ms": r.next_poll_ms if r else None,
+            # Unhealthy: defaults.unhealthy_after failures in a row (still retried).
+            "healthy": not (r and unhealthy(r.failures, cfg.defaults.unhealthy_after)),
+            "unhealthy_reason": masker(reason) if r and (reason := unhealthy_reason(
+                r.failures, cfg.defaults.unhealthy_after, r.last_outcome, r.last_error))
+            else None,
         })
-    empty = {"pending": 0, "retrying": 0, "sent": 0, "dead": 0}
+    empty = {"pending": 0, "retrying": 0, "held": 0, "sent": 0, "dead": 0, "silenced": 0}
     channels = [{"name": name, **empty, **outbox.get(name, {})} for name in cfg.channels]
     for name in sorted(set(outbox) - set(cfg.channels)):
         channels.append({"name": name, **empty, **outbox[name], "configured": False})
@@ -73,16 +84,21 @@ def print_status(report: dict[str, Any], console: Console | None = None) -> None
         outcome = f["outcome"] or "-"
         if f["http_status"] and f["http_status"] not in (200, 304):
             outcome += f" ({f['http_status']})"
+        if not f.get("healthy", True):
+            outcome = f"UNHEALTHY: {outcome}"
         t.add_row(f["id"] + ("" if f["enabled"] else " (disabled)"),
                   _short(f["last_poll"]) or "never", outcome, _short(f["next_poll"]) or "-",
                   str(f["failures"]), f["error"] or "")
     console.print(t)
     t = Table(title="Channels", title_justify="left")
-    for col in ("channel", "pending", "retrying", "sent", "dead"):
-        t.add_column(col, justify="left" if col == "channel" else "right")
+    states = ("pending", "retrying", "held", "sent", "dead", "silenced")
+    t.add_column("channel")
+    for col in states:
+        t.add_column(col, justify="right")
     for c in report["channels"]:
-        t.add_row(c["name"], str(c["pending"]), str(c["retrying"]), str(c["sent"]),
-                  str(c["dead"]))
+        # Alerts of a channel removed from the config wait, not lost: say so.
+        name = c["name"] + ("" if c.get("configured", True) else " (not configured)")
+        t.add_row(name, *(str(c.get(k, 0)) for k in states))
     console.print(t)
     t = Table(title="Rules", title_justify="left")
     t.add_column("rule")

@@ -16,13 +16,21 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_config(path: Path, *, db: Path, feeds: list[dict[str, Any]],
+def write_config(path: Path, *, db: Path | None = None, feeds: list[dict[str, Any]],
                  channels: dict[str, Any], rules: list[dict[str, Any]],
-                 **extra: Any) -> Path:
-    """A config tuned for tests: fast ticks, no jitter, short intervals."""
+                 database: str | None = None, **extra: Any) -> Path:
+    """A config tuned for tests: fast ticks, no jitter, short intervals.
+
+    The database is the SQLite file ``db``, or any SQLAlchemy URL given as ``database``
+    (e.g. the test PostgreSQL, for several daemons on one database).
+    """
+    if (db is None) == (database is None):
+        raise TypeError("write_config needs exactly one of db (a SQLite file) or database")
     cfg: dict[str, Any] = {
-        "database": f"sqlite:///{db}",
-        "defaults": {"interval": "1s", "jitter": 0, "timeout": "5s", "backlog": "none"},
+        "database": database or f"sqlite:///{db}",
+        # Every test server listens on loopback, which feeds may not use by default.
+        "defaults": {"interval": "1s", "jitter": 0, "timeout": "5s", "backlog": "none",
+                     "allowed_networks": ["127.0.0.0/8", "::1/128"]},
         "scheduler": {"tick": 0.2, "workers": 4},
         "delivery": {"interval": 0.2, "backoff": 0.2, "max_backoff": 1},
         "http": {"enabled": False},
@@ -95,3 +103,15 @@ class Daemon:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """Status and body of a GET, error statuses included (for /healthz and /metrics)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode("utf-8")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8")

@@ -1,23 +1,26 @@
 """Compiled rules: one Aho-Corasick automaton for every keyword, one formula per rule (pure).
 
-Per item the text of each field is normalized once and scanned once; a rule is
-evaluated only when one of its *trigger* keywords hit (see ``_trigger``), so
-the cost per item follows the hits, not the number of rules. Regular
-expressions run lazily, only when a candidate rule's formula reaches them
-(rules anchored on a regex alone are evaluated for every item).
+Per item, the fields the rules read are normalized together (one pass, one
+OpenCC call) and each is scanned once by the automaton; a rule is evaluated
+only when one of its *trigger* keywords hit (see ``_trigger``), so the cost per
+item follows the hits, not the number of rules. Regular expressions run lazily,
+only when a candidate rule's formula reaches them (rules anchored on a regex
+alone are evaluated for every item). Snippets are built only for the rules
+returned, and once per hit position however many rules share it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import ahocorasick
+import ahocorasick_rs
 
 from monitor.errors import RuleError
 from monitor.match.normalize import (
     fold_text,
+    fold_texts_aligned,
     html_to_text,
     is_word_char,
     plain_text,
@@ -43,6 +46,8 @@ FIELD_ORDER: tuple[str, ...] = ("title", "summary", "content", "author", "catego
 _BIT: dict[str, int] = {name: 1 << i for i, name in enumerate(FIELD_ORDER)}
 
 Eval = Callable[["_ItemState"], bool]
+# What one scan of one field found: keyword id -> start of its first valid occurrence.
+Found = dict[int, int]
 
 
 @dataclass(slots=True)
@@ -68,7 +73,7 @@ class _Literal:
     label: str  # as configured: the keyword, or "re:/.../"
     keyword: int | None  # keyword id, or None for a regex
     regex: int | None
-    mask: int
+    fields: tuple[tuple[int, str], ...]  # (rank in FIELD_ORDER, field) it may hit in
 
 
 @dataclass(slots=True)
@@ -80,25 +85,40 @@ class _Rule:
     feeds: frozenset[str]
 
 
+def _mask_fields(mask: int) -> tuple[str, ...]:
+    return tuple(name for name in FIELD_ORDER if mask & _BIT[name])
+
+
 @dataclass(slots=True)
 class _ItemState:
     """Everything computed about one item while matching it."""
 
-    fields: dict[str, FieldText]
-    hits: dict[int, int] = field(default_factory=dict)  # keyword id -> field bits
-    first: dict[tuple[int, str], int] = field(default_factory=dict)  # (kw, field) -> offset
+    fields: dict[str, FieldText]  # the fields some rule reads
+    found: dict[str, Found]  # per field: the keywords that hit there
+    regexes: list[_Regex]
+    unions: dict[int, Container[int]] = field(default_factory=dict)  # mask -> keyword ids
     regex_results: dict[tuple[int, str], tuple[int, int] | None] = field(default_factory=dict)
-    regexes: list[_Regex] = field(default_factory=list)
+    snippets: dict[tuple[str, int, int], str] = field(default_factory=dict)
+
+    def hit(self, mask: int) -> Container[int]:
+        """The keyword ids that hit in any field of ``mask``."""
+        got = self.unions.get(mask)
+        if got is None:
+            parts = [self.found[n] for n in _mask_fields(mask) if n in self.found]
+            got = parts[0] if len(parts) == 1 else set().union(*parts)
+            self.unions[mask] = got
+        return got
 
     def regex_span(self, rid: int, name: str) -> tuple[int, int] | None:
         key = (rid, name)
         if key not in self.regex_results:
-            m = self.regexes[rid].compiled.search(self.fields[name].folded)
+            text = self.fields[name].folded if name in self.fields else ""
+            m = self.regexes[rid].compiled.search(text)
             self.regex_results[key] = m.span() if m else None
         return self.regex_results[key]
 
     def regex_hit(self, rid: int, mask: int) -> bool:
-        return any(self.regex_span(rid, n) is not None for n in FIELD_ORDER if mask & _BIT[n])
+        return any(self.regex_span(rid, n) is not None for n in _mask_fields(mask))
 
 
 def _mask(fields: frozenset[str]) -> int:
@@ -108,17 +128,17 @@ def _mask(fields: frozenset[str]) -> int:
     return out
 
 
-_DEFAULT_MASK = _mask(DEFAULT_FIELDS)
-
-
 class _Builder:
     """Collects keywords and regexes across rules while formulas are compiled."""
 
     def __init__(self) -> None:
         self.keywords: dict[str, _Keyword] = {}
+        self.by_id: list[_Keyword] = []
         self.regexes: list[_Regex] = []
         self._regex_ids: dict[str, int] = {}
         self._raw: dict[str, _Keyword | None] = {}  # as written -> keyword; rules repeat words
+        self.field_mask = 0  # every field some term or pattern reads: only these are scanned
+        self.uses: dict[int, int] = {}  # keyword id -> rules using it as a positive term
 
     def keyword(self, text: str) -> _Keyword | None:
         if text in self._raw:
@@ -135,6 +155,7 @@ class _Builder:
             kw = _Keyword(len(self.keywords), folded, is_word_char(folded[0]),
                           is_word_char(folded[-1]))
             self.keywords[folded] = kw
+            self.by_id.append(kw)
         return kw
 
     def regex(self, source: str) -> int:
@@ -150,6 +171,10 @@ class _Builder:
         return rid
 
 
+def _ranked(mask: int) -> tuple[tuple[int, str], ...]:
+    return tuple((rank, name) for rank, name in enumerate(FIELD_ORDER) if mask & _BIT[name])
+
+
 class _RuleCompiler:
     """Turns one rule's syntax tree into a closure, its literals and its trigger set."""
 
@@ -157,6 +182,7 @@ class _RuleCompiler:
         self.builder = builder
         self.spec = spec
         self.literals: list[_Literal] = []
+        self.positive: set[int] = set()  # keyword ids of positive terms
 
     def fail(self, message: str, node: Term | Pattern) -> RuleError:
         # Sugar keywords (any/all/none) carry column 0: no position inside a query.
@@ -169,9 +195,11 @@ class _RuleCompiler:
             if kw is None:
                 raise self.fail(f"keyword {node.text!r} is empty after normalization", node)
             mask, kid = _mask(node.fields), kw.id
+            self.builder.field_mask |= mask
             if positive:
-                self.literals.append(_Literal(node.text, kid, None, mask))
-            return lambda st: bool(st.hits.get(kid, 0) & mask)
+                self.literals.append(_Literal(node.text, kid, None, _ranked(mask)))
+                self.positive.add(kid)
+            return lambda st: kid in st.hit(mask)
         if isinstance(node, Pattern):
             try:
                 rid = self.builder.regex(node.source)
@@ -179,8 +207,9 @@ class _RuleCompiler:
                 at = Pattern(node.source, node.fields, node.column + (e.pos or 0), node.line)
                 raise self.fail(f"bad regular expression /{node.source}/: {e.msg}", at) from e
             mask = _mask(node.fields)
+            self.builder.field_mask |= mask
             if positive:
-                self.literals.append(_Literal(f"re:/{node.source}/", None, rid, mask))
+                self.literals.append(_Literal(f"re:/{node.source}/", None, rid, _ranked(mask)))
             return lambda st: st.regex_hit(rid, mask)
         if isinstance(node, Not):
             inner = self.compile(node.child, not positive)
@@ -198,17 +227,21 @@ class _RuleCompiler:
 
 
 # A trigger set is a set of atoms such that the formula is false whenever none of
-# them hits; ("k", id) for keywords, ("r", id) for regexes. None: no such set.
-Trigger = frozenset[tuple[str, int]] | None
+# them hits; ("k", id, mask) for a keyword in the fields of mask, ("r", id, mask) for
+# a regex. None: no such set.
+Atom = tuple[str, int, int]
+Trigger = frozenset[Atom] | None
 
 
 def _trigger(node: Node, builder: _Builder, positive: bool = True) -> Trigger:
     if isinstance(node, Term):
         kw = builder.keyword(node.text)
-        return frozenset({("k", kw.id)}) if positive and kw is not None else None
+        return frozenset({("k", kw.id, _mask(node.fields))}) \
+            if positive and kw is not None else None
     if isinstance(node, Pattern):
         rid = builder._regex_ids.get(node.source)
-        return frozenset({("r", rid)}) if positive and rid is not None else None
+        return frozenset({("r", rid, _mask(node.fields))}) \
+            if positive and rid is not None else None
     if isinstance(node, Not):
         return _trigger(node.child, builder, not positive)
     kids = [_trigger(c, builder, positive) for c in node.children]
@@ -218,11 +251,35 @@ def _trigger(node: Node, builder: _Builder, positive: bool = True) -> Trigger:
         usable = [k for k in kids if k is not None]
         if not usable:
             return None
-        # Prefer keyword-only triggers (indexable), then the fewest atoms.
-        return min(usable, key=lambda k: (any(a[0] == "r" for a in k), len(k)))
+        return min(usable, key=lambda k: _trigger_cost(k, builder))
     if any(k is None for k in kids):
         return None
     return frozenset().union(*kids)  # type: ignore[arg-type]
+
+
+def _anchored(node: Node, positive: bool = True) -> bool:
+    """Whether ``_trigger`` finds a trigger set: the formula is false when no term hits."""
+    if isinstance(node, Term | Pattern):
+        return positive
+    if isinstance(node, Not):
+        return _anchored(node.child, not positive)
+    kids = [_anchored(c, positive) for c in node.children]
+    return any(kids) if isinstance(node, And) == positive else all(kids)
+
+
+def _trigger_cost(trigger: frozenset[Atom], builder: _Builder) -> tuple[int, int, int, int]:
+    """Which side of an AND to index a rule under: the one least likely to hit.
+
+    Keyword-only triggers first (a regex trigger means evaluating the rule for
+    every item), then the fewest atoms. Among keywords: those fewer rules use (a
+    keyword that many rules share, a name such as 北京, is one that occurs
+    often), then the longest (longer words are rarer). "北京 AND 稀土出口" is thus
+    evaluated when 稀土出口 occurs, not for every article that mentions Beijing.
+    """
+    keywords = [builder.by_id[kid] for kind, kid, _ in trigger if kind == "k"]
+    return (len(keywords) < len(trigger), len(trigger),
+            sum(builder.uses.get(kw.id, 0) for kw in keywords),
+            -sum(len(kw.folded) for kw in keywords))
 
 
 def _spec_tree(spec: RuleSpec) -> tuple[Node, int | None]:
@@ -250,23 +307,28 @@ class RuleSet:
     def __init__(self, rules: list[_Rule], builder: _Builder) -> None:
         self._rules = rules
         self._regexes = builder.regexes
-        self._by_keyword: dict[int, list[int]] = {}
+        # field -> keyword id -> rules to evaluate when the keyword hits in that field
+        self._by_field: dict[str, dict[int, list[int]]] = {}
         self._always: list[int] = []  # rules anchored on a regex: evaluated for every item
-        self._automaton: ahocorasick.Automaton | None = None
         self._keywords = list(builder.keywords.values())
+        self._lengths = [len(kw.folded) for kw in self._keywords]
+        # Latin-script keywords must sit on word boundaries; their hits are checked.
+        self._bounded = frozenset(kw.id for kw in self._keywords
+                                  if kw.left_boundary or kw.right_boundary)
+        self._fields = _mask_fields(builder.field_mask)
+        self._automaton: ahocorasick_rs.AhoCorasick | None = None
         if self._keywords:
-            automaton = ahocorasick.Automaton()
-            for kw in self._keywords:
-                automaton.add_word(kw.folded, kw.id)
-            automaton.make_automaton()
-            self._automaton = automaton
+            # Patterns are given in keyword-id order, so a match's index is the id.
+            self._automaton = ahocorasick_rs.AhoCorasick([kw.folded for kw in self._keywords])
 
-    def _index(self, rule: int, trigger: frozenset[tuple[str, int]]) -> None:
-        if any(kind == "r" for kind, _ in trigger):
+    def _index(self, rule: int, trigger: frozenset[Atom]) -> None:
+        if any(kind == "r" for kind, _, _ in trigger):
             self._always.append(rule)
             return
-        for _, kid in trigger:
-            self._by_keyword.setdefault(kid, []).append(rule)
+        # Indexed per field: 'title:"x"' is no candidate when x occurs in the body only.
+        for _, kid, mask in trigger:
+            for name in _mask_fields(mask):
+                self._by_field.setdefault(name, {}).setdefault(kid, []).append(rule)
 
     @property
     def names(self) -> list[str]:
@@ -275,26 +337,37 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self._rules)
 
-    def _scan(self, state: _ItemState, name: str, bit: int) -> None:
-        text = state.fields[name].folded
-        if not text or self._automaton is None:
-            return
-        hits, first, n, keywords = state.hits, state.first, len(text), self._keywords
-        seen: set[int] = set()
-        # The hot loop: one pass per occurrence, so repeats are dropped first.
-        for end, kid in self._automaton.iter(text):
-            if kid in seen:
+    def _scan(self, text: str) -> Found:
+        """Keyword id -> start of its first valid occurrence in ``text`` (folded)."""
+        if self._automaton is None:
+            return {}
+        matches = self._automaton.find_matches_as_indexes(text, overlapping=True)
+        if not matches:
+            return {}
+        # Matches come in order of their end; for one keyword that is the order of
+        # their start too, and walking them backwards leaves the first one in the dict.
+        found = {kid: start for kid, start, _ in reversed(matches)}
+        if not self._bounded.isdisjoint(found):
+            self._check_boundaries(text, matches, found)
+        return found
+
+    def _check_boundaries(self, text: str, matches: list[tuple[int, int, int]],
+                          found: Found) -> None:
+        # Latin-script keywords match whole words only ("AI" is not in "PAIN"); CJK
+        # ones anywhere. Only occurrences of such keywords are looked at again.
+        pending = self._bounded.intersection(found)
+        for kid in pending:
+            del found[kid]
+        keywords, n = self._keywords, len(text)
+        for kid, start, end in matches:
+            if kid not in pending or kid in found:
                 continue
             kw = keywords[kid]
-            start = end - len(kw.folded) + 1
-            # Latin-script keywords match whole words only; CJK ones anywhere.
             if kw.left_boundary and start > 0 and is_word_char(text[start - 1]):
                 continue
-            if kw.right_boundary and end + 1 < n and is_word_char(text[end + 1]):
+            if kw.right_boundary and end < n and is_word_char(text[end]):
                 continue
-            seen.add(kid)
-            hits[kid] = hits.get(kid, 0) | bit
-            first[(kid, name)] = start
+            found[kid] = start
 
     def match(self, item: Item, feeds: Collection[str] = ()) -> list[RuleMatch]:
         """The rules ``item`` satisfies, in configuration order.
@@ -302,16 +375,17 @@ class RuleSet:
         ``feeds`` are the feed ids the item was seen in; a rule limited to some
         feeds applies only when they intersect (``item.feed_id`` counts too).
         """
-        state = _ItemState(item_fields(item), regexes=self._regexes)
-        for name in FIELD_ORDER:
-            self._scan(state, name, _BIT[name])
+        fields = item_fields(item, self._fields)
+        found = {name: self._scan(text.folded) for name, text in fields.items() if text.folded}
         candidates: set[int] = set(self._always)
-        for kid in state.hits:
-            rules = self._by_keyword.get(kid)
-            if rules:
-                candidates.update(rules)
+        for name, hits in found.items():
+            index = self._by_field.get(name)
+            if index:
+                for kid in index.keys() & hits.keys():
+                    candidates.update(index[kid])
         if not candidates:
             return []
+        state = _ItemState(fields, found, self._regexes)
         seen_in = set(feeds)
         seen_in.add(item.feed_id)
         out: list[RuleMatch] = []
@@ -325,17 +399,15 @@ class RuleSet:
 
     def _report(self, rule: _Rule, state: _ItemState) -> RuleMatch:
         labels: list[str] = []
-        best: tuple[int, int, int, str, str] | None = None  # field rank, start, end, field, hit
+        best: tuple[int, int, int, str] | None = None  # field rank, start, end, field
         for lit in rule.literals:
-            for rank, name in enumerate(FIELD_ORDER):
-                if not lit.mask & _BIT[name]:
-                    continue
+            for rank, name in lit.fields:
                 if lit.keyword is not None:
-                    start = state.first.get((lit.keyword, name))
+                    hits = state.found.get(name)
+                    start = hits.get(lit.keyword) if hits else None
                     if start is None:
                         continue
-                    length = len(self._keywords[lit.keyword].folded)
-                    span = (start, start + length)
+                    span = (start, start + self._lengths[lit.keyword])
                 else:
                     assert lit.regex is not None
                     found = state.regex_span(lit.regex, name)
@@ -344,35 +416,48 @@ class RuleSet:
                     span = found
                 if lit.label not in labels:
                     labels.append(lit.label)
-                folded = state.fields[name].folded[span[0]:span[1]]
-                cand = (rank, span[0], span[1], name, folded)
-                if best is None or cand[:2] < best[:2]:
-                    best = cand
+                if best is None or (rank, span[0]) < best[:2]:
+                    best = (rank, span[0], span[1], name)
         snippet = ""
         if best is not None:
-            _, start, end, name, folded = best
-            snippet = make_snippet(state.fields[name], start, end, folded)
+            _, start, end, name = best
+            # Rules that share a keyword share its first hit: build that snippet once.
+            key = (name, start, end)
+            snippet = state.snippets.get(key, "")
+            if not snippet:
+                text = state.fields[name]
+                snippet = make_snippet(text, start, end, text.folded[start:end])
+                state.snippets[key] = snippet
         return RuleMatch(rule.spec.name, tuple(labels), snippet)
 
 
-def item_fields(item: Item) -> dict[str, FieldText]:
-    """Each matchable field of ``item`` as original plain text plus its normalized form."""
-    plain = {
-        "title": plain_text(item.title),
-        "summary": html_to_text(item.summary) if item.summary else "",
-        "content": html_to_text(item.content) if item.content else "",
-        "author": plain_text(item.author),
+def _plain(item: Item, name: str) -> str:
+    if name == "title":
+        return plain_text(item.title)
+    if name == "summary":
+        return html_to_text(item.summary) if item.summary else ""
+    if name == "content":
+        return html_to_text(item.content) if item.content else ""
+    if name == "author":
+        return plain_text(item.author)
+    if name == "category":
         # A separator that is neither a word character nor CJK keeps categories apart.
-        "category": " | ".join(plain_text(c) for c in item.categories),
-        "url": url_text(item.url),
-    }
-    return {name: FieldText(text, fold_text(text)) for name, text in plain.items()}
+        return " | ".join(plain_text(c) for c in item.categories)
+    return url_text(item.url)
+
+
+def item_fields(item: Item, names: Sequence[str] = FIELD_ORDER) -> dict[str, FieldText]:
+    """The fields ``names`` of ``item`` as original plain text plus their normalized form."""
+    plain = [_plain(item, name) for name in names]
+    folded = fold_texts_aligned(plain) if plain else []
+    return {name: FieldText(p, f, aligned)
+            for name, p, (f, aligned) in zip(names, plain, folded, strict=True)}
 
 
 def _compile(specs: Iterable[RuleSpec]) -> RuleSet:
     builder = _Builder()
     rules: list[_Rule] = []
-    triggers: list[frozenset[tuple[str, int]]] = []
+    trees: list[Node] = []
     names: set[str] = set()
     for spec in specs:
         if spec.name in names:
@@ -381,17 +466,22 @@ def _compile(specs: Iterable[RuleSpec]) -> RuleSet:
         tree, _ = _spec_tree(spec)
         compiler = _RuleCompiler(builder, spec)
         evaluate = compiler.compile(tree)
-        trigger = _trigger(tree, builder)
-        if trigger is None:
+        if not _anchored(tree):
             raise RuleError(
                 spec.name,
                 "rule could match an article in which none of its terms occur "
                 "(e.g. 'NOT x' alone); add a positive term",
                 spec.source, spec.line)
+        for kid in compiler.positive:
+            builder.uses[kid] = builder.uses.get(kid, 0) + 1
         rules.append(_Rule(len(rules), spec, evaluate, compiler.literals, frozenset(spec.feeds)))
-        triggers.append(trigger)
+        trees.append(tree)
     ruleset = RuleSet(rules, builder)
-    for i, trigger in enumerate(triggers):
+    # Triggers are chosen once every rule is known: how many rules share a keyword
+    # is part of the choice (see _trigger_cost).
+    for i, tree in enumerate(trees):
+        trigger = _trigger(tree, builder)
+        assert trigger is not None
         ruleset._index(i, trigger)
     return ruleset
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from urllib.parse import unquote
 
@@ -29,11 +30,36 @@ _SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.I | re.S)
 _COMMENT = re.compile(r"<!--.*?-->", re.S)
 # Block-level tags separate words; inline ones (span, b, a, ...) must not, or
 # "<span>习</span><span>近平</span>" would no longer contain 习近平.
-_BLOCK_TAG = re.compile(
-    r"</?(?:p|div|br|hr|li|ul|ol|h[1-6]|tr|td|th|table|thead|tbody|blockquote|section|article"
-    r"|header|footer|figure|figcaption|img|pre|dd|dt|dl|aside|nav|iframe|video|audio|form)\b[^>]*>",
-    re.I,
+BLOCK_TAGS: tuple[str, ...] = (
+    "p", "div", "br", "hr", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td",
+    "th", "table", "thead", "tbody", "blockquote", "section", "article", "header", "footer",
+    "figure", "figcaption", "img", "pre", "dd", "dt", "dl", "aside", "nav", "iframe", "video",
+    "audio", "form",
 )
+
+
+def _either_case(text: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in text)
+
+
+def _alternation(words: Iterable[str]) -> str:
+    """A case-insensitive regex alternation grouped by first letter: ``[dD](?:[iI][vV]|...)``
+    rather than ``div|dd|dt|dl`` under ``re.I``. The regex engine tries alternatives
+    one by one at every "<"; grouping and explicit case classes halve the cost of
+    stripping tags from a typical article."""
+    groups: dict[str, list[str]] = {}
+    for w in words:
+        groups.setdefault(w[0].lower(), []).append(w[1:].lower())
+    parts = []
+    for first, rests in sorted(groups.items()):
+        rests.sort(key=len, reverse=True)  # "" (the bare letter) last
+        tail = "" if rests == [""] else f"(?:{'|'.join(_either_case(r) for r in rests)})"
+        parts.append(_either_case(first) + tail)
+    return "|".join(parts)
+
+
+_BLOCK_TAG = re.compile(rf"</?(?:{_alternation(BLOCK_TAGS)})\b[^>]*>")
+_TAG = re.compile(rf"</?(?:{_alternation(BLOCK_TAGS)})\b[^>]*>", re.I)
 _TAG = re.compile(r"</?[A-Za-z][^>]*>|<![^>]*>|<\?[^>]*>")
 # Chunks for offset mapping end at whitespace or punctuation, so a chunk whose
 # length changed under folding is short and cheap to map character by character.
@@ -46,11 +72,84 @@ def _t2s() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def to_simplified(text: str) -> str:
     """Traditional to Simplified Chinese with OpenCC t2s; other text unchanged."""
     if text.isascii():
         return text
-    return _t2s().convert(text)
+    try:
+        return _t2s().convert(text)
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON feeds can carry "\ud800") cannot be passed to OpenCC
+        # as UTF-8. U+FFFD keeps the length, so offsets into the text stay valid.
+        return _t2s().convert(_SURROGATE.sub("\ufffd", text))
+
+
+# Code points scanned for characters that NFKC changes on their own: Latin-1 to the
+# end of the BMP without the unified ideographs (which have no decomposition), the
+# mathematical alphanumerics, enclosed alphanumerics and CJK compatibility
+# ideographs. Missing one costs speed, never correctness (see ``nfkc``).
+_COMPAT_SCAN = ((0x00A0, 0x3400), (0x4DC0, 0x4E00), (0xA000, 0x10000), (0x1D400, 0x1D800),
+                (0x1F100, 0x1F300), (0x2F800, 0x2FA20))
+_COMPAT_MAX_DISTINCT = 32  # more distinct such characters in one text: normalize it whole
+
+
+@lru_cache(maxsize=1)
+def _compat_table() -> tuple[re.Pattern[str], dict[str, str]]:
+    """Characters whose NFKC form differs from themselves, as a character class and a map."""
+    table: dict[str, str] = {}
+    for lo, hi in _COMPAT_SCAN:
+        for o in range(lo, hi):
+            ch = chr(o)
+            if unicodedata.decomposition(ch):  # no decomposition: NFKC leaves it alone
+                folded = unicodedata.normalize("NFKC", ch)
+                if folded != ch:
+                    table[ch] = folded
+    ranges: list[list[int]] = []
+    for o in sorted(ord(ch) for ch in table if ord(ch) < 0x10000):
+        if ranges and ranges[-1][1] == o - 1:
+            ranges[-1][1] = o
+        else:
+            ranges.append([o, o])
+    cls = "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+    # BMP-only classes compile to a bitmap; astral ranges would make the regex engine
+    # test a thousand ranges one by one at every character. Any astral character is
+    # therefore found and then looked up (rare in news text).
+    return re.compile(f"[{cls}\\U00010000-\\U0010ffff]"), table
+
+
+def nfkc(text: str) -> str:
+    """``unicodedata.normalize("NFKC", text)``, computed faster for typical news text.
+
+    Chinese text is never NFKC already: its commas, colons and parentheses are
+    full-width, and ``unicodedata`` then decomposes and recomposes every
+    character. Replacing a character ``c`` by ``NFKC(c)`` anywhere in a text does
+    not change the NFKC form of the text (the full decomposition of ``NFKC(c)``
+    is that of ``c``, and composition only depends on the decomposed sequence), so
+    the few distinct such characters are replaced with ``str.replace``; if the
+    result passes the quick check it is the NFKC form, otherwise the normalizer
+    finishes the job (combining marks, Hangul jamo, characters not in the table).
+    """
+    return _nfkc(text)[0]
+
+
+def _nfkc(text: str) -> tuple[str, bool]:
+    """``nfkc(text)``, and whether it only replaced characters one by one (then every
+    character of the result comes from one character of ``text``, in order)."""
+    if unicodedata.is_normalized("NFKC", text):
+        return text, True
+    pattern, table = _compat_table()
+    found = set(pattern.findall(text))
+    if len(found) > _COMPAT_MAX_DISTINCT:
+        return unicodedata.normalize("NFKC", text), False
+    for ch in found:
+        if ch in table:  # astral characters are all found, not all are in the table
+            text = text.replace(ch, table[ch])
+    if found and unicodedata.is_normalized("NFKC", text):
+        return text, True
+    return unicodedata.normalize("NFKC", text), False
 
 
 def is_cjk(ch: str) -> bool:
@@ -78,7 +177,8 @@ def html_to_text(markup: str) -> str:
     collapsed."""
     if "<" in markup:
         markup = _SCRIPT_STYLE.sub(" ", markup)
-        markup = _COMMENT.sub("", markup)
+        if "<!--" in markup:
+            markup = _COMMENT.sub("", markup)
         markup = _BLOCK_TAG.sub(" ", markup)
         markup = _TAG.sub("", markup)
     return plain_text(markup)
@@ -99,7 +199,7 @@ def url_text(url: str) -> str:
 def _fold_raw(text: str) -> str:
     if text.isascii():
         return text.lower()  # NFKC and t2s are no-ops on ASCII; lower == casefold here
-    return to_simplified(unicodedata.normalize("NFKC", text).casefold())
+    return to_simplified(nfkc(text).casefold())
 
 
 def fold_text(text: str) -> str:
@@ -109,6 +209,44 @@ def fold_text(text: str) -> str:
     ``烏克蘭`` equals ``乌克兰``.
     """
     return " ".join(_fold_raw(text).split())
+
+
+def fold_texts(texts: Sequence[str]) -> list[str]:
+    """``[fold_text(t) for t in texts]``, folded as one text (one OpenCC call per item)."""
+    return [folded for folded, _ in fold_texts_aligned(texts)]
+
+
+def fold_texts_aligned(texts: Sequence[str]) -> list[tuple[str, bool]]:
+    """``fold_text`` of each text, and whether that text is *aligned*: the folded
+    text has the length of the original and its i-th character comes from the
+    original's i-th character (then a hit's offsets are the offsets in the original,
+    and a snippet needs no offset map).
+
+    The texts are folded as one, joined with newlines: NFKC, case folding and
+    t2s all keep a newline as it is, and nothing composes or converts across it,
+    so each part is exactly ``fold_text`` of its text. A text that itself contains
+    a newline (plain text never does: ``plain_text`` collapses whitespace) makes
+    the texts be folded one by one.
+
+    Alignment: when NFKC only replaced characters one by one (``_nfkc``), each
+    character became one or more characters through NFKC and case folding, and
+    t2s maps k characters to k (module docstring); so a part as long as its
+    original, and unchanged by whitespace collapsing, is aligned.
+    """
+    joined = "\n".join(texts)
+    if joined.isascii():
+        raw, stepwise = joined.lower(), True
+    else:
+        normalized, stepwise = _nfkc(joined)
+        raw = to_simplified(normalized.casefold())
+    parts = raw.split("\n")
+    if len(parts) != len(texts):
+        return [(fold_text(t), False) for t in texts]
+    out = []
+    for plain, part in zip(texts, parts, strict=True):
+        folded = " ".join(part.split())
+        out.append((folded, stepwise and len(part) == len(plain) == len(folded)))
+    return out
 
 
 def normalize_text(text: str, *, markup: bool = True) -> str:
@@ -149,6 +287,38 @@ def _fold_chunks(plain: str) -> tuple[str, list[int]]:
     return "".join(pieces), offsets
 
 
+@lru_cache(maxsize=1)
+def _expanding() -> re.Pattern[str]:
+    """Characters that fold to other than one character (NFKC then case folding):
+    "…" to "...", "ß" to "ss", "ﬁ" to "fi". Astral characters are all included and
+    measured when found (rare)."""
+    _, table = _compat_table()
+    chars = [chr(o) for o in range(0xA0, 0x10000)
+             if not 0xD800 <= o <= 0xDFFF
+             and len(table.get(chr(o), chr(o)).casefold()) != 1]
+    cls = "".join(f"\\u{ord(c):04x}" for c in chars)
+    return re.compile(f"[{cls}\\U00010000-\\U0010ffff]")
+
+
+def _stepwise_offsets(plain: str, total: int) -> list[int] | None:
+    """Offsets for text that ``_nfkc`` folded character by character: each source
+    character yields ``len(NFKC(c).casefold())`` characters. None if the count
+    does not come out at ``total`` (then the caller maps chunk by chunk)."""
+    table = _compat_table()[1]
+    offsets: list[int] = []
+    pos = 0
+    for m in _expanding().finditer(plain):
+        ch, i = m.group(), m.start()
+        k = len(table.get(ch, ch).casefold())
+        if k == 1:
+            continue  # an astral character that folds to one: covered by the next range
+        offsets.extend(range(pos, i))
+        offsets.extend([i] * k)
+        pos = i + 1
+    offsets.extend(range(pos, len(plain)))
+    return offsets if len(offsets) == total else None
+
+
 def fold_with_offsets(plain: str) -> tuple[str, list[int]]:
     """Fold ``plain`` (output of ``html_to_text``/``plain_text``) and map offsets back.
 
@@ -158,9 +328,11 @@ def fold_with_offsets(plain: str) -> tuple[str, list[int]]:
     ``fold_text(plain)`` except in rare cases where composition crosses a chunk
     boundary; callers that need an exact hit position re-find it in ``folded``.
     """
-    folded = unicodedata.normalize("NFKC", plain).casefold()
-    if len(folded) == len(plain):
-        offsets = list(range(len(plain)))
+    normalized, stepwise = _nfkc(plain)
+    folded = normalized.casefold()
+    mapped = _stepwise_offsets(plain, len(folded)) if stepwise else None
+    if mapped is not None:
+        offsets = mapped
     else:
         folded, offsets = _fold_chunks(plain)
     simplified = to_simplified(folded)

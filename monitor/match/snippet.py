@@ -2,7 +2,7 @@
 
 Hits are found in normalized text; the snippet quotes the original plain text,
 using the offset map from ``fold_with_offsets`` (computed only for fields that
-produced a reported match).
+produced a reported match, and only when folding moved offsets in that field).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ class FieldText:
 
     plain: str
     folded: str
+    # True when folded[i] comes from plain[i] for every i (see fold_texts_aligned):
+    # offsets then need no map.
+    aligned: bool = False
     _mapped: tuple[str, list[int]] | None = field(default=None, repr=False)
 
     def mapped(self) -> tuple[str, list[int]]:
@@ -31,6 +34,8 @@ class FieldText:
 
 
 def _original_span(text: FieldText, start: int, end: int, hit: str) -> tuple[int, int]:
+    if text.aligned and text.folded[start:end] == hit:
+        return start, end
     folded, offsets = text.mapped()
     if folded[start:end] != hit:
         # The mapped fold differs from the fast one (composition across a chunk

@@ -1,5 +1,6 @@
 """Storage: feeds' schedule state, items and their dedupe history, the alert outbox."""
 
+from monitor.store.outbox import Silence
 from monitor.store.store import (
     AlertRow,
     FeedRow,
@@ -9,4 +10,4 @@ from monitor.store.store import (
     StoredItem,
 )
 
-__all__ = ["AlertRow", "FeedRow", "FeedSpec", "IngestStats", "Store", "StoredItem"]
+__all__ = ["Silence", "AlertRow", "FeedRow", "FeedSpec", "IngestStats", "Store", "StoredItem"]

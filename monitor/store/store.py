@@ -18,7 +18,10 @@ from typing import Any
 
 from sqlalchemy import (
     Engine,
+    String,
     and_,
+    any_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -28,11 +31,15 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.store import migrate
+from monitor.store.outbox import OutboxMixin, due_states
 from monitor.store.schema import alerts, feeds, item_feeds, items, matches
 from monitor.types import Item, RuleMatch
 
@@ -110,7 +117,7 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
-class Store:
+class Store(OutboxMixin):
     """One database, shared by the scheduler, the pollers and the deliverer."""
 
     def __init__(self, url: str, upgrade: bool | None = True) -> None:
@@ -202,13 +209,16 @@ class Store:
             existing = {r.id: r for r in conn.execute(
                 select(feeds.c.id, feeds.c.url, feeds.c.next_poll_ms, feeds.c.last_poll_ms,
                        feeds.c.failures))}
-            for spec in specs:
+            # Sorted, and inserts that yield: daemons that start (or reload a new config)
+            # together on one PostgreSQL write the same rows in one order, so they neither
+            # deadlock nor fail on a feed another daemon added a moment earlier.
+            for spec in sorted(specs, key=lambda s: s.id):
                 row = existing.get(spec.id)
                 if row is None:
-                    conn.execute(insert(feeds).values(
-                        id=spec.id, url=spec.url, title=spec.title,
+                    self._insert_new(
+                        conn, feeds, id=spec.id, url=spec.url, title=spec.title,
                         next_poll_ms=now_ms + int(random.uniform(0, first_spread_s) * 1000),
-                        failures=0, first_poll_done=False, added_ms=now_ms))
+                        failures=0, first_poll_done=False, added_ms=now_ms)
                 elif row.url != spec.url:
                     conn.execute(update(feeds).where(feeds.c.id == spec.id).values(
                         url=spec.url, title=spec.title, etag=None, last_modified=None,
@@ -222,16 +232,32 @@ class Store:
                     conn.execute(update(feeds).where(feeds.c.id == spec.id).values(**values))
 
     def claim_due_feeds(self, owner: str, now_ms: int, limit: int, lease_ms: int,
-                        feed_ids: Collection[str]) -> list[FeedRow]:
-        """Lease up to ``limit`` configured feeds whose poll is due."""
+                        feed_ids: Collection[str], due_ms: int | None = None) -> list[FeedRow]:
+        """Lease up to ``limit`` configured feeds whose poll is due (by ``due_ms``, default
+        now) and that no other owner holds.
+
+        On PostgreSQL the SELECT locks the rows it returns and skips rows another
+        transaction has locked; a row whose lease another claimer set in between fails
+        the re-checked ``free`` condition. So concurrent claimers get disjoint sets.
+        """
         if limit <= 0 or not feed_ids:
             return []
         free = or_(feeds.c.lease_until_ms.is_(None), feeds.c.lease_until_ms < now_ms)
-        due = and_(feeds.c.next_poll_ms <= now_ms, free, feeds.c.id.in_(list(feed_ids)))
+        due = and_(feeds.c.next_poll_ms <= (now_ms if due_ms is None else due_ms), free,
+                   self._among(feeds.c.id, feed_ids))
+        q = select(feeds.c.id).where(due).order_by(feeds.c.next_poll_ms).limit(limit)
+        if not self.is_sqlite:
+            # One statement: pick and lock, lease, return. MATERIALIZED runs the pick once
+            # (a LIMIT ... SKIP LOCKED subquery the planner re-ran could lease more rows).
+            picked = q.with_for_update(skip_locked=True).cte("picked") \
+                .prefix_with("MATERIALIZED")
+            with self.engine.begin() as conn:
+                rows = conn.execute(
+                    update(feeds).where(feeds.c.id == picked.c.id)
+                    .values(lease_owner=owner, lease_until_ms=now_ms + lease_ms)
+                    .returning(*feeds.c)).mappings().all()
+            return sorted((self._feed_row(r) for r in rows), key=lambda r: r.next_poll_ms)
         with self.engine.begin() as conn:
-            q = select(feeds.c.id).where(due).order_by(feeds.c.next_poll_ms).limit(limit)
-            if not self.is_sqlite:
-                q = q.with_for_update(skip_locked=True)
             ids = [r.id for r in conn.execute(q)]
             if not ids:
                 return []
@@ -240,6 +266,14 @@ class Store:
             rows = conn.execute(select(feeds).where(and_(
                 feeds.c.id.in_(ids), feeds.c.lease_owner == owner))).mappings().all()
         return [self._feed_row(r) for r in rows]
+
+    def _among(self, column: Any, values: Collection[str]) -> Any:
+        """``column IN values``. On PostgreSQL as ``= ANY(array)``, one parameter: every
+        claim names all configured feeds, and hundreds of IN parameters cost more to
+        render and parse than the claim itself."""
+        if self.is_sqlite:
+            return column.in_(list(values))
+        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
 
     @staticmethod
     def _feed_row(r: Any) -> FeedRow:
@@ -294,6 +328,10 @@ class Store:
         item once: only rules that did not match it before create alerts.
         ``alert_min_published_ms`` holds back alerts for older items (a new
         feed's backlog); their matches are still recorded so they never alert.
+
+        A poll costs a handful of statements whatever its size: one lookup each of
+        the keys, the feeds they were seen in and their earlier matches, and one
+        multi-row insert per table, not several statements per item.
         """
         stats = IngestStats()
         unique: dict[str, Item] = {}
@@ -305,69 +343,163 @@ class Store:
             return stats
         try:
             with self.engine.begin() as conn:
-                keys = list(unique)
-                found: dict[str, Any] = {}
-                for chunk in _chunks(keys, 500):
-                    for r in conn.execute(select(items.c.id, items.c.key, items.c.published_ms)
-                                          .where(items.c.key.in_(chunk))):
-                        found[r.key] = r
-                for key, it in unique.items():
-                    stats.add(self._ingest_one(conn, feed_id, it, found.get(key), now_ms,
-                                               match, channels_for, alert_min_published_ms))
+                self._ingest_batch(conn, feed_id, unique, now_ms, match, channels_for,
+                                   alert_min_published_ms, stats)
         except SQLAlchemyError as e:
             raise StoreError(f"storing items of feed '{feed_id}' failed: "
                              f"{e.__class__.__name__}: {getattr(e, 'orig', e)}") from e
         return stats
 
-    def _ingest_one(self, conn: Any, feed_id: str, it: Item, row: Any, now_ms: int,
-                    match: MatchFn, channels_for: ChannelsFn,
-                    alert_min_published_ms: int | None) -> IngestStats:
-        stats = IngestStats()
-        values = dict(url=it.url, entry_id=it.entry_id, title=it.title, summary=it.summary,
-                      content=it.content, author=it.author,
-                      categories=json.dumps(list(it.categories), ensure_ascii=False),
-                      published_ms=it.published_ms, updated_ms=now_ms)
-        if row is None:
-            item_id = conn.execute(insert(items).values(key=it.key, first_seen_ms=now_ms,
-                                                        **values)).inserted_primary_key[0]
-            stats.new = 1
-            changed = True
-        else:
-            item_id = row.id
-            changed = row.published_ms != it.published_ms
-            if changed:
-                conn.execute(update(items).where(items.c.id == item_id).values(**values))
-                stats.updated = 1
-            else:
-                stats.repeats = 1
-        seen_in = {r.feed_id for r in conn.execute(
-            select(item_feeds.c.feed_id).where(item_feeds.c.item_id == item_id))}
-        new_feed = feed_id not in seen_in
-        if new_feed:
-            conn.execute(insert(item_feeds).values(item_id=item_id, feed_id=feed_id,
-                                                   first_seen_ms=now_ms))
-            seen_in.add(feed_id)
-        if not (changed or new_feed):
-            return stats
-        # New, updated, or seen in a new feed (a rule limited to that feed may now apply).
-        hits = match(it, seen_in)
-        if not hits:
-            return stats
-        before = {r.rule for r in conn.execute(
-            select(matches.c.rule).where(matches.c.item_id == item_id))}
-        alerting = alert_min_published_ms is None or it.published_ms >= alert_min_published_ms
-        for hit in hits:
-            if hit.rule in before:
+    def _ingest_batch(self, conn: Any, feed_id: str, unique: dict[str, Item], now_ms: int,
+                      match: MatchFn, channels_for: ChannelsFn,
+                      alert_min_published_ms: int | None, stats: IngestStats) -> None:
+        # One key order in every transaction (items, then where they were seen, matches
+        # and alerts, each in key order): two daemons storing the same articles (listed
+        # in another order by another feed) then wait for each other on the unique key
+        # instead of deadlocking.
+        keys = sorted(unique)
+        found = self._item_rows(conn, keys)
+        seen = self._seen_in(conn, [r.id for r in found.values()])
+        # Matching runs on what was read, before this transaction writes anything.
+        work = [_plan(feed_id, unique[k], found.get(k), seen, match) for k in keys]
+
+        new = [w for w in work if w.item_id is None]
+        lost: list[str] = []
+        if new:
+            ids = self._insert_items(conn, [w.item for w in new], now_ms)
+            lost = [w.item.key for w in new if w.item.key not in ids]
+            for w in new:
+                w.item_id = ids.get(w.item.key)
+            if lost:  # another process stored these keys since our SELECT: not new here
+                rows = self._item_rows(conn, lost)
+                lost_seen = self._seen_in(conn, [r.id for r in rows.values()])
+                again = {k: _plan(feed_id, unique[k], rows[k], lost_seen, match) for k in lost}
+                work = [again.get(w.item.key, w) for w in work]
+
+        changed = [w for w in work if w.kind == "updated"]
+        if changed:
+            conn.execute(update(items).where(items.c.id == bindparam("_id")),
+                         [{"_id": w.item_id, **_item_values(w.item, now_ms)} for w in changed])
+        stats.new += len(new) - len(lost)
+        stats.updated += len(changed)
+        stats.repeats += sum(w.kind == "repeat" for w in work)
+        self._insert_rows(conn, item_feeds, [
+            {"item_id": w.item_id, "feed_id": feed_id, "first_seen_ms": now_ms}
+            for w in work if w.new_feed])
+
+        # New, updated, or seen in a new feed (a rule limited to that feed may now apply):
+        # the rules that did not match the item before.
+        hit = [w for w in work if w.hits]
+        if not hit:
+            return
+        before = self._matched_rules(conn, [w.item_id for w in hit if w.kind != "new"])
+        candidates: list[tuple[_Work, RuleMatch]] = []
+        for w in hit:
+            done = set(before.get(w.item_id, ()))
+            for h in w.hits:
+                if h.rule not in done:
+                    done.add(h.rule)
+                    candidates.append((w, h))
+        alerting = {w.item.key: alert_min_published_ms is None
+                    or w.item.published_ms >= alert_min_published_ms for w in hit}
+        returned = self._insert_rows(
+            conn, matches, [{"item_id": w.item_id, "rule": h.rule, "matched_ms": now_ms,
+                             "alerted": alerting[w.item.key]} for w, h in candidates],
+            matches.c.item_id, matches.c.rule)
+        inserted = None if returned is None else set(returned)
+        new_alerts = []
+        for w, h in candidates:
+            # A concurrent poll of another feed may have matched it first (and alerted).
+            if inserted is not None and (w.item_id, h.rule) not in inserted:
                 continue
             stats.matched += 1
-            stats.rules[hit.rule] = stats.rules.get(hit.rule, 0) + 1
-            conn.execute(insert(matches).values(item_id=item_id, rule=hit.rule,
-                                                matched_ms=now_ms, alerted=alerting))
-            if not alerting:
+            stats.rules[h.rule] = stats.rules.get(h.rule, 0) + 1
+            if not alerting[w.item.key]:
                 continue
-            for channel in channels_for(hit.rule):
-                stats.alerts += self._insert_alert(conn, hit, item_id, channel, now_ms)
-        return stats
+            keywords = json.dumps(list(h.keywords), ensure_ascii=False)
+            new_alerts.extend(
+                {"rule": h.rule, "item_id": w.item_id, "channel": channel,
+                 "keywords": keywords, "snippet": h.snippet, "status": "pending",
+                 "attempts": 0, "created_ms": now_ms, "next_attempt_ms": now_ms}
+                for channel in channels_for(h.rule))
+        # The unique (rule, item, channel) constraint is the last word on duplicates,
+        # whatever another process or an earlier crash did.
+        stats.alerts += self._insert_rows(conn, alerts, new_alerts, alerts.c.id, count=True)
+
+    @staticmethod
+    def _item_rows(conn: Any, keys: Sequence[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for chunk in _chunks(keys, 500):
+            for r in conn.execute(select(items.c.id, items.c.key, items.c.published_ms)
+                                  .where(items.c.key.in_(chunk))):
+                found[r.key] = r
+        return found
+
+    @staticmethod
+    def _seen_in(conn: Any, item_ids: Sequence[int]) -> dict[int, set[str]]:
+        seen: dict[int, set[str]] = {}
+        for chunk in _chunks(item_ids, 500):
+            for r in conn.execute(select(item_feeds.c.item_id, item_feeds.c.feed_id)
+                                  .where(item_feeds.c.item_id.in_(chunk))):
+                seen.setdefault(r.item_id, set()).add(r.feed_id)
+        return seen
+
+    @staticmethod
+    def _matched_rules(conn: Any, item_ids: Sequence[int]) -> dict[int, set[str]]:
+        out: dict[int, set[str]] = {}
+        for chunk in _chunks(item_ids, 500):
+            for r in conn.execute(select(matches.c.item_id, matches.c.rule)
+                                  .where(matches.c.item_id.in_(chunk))):
+                out.setdefault(r.item_id, set()).add(r.rule)
+        return out
+
+    def _insert_items(self, conn: Any, new: Sequence[Item], now_ms: int) -> dict[str, int]:
+        """Insert items whose keys were not found; the ids of those this call inserted."""
+        rows = [{"key": it.key, "first_seen_ms": now_ms, **_item_values(it, now_ms)}
+                for it in new]
+        inserted = self._insert_rows(conn, items, rows, items.c.key, items.c.id)
+        if inserted is None:  # no RETURNING: see _insert_rows, every row went in
+            return {r.key: r.id for r in self._item_rows(conn, [it.key for it in new]).values()}
+        return {key: item_id for key, item_id in inserted}
+
+    def _insert_rows(self, conn: Any, table: Any, rows: list[dict[str, Any]], *returning: Any,
+                     count: bool = False) -> Any:
+        """One multi-row INSERT ... ON CONFLICT DO NOTHING.
+
+        Returns the ``returning`` columns of the rows it inserted, as tuples, or their
+        number with ``count``; None when the database cannot say (SQLite before 3.35
+        has no RETURNING; it also has one writer at a time, so what this transaction
+        looked up is exact and every row goes in).
+        """
+        if not rows:
+            return 0 if count else []
+        stmt = (sqlite_insert if self.is_sqlite else pg_insert)(table).on_conflict_do_nothing()
+        if not returning:
+            conn.execute(stmt, rows)
+            return None
+        if not conn.dialect.insert_executemany_returning:
+            result = conn.execute(stmt, rows)
+            return max(result.rowcount, 0) if count else None
+        got = conn.execute(stmt.returning(*returning), rows).all()
+        return len(got) if count else [tuple(r) for r in got]
+
+    def _insert_new(self, conn: Any, table: Any, **values: Any) -> Any:
+        """INSERT ... ON CONFLICT DO NOTHING: the new row's (first) key, None if it existed.
+
+        Two daemons polling two feeds that carry the same new article insert the same
+        key at the same time. PostgreSQL makes the second wait for the first and then
+        skips the row, instead of failing the second poll's whole transaction; the
+        caller reads what the first one wrote (READ COMMITTED sees it).
+        """
+        if self.is_sqlite:
+            # One writer at a time (BEGIN IMMEDIATE); rowcount is exact here, and
+            # RETURNING would need SQLite 3.35.
+            r = conn.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
+            return r.inserted_primary_key[0] if r.rowcount else None
+        # psycopg reports no rowcount for this statement; RETURNING tells.
+        key = next(iter(table.primary_key.columns))
+        return conn.execute(pg_insert(table).values(**values).on_conflict_do_nothing()
+                            .returning(key)).scalar()
 
     def _insert_alert(self, conn: Any, hit: RuleMatch, item_id: int, channel: str,
                       now_ms: int) -> int:
@@ -425,7 +557,7 @@ class Store:
         if not channels:
             return []
         free = or_(alerts.c.lease_until_ms.is_(None), alerts.c.lease_until_ms < now_ms)
-        due = and_(alerts.c.status == "pending", alerts.c.next_attempt_ms <= now_ms, free,
+        due = and_(due_states(), alerts.c.next_attempt_ms <= now_ms, free,
                    alerts.c.channel.in_(list(channels)))
         with self.engine.begin() as conn:
             q = select(alerts.c.id).where(due).order_by(alerts.c.id).limit(limit)
@@ -482,7 +614,8 @@ class Store:
                                                                 alerts.c.attempts)):
                 channel, status, attempts, n = r
                 key = "retrying" if status == "pending" and attempts else status
-                d = out.setdefault(channel, {"pending": 0, "retrying": 0, "sent": 0, "dead": 0})
+                d = out.setdefault(channel, {"pending": 0, "retrying": 0, "held": 0, "sent": 0,
+                                             "dead": 0, "silenced": 0})
                 d[key] = d.get(key, 0) + n
         return out
 
@@ -505,6 +638,37 @@ class Store:
         """Drop schedule rows of feeds no longer configured (items stay)."""
         with self.engine.begin() as conn:
             return conn.execute(delete(feeds).where(feeds.c.id.not_in(list(keep)))).rowcount
+
+
+@dataclass
+class _Work:
+    """One item of a poll on its way into the store."""
+
+    item: Item
+    item_id: int | None  # None until a new item is inserted
+    kind: str  # "new", "updated" or "repeat"
+    new_feed: bool  # first time seen in this feed
+    hits: list[RuleMatch]
+
+
+def _plan(feed_id: str, it: Item, row: Any, seen: dict[int, set[str]],
+          match: MatchFn) -> _Work:
+    """What storing ``it`` means, given its stored row (or None) and where it was seen."""
+    if row is None:
+        return _Work(it, None, "new", True, list(match(it, {feed_id})))
+    changed = row.published_ms != it.published_ms
+    seen_in = set(seen.get(row.id, ()))
+    new_feed = feed_id not in seen_in
+    seen_in.add(feed_id)
+    hits = list(match(it, seen_in)) if changed or new_feed else []
+    return _Work(it, row.id, "updated" if changed else "repeat", new_feed, hits)
+
+
+def _item_values(it: Item, now_ms: int) -> dict[str, Any]:
+    return dict(url=it.url, entry_id=it.entry_id, title=it.title, summary=it.summary,
+                content=it.content, author=it.author,
+                categories=json.dumps(list(it.categories), ensure_ascii=False),
+                published_ms=it.published_ms, updated_ms=now_ms)
 
 
 def _row_item(r: Any, feeds_seen: Sequence[str], id_col: Any = None) -> Item:

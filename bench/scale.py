@@ -1,0 +1,298 @@
+"""Scale-out: the poll-cycle time of 1 daemon and of 3 daemons on one PostgreSQL.
+
+    FEED_MONITOR_TEST_PG=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
+        python bench/scale.py [--feeds 600] [--cycles 3] [--processes 1,3] [--quick]
+
+A feed farm (bench/scale_farm.py, its own process) serves ``--feeds`` feeds on
+127.0.0.1, each answer delayed 50-100 ms as a distant server's would be, in a mix of
+unchanged feeds with validators (304), unchanged feeds without (full download, all
+repeats) and feeds with new articles. For each process count, in one run:
+
+1. the database is emptied and that many ``feed-monitor run`` processes start on it
+   (interval 1 h, so nothing is polled except when the benchmark says so);
+2. warm-up: every feed's first poll (backlogs stored, ETags learnt), not measured;
+3. ``--cycles`` times: the farm moves to its next cycle (news feeds gain articles), the
+   benchmark makes every feed due at one instant T, and the cycle time is from T until
+   the last feed's poll was recorded (``max(last_poll_ms) - T`` in the database).
+
+It prints the median cycle time per process count and the ratio to one process, with
+the CPU the daemons used per cycle and the machine's CPU use meanwhile, so a ratio
+below the process count can be told apart: waiting on the network (more workers help)
+or CPU-bound (more processes on the same cores do not).
+
+The database is ``<test database>_bench`` on the same server when the role may create
+it (so a benchmark and a test run do not empty each other's tables), else the one
+named. Each daemon has its own ``scheduler.workers`` (default 8). All feeds sit on one
+host here while real ones are spread over many, so ``defaults.per_host_concurrency``
+is raised to the worker count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from monitor.store.schema import feeds  # noqa: E402
+
+FARM = Path(__file__).with_name("scale_farm.py")
+
+
+def bench_database(url: str) -> str:
+    """``<name>_bench`` on the same server, created if the role may; else ``url`` itself."""
+    u = make_url(url)
+    own = u.set(database=f"{u.database}_bench")
+    admin = create_engine(u, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                                {"n": own.database}).first():
+                conn.execute(text(f'CREATE DATABASE "{own.database}"'))
+        return own.render_as_string(hide_password=False)
+    except SQLAlchemyError:
+        return url
+    finally:
+        admin.dispose()
+
+
+def reset(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+
+
+def start_farm(n_feeds: int, latency: str, mix: str) -> tuple[subprocess.Popen[str], int]:
+    farm = subprocess.Popen([sys.executable, str(FARM), "--feeds", str(n_feeds),
+                             "--latency", latency, "--mix", mix], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert farm.stdout is not None
+    line = farm.stdout.readline()
+    if not line.startswith("PORT "):
+        farm.kill()
+        raise SystemExit(f"the feed farm did not start: {line!r}")
+    return farm, int(line.split()[1])
+
+
+def farm_get(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        return r.read().decode()
+
+
+def write_config(path: Path, database: str, port: int, n_feeds: int, workers: int) -> Path:
+    cfg: dict[str, Any] = {
+        "database": database,
+        "defaults": {"interval": "1h", "jitter": 0, "timeout": "10s", "backlog": "none",
+                     "per_host_concurrency": workers,
+                     "allowed_networks": ["127.0.0.0/8"]},
+        "scheduler": {"tick": 0.2, "workers": workers},
+        "delivery": {"interval": 1},
+        "http": {"enabled": False},
+        "feeds": [{"id": f"feed{i:04d}", "url": f"http://127.0.0.1:{port}/feed/{i:04d}"}
+                  for i in range(n_feeds)],
+        "channels": {"out": {"urls": ["console://"]}},
+        "rules": [{"name": "china-russia", "any": ["中俄"], "notify": ["out"]},
+                  {"name": "ukraine", "any": ["乌克兰", "烏克蘭"], "notify": ["out"]},
+                  {"name": "summit", "all": ["峰会", "总统"], "notify": ["out"]}],
+    }
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def server_version(url: str) -> str:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SHOW server_version")).scalar_one()).split(" ")[0]
+    finally:
+        engine.dispose()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks."""
+    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def count_where(engine: Engine, cond: Any) -> int:
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(feeds).where(cond))
+                       .scalar_one())
+    except SQLAlchemyError:  # the daemons have not created the tables yet
+        return 0
+
+
+def wait_for(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Cluster:
+    """``processes`` daemons on one database, started and stopped together."""
+
+    def __init__(self, processes: int, config: Path, workdir: Path, tag: str) -> None:
+        self.logs = [workdir / f"daemon-{tag}-{n}.log" for n in range(processes)]
+        self.procs = []
+        for log in self.logs:
+            with open(log, "w") as out:
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "monitor", "run", "-c", str(config)],
+                    cwd=REPO, stdout=out, stderr=subprocess.STDOUT))
+
+    def check(self) -> None:
+        for log, proc in zip(self.logs, self.procs, strict=True):
+            if proc.poll() is not None:
+                raise SystemExit(f"a daemon exited with {proc.returncode}:\n"
+                                 f"{log.read_text()[-3000:]}")
+
+    def running(self) -> bool:
+        self.check()
+        return all("feed-monitor running" in log.read_text() for log in self.logs)
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.procs)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def cycle(engine: Engine, cluster: Cluster, port: int, n_feeds: int) -> tuple[float, float,
+                                                                              float]:
+    """One poll cycle: (seconds, daemon CPU seconds, machine busy fraction)."""
+    farm_get(port, "/_advance")
+    cpu0, busy0 = cluster.cpu(), machine_busy()
+    due = int(time.time() * 1000) + 300
+    with engine.begin() as conn:
+        conn.execute(update(feeds).values(next_poll_ms=due))
+
+    def done() -> bool:
+        cluster.check()
+        return count_where(engine, feeds.c.last_poll_ms >= due) == n_feeds
+
+    wait_for(done, 600, "a poll cycle")
+    with engine.connect() as conn:
+        last = conn.execute(select(func.max(feeds.c.last_poll_ms))).scalar_one()
+    busy1 = machine_busy()
+    return ((last - due) / 1000, cluster.cpu() - cpu0,
+            (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="poll-cycle time, 1 daemon against several")
+    p.add_argument("--feeds", type=int, default=600)
+    p.add_argument("--cycles", type=int, default=3, help="measured cycles per block")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="blocks per process count, interleaved (1,3,3,1,...) against drift")
+    p.add_argument("--processes", default="1,3", help="comma-separated process counts")
+    p.add_argument("--workers", type=int, default=8, help="scheduler.workers per process")
+    p.add_argument("--latency", default="0.05-0.1", help="farm answer delay range, seconds")
+    p.add_argument("--mix", default="etag=60,plain=20,news=20",
+                   help="farm feeds per kind, percent: etag (304), plain (200, repeats), news")
+    p.add_argument("--database", default=os.environ.get("FEED_MONITOR_BENCH_PG")
+                   or os.environ.get("FEED_MONITOR_TEST_PG"),
+                   help="PostgreSQL URL (default $FEED_MONITOR_BENCH_PG, $FEED_MONITOR_TEST_PG)")
+    p.add_argument("--quick", action="store_true", help="200 feeds, 1 round of 1 cycle")
+    args = p.parse_args()
+    if not args.database:
+        raise SystemExit("needs a PostgreSQL URL: --database or FEED_MONITOR_TEST_PG")
+    if args.quick:
+        args.feeds, args.cycles, args.rounds = 200, 1, 1
+    database = bench_database(args.database)
+    counts = [int(x) for x in args.processes.split(",")]
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cpus, Linux {platform.release()}, "
+          f"Python {platform.python_version()}, PostgreSQL {server_version(database)}")
+    print(f"farm: {args.feeds} feeds ({args.mix}), latency {args.latency} s per answer; "
+          f"{args.workers} workers per process; load average before: "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
+    farm, port = start_farm(args.feeds, args.latency, args.mix)
+    engine = create_engine(database)
+    results: dict[int, list[tuple[float, float, float]]] = {n: [] for n in counts}
+    try:
+        with tempfile.TemporaryDirectory(prefix="feed-monitor-scale-") as tmp:
+            workdir = Path(tmp)
+            config = write_config(workdir / "bench.yaml", database, port, args.feeds,
+                                  args.workers)
+            # Warm-up, once: every feed's first poll (backlogs stored, ETags learnt).
+            reset(engine)
+            started = time.monotonic()
+            cluster = Cluster(max(counts), config, workdir, "warm-up")
+            try:
+                wait_for(lambda: cluster.running() and count_where(
+                    engine, feeds.c.first_poll_done.is_(True)) == args.feeds, 600, "warm-up")
+            finally:
+                cluster.stop()
+            print(f"warm-up (first polls, {max(counts)} processes): "
+                  f"{time.monotonic() - started:.1f} s", flush=True)
+            for r in range(args.rounds):
+                for n in counts if r % 2 == 0 else counts[::-1]:
+                    cluster = Cluster(n, config, workdir, f"{r}-{n}")
+                    try:
+                        wait_for(cluster.running, 60, "the daemons to start")
+                        cycle(engine, cluster, port, args.feeds)  # settling, not counted
+                        block = [cycle(engine, cluster, port, args.feeds)
+                                 for _ in range(args.cycles)]
+                    finally:
+                        cluster.stop()
+                    results[n] += block
+                    print(f"  round {r + 1}, {n} process(es): cycles "
+                          f"{', '.join(f'{c[0]:.2f}' for c in block)} s; load average "
+                          f"{os.getloadavg()[0]:.2f}", flush=True)
+        stats = farm_get(port, "/_stats")
+    finally:
+        farm.terminate()
+        farm.wait(10)
+        engine.dispose()
+    base = statistics.median(c[0] for c in results[counts[0]])
+    print(f"\nfarm answers over the whole run: {stats}")
+    print(f"\n| processes | workers | median cycle | feeds/s | daemon CPU/cycle | machine CPU "
+          f"busy | speed-up vs {counts[0]} |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n in counts:
+        med = statistics.median(c[0] for c in results[n])
+        cpu = statistics.median(c[1] for c in results[n])
+        busy = statistics.median(c[2] for c in results[n])
+        print(f"| {n} | {n * args.workers} | {med:.2f} s | {args.feeds / med:.0f} | "
+              f"{cpu:.2f} s | {busy:.0%} | {base / med:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

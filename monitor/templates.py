@@ -1,0 +1,155 @@
+"""Alert messages: Jinja2 templates for one alert and for a digest, in zh and en.
+
+The context of a single alert (also each entry of ``alerts`` in a digest):
+
+- ``item``: ``title``, ``url``, ``summary`` (plain text, shortened), ``author``,
+  ``categories``
+- ``rule``: the rule's name
+- ``hits``: the keywords that matched (list)
+- ``snippet``: up to 120 characters around the first hit, the hit marked
+- ``feeds``: names of the feeds the item was seen in (list)
+- ``published``: the item's publish time (an aware datetime, in the channel's time zone)
+- ``channel``: the channel's name
+
+A digest template gets ``alerts`` (a list of such contexts), ``count`` and ``channel``.
+Templates in ``html`` format are autoescaped; ``text`` and ``markdown`` are not.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from jinja2 import Environment, StrictUndefined, TemplateError
+
+from monitor.errors import ConfigError
+from monitor.store import AlertRow
+
+_TAGS = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"\s+")
+
+LABELS = {
+    "en": {"feed": "Feed", "rule": "Rule", "keywords": "Keywords", "published": "Published",
+           "digest": "{count} new alerts", "read": "Read"},
+    "zh": {"feed": "来源", "rule": "规则", "keywords": "关键词", "published": "发布时间",
+           "digest": "{count} 条新提醒", "read": "阅读全文"},
+}
+
+DEFAULT_TITLE = "[{{ rule }}] {{ item.title }}"
+DEFAULT_DIGEST_TITLE = "{{ labels.digest.format(count=count) }} ({{ channel }})"
+
+DEFAULT_BODY = {
+    "text": (
+        "{{ item.title }}\n{{ item.url }}\n\n"
+        "{{ labels.feed }}: {{ feeds | join(', ') }}\n"
+        "{{ labels.rule }}: {{ rule }}\n"
+        "{{ labels.keywords }}: {{ hits | join(', ') }}\n"
+        "{{ labels.published }}: {{ published.strftime('%Y-%m-%d %H:%M %Z') }}\n"
+        "{% if snippet %}\n{{ snippet }}\n{% endif %}"
+    ),
+    "markdown": (
+        "**[{{ item.title }}]({{ item.url }})**\n\n"
+        "- {{ labels.feed }}: {{ feeds | join(', ') }}\n"
+        "- {{ labels.rule }}: {{ rule }}\n"
+        "- {{ labels.keywords }}: {{ hits | join(', ') }}\n"
+        "- {{ labels.published }}: {{ published.strftime('%Y-%m-%d %H:%M %Z') }}\n"
+        "{% if snippet %}\n> {{ snippet }}\n{% endif %}"
+    ),
+    "html": (
+        '<p><a href="{{ item.url }}"><strong>{{ item.title }}</strong></a><br>'
+        '<a href="{{ item.url }}">{{ item.url }}</a></p>'
+        "<p>{{ labels.feed }}: {{ feeds | join(', ') }}<br>"
+        "{{ labels.rule }}: {{ rule }}<br>"
+        "{{ labels.keywords }}: {{ hits | join(', ') }}<br>"
+        "{{ labels.published }}: {{ published.strftime('%Y-%m-%d %H:%M %Z') }}</p>"
+        "{% if snippet %}<blockquote>{{ snippet }}</blockquote>{% endif %}"
+    ),
+}
+
+DEFAULT_DIGEST_BODY = {
+    "text": (
+        "{% for a in alerts %}{{ loop.index }}. {{ a.item.title }}\n   {{ a.item.url }}\n"
+        "   {{ labels.rule }}: {{ a.rule }} · {{ labels.keywords }}: {{ a.hits | join(', ') }}"
+        " · {{ a.published.strftime('%m-%d %H:%M') }}\n{% endfor %}"
+    ),
+    "markdown": (
+        "{% for a in alerts %}{{ loop.index }}. **[{{ a.item.title }}]({{ a.item.url }})** "
+        "({{ a.rule }}: {{ a.hits | join(', ') }}, {{ a.published.strftime('%m-%d %H:%M') }})\n"
+        "{% endfor %}"
+    ),
+    "html": (
+        "<ol>{% for a in alerts %}<li><a href=\"{{ a.item.url }}\">{{ a.item.title }}</a><br>"
+        "<a href=\"{{ a.item.url }}\">{{ a.item.url }}</a><br>"
+        "<small>{{ a.rule }}: {{ a.hits | join(', ') }} · "
+        "{{ a.published.strftime('%m-%d %H:%M') }}</small></li>{% endfor %}</ol>"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    title: str
+    body: str
+
+
+def _plain(markup: str, limit: int = 300) -> str:
+    text = _SPACE.sub(" ", html.unescape(_TAGS.sub(" ", markup))).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def alert_context(alert: AlertRow, feed_titles: Mapping[str, str], tz: tzinfo,
+                  channel: str) -> dict[str, Any]:
+    item = alert.item
+    return {
+        "item": {"title": item.title, "url": item.url, "summary": _plain(item.summary),
+                 "author": item.author, "categories": list(item.categories)},
+        "rule": alert.rule,
+        "hits": list(alert.keywords),
+        "snippet": alert.snippet,
+        "feeds": [feed_titles.get(f, f) for f in alert.feeds] or [item.feed_id],
+        "published": datetime.fromtimestamp(item.published_ms / 1000, UTC).astimezone(tz),
+        "channel": channel,
+    }
+
+
+class MessageTemplates:
+    """A channel's compiled templates; compiling at config load catches errors early."""
+
+    def __init__(self, channel: str, fmt: str, language: str, title: str | None,
+                 body: str | None, digest_title: str | None = None,
+                 digest_body: str | None = None, source: str | None = None) -> None:
+        self.channel = channel
+        self.labels = LABELS.get(language, LABELS["en"])
+        env = Environment(autoescape=fmt == "html", undefined=StrictUndefined,
+                          keep_trailing_newline=False)
+        # Titles are plain text on every service: never escaped.
+        title_env = Environment(autoescape=False, undefined=StrictUndefined)
+        try:
+            self.title = title_env.from_string(title or DEFAULT_TITLE)
+            self.body = env.from_string(body or DEFAULT_BODY[fmt])
+            self.digest_title = title_env.from_string(digest_title or DEFAULT_DIGEST_TITLE)
+            self.digest_body = env.from_string(digest_body or DEFAULT_DIGEST_BODY[fmt])
+        except TemplateError as e:
+            line = getattr(e, "lineno", None)
+            raise ConfigError(f"template error: {e}", source, None,
+                              f"channels.{channel}" + (f" (template line {line})"
+                                                       if line else "")) from e
+
+    def render(self, ctx: Mapping[str, Any]) -> Rendered:
+        return self._render(self.title, self.body, {**ctx, "labels": self.labels})
+
+    def render_digest(self, contexts: Sequence[Mapping[str, Any]]) -> Rendered:
+        ctx = {"alerts": list(contexts), "count": len(contexts), "channel": self.channel,
+               "labels": self.labels}
+        return self._render(self.digest_title, self.digest_body, ctx)
+
+    def _render(self, title: Any, body: Any, ctx: Mapping[str, Any]) -> Rendered:
+        try:
+            return Rendered(title.render(ctx).strip(), body.render(ctx).strip())
+        except TemplateError as e:
+            raise ConfigError(f"template error while rendering: {e}", None, None,
+                              f"channels.{self.channel}") from e

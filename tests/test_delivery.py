@@ -1,0 +1,278 @@
+"""Delivery semantics with a real SMTP server and a real webhook receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.app import Monitor
+from monitor.cli import main
+from monitor.config import QuietHours
+from monitor.deliver import _in_quiet
+from tests.daemon import REPO, Daemon, write_config
+from tests.support import FeedItem, FeedServer, SmtpSink, WebhookReceiver, rss_feed, wait_until
+
+T0 = 1_700_000_000_000
+
+
+def items(n: int, word: str = "中俄", start: int = 0) -> list[FeedItem]:
+    return [FeedItem(f"{word}新闻 {i}", f"https://www.rfi.fr/cn/d{i}", "<p>正文</p>", T0 + i)
+            for i in range(start, start + n)]
+
+
+def config(tmp_path: Path, feed_server: FeedServer, channels: dict[str, Any],
+           rules: list[dict[str, Any]] | None = None, **extra: Any) -> Path:
+    return write_config(
+        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
+        feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"}],
+        channels=channels,
+        rules=rules or [{"name": "china-russia", "any": ["中俄"], "notify": list(channels)}],
+        **extra)
+
+
+def status_json(cfg: Path) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "monitor", "status", "--json", "-c", str(cfg)],
+                         cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_receiver_failing_three_times_gets_the_alert_on_the_fourth_with_backoff(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    feed_server.set_feed("/cn", rss_feed(items(1)))
+    webhook_receiver.fail_next(3, status=500)
+    cfg = config(tmp_path, feed_server, {"hook": {"urls": [webhook_receiver.apprise_url()]}},
+                 delivery={"backoff": 0.3, "max_backoff": 5})
+    with Daemon(cfg) as daemon:
+        [ok] = webhook_receiver.wait_for(1, timeout=20)
+        assert daemon.stop() == 0
+    calls = webhook_receiver.requests
+    assert [r.status for r in calls] == [500, 500, 500, 200]
+    assert ok.json["title"] == "[china-russia] 中俄新闻 0"
+    gaps = [b.time - a.time for a, b in zip(calls, calls[1:], strict=False)]
+    # Back-off doubles from 0.3 s with ±20 % jitter: at least 0.24, 0.48, 0.96 s.
+    for i, gap in enumerate(gaps):
+        assert gap >= 0.3 * 2**i * 0.8 - 0.05, gaps
+
+
+def test_channels_down_then_back_lose_nothing_and_do_not_busy_loop(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
+        smtp_sink: SmtpSink) -> None:
+    feed_server.set_feed("/cn", rss_feed(items(5)))
+    webhook_receiver.stop()
+    smtp_sink.stop()
+    cfg = config(tmp_path, feed_server,
+                 {"hook": {"urls": [webhook_receiver.apprise_url()]},
+                  "mail": {"urls": [smtp_sink.apprise_url()]}},
+                 delivery={"backoff": 0.2, "max_backoff": 1, "max_attempts": 50})
+    with Daemon(cfg) as daemon:
+        daemon.wait_for_line("failed (attempt 2", timeout=15)
+        channels = {c["name"]: c for c in status_json(cfg)["channels"]}
+        assert channels["hook"]["retrying"] == 5 and channels["mail"]["retrying"] == 5
+        assert channels["hook"]["sent"] == 0
+        time.sleep(2.0)  # down for a while
+        webhook_receiver.start()
+        smtp_sink.start()
+        webhook_receiver.wait_for(5, timeout=15)
+        smtp_sink.wait_for(5, timeout=15)
+        assert daemon.stop() == 0
+    channels = {c["name"]: c for c in status_json(cfg)["channels"]}
+    assert channels["hook"]["sent"] == 5 and channels["mail"]["sent"] == 5
+    assert sorted(r.json["title"] for r in webhook_receiver.received) == \
+        sorted(f"[china-russia] 中俄新闻 {i}" for i in range(5))
+    # Bounded attempts: about 4 s of outage at 0.2..1 s back-off is < 12 tries per alert.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        worst = db.execute("SELECT max(attempts) FROM alerts").fetchone()[0]
+    assert 2 <= worst <= 12
+
+
+def test_sigkill_at_random_moments_loses_no_alert(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    import random
+    import signal
+    import sqlite3
+
+    n = 220
+    feed_server.set_feed("/cn", rss_feed(items(n)))
+    webhook_receiver.set_delay(0.01)
+    cfg = config(tmp_path, feed_server, {"hook": {"urls": [webhook_receiver.apprise_url()]}},
+                 delivery={"backoff": 0.2, "max_backoff": 1, "batch": 20, "lease": 2})
+    rng = random.Random(20231001)
+    in_flight_at_kills = 0
+    kills = 0
+    while kills < 10:
+        daemon = Daemon(cfg).start()
+        try:
+            time.sleep(rng.uniform(0.4, 1.2))
+            daemon.stop(signal.SIGKILL)
+        finally:
+            daemon.__exit__()
+        kills += 1
+        with sqlite3.connect(tmp_path / "monitor.db", timeout=30) as db:
+            in_flight_at_kills += db.execute(
+                "SELECT count(*) FROM alerts WHERE status='pending' AND lease_owner IS NOT NULL"
+            ).fetchone()[0]
+    with Daemon(cfg) as daemon:
+        wait_until(lambda: len({r.json["title"] for r in webhook_receiver.received}) >= n,
+                   timeout=120, message="not every alert arrived")
+        assert daemon.stop() == 0
+    titles = [r.json["title"] for r in webhook_receiver.received]
+    duplicates = len(titles) - len(set(titles))
+    print(f"\n{kills} kills, {n} alerts, {duplicates} duplicates, "
+          f"{in_flight_at_kills} alerts in flight at the kills")
+    assert set(titles) == {f"[china-russia] 中俄新闻 {i}" for i in range(n)}
+    assert duplicates <= in_flight_at_kills
+
+
+def test_burst_is_paced_by_the_rate_limit_and_delivered_in_full(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    # 20 per 2 s: the same limiter as "20/min", on a time scale a test can wait for.
+    feed_server.set_feed("/cn", rss_feed(items(100)))
+    cfg = config(tmp_path, feed_server,
+                 {"hook": {"urls": [webhook_receiver.apprise_url()], "rate_limit": "20/2s"}})
+    with Daemon(cfg) as daemon:
+        received = webhook_receiver.wait_for(100, timeout=40)
+        assert daemon.stop() == 0
+    assert len({r.json["title"] for r in received}) == 100
+    times = sorted(r.time for r in received)
+    for i, t in enumerate(times):
+        in_window = sum(1 for u in times[i:] if u < t + 2.0)
+        assert in_window <= 20, f"{in_window} messages within 2 s from #{i}"
+    assert times[-1] - times[0] >= 4 * 2.0 * 0.95  # five windows of 20
+
+
+def test_digest_window_sends_one_message_listing_all(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    feed_server.set_feed("/cn", rss_feed(items(5)))
+    cfg = config(tmp_path, feed_server,
+                 {"hook": {"urls": [webhook_receiver.apprise_url()], "language": "zh",
+                           "digest": {"window": "1s"}}})
+    with Daemon(cfg) as daemon:
+        [digest] = webhook_receiver.wait_for(1, timeout=15)
+        time.sleep(1.0)
+        assert daemon.stop() == 0
+    assert len(webhook_receiver.received) == 1
+    assert "5 条新提醒" in digest.json["title"]
+    for i in range(5):
+        assert f"中俄新闻 {i}" in digest.json["message"]
+        assert f"https://www.rfi.fr/cn/d{i}" in digest.json["message"]
+
+
+def test_quiet_hours_hold_then_release_as_one_digest(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    feed_server.set_feed("/cn", rss_feed(items(3)))
+    cfg = config(tmp_path, feed_server,
+                 {"hook": {"urls": [webhook_receiver.apprise_url()],
+                           "quiet_hours": {"start": "22:00", "end": "07:00",
+                                           "timezone": "Asia/Shanghai"}}})
+    monitor = Monitor(str(cfg))
+    [row] = monitor.store.claim_due_feeds(monitor.owner, 2**62, 1, 60_000, ["cn"])
+    monitor.poll(row)
+    deliverer = monitor.runtime.deliverer
+    night = datetime(2026, 11, 26, 23, 30, tzinfo=UTC) - timedelta(hours=8)  # 23:30 Shanghai
+    held = deliverer.deliver_due(int(night.timestamp() * 1000))
+    assert held.held == 3 and webhook_receiver.requests == []
+    # Still quiet at 06:59 Shanghai: nothing is due yet.
+    early = night + timedelta(hours=7, minutes=29)
+    assert deliverer.deliver_due(int(early.timestamp() * 1000)).touched == 0
+    morning = night + timedelta(hours=7, minutes=30, seconds=1)  # 07:00:01 Shanghai
+    released = deliverer.deliver_due(int(morning.timestamp() * 1000))
+    assert (released.sent, released.messages) == (3, 1)
+    [digest] = webhook_receiver.received
+    assert all(f"中俄新闻 {i}" in digest.json["message"] for i in range(3))
+    monitor.store.close()
+
+
+@pytest.mark.parametrize("start, end, local, quiet", [
+    ("22:00", "07:00", "23:30", True), ("22:00", "07:00", "06:59", True),
+    ("22:00", "07:00", "07:00", False), ("22:00", "07:00", "12:00", False),
+    ("12:00", "14:00", "13:00", True), ("12:00", "14:00", "14:00", False),
+])
+def test_quiet_hours_window(start: str, end: str, local: str, quiet: bool) -> None:
+    q = QuietHours(start=start, end=end, timezone="Asia/Shanghai")
+    h, m = map(int, local.split(":"))
+    at = datetime(2026, 11, 26, h, m, tzinfo=UTC) - timedelta(hours=8)
+    released = _in_quiet(q, at)
+    assert (released is not None) == quiet
+    if released is not None:
+        assert released > at and released - at <= timedelta(hours=24)
+        assert released.astimezone(q_tz(q)).strftime("%H:%M") == end
+
+
+def q_tz(q: QuietHours) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(q.timezone)
+
+
+def test_silenced_rule_sends_nothing_during_the_silence_and_resumes_after(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    feed_server.set_feed("/cn", rss_feed(items(2)))
+    cfg = config(tmp_path, feed_server, {"hook": {"urls": [webhook_receiver.apprise_url()]}})
+    assert main(["silence", "add", "--rule", "china-russia", "--for", "6h",
+                 "--comment", "summit week", "-c", str(cfg)]) == 0
+    assert "silence 1: rule 'china-russia'" in capsys.readouterr().out
+    report = Monitor(str(cfg)).once()
+    assert report["delivery"].silenced == 2 and webhook_receiver.requests == []
+    assert main(["silence", "list", "-c", str(cfg)]) == 0
+    assert "summit week" in capsys.readouterr().out
+    assert main(["silence", "expire", "1", "-c", str(cfg)]) == 0
+    feed_server.set_feed("/cn", rss_feed(items(3)))  # one new item after the silence
+    report = Monitor(str(cfg)).once()
+    assert report["delivery"].sent == 1
+    assert [r.json["title"] for r in webhook_receiver.received] == ["[china-russia] 中俄新闻 2"]
+    assert status_json(cfg)["channels"][0]["silenced"] == 2
+
+
+def test_email_is_html_with_a_text_part_and_an_alert_message_id(
+        tmp_path: Path, feed_server: FeedServer, smtp_sink: SmtpSink) -> None:
+    feed_server.set_feed("/cn", rss_feed([FeedItem(
+        '北京与莫斯科的"特殊"关系 <中俄>', "https://www.rfi.fr/cn/x", "<p>中俄关系</p>", T0)]))
+    cfg = config(tmp_path, feed_server, {"mail": {"urls": [smtp_sink.apprise_url()],
+                                                  "language": "zh"}})
+    Monitor(str(cfg)).once()
+    [mail] = smtp_sink.wait_for(1, timeout=5)
+    msg = mail.message
+    assert msg.get_content_type() == "multipart/alternative"
+    assert mail.html is not None and "&lt;中俄&gt;" in mail.html  # escaped in HTML
+    assert "https://www.rfi.fr/cn/x" in mail.text and "规则" in mail.text
+    assert msg["Message-ID"].startswith("<alert-1.") and len(msg.get_all("Message-ID")) == 1
+
+
+def test_redeliver_sends_dead_letters_again(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    feed_server.set_feed("/cn", rss_feed(items(2)))
+    cfg = config(tmp_path, feed_server, {"hook": {"urls": [webhook_receiver.apprise_url()]}},
+                 delivery={"max_attempts": 1})
+    webhook_receiver.set_down(True)
+    assert Monitor(str(cfg)).once()["delivery"].dead == 2
+    assert status_json(cfg)["channels"][0]["dead"] == 2
+    webhook_receiver.set_down(False)
+    assert main(["redeliver", "--channel", "hook", "-c", str(cfg)]) == 0
+    assert "2 dead alerts for channel 'hook' queued" in capsys.readouterr().out
+    assert Monitor(str(cfg)).once()["delivery"].sent == 2
+
+
+def test_notify_test_reports_each_url_with_secrets_masked(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
+        smtp_sink: SmtpSink, capsys: pytest.CaptureFixture[str]) -> None:
+    good = webhook_receiver.apprise_url()
+    bad = smtp_sink.apprise_url(password="hunter2-secret").replace(
+        f":{smtp_sink.port}", ":9")
+    cfg = config(tmp_path, feed_server, {"both": {"urls": [good, bad]}})
+    assert main(["notify-test", "both", "-c", str(cfg)]) == 1
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("ok   json://") and lines[1].startswith("FAIL mailto://")
+    assert "hunter2-secret" not in out
+    assert webhook_receiver.received[0].json["title"] == "feed-monitor test"

@@ -1,0 +1,368 @@
+"""monitor.fetch against real local servers: conditional GET, decompression, caps,
+deadlines, redirects, address checks, per-host limits."""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import threading
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+
+import pytest
+
+from monitor.errors import FeedError
+from monitor.fetch import AddressPolicy, Fetcher, FetchLimits
+from tests.support import FeedItem, FeedServer, rss_feed
+from tests.support.hostile import HostileServer, gzip_bomb
+
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+FEED = rss_feed([FeedItem("中俄关系", "https://www.rfi.fr/cn/a", "<p>正文</p>", 1_700_000_000_000)])
+
+
+def fetcher(**limits: object) -> Fetcher:
+    return Fetcher(FetchLimits(**{"allowed_networks": LOOPBACK, **limits}))  # type: ignore[arg-type]
+
+
+def failure(f: Fetcher, url: str) -> FeedError:
+    with pytest.raises(FeedError) as info:
+        f.fetch("f", url)
+    assert info.value.feed == "f"
+    return info.value
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileServer]:
+    with HostileServer() as server:
+        yield server
+
+
+# --- conditional GET and headers ---------------------------------------------------------
+
+def test_conditional_get_returns_304_without_body(feed_server: FeedServer) -> None:
+    feed_server.set_feed("/cn", FEED)
+    f = fetcher()
+    first = f.fetch("cn", feed_server.url("/cn"))
+    assert first.status == 200 and first.body == FEED.encode()
+    assert first.etag == feed_server.etag("/cn") and first.last_modified
+    second = f.fetch("cn", feed_server.url("/cn"), first.etag, first.last_modified)
+    assert (second.status, second.body) == (304, None)
+    assert second.etag == first.etag  # kept for the next poll
+    req = feed_server.requests_for("/cn")[-1]
+    assert req.header("If-None-Match") == first.etag
+    assert req.header("If-Modified-Since") == first.last_modified
+    assert req.header("User-Agent").startswith("feed-monitor/")
+    assert req.header("Accept-Encoding") == "gzip, deflate"
+
+
+def test_last_modified_alone_also_gives_304(feed_server: FeedServer) -> None:
+    feed_server.set_feed("/cn", FEED, etag=False)
+    f = fetcher()
+    first = f.fetch("cn", feed_server.url("/cn"))
+    assert first.etag is None
+    assert f.fetch("cn", feed_server.url("/cn"), None, first.last_modified).status == 304
+
+
+# --- decompression and the size cap ------------------------------------------------------
+
+def test_gzip_body_is_decompressed(feed_server: FeedServer) -> None:
+    feed_server.set_feed("/cn", FEED)
+    feed_server.set_gzip("/cn")
+    got = fetcher().fetch("cn", feed_server.url("/cn"))
+    assert got.headers["Content-Encoding"] == "gzip" and got.body == FEED.encode()
+
+
+@pytest.mark.parametrize("encoding, compress", [
+    ("deflate", zlib.compress),
+    ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
+    ("gzip", lambda b: gzip.compress(b[:100]) + gzip.compress(b[100:])),  # two members
+    ("x-gzip", gzip.compress),
+    ("identity", lambda b: b),
+])
+def test_other_content_encodings(hostile: HostileServer, encoding: str, compress) -> None:  # type: ignore[no-untyped-def]
+    hostile.static("/f", compress(FEED.encode()), {"Content-Encoding": encoding})
+    assert fetcher().fetch("f", hostile.url("/f")).body == FEED.encode()
+
+
+def test_unknown_or_corrupt_encoding_is_an_http_error(hostile: HostileServer) -> None:
+    hostile.static("/br", b"\x1b\x00", {"Content-Encoding": "br"})
+    hostile.static("/bad", b"\x1f\x8b\x08\x00garbage garbage", {"Content-Encoding": "gzip"})
+    e = failure(fetcher(), hostile.url("/br"))
+    assert (e.outcome, e.message) == ("http-error", "unsupported Content-Encoding 'br'")
+    e = failure(fetcher(), hostile.url("/bad"))
+    assert e.outcome == "http-error" and "not valid gzip" in e.message
+
+
+def test_body_cap(feed_server: FeedServer) -> None:
+    feed_server.set_feed("/big", b"<rss>" + b" " * 200_000 + b"</rss>")
+    e = failure(fetcher(max_bytes=100_000), feed_server.url("/big"))
+    assert (e.outcome, e.message) == ("too-large", "body larger than 100000 bytes")
+    assert fetcher(max_bytes=300_000).fetch("f", feed_server.url("/big")).status == 200
+
+
+def test_gzip_bomb_stops_at_the_cap_without_inflating_the_rest(hostile: HostileServer) -> None:
+    bomb = gzip_bomb()
+    assert len(bomb) < 2 * 2**20  # about a megabyte on the wire, 1100 MiB inflated
+    hostile.static("/bomb", bomb, {"Content-Encoding": "gzip"})
+    f = fetcher(max_bytes=2**20)
+    tracemalloc.start()
+    try:
+        e = failure(f, hostile.url("/bomb"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert e.outcome == "too-large" and "after decompression" in e.message
+    # The cap plus one bounded inflate step (and the join), not what 64 KB of the bomb
+    # inflates to at once (64 MB).
+    assert peak < 8 * 2**20, peak
+    [visit] = hostile.visits("/bomb")
+    assert visit.sent <= len(bomb)
+
+
+def test_endless_body_stops_at_the_cap(hostile: HostileServer) -> None:
+    hostile.endless("/endless")
+    e = failure(fetcher(max_bytes=2**20), hostile.url("/endless"))
+    assert e.outcome == "too-large"
+
+
+# --- time bounds ---------------------------------------------------------------------------
+
+def test_dripping_body_is_cut_at_the_deadline(hostile: HostileServer) -> None:
+    body = FEED.encode()
+    hostile.drip("/drip", body, every=0.1)  # len(body)/10 seconds without a deadline
+    e = failure(fetcher(deadline=1.0, read_timeout=5), hostile.url("/drip"))
+    assert (e.outcome, e.message) == ("timeout", "body not complete within 1 s")
+    [visit] = hostile.visits("/drip")
+    assert 0 < visit.sent < len(body) / 2
+
+
+def test_dripping_headers_are_cut_at_the_deadline(hostile: HostileServer) -> None:
+    # Every byte arrives well within the read timeout: only the total deadline (the
+    # watchdog that shuts the socket) can end this.
+    hostile.drip_headers("/slow-headers", every=0.1)
+    e = failure(fetcher(deadline=1.0, read_timeout=5), hostile.url("/slow-headers"))
+    assert (e.outcome, e.message) == ("timeout", "no complete response within 1 s")
+
+
+def test_read_timeout(feed_server: FeedServer) -> None:
+    feed_server.set_feed("/late", FEED)
+    feed_server.set_delay("/late", 3)
+    e = failure(fetcher(read_timeout=0.3, deadline=10), feed_server.url("/late"))
+    assert (e.outcome, e.message) == ("timeout", "no answer within 0.3 s")
+
+
+def test_stalled_body(hostile: HostileServer) -> None:
+    hostile.drip("/stall", FEED.encode(), every=2.0)
+    e = failure(fetcher(read_timeout=0.3, deadline=10), hostile.url("/stall"))
+    assert (e.outcome, e.message) == ("timeout", "body stalled: no data for 0.3 s")
+
+
+def test_connection_refused_and_unknown_host() -> None:
+    f = fetcher()
+    e = failure(f, "http://127.0.0.1:9/rss")
+    assert e.outcome == "connection-error" and "refused" in e.message.lower()
+    e = failure(f, "http://feeds.invalid/rss")
+    assert (e.outcome, e.message) == ("connection-error", "cannot resolve host name")
+
+
+# --- HTTP errors -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("status, retry_after, expected", [
+    (429, "120", 120.0), (503, "30", 30.0), (500, "120", None), (404, None, None),
+])
+def test_error_status_carries_retry_after_for_429_and_503(
+        feed_server: FeedServer, status: int, retry_after: str | None,
+        expected: float | None) -> None:
+    feed_server.set_status("/x", status,
+                           headers={"Retry-After": retry_after} if retry_after else {})
+    e = failure(fetcher(), feed_server.url("/x"))
+    assert (e.outcome, e.status, e.retry_after) == ("http-error", status, expected)
+    assert e.message.startswith(f"HTTP {status}")
+
+
+# --- redirects ---------------------------------------------------------------------------------
+
+def test_redirects_are_followed_to_the_final_url(feed_server: FeedServer) -> None:
+    feed_server.set_feed("/feed", FEED)
+    feed_server.set_redirect("/old", "/older", status=301)
+    feed_server.set_status("/older", 307, headers={"Location": "feed"})  # relative
+    got = fetcher().fetch("f", feed_server.url("/old"))
+    assert got.status == 200 and got.url == feed_server.url("/feed")
+    assert [r.path for r in feed_server.requests] == ["/old", "/older", "/feed"]
+
+
+def test_redirect_limit_and_loop(feed_server: FeedServer) -> None:
+    feed_server.set_feed("/feed", FEED)
+    for i in range(3):
+        feed_server.set_redirect(f"/hop{i}", f"/hop{i + 1}" if i < 2 else "/feed")
+    assert fetcher(max_redirects=3).fetch("f", feed_server.url("/hop0")).status == 200
+    e = failure(fetcher(max_redirects=2), feed_server.url("/hop0"))
+    assert e.outcome == "http-error" and e.message.startswith("too many redirects")
+    feed_server.set_redirect("/loop", "/loop")
+    feed_server.clear_requests()
+    e = failure(fetcher(), feed_server.url("/loop"))
+    assert e.outcome == "http-error" and e.message.startswith("too many redirects")
+    assert feed_server.count("/loop") == 6  # the first request and 5 hops, no more
+
+
+def test_redirect_without_location(feed_server: FeedServer) -> None:
+    feed_server.set_status("/r", 302)
+    e = failure(fetcher(), feed_server.url("/r"))
+    assert (e.outcome, e.message) == ("http-error", "HTTP 302 without a Location")
+
+
+@pytest.mark.parametrize("target", ["ftp://example.com/feed", "file:///etc/passwd",
+                                    "gopher://127.0.0.1:70/", "javascript:alert(1)"])
+def test_only_http_and_https_even_after_a_redirect(feed_server: FeedServer,
+                                                   target: str) -> None:
+    feed_server.set_status("/r", 302, headers={"Location": target})
+    e = failure(fetcher(), feed_server.url("/r"))
+    assert e.outcome == "refused" and "only http and https" in e.message
+    e = failure(fetcher(), target)
+    assert e.outcome == "refused"
+
+
+def test_credentials_follow_same_host_redirects_only(feed_server: FeedServer) -> None:
+    feed_server.set_feed("/feed", FEED)
+    feed_server.set_redirect("/same", "/feed")
+    feed_server.set_redirect("/away", f"http://localhost:{feed_server.port}/feed")
+    url = feed_server.url("/same").replace("http://", "http://reader:s3cret@")
+    fetcher().fetch("f", url)
+    assert [r.header("Authorization") is not None for r in feed_server.requests] == [True, True]
+    feed_server.clear_requests()
+    fetcher().fetch("f", url.replace("/same", "/away"))
+    assert [r.header("Authorization") is not None for r in feed_server.requests] == [True, False]
+
+
+# --- addresses ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("address, refusal", [
+    ("93.184.215.14", None),
+    ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", None),
+    ("127.0.0.1", "loopback"),
+    ("::1", "loopback"),
+    ("10.1.2.3", "private"),
+    ("172.16.0.1", "private"),
+    ("192.168.1.1", "private"),
+    ("fd00::1", "private"),
+    ("169.254.169.254", "link-local"),  # cloud metadata
+    ("fe80::1", "link-local"),
+    ("100.64.0.1", "non-public"),  # carrier-grade NAT
+    ("224.0.0.1", "multicast"),
+    ("0.0.0.0", "unspecified"),
+    ("::", "unspecified"),
+    ("240.0.0.1", "private"),  # reserved (Python counts it as private too)
+    ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
+    ("::ffff:93.184.215.14", None),
+    ("2002:a01:203::1", "private"),  # 6to4 of 10.1.2.3
+    ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 of 169.254.169.254
+])
+def test_address_policy(address: str, refusal: str | None) -> None:
+    assert AddressPolicy().refusal(ipaddress.ip_address(address)) == refusal
+
+
+def test_address_policy_allowances() -> None:
+    ip = ipaddress.ip_address
+    private = AddressPolicy(allow_private=True)
+    assert private.refusal(ip("10.1.2.3")) is None and private.refusal(ip("127.0.0.1")) is None
+    assert private.refusal(ip("224.0.0.1")) == "multicast"
+    assert private.refusal(ip("0.0.0.0")) == "unspecified"
+    narrow = AddressPolicy(allowed_networks=("10.1.2.0/24",))
+    assert narrow.refusal(ip("10.1.2.3")) is None
+    assert narrow.refusal(ip("::ffff:10.1.2.3")) is None
+    assert narrow.refusal(ip("10.1.3.1")) == "private"
+
+
+def test_loopback_is_refused_by_default_without_connecting(feed_server: FeedServer) -> None:
+    feed_server.set_feed("/cn", FEED)
+    e = failure(Fetcher(), feed_server.url("/cn"))
+    assert e.outcome == "refused"
+    assert e.message == ("127.0.0.1 is a loopback address; not allowed by "
+                         "defaults.allowed_networks or defaults.allow_private_addresses")
+    e = failure(Fetcher(), f"http://localhost:{feed_server.port}/cn")
+    assert e.outcome == "refused" and e.message.startswith("localhost resolves to ")
+    assert feed_server.count() == 0
+    allowed = Fetcher(FetchLimits(allow_private=True))
+    assert allowed.fetch("cn", feed_server.url("/cn")).status == 200
+
+
+def test_redirect_hops_are_checked_again(feed_server: FeedServer) -> None:
+    feed_server.set_feed("/feed", FEED)
+    feed_server.set_redirect("/metadata", "http://169.254.169.254/latest/meta-data/")
+    feed_server.set_redirect("/other-loopback", f"http://127.0.0.2:{feed_server.port}/feed")
+    feed_server.set_redirect("/ok", "/feed")
+    f = Fetcher(FetchLimits(allowed_networks=("127.0.0.1/32",)))
+    e = failure(f, feed_server.url("/metadata"))
+    assert e.outcome == "refused"
+    assert e.message.startswith("169.254.169.254 is a link-local address (redirected to "
+                                "http://169.254.169.254/latest/meta-data/); not allowed")
+    e = failure(f, feed_server.url("/other-loopback"))
+    assert e.outcome == "refused" and e.message.startswith("127.0.0.2 is a loopback address")
+    assert f.fetch("f", feed_server.url("/ok")).status == 200
+
+
+def test_a_name_with_refused_and_allowed_addresses_connects_to_an_allowed_one(
+        feed_server: FeedServer) -> None:
+    # localhost resolves to 127.0.0.1 and usually ::1; only the first is allowed here, and
+    # the connection goes to it (the check runs on the addresses actually dialled).
+    feed_server.set_feed("/cn", FEED)
+    f = Fetcher(FetchLimits(allowed_networks=("127.0.0.0/8",)))
+    assert f.fetch("cn", f"http://localhost:{feed_server.port}/cn").status == 200
+
+
+# --- per-host concurrency ------------------------------------------------------------------
+
+def _fetch_at_once(f: Fetcher, urls: list[str]) -> list[object]:
+    results: list[object] = [None] * len(urls)
+    start = threading.Barrier(len(urls))
+
+    def go(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = f.fetch(f"f{i}", urls[i])
+        except FeedError as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(urls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+@pytest.mark.parametrize("per_host", [2, 6])
+def test_requests_to_one_host_are_limited(hostile: HostileServer, per_host: int) -> None:
+    hostile.slow("/slow", FEED.encode(), delay=0.4)
+    f = fetcher(per_host=per_host)
+    results = _fetch_at_once(f, [hostile.url("/slow")] * 6)
+    assert all(getattr(r, "status", None) == 200 for r in results), results
+    if per_host == 2:
+        assert hostile.max_in_flight("/slow") == 2
+    else:  # the server does see concurrent requests when the limit allows them
+        assert hostile.max_in_flight("/slow") > 2
+
+
+def test_waiting_for_a_busy_host_counts_against_the_deadline(hostile: HostileServer) -> None:
+    hostile.slow("/slow", FEED.encode(), delay=3)
+    f = fetcher(per_host=1, deadline=1.0, read_timeout=5)
+    results = _fetch_at_once(f, [hostile.url("/slow")] * 2)
+    errors = sorted((r.outcome, r.message) for r in results if isinstance(r, FeedError))
+    assert errors == [("timeout", "1 requests to 127.0.0.1 already running; none finished "
+                                  "within 1 s"), ("timeout", "no complete response within 1 s")]
+
+
+def test_malformed_locations_and_urls_are_classified(feed_server: FeedServer) -> None:
+    feed_server.set_status("/bad", 302, headers={"Location": "http://[::1/feed"})
+    e = failure(fetcher(), feed_server.url("/bad"))
+    assert e.outcome in ("refused", "http-error") and "invalid" in e.message
+    e = failure(fetcher(), "http://127.0.0.1:99999/feed")
+    assert e.outcome == "refused" and e.message.startswith("invalid URL")
+
+
+def test_messages_never_show_credentials(feed_server: FeedServer) -> None:
+    feed_server.set_redirect("/loop", "/loop")
+    url = feed_server.url("/loop").replace("http://", "http://reader:s3cret@")
+    e = failure(fetcher(), url)
+    assert "too many redirects" in e.message and "s3cret" not in e.message
