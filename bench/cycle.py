@@ -1,36 +1,43 @@
 """One poll cycle over 1,000 and 5,000 feeds: feed-monitor against reader, same farm, one run.
 
     python bench/cycle.py [--quick] [--feeds 500,1000,2500,5000] [--rules 1000]
-                          [--json PATH]
+                          [--profile] [--json PATH]
 
 A feed farm (bench/farm.py, one asyncio process on 127.0.0.1) serves the feeds: 80 %
-unchanged (304 to a conditional GET), 15 % changed 50-item RFI feeds of about 280 KB
+unchanged (304 to a conditional GET), 15 % changed 50-item RFI feeds of about 270 KB
 (3 new items per cycle), 5 % faults (hung, HTTP 500, malformed). Each client has its
 own farm namespace, so each sees the same changes since its own last poll.
 
-Clients, each measured in a process of its own (wall time of the cycle, CPU time of the
-process during the cycle, peak RSS of the process from ``getrusage``):
+Each client runs in a process of its own, which does a warm-up cycle (first polls of the
+feeds new at this step: backlogs stored, validators learnt; the others polled again, so
+the process is as warm as a long-running one), then one measured cycle. The farm moves
+on before each of the two, so in both the changed feeds have 3 new items and 80 % of the
+feeds answer 304:
 
-- **feed-monitor**: ``Monitor(config).once()``: every feed polled once by
-  ``scheduler.workers`` threads (fetch, parse, store, match ``--rules`` rules, outbox),
-  then the alerts delivered to ``console://`` (output discarded). SQLite file in a
-  temporary folder; ``defaults.allow_private_addresses: true``; timeouts ``--timeout``.
-- **reader** (PyPI): ``update_feeds(workers=N, scheduled=False)`` on its own SQLite
-  file, ``session_timeout`` = ``--timeout``.
+- **feed-monitor**: the daemon (``python -m monitor run``), interval 1 h so it polls
+  only when told; a cycle makes every feed due at one instant T, as an interval ending
+  does, and lasts until every feed's poll is recorded in its database
+  (``max(last_poll_ms) - T``). It fetches, parses, stores, matches ``--rules`` rules and
+  delivers the alerts to ``console://`` (output discarded); "alerts delivered by" is when
+  no alert was pending any more. SQLite file in a temporary folder,
+  ``defaults.allow_private_addresses: true``, timeouts ``--timeout``, other settings
+  default. CPU time and RSS are the daemon's, from /proc.
+- **reader** (PyPI): ``update_feeds(workers=N, scheduled=False)`` on its own SQLite file,
+  ``session_timeout`` = ``--timeout``; CPU time from ``getrusage`` during the cycle,
+  RSS from /proc.
 
 Steps, in one run:
 
-1. tuning at ``--tune-at`` feeds (own databases): a warm-up cycle (first polls: backlogs
-   stored, validators learnt), then one measured cycle per worker count; the fastest
-   count of each client is used from then on;
-2. growth: fresh databases; for each feed count in ``--feeds`` (ascending), a warm-up of
-   the feeds new at this step, then one measured cycle over all of them. The measured
-   cycle is what a daemon does every interval: 80 % conditional 304s, new items in the
-   changed feeds, the faulty feeds failing again.
+1. tuning at ``--tune-at`` feeds (databases of its own): one measured cycle per worker
+   count; the fastest count of each client is used from then on;
+2. growth: for each feed count in ``--feeds`` (ascending, databases kept from step to
+   step), warm-up and a measured cycle;
+3. with ``--profile``: one more cycle of the daemon at the largest count, not measured,
+   sampled by py-spy (GIL holder only: what the process spends its one effective core
+   on); the shares of time per function go to the report.
 
 Prints the tables and the ratio reader / feed-monitor; ``--json`` writes the figures.
-Each child's stderr (warnings about the farm's faulty feeds) goes to a log file in the
-work folder, which ``--keep`` keeps.
+Logs of every process go to the work folder, which ``--keep`` keeps.
 """
 
 from __future__ import annotations
@@ -38,12 +45,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -51,62 +60,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload  # noqa: E402
-from workload import FarmProcess, feed_id, machine, machine_line, watch_rules  # noqa: E402
+from workload import Daemon, FarmProcess, feed_id, machine, machine_line  # noqa: E402
 
 CHILD_TIMEOUT = 1200  # seconds: a cycle that takes longer is a failure, not a figure
 
 
-def _usage() -> dict[str, float]:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"cpu": ru.ru_utime + ru.ru_stime, "maxrss_mb": ru.ru_maxrss / 1024}
+# --- reader, in a process of its own --------------------------------------------------------
 
 
-# --- the children --------------------------------------------------------------------------
-
-
-def child_ours(config: str, out: str) -> None:
-    """One ``Monitor.once()`` in this process; figures to ``out`` as JSON."""
-    import logging
-
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
-    started = time.perf_counter()
-    from monitor.app import Monitor
-
-    mon = Monitor(config)
-    setup_s = time.perf_counter() - started
-    # Time spent delivering (once() delivers after polling): told apart from polling.
-    delivering = [0.0]
-    deliver = mon.deliver
-
-    def timed_deliver() -> Any:
-        t = time.perf_counter()
-        try:
-            return deliver()
-        finally:
-            delivering[0] += time.perf_counter() - t
-
-    mon.deliver = timed_deliver  # type: ignore[method-assign]
-    before = _usage()
-    t0 = time.perf_counter()
-    report = mon.once()
-    wall = time.perf_counter() - t0
-    after = _usage()
-    ingest, delivered = report["ingest"], report["delivery"]
-    Path(out).write_text(json.dumps({
-        "client": "feed-monitor", "feeds": len(report["results"]), "wall_s": wall,
-        "poll_s": wall - delivering[0], "deliver_s": delivering[0],
-        "cpu_s": after["cpu"] - before["cpu"], "process_cpu_s": after["cpu"],
-        "setup_s": setup_s, "peak_rss_mb": after["maxrss_mb"],
-        "outcomes": dict(Counter(r.outcome for r in report["results"])),
-        "new_items": ingest.new, "updated_items": ingest.updated, "repeats": ingest.repeats,
-        "matches": ingest.matched, "alerts": ingest.alerts, "sent": delivered.sent}))
-
-
-def child_reader(db: str, urls_file: str, workers: int, warm: bool, timeout: float,
+def child_reader(db: str, urls_file: str, workers: int, timeout: float, advance: str,
                  out: str) -> None:
-    """One ``update_feeds`` of reader in this process; figures to ``out`` as JSON."""
-    started = time.perf_counter()
+    """Warm-up and one measured ``update_feeds`` of reader; figures to ``out`` as JSON."""
     from reader import UpdatedFeed, make_reader
 
     r = make_reader(db, session_timeout=(timeout, timeout))
@@ -115,31 +79,40 @@ def child_reader(db: str, urls_file: str, workers: int, warm: bool, timeout: flo
     for url in urls:
         if url not in known:
             r.add_feed(url)
-    setup_s = time.perf_counter() - started
-    outcomes: Counter[str] = Counter()
-    new = modified = 0
-    before = _usage()
-    t0 = time.perf_counter()
-    # update_feeds_iter is what update_feeds runs; iterating it ourselves only adds the
-    # counting. scheduled=False: every feed now, not only those its schedule says are due.
-    for _url, value in r.update_feeds_iter(workers=workers, scheduled=False,
-                                           new=True if warm else None):
-        if value is None:
-            outcomes["not-modified"] += 1
-        elif isinstance(value, UpdatedFeed):
-            outcomes["ok"] += 1
-            new += value.new
-            modified += value.modified
-        else:
-            outcomes[type(value).__name__] += 1
-    wall = time.perf_counter() - t0
-    after = _usage()
+
+    def cycle() -> dict[str, Any]:
+        outcomes: Counter[str] = Counter()
+        new = 0
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        # update_feeds_iter is what update_feeds runs; iterating it here only adds the
+        # counting. scheduled=False: every feed now, not only those reader thinks due.
+        for _url, value in r.update_feeds_iter(workers=workers, scheduled=False):
+            if value is None:
+                outcomes["not-modified"] += 1
+            elif isinstance(value, UpdatedFeed):
+                outcomes["ok"] += 1
+                new += value.new
+            else:
+                outcomes[type(value).__name__] += 1
+        wall = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        return {"wall_s": wall, "cpu_s": (ru1.ru_utime + ru1.ru_stime)
+                - (ru0.ru_utime + ru0.ru_stime), "outcomes": dict(outcomes),
+                "new_items": new, "feeds": sum(outcomes.values())}
+
+    warm = cycle()
+    # The farm moves on; its answer counts restart, so they are the measured cycle's.
+    stats = advance.replace("/_advance?", "/_stats?") + "&reset=1"
+    for url in (advance, stats):
+        with urllib.request.urlopen(url, timeout=120) as resp:
+            resp.read()
+    measured = cycle()
+    status = workload.proc_status(os.getpid())
     r.close()
     Path(out).write_text(json.dumps({
-        "client": "reader", "feeds": sum(outcomes.values()), "wall_s": wall, "poll_s": wall,
-        "deliver_s": 0.0, "cpu_s": after["cpu"] - before["cpu"],
-        "process_cpu_s": after["cpu"], "setup_s": setup_s, "peak_rss_mb": after["maxrss_mb"],
-        "outcomes": dict(outcomes), "new_items": new, "updated_items": modified}))
+        "client": "reader", **measured, "warmup_s": warm["wall_s"], "drained_s": None,
+        "alerts": None, "rss_mb": status["VmRSS"], "peak_rss_mb": status["VmHWM"]}))
 
 
 # --- the parent ----------------------------------------------------------------------------
@@ -150,47 +123,73 @@ class Bench:
         self.args = args
         self.farm = farm
         self.work = work
-        self.rules = watch_rules(args.rules)
+        self.rules = workload.watch_rules(args.rules)
         self._n = 0
 
-    def _run(self, argv: list[str], label: str) -> dict[str, Any]:
-        self._n += 1
-        out = self.work / f"result-{self._n:03d}.json"
-        log = self.work / f"child-{self._n:03d}-{label}.log"
-        with open(log, "w") as err:
-            proc = subprocess.run([sys.executable, __file__, *argv, "--out", str(out)],
-                                  stdout=subprocess.DEVNULL, stderr=err,
-                                  timeout=CHILD_TIMEOUT, cwd=workload.REPO)
-        if proc.returncode != 0 or not out.exists():
-            tail = log.read_text(errors="replace")[-3000:]
-            raise SystemExit(f"{label}: child exited with {proc.returncode}:\n{tail}")
-        result: dict[str, Any] = json.loads(out.read_text())
-        return result
-
-    def ours(self, db: Path, ns: str, lo: int, hi: int, workers: int,
-             label: str) -> dict[str, Any]:
-        """One once() over feeds [lo, hi) of namespace ``ns``."""
-        feeds = [(feed_id(i), self.farm.url(ns, i)) for i in range(lo, hi)]
+    def ours(self, db: Path, ns: str, n: int, workers: int, label: str,
+             profile: Path | None = None) -> dict[str, Any]:
+        """Daemon over feeds [0, n) of ``ns``: warm-up cycle, farm moves on, measured cycle."""
+        feeds = [(feed_id(i), self.farm.url(ns, i)) for i in range(n)]
+        # Interval 1 h: nothing is due unless the benchmark says so. Tick 0.2 s: a due
+        # feed waits at most that for a worker (a finished poll also wakes the tick).
         cfg = workload.write_config(self.work / f"{label}.yaml", database=db, feeds=feeds,
                                     rules=self.rules, workers=workers,
-                                    timeout=self.args.timeout)
-        return self._run(["--child", "ours", "--config", str(cfg)], label)
+                                    timeout=self.args.timeout, interval="1h", tick=0.2)
+        t0 = time.monotonic()
+        # The farm moves on before the warm-up as well: the changed feeds then answer
+        # 200 in both cycles, as they do every interval, so the process has seen them
+        # change once before the measured cycle (a long-running one always has).
+        self.farm.advance(ns, n)
+        with Daemon(cfg, db, self.work / f"{label}.log") as d:
+            d.wait_started(n)
+            warm = d.cycle(n)
+            self.farm.advance(ns, n)
+            self.farm.stats(ns)  # reset
+            if profile is None:
+                result = d.cycle(n)
+            else:
+                result = self._profiled(d, n, profile)
+        result.update(client="feed-monitor", workers=workers, warmup_s=warm["wall_s"],
+                      farm=self.farm.stats(ns), process_s=time.monotonic() - t0)
+        return result
 
-    def reader(self, db: Path, ns: str, n: int, workers: int, warm: bool,
-               label: str) -> dict[str, Any]:
-        """One update_feeds over feeds [0, n) of ``ns`` (new ones added first)."""
+    def _profiled(self, d: Daemon, n: int, path: Path) -> dict[str, Any]:
+        spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) \
+            or shutil.which("py-spy")
+        if spy is None:
+            raise SystemExit("--profile needs py-spy (pip install -e '.[bench]')")
+        with open(self.work / "py-spy.log", "w") as log:
+            sampler = subprocess.Popen([spy, "record", "--gil", "--rate", "200", "--format",
+                                        "raw", "--output", str(path), "--pid",
+                                        str(d.proc.pid)], stdout=log, stderr=log)
+            time.sleep(1.0)  # attached before the cycle starts
+            try:
+                result = d.cycle(n)
+            finally:
+                sampler.send_signal(2)  # SIGINT: py-spy writes its file and exits
+                sampler.wait(60)
+        return result
+
+    def reader(self, db: Path, ns: str, n: int, workers: int, label: str) -> dict[str, Any]:
+        """reader over feeds [0, n) of ``ns``: warm-up, farm moves on, measured cycle."""
         urls = self.work / f"{label}.urls"
         urls.write_text("\n".join(self.farm.url(ns, i) for i in range(n)))
-        argv = ["--child", "reader", "--db", str(db), "--urls", str(urls),
-                "--workers", str(workers), "--timeout", str(self.args.timeout)]
-        return self._run(argv + (["--warm"] if warm else []), label)
-
-    def measured(self, fn: Any, ns: str, n: int) -> dict[str, Any]:
-        """Advance the namespace one cycle, run ``fn``, attach the farm's answer counts."""
-        self.farm.advance(ns, n)
-        self.farm.stats(ns)  # reset
-        result: dict[str, Any] = fn()
-        result["farm"] = self.farm.stats(ns)
+        out = self.work / f"{label}.json"
+        advance = f"http://127.0.0.1:{self.farm.port}/_advance?ns={ns}&upto={n}"
+        t0 = time.monotonic()
+        self.farm.advance(ns, n)  # as for feed-monitor: changed in the warm-up too
+        with open(self.work / f"{label}.log", "w") as err:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", "reader", "--db", str(db), "--urls",
+                 str(urls), "--workers", str(workers), "--timeout", str(self.args.timeout),
+                 "--advance", advance, "--out", str(out)],
+                stdout=subprocess.DEVNULL, stderr=err, timeout=CHILD_TIMEOUT, cwd=workload.REPO)
+        if proc.returncode != 0 or not out.exists():
+            tail = (self.work / f"{label}.log").read_text(errors="replace")[-3000:]
+            raise SystemExit(f"{label}: reader exited with {proc.returncode}:\n{tail}")
+        result: dict[str, Any] = json.loads(out.read_text())
+        result.update(workers=workers, farm=self.farm.stats(ns),
+                      process_s=time.monotonic() - t0)
         return result
 
 
@@ -202,25 +201,17 @@ def tune(b: Bench) -> dict[str, Any]:
     a = b.args
     n = a.tune_at
     out: dict[str, Any] = {"feeds": n, "ours": [], "reader": []}
-    db = b.work / "tune-ours.db"
-    w = b.ours(db, "tune-ours", 0, n, max(a.workers_ours), "tune-ours-warm")
-    say(f"  feed-monitor warm-up over {n} feeds: {w['wall_s']:.1f} s")
     for workers in a.workers_ours:
-        r = b.measured(lambda workers=workers: b.ours(db, "tune-ours", 0, n, workers,
-                                                      f"tune-ours-{workers}"), "tune-ours", n)
-        r["workers"] = workers
+        r = b.ours(b.work / "tune-ours.db", "tune-ours", n, workers, f"tune-ours-{workers}")
         out["ours"].append(r)
-        say(f"  feed-monitor, scheduler.workers {workers:>3}: {r['wall_s']:6.2f} s")
-    db = b.work / "tune-reader.sqlite"
-    w = b.reader(db, "tune-reader", n, max(a.workers_reader), True, "tune-reader-warm")
-    say(f"  reader warm-up over {n} feeds: {w['wall_s']:.1f} s")
+        say(f"  feed-monitor, scheduler.workers {workers:>3}: {r['wall_s']:6.2f} s "
+            f"(CPU {r['cpu_s']:.1f} s)")
     for workers in a.workers_reader:
-        r = b.measured(lambda workers=workers: b.reader(db, "tune-reader", n, workers, False,
-                                                        f"tune-reader-{workers}"),
-                       "tune-reader", n)
-        r["workers"] = workers
+        r = b.reader(b.work / "tune-reader.sqlite", "tune-reader", n, workers,
+                     f"tune-reader-{workers}")
         out["reader"].append(r)
-        say(f"  reader, update_feeds(workers={workers:>3}): {r['wall_s']:6.2f} s")
+        say(f"  reader, update_feeds(workers={workers:>3}): {r['wall_s']:6.2f} s "
+            f"(CPU {r['cpu_s']:.1f} s)")
     out["best_ours"] = min(out["ours"], key=lambda r: r["wall_s"])["workers"]
     out["best_reader"] = min(out["reader"], key=lambda r: r["wall_s"])["workers"]
     return out
@@ -229,31 +220,51 @@ def tune(b: Bench) -> dict[str, Any]:
 def growth(b: Bench, wo: int, wr: int) -> dict[str, list[dict[str, Any]]]:
     res: dict[str, list[dict[str, Any]]] = {"ours": [], "reader": []}
     ours_db, reader_db = b.work / "ours.db", b.work / "reader.sqlite"
-    warmed = 0
     for n in b.args.feeds:
-        # feed-monitor: warm-up of the feeds new at this step, then a cycle over all.
-        if n > warmed:
-            b.ours(ours_db, "ours", warmed, n, wo, f"ours-warm-{n}")
-        r = b.measured(lambda n=n: b.ours(ours_db, "ours", 0, n, wo, f"ours-{n}"), "ours", n)
-        r["workers"] = wo
-        res["ours"].append(r)
-        if n > warmed:
-            b.reader(reader_db, "reader", n, wr, True, f"reader-warm-{n}")
-        r = b.measured(lambda n=n: b.reader(reader_db, "reader", n, wr, False, f"reader-{n}"),
-                       "reader", n)
-        r["workers"] = wr
-        res["reader"].append(r)
-        warmed = n
-        o, p = res["ours"][-1], res["reader"][-1]
+        o = b.ours(ours_db, "ours", n, wo, f"ours-{n}")
+        res["ours"].append(o)
+        p = b.reader(reader_db, "reader", n, wr, f"reader-{n}")
+        res["reader"].append(p)
         say(f"  {n:>5} feeds: feed-monitor {o['wall_s']:6.2f} s, reader {p['wall_s']:6.2f} s, "
             f"ratio {p['wall_s'] / o['wall_s']:.1f}x")
     return res
 
 
+_FRAME = re.compile(r"(.*) \((.*?):\d+\)$")
+
+
+def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
+    """Shares of py-spy's samples: inclusive per function of monitor/ (file:function),
+    and self time per package (the module where the sampled frame was)."""
+    total = 0
+    inclusive: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        keys = []
+        for frame in stack.split(";"):
+            m = _FRAME.match(frame)
+            keys.append(f"{m[2]}:{m[1]}" if m else frame)
+        for k in set(keys):
+            if k.startswith("monitor/"):
+                inclusive[k] += n
+        where = keys[-1].split(":", 1)[0]
+        package = where.split("/", 1)[0] if "/" in where else where.removesuffix(".py")
+        by_package[package] += n
+    share = (lambda v: round(100 * v / total, 1)) if total else (lambda v: 0.0)
+    return {"samples": total,
+            "inclusive": [(k, share(v)) for k, v in inclusive.most_common(top)],
+            "self_by_package": [(k, share(v)) for k, v in by_package.most_common(12)]}
+
+
 def table(res: dict[str, list[dict[str, Any]]]) -> list[str]:
-    lines = ["| feeds | client | workers | cycle wall | of which delivery | CPU | peak RSS "
-             "| 304 / 200 / failed | new items | reader ÷ feed-monitor (wall) |",
-             "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+    lines = ["| feeds | client | workers | cycle wall | alerts delivered by | CPU | RSS after "
+             "| peak RSS | 304 / 200 / failed | new items | reader ÷ feed-monitor |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
     for o, p in zip(res["ours"], res["reader"], strict=True):
         for r in (o, p):
             oc = r["outcomes"]
@@ -261,10 +272,12 @@ def table(res: dict[str, list[dict[str, Any]]]) -> list[str]:
             ok = sum(v for k, v in oc.items() if k.startswith("ok"))
             failed = r["feeds"] - not_mod - ok
             ratio = f"{p['wall_s'] / o['wall_s']:.1f}x" if r is o else ""
+            drained = f"{r['drained_s']:.2f} s" if r.get("drained_s") is not None else "-"
             lines.append(
                 f"| {r['feeds']:,} | {r['client']} | {r['workers']} | {r['wall_s']:.2f} s | "
-                f"{r['deliver_s']:.2f} s | {r['cpu_s']:.1f} s | {r['peak_rss_mb']:.0f} MB | "
-                f"{not_mod} / {ok} / {failed} | {r['new_items']:,} | {ratio} |")
+                f"{drained} | {r['cpu_s']:.1f} s | {r['rss_mb']:.0f} MB | "
+                f"{r['peak_rss_mb']:.0f} MB | {not_mod} / {ok} / {failed} | "
+                f"{r['new_items']:,} | {ratio} |")
     return lines
 
 
@@ -279,22 +292,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers-reader", default="4,16,64", help="reader workers to try")
     p.add_argument("--timeout", type=float, default=5.0, help="fetch timeout, both clients")
     p.add_argument("--latency", default="0.01-0.05", help="farm answer delay range, seconds")
+    p.add_argument("--profile", action="store_true",
+                   help="sample one more daemon cycle at the largest count with py-spy")
     p.add_argument("--json", type=Path, help="write the figures to this file")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, DBs)")
-    # The children (this same file in a process of its own).
-    p.add_argument("--child", choices=("ours", "reader"), help=argparse.SUPPRESS)
-    p.add_argument("--config", help=argparse.SUPPRESS)
+    # The reader child (this same file in a process of its own).
+    p.add_argument("--child", choices=("reader",), help=argparse.SUPPRESS)
     p.add_argument("--db", help=argparse.SUPPRESS)
     p.add_argument("--urls", help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--advance", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.child == "ours":
-        child_ours(args.config, args.out)
-        return 0
     if args.child == "reader":
-        child_reader(args.db, args.urls, args.workers, args.warm, args.timeout, args.out)
+        child_reader(args.db, args.urls, args.workers, args.timeout, args.advance, args.out)
         return 0
     if args.quick:
         args.feeds, args.rules, args.tune_at = "200,500", 300, 200
@@ -308,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="feed-monitor-cycle-"))
+    profile: dict[str, Any] | None = None
     try:
         with FarmProcess(max(args.feeds + [args.tune_at]), args.latency,
                          hang=max(20.0, args.timeout * 4)) as farm:
@@ -321,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
             say(f"best: feed-monitor scheduler.workers {wo}, reader workers {wr}")
             say("growth")
             res = growth(b, wo, wr)
+            if args.profile:
+                n = args.feeds[-1]
+                raw = work / "py-spy.txt"
+                r = b.ours(work / "ours.db", "ours", n, wo, f"profile-{n}", profile=raw)
+                profile = {"feeds": n, "wall_s": r["wall_s"], **summarize_profile(raw)}
+                say(f"profiled cycle at {n} feeds ({r['wall_s']:.1f} s under py-spy): "
+                    f"{profile['samples']} samples")
     finally:
         if args.keep:
             say(f"work folder kept: {work}")
@@ -329,10 +348,16 @@ def main(argv: list[str] | None = None) -> int:
     say("")
     for line in table(res):
         say(line)
+    if profile:
+        say("\nwhere the daemon's GIL time goes (py-spy --gil), inclusive, monitor/:")
+        for k, v in profile["inclusive"][:15]:
+            say(f"  {v:5.1f} %  {k}")
+        say("self time by package: " + ", ".join(f"{k} {v} %"
+                                                 for k, v in profile["self_by_package"]))
     figures = {"machine": m, "reader_version": reader_pkg.__version__,
                "farm": {"latency": args.latency, "timeout": args.timeout,
                         "source": farm.source, "hang": farm.hang},
-               "rules": args.rules, "tuning": tuned, "growth": res,
+               "rules": args.rules, "tuning": tuned, "growth": res, "profile": profile,
                "elapsed_s": time.monotonic() - started}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

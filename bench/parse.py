@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import platform
 import random
@@ -175,18 +176,20 @@ def matcher(specs: list[RuleSpec]) -> tuple[Callable[[Item, Collection[str]], li
     return ruleset.match, f"monitor.match.compile_rules, {len(specs)} rules"
 
 
-def median_with_setup(fn: Callable[[], object], setup: Callable[[], object],
-                      runs: int) -> float:
-    """Median of ``fn`` over ``runs``, each after an untimed ``setup``."""
-    setup()
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        setup()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+def interleaved_medians(cases: list[tuple[str, Callable[[], object], Callable[[], object]]],
+                        runs: int) -> list[tuple[str, float]]:
+    """Median ms of each (name, setup, fn) case; ``setup`` is not timed. The cases take
+    turns, run by run, so a busy machine slows them all alike and their ratios hold."""
+    times: list[list[float]] = [[] for _ in cases]
+    for run in range(runs + 1):
+        for (_, setup, fn), taken in zip(cases, times, strict=True):
+            setup()
+            start = time.perf_counter()
+            fn()
+            if run:  # the first round warms up imports and caches
+                taken.append(time.perf_counter() - start)
+    return [(name, statistics.median(taken) * 1000)
+            for (name, _, _), taken in zip(cases, times, strict=True)]
 
 
 def stored(items: list[tuple[int, str, str, str]], body: bytes, runs: int,
@@ -232,22 +235,24 @@ def stored(items: list[tuple[int, str, str, str]], body: bytes, runs: int,
         print(f"ingest:  all new: {stats.new} new, {stats.matched} matches, {stats.alerts} "
               f"alerts; 5 new: {stats5.new} new, {stats5.repeats} repeats, "
               f"{stats5.alerts} alerts")
-        rows = [
-            ("all 50 new: parse_feed + Store.ingest", median_with_setup(poll, all_new, runs)),
-            ("  of which Store.ingest (incl. matching)",
-             median_with_setup(lambda: ingest(parsed), all_new, runs)),
-            ("  of which matching alone (50 items)", median_ms(
-                lambda: [match(it, ("rfi",)) for it in parsed], runs)),
-            ("all 50 new, no rules: parse_feed + Store.ingest", median_with_setup(
-                lambda: store.ingest("rfi", parse_feed(body, HEADERS, "rfi", 0).items, 1,
-                                     lambda it, feeds: [], channels), all_new, runs)),
-            ("5 new, 45 repeats: parse_feed + Store.ingest",
-             median_with_setup(poll, five_new, runs)),
-            ("  of which Store.ingest (incl. matching)",
-             median_with_setup(lambda: ingest(parsed), five_new, runs)),
-            ("unchanged (50 repeats): parse_feed + Store.ingest",
-             median_with_setup(poll, lambda: None, runs)),
-        ]
+        def none() -> None:
+            pass
+
+        def nothing_matches(item: Item, feeds: Collection[str]) -> list[RuleMatch]:
+            return []
+
+        rows = interleaved_medians([
+            ("all 50 new: parse_feed + Store.ingest", all_new, poll),
+            ("  of which Store.ingest (incl. matching)", all_new, lambda: ingest(parsed)),
+            ("  of which matching alone (50 items)", none,
+             lambda: [match(it, ("rfi",)) for it in parsed]),
+            ("all 50 new, no rule matches: parse_feed + Store.ingest", all_new,
+             lambda: store.ingest("rfi", parse_feed(body, HEADERS, "rfi", 0).items, 1,
+                                  nothing_matches, channels)),
+            ("5 new, 45 repeats: parse_feed + Store.ingest", five_new, poll),
+            ("  of which Store.ingest (incl. matching)", five_new, lambda: ingest(parsed)),
+            ("unchanged (50 repeats): parse_feed + Store.ingest", none, poll),
+        ], runs)
         store.close()
     return rows
 
@@ -258,6 +263,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test)")
     ap.add_argument("--items", type=int, default=50)
     ap.add_argument("--rules", type=int, default=100)
+    ap.add_argument("--json", type=Path, help="also write the figures to this file as JSON "
+                    "(bench/run_all.py reads it)")
     args = ap.parse_args()
     runs, slow_runs = (15, 5) if args.quick else (200, 30)
 
@@ -303,12 +310,18 @@ def main() -> None:
     print("\nratios are to the first row (parse_feed on a first poll)")
 
     print("\nbytes -> stored Items (SQLite file, one transaction, alerts in the outbox)")
-    srows = stored(items, body, runs if not args.quick else 15, args.rules)
+    srows = stored(items, body, 100 if not args.quick else 15, args.rules)
     fp_default = rows[3][1]
     width = max(len(name) for name, _ in srows)
     for name, ms in srows:
-        print(f"{name:<{width}}  {ms:8.2f} ms   feedparser defaults (parse only) x"
-              f"{fp_default / ms:5.1f}")
+        print(f"{name:<{width}}  {ms:8.2f} ms   feedparser.parse defaults alone: "
+              f"x{fp_default / ms:5.1f} this")
+    print("cases take turns run by run (medians); the 'of which' rows reuse parsed Items")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "machine": machine(), "feed": {"items": len(items), "kb": len(body) / 1024,
+                                           "source": source},
+            "parse_ms": dict(rows), "stored_ms": dict(srows)}, ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":

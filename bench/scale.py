@@ -136,6 +136,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL server process on this machine so far."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(proc.name))
+            except OSError:  # gone meanwhile
+                pass
+    return total
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) CPU time of the whole machine so far, in clock ticks."""
     values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -195,11 +208,13 @@ class Cluster:
                 proc.kill()
 
 
-def cycle(engine: Engine, cluster: Cluster, port: int, n_feeds: int) -> tuple[float, float,
-                                                                              float]:
-    """One poll cycle: (seconds, daemon CPU seconds, machine busy fraction)."""
+def cycle(engine: Engine, cluster: Cluster, port: int, n_feeds: int, farm_pid: int
+          ) -> dict[str, float]:
+    """One poll cycle: its seconds, and the CPU seconds the daemons, PostgreSQL, the farm
+    and everything else on the machine used meanwhile."""
     farm_get(port, "/_advance")
-    cpu0, busy0 = cluster.cpu(), machine_busy()
+    cpu0, pg0, farm0, busy0 = cluster.cpu(), postgres_cpu(), cpu_seconds(farm_pid), \
+        machine_busy()
     due = int(time.time() * 1000) + 300
     with engine.begin() as conn:
         conn.execute(update(feeds).values(next_poll_ms=due))
@@ -212,8 +227,14 @@ def cycle(engine: Engine, cluster: Cluster, port: int, n_feeds: int) -> tuple[fl
     with engine.connect() as conn:
         last = conn.execute(select(func.max(feeds.c.last_poll_ms))).scalar_one()
     busy1 = machine_busy()
-    return ((last - due) / 1000, cluster.cpu() - cpu0,
-            (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]))
+    seconds = (last - due) / 1000
+    # /proc/stat counts clock ticks summed over all cpus.
+    busy = (busy1[0] - busy0[0]) / os.sysconf("SC_CLK_TCK")
+    out = {"seconds": seconds, "daemons": cluster.cpu() - cpu0, "postgres": postgres_cpu() - pg0,
+           "farm": cpu_seconds(farm_pid) - farm0}
+    out["others"] = max(0.0, busy - out["daemons"] - out["postgres"] - out["farm"])
+    out["capacity"] = (busy1[1] - busy0[1]) / os.sysconf("SC_CLK_TCK")  # cpus x wall time
+    return out
 
 
 def main() -> None:
@@ -245,7 +266,7 @@ def main() -> None:
           f"{os.getloadavg()[0]:.2f}", flush=True)
     farm, port = start_farm(args.feeds, args.latency, args.mix)
     engine = create_engine(database)
-    results: dict[int, list[tuple[float, float, float]]] = {n: [] for n in counts}
+    results: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
     try:
         with tempfile.TemporaryDirectory(prefix="feed-monitor-scale-") as tmp:
             workdir = Path(tmp)
@@ -267,31 +288,36 @@ def main() -> None:
                     cluster = Cluster(n, config, workdir, f"{r}-{n}")
                     try:
                         wait_for(cluster.running, 60, "the daemons to start")
-                        cycle(engine, cluster, port, args.feeds)  # settling, not counted
-                        block = [cycle(engine, cluster, port, args.feeds)
+                        cycle(engine, cluster, port, args.feeds, farm.pid)  # settling
+                        block = [cycle(engine, cluster, port, args.feeds, farm.pid)
                                  for _ in range(args.cycles)]
                     finally:
                         cluster.stop()
                     results[n] += block
-                    print(f"  round {r + 1}, {n} process(es): cycles "
-                          f"{', '.join(f'{c[0]:.2f}' for c in block)} s; load average "
+                    times = ", ".join(f"{c['seconds']:.2f}" for c in block)
+                    print(f"  round {r + 1}, {n} process(es): cycles {times} s; load average "
                           f"{os.getloadavg()[0]:.2f}", flush=True)
         stats = farm_get(port, "/_stats")
     finally:
         farm.terminate()
         farm.wait(10)
         engine.dispose()
-    base = statistics.median(c[0] for c in results[counts[0]])
+    def median(n: int, key: str) -> float:
+        return statistics.median(c[key] for c in results[n])
+
+    base = median(counts[0], "seconds")
     print(f"\nfarm answers over the whole run: {stats}")
-    print(f"\n| processes | workers | median cycle | feeds/s | daemon CPU/cycle | machine CPU "
-          f"busy | speed-up vs {counts[0]} |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("\nCPU seconds used during one cycle (medians), and the machine's CPU capacity "
+          "in that time (cpus x cycle):")
+    print(f"\n| processes | workers | median cycle | feeds/s | speed-up vs {counts[0]} | "
+          "daemons | PostgreSQL | farm | other processes | capacity |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in counts:
-        med = statistics.median(c[0] for c in results[n])
-        cpu = statistics.median(c[1] for c in results[n])
-        busy = statistics.median(c[2] for c in results[n])
+        med = median(n, "seconds")
         print(f"| {n} | {n * args.workers} | {med:.2f} s | {args.feeds / med:.0f} | "
-              f"{cpu:.2f} s | {busy:.0%} | {base / med:.2f}x |")
+              f"{base / med:.2f}x | " + " | ".join(
+                  f"{median(n, k):.2f} s" for k in ("daemons", "postgres", "farm", "others",
+                                                    "capacity")) + " |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What the cycle, memory and rule-cost benchmarks share: the machine's description, the
-feed farm's start and control, a watch list of rules, and our daemon's config.
+feed farm's start and control, a watch list of rules, our daemon's config, and running
+the daemon through poll cycles while measuring it from outside (/proc, its database).
 
 Not a benchmark itself; ``bench/cycle.py``, ``bench/memory.py`` and ``bench/rules.py``
 import it (``bench/`` is put on ``sys.path`` by each of them).
@@ -12,9 +13,13 @@ import os
 import platform
 import random
 import re
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +241,112 @@ def write_config(path: Path, *, database: Path, feeds: list[tuple[str, str]],
 
 def feed_id(index: int) -> str:
     return f"f{index:05d}"
+
+
+# --- the daemon, measured from outside -----------------------------------------------------
+
+
+def proc_status(pid: int) -> dict[str, float]:
+    """VmRSS (resident now) and VmHWM (peak resident) of a process, in MB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def db_scalar(db: Path, sql: str, *params: Any) -> Any:
+    """One value from the daemon's SQLite file (None before its tables exist)."""
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return conn.execute(sql, params).fetchone()[0]
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        conn.close()
+
+
+class Daemon:
+    """``python -m monitor run`` in its own process; alerts (console://) discarded."""
+
+    def __init__(self, config: Path, db: Path, log: Path) -> None:
+        self.db = db
+        self.log = log
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "run", "-c", str(config), "--log-level",
+             "warning"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise SystemExit(f"the daemon exited with {self.proc.returncode}:\n{tail}")
+
+    def wait_for(self, check: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            self.check()
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out waiting for {what}")
+            time.sleep(0.1)
+
+    def wait_started(self, n: int, timeout: float = 300) -> None:
+        """Until the daemon has created its tables and the rows of all ``n`` feeds."""
+        self.wait_for(lambda: (db_scalar(self.db, "SELECT count(*) FROM feeds") or 0) >= n,
+                      timeout, "the daemon to start")
+
+    def cycle(self, n: int, timeout: float = 900) -> dict[str, Any]:
+        """Make every feed due now, as an interval ending does; measure until every feed's
+        poll is recorded (``seconds``) and until no alert waits (``drained_s``)."""
+        pid = self.proc.pid
+        items0 = db_scalar(self.db, "SELECT count(*) FROM items") or 0
+        alerts0 = db_scalar(self.db, "SELECT count(*) FROM alerts") or 0
+        cpu0 = cpu_seconds(pid)
+        due = int(time.time() * 1000)
+        conn = sqlite3.connect(self.db, timeout=30)
+        with conn:
+            conn.execute("UPDATE feeds SET next_poll_ms = ?", (due,))
+        conn.close()
+        self.wait_for(lambda: db_scalar(self.db, "SELECT count(*) FROM feeds WHERE "
+                                        "last_poll_ms >= ?", due) == n, timeout, "a cycle")
+        cpu = cpu_seconds(pid) - cpu0
+        status = proc_status(pid)
+        last = db_scalar(self.db, "SELECT max(last_poll_ms) FROM feeds")
+        self.wait_for(lambda: db_scalar(self.db, "SELECT count(*) FROM alerts WHERE status "
+                                        "= 'pending'") == 0, timeout, "the alerts")
+        drained = time.time() - due / 1000
+        conn = sqlite3.connect(self.db, timeout=30)
+        try:
+            outcomes = Counter(dict(conn.execute(
+                "SELECT last_outcome, count(*) FROM feeds WHERE last_poll_ms >= ? "
+                "GROUP BY last_outcome", (due,)).fetchall()))
+        finally:
+            conn.close()
+        return {"wall_s": (last - due) / 1000, "drained_s": drained, "cpu_s": cpu,
+                "rss_mb": status["VmRSS"], "peak_rss_mb": status["VmHWM"],
+                "outcomes": dict(outcomes), "feeds": n,
+                "new_items": (db_scalar(self.db, "SELECT count(*) FROM items") or 0) - items0,
+                "alerts": (db_scalar(self.db, "SELECT count(*) FROM alerts") or 0) - alerts0}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

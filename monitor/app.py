@@ -20,16 +20,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor import politeness
-from monitor.config import Defaults, FeedConfig, LoadedConfig, load_config
+from monitor.config import Defaults, FeedConfig, LoadedConfig, RuleConfig, load_config
 from monitor.deliver import Deliverer, DeliveryStats, build_channels
 from monitor.errors import ConfigError, FeedError, MonitorError, StoreError
 from monitor.fetch import Fetcher, FetchLimits
+from monitor.history import prune as prune_history
+from monitor.history import write_rule_archives
 from monitor.match import RuleSet, compile_rules
 from monitor.metrics import Metrics
 from monitor.parse import parse_feed
 from monitor.scheduler import JobRunner
 from monitor.secrets import Masker
 from monitor.store import FeedRow, FeedSpec, IngestStats, Store
+from monitor.store.history import DEFAULT_OPTIONS, RuleOptions
 from monitor.web import WebServer
 
 log = logging.getLogger("monitor")
@@ -46,6 +49,16 @@ def fetch_limits(d: Defaults) -> FetchLimits:
                        deadline=d.timeout, max_bytes=d.max_bytes, max_redirects=d.max_redirects,
                        per_host=d.per_host_concurrency, allow_private=d.allow_private_addresses,
                        allowed_networks=tuple(d.allowed_networks))
+
+
+def rule_options(rule: RuleConfig) -> RuleOptions:
+    """What the store needs of a rule's on_update and cross_edition settings."""
+    editions = rule.editions()
+    if editions is None:
+        return RuleOptions(on_update=rule.on_update)
+    return RuleOptions(on_update=rule.on_update,
+                       edition_window_ms=int(editions.window * 1000),
+                       hold_ms=int(editions.hold * 1000))
 
 
 def make_owner() -> str:
@@ -71,6 +84,8 @@ class Runtime:
     deliverer: Deliverer
     feeds: dict[str, FeedConfig]
     notify: dict[str, tuple[str, ...]]
+    options: dict[str, RuleOptions] = field(default_factory=dict)
+    archives: dict[str, str] = field(default_factory=dict)  # rule -> rules[].archive
 
 
 class Monitor:
@@ -118,10 +133,14 @@ class Monitor:
         channels = build_channels(loaded.config.channels, self.masker, loaded.path)
         cfg = loaded.config
         feeds = {f.id: f for f in cfg.feeds if f.enabled}
+        options = {r.name: rule_options(r) for r in cfg.rules}
         deliverer = Deliverer(self.store, self.owner, cfg.delivery, channels, self.masker,
                               feed_titles=lambda: {f.id: f.title or f.id for f in cfg.feeds},
                               on_result=self._delivery_result,
-                              rule_digests={r.name: r.digest for r in cfg.rules if r.digest})
+                              rule_digests={r.name: r.digest for r in cfg.rules if r.digest},
+                              rule_editions={name: o.edition_window_ms
+                                             for name, o in options.items()
+                                             if o.edition_window_ms is not None})
         # The database keeps feed URLs as shown, secrets masked: polls take the real URL
         # from the config. Feeds added by a reload are polled at once (no spread), so
         # an edit shows its effect within seconds.
@@ -130,7 +149,8 @@ class Monitor:
              for f in feeds.values()],
             now_ms(), first_spread_s=0.0 if reloading else min(cfg.defaults.jitter, 10.0))
         notify = {r.name: tuple(r.notify) for r in cfg.rules}
-        return Runtime(loaded, rules, deliverer, feeds, notify)
+        archives = {r.name: r.archive for r in cfg.rules if r.archive}
+        return Runtime(loaded, rules, deliverer, feeds, notify, options, archives)
 
     def _delivery_result(self, channel: str, outcome: str, latency_s: float) -> None:
         self.metrics.deliveries.labels(channel, outcome).inc()
@@ -266,8 +286,14 @@ class Monitor:
                 window = rt.loaded.feed_backlog_window(feed)
                 if window is not None:
                     floor = NO_BACKLOG_ALERTS if window == 0 else now_ms() - int(window * 1000)
+            keys_kept = rt.loaded.config.retention.keys
+            if keys_kept is not None:
+                # Retention may have deleted the key of an item this old that a feed still
+                # lists: it is recorded, never alerted again.
+                floor = max(floor or 0, now_ms() - int(keys_kept * 1000))
             stats = self.store.ingest(feed.id, parsed.items, now_ms(), self._match,
-                                      self._channels_for, alert_min_published_ms=floor)
+                                      self._channels_for, alert_min_published_ms=floor,
+                                      options=self._options)
             nxt = politeness.after_success(interval, d.jitter, fetched.headers,
                                            parsed.ttl_seconds, time.time(), random.random())
             self.store.finish_poll(
@@ -288,6 +314,10 @@ class Monitor:
                          nxt.reason)
             if stats.alerts:
                 self.jobs.wake("deliver")
+            if stats.alerted and rt.archives:
+                # After the commit and the wake-up: a folder that cannot be written is
+                # logged (rule and path) and never holds back or loses an alert.
+                write_rule_archives(stats.alerted, rt.archives)
             return PollResult(feed.id, parsed.outcome, stats, status=fetched.status,
                               fetch_seconds=fetched.elapsed)
         except FeedError as e:
@@ -323,6 +353,18 @@ class Monitor:
 
     def _channels_for(self, rule: str) -> tuple[str, ...]:
         return self.runtime.notify.get(rule, ())
+
+    def _options(self, rule: str) -> RuleOptions:
+        return self.runtime.options.get(rule, DEFAULT_OPTIONS)
+
+    def prune(self) -> None:
+        """The daily retention job (feed-monitor prune does the same once)."""
+        retention = self.runtime.loaded.config.retention
+        if retention.items is None and retention.keys is None:
+            return
+        stats = prune_history(self.store, retention, now_ms())
+        log.info("retention: %d item bodies emptied, %d items deleted, %d old items kept "
+                 "while their alerts wait", stats.emptied, stats.deleted, stats.kept)
 
     def tick(self) -> None:
         """Claim the feeds that are due, as many as there are free workers."""
@@ -373,6 +415,9 @@ class Monitor:
         # Checking the file's mtime each second is cheap and works on every
         # filesystem, bind mounts and editors that replace the file included.
         self.jobs.add("watch-config", self._check_config_changed, every=1.0, first_in=1.0)
+        # Daily, first a few minutes after start: a daemon restarted more often than
+        # daily still prunes.
+        self.jobs.add("prune", self.prune, every=86400.0, first_in=300.0)
         self.jobs.start()
         self.metrics.watch_outbox(self.store.alert_summary)
         web = None
@@ -427,6 +472,7 @@ class Monitor:
 
         self.jobs.pause("tick")
         self.jobs.pause("watch-config")
+        self.jobs.pause("prune")
         self.runtime.deliverer.stopping.set()
         # A tick that was claiming when the signal came registers its polls before it
         # returns: wait for it, so every claimed feed is among the futures below.

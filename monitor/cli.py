@@ -72,6 +72,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("once", parents=[common],
                    help="poll every feed once, deliver, print a summary, exit")
     sub.add_parser("check", parents=[common], help="validate the config and summarise it")
+    test_rule = sub.add_parser(
+        "test-rule", parents=[common],
+        help="run a rule over the stored items and print what it matches (nothing is sent)")
+    which = test_rule.add_mutually_exclusive_group(required=True)
+    which.add_argument("name", nargs="?", metavar="NAME", help="a rule of the config file")
+    which.add_argument("--query", help="a query to try instead, e.g. '中俄 OR 普京 -体育'")
+    test_rule.add_argument("--since", metavar="DURATION",
+                           help="only items published within this window, e.g. 7d, 24h")
+    test_rule.add_argument("--feed", action="append", default=[], metavar="ID",
+                           help="only items seen in this feed (repeatable)")
+    test_rule.add_argument("--render", metavar="CHANNEL",
+                           help="also show each message as this channel would receive it")
     status = sub.add_parser("status", parents=[common],
                             help="feeds, channels and rules as the database sees them")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -94,11 +106,52 @@ def _parser() -> argparse.ArgumentParser:
     ntest = sub.add_parser("notify-test", parents=[common],
                            help="send a test message through a channel, per URL")
     ntest.add_argument("channel")
+    imp = sub.add_parser(
+        "import", parents=[common],
+        help="store <!--ms--> archive files as already seen (they never alert)")
+    imp.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (*.md inside, "
+                     "recursively) or glob patterns")
+    imp.add_argument("--feed", default="archive", metavar="ID",
+                     help="feed id the items are recorded as seen in (default: archive)")
+    _progress_flags(imp)
+    exp = sub.add_parser("export", parents=[common],
+                         help="write stored items as <!--ms--> archive files, one per item")
+    exp.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
+    exp.add_argument("--since", metavar="WHEN",
+                     help="items published since: a date (2023-09-26), a date and time "
+                     "(UTC unless it says) or a duration back from now (7d)")
+    exp.add_argument("--until", metavar="WHEN", help="items published before (same forms)")
+    exp.add_argument("--rule", metavar="NAME", help="only items this rule matched")
+    exp.add_argument("--feed", action="append", default=[], metavar="ID",
+                     help="only items seen in this feed (repeatable)")
+    _progress_flags(exp)
+    prune = sub.add_parser("prune", parents=[common],
+                           help="apply retention now: empty old bodies, delete old keys")
+    prune.add_argument("--items", metavar="DURATION", help="instead of retention.items")
+    prune.add_argument("--keys", metavar="DURATION", help="instead of retention.keys")
+    feeds = sub.add_parser("feeds", help="the feed list as OPML: import, export")
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
+    feeds_imp = feeds_sub.add_parser(
+        "import", parents=[common],
+        help="print an OPML file's feeds as YAML to add to the config's feeds:")
+    feeds_imp.add_argument("file", metavar="FILE.opml")
+    feeds_exp = feeds_sub.add_parser("export", parents=[common],
+                                     help="write the configured feeds as OPML")
+    feeds_exp.add_argument("--out", metavar="FILE", help="file to write (default: stdout)")
+    feeds_exp.add_argument("--reveal-secrets", action="store_true",
+                           help="write ${ENV} secrets in feed URLs as they are, not masked")
     db = sub.add_parser("db", help="database schema: upgrade, current")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", parents=[common], help="migrate the schema to this version")
     db_sub.add_parser("current", parents=[common], help="print the schema revision")
     return p
+
+
+def _progress_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--progress", dest="progress", action="store_true", default=None,
+                       help="show a progress bar on stderr (default: when it is a terminal)")
+    group.add_argument("--no-progress", dest="progress", action="store_false")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,6 +176,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_notify_test(args)
         if args.command == "status":
             return cmd_status(args)
+        if args.command == "test-rule":
+            return cmd_test_rule(args)
+        if args.command == "import":
+            return cmd_import(args)
+        if args.command == "export":
+            return cmd_export(args)
+        if args.command == "prune":
+            return cmd_prune(args)
+        if args.command == "feeds":
+            return cmd_feeds(args)
     except ConfigError as e:
         print(f"error: {LOG_MASKER(str(e))}", file=sys.stderr)
         return 2
@@ -326,6 +389,184 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
               "could not read (see the log)")
         return 1
     return 0 if results and all(r.ok for r in results) else 1
+
+
+def cmd_test_rule(args: argparse.Namespace) -> int:
+    from monitor.backtest import backtest
+
+    return backtest(load_config(args.config), name=args.name, query=args.query,
+                    since=args.since, feeds=args.feed, render=args.render,
+                    out=sys.stdout, err=sys.stderr)
+
+
+def _history_store(loaded: LoadedConfig) -> Any:
+    from monitor.store import Store
+
+    cfg = loaded.config
+    return Store(cfg.database, upgrade=cfg.database_upgrade == "auto")
+
+
+class _Progress:
+    """A rich progress bar on stderr, or nothing; messages printed above it."""
+
+    def __init__(self, wanted: bool | None, label: str) -> None:
+        self.bar: Any = None
+        self.task: Any = None
+        if wanted is None:
+            wanted = sys.stderr.isatty()
+        if wanted:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(),
+                                console=Console(file=sys.stderr, force_terminal=True))
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.start()
+            self.task = self.bar.add_task("", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def total(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, total=n)
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+
+    def error(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(message, markup=False, highlight=False)
+        else:
+            print(message, file=sys.stderr)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from monitor.history import import_archive
+    from monitor.match import compile_rules
+
+    loaded = load_config(args.config)
+    LOG_MASKER.add(loaded.secrets)
+    rules = compile_rules(loaded.rule_specs())
+    store = _history_store(loaded)
+    try:
+        with _Progress(args.progress, "importing") as progress:
+            report = import_archive(
+                store, args.paths, rules=rules,
+                feed_ids=[f.id for f in loaded.config.feeds], feed_id=args.feed,
+                now_ms=_now_ms(), on_error=progress.error, on_files=progress.total,
+                on_progress=progress.advance)
+    finally:
+        store.close()
+    print(f"{report.files} file{'s' if report.files != 1 else ''}: {report.new} new, "
+          f"{report.duplicate} duplicate, {report.invalid} invalid; {report.matched} rule "
+          f"matches recorded as seen (feed '{args.feed}'), no alerts")
+    return 1 if report.invalid else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from monitor.history import export_archive, parse_when
+
+    loaded = load_config(args.config)
+    now = _now_ms()
+    since = parse_when(args.since, now, "--since") if args.since else None
+    until = parse_when(args.until, now, "--until") if args.until else None
+    store = _history_store(loaded)
+    try:
+        configured = {r.name for r in loaded.config.rules}
+        if args.rule and args.rule not in configured and not store.count_matches(args.rule):
+            known = ", ".join(sorted(configured)) or "none"
+            raise ConfigError(f"--rule: unknown rule '{args.rule}' with no stored matches "
+                              f"(rules: {known})", loaded.path)
+        if args.feed:
+            known_feeds = {f.id for f in loaded.config.feeds} | store.known_feed_ids()
+            for fid in args.feed:
+                if fid not in known_feeds:
+                    raise ConfigError(f"--feed: no feed '{fid}' in the config or the "
+                                      "database", loaded.path)
+        with _Progress(args.progress, "exporting") as progress:
+            report = export_archive(store, args.out, since_ms=since, until_ms=until,
+                                    rule=args.rule, feed_ids=args.feed,
+                                    on_progress=progress.advance)
+    finally:
+        store.close()
+    skipped = report.pruned + report.no_url
+    print(f"{args.out}: {report.written} written, {report.unchanged} unchanged"
+          + (f"; {skipped} skipped ({report.pruned} emptied by retention, {report.no_url} "
+             "without a URL)" if skipped else ""))
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from monitor.config import RetentionConfig, parse_duration
+    from monitor.history import prune
+
+    loaded = load_config(args.config)
+    overrides: dict[str, float] = {}
+    for name in ("items", "keys"):
+        value = getattr(args, name)
+        if value is not None:
+            try:
+                overrides[name] = parse_duration(value)
+            except ValueError as e:
+                raise MonitorError(f"--{name}: {e}") from None
+    try:
+        retention = RetentionConfig(**{**loaded.config.retention.model_dump(), **overrides})
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "retention"
+        raise MonitorError(f"--items/--keys ({where}): "
+                          f"{err['msg'].removeprefix('Value error, ')}") from None
+    if retention.items is None and retention.keys is None:
+        print("nothing to prune: retention.items and retention.keys are not set "
+              "(or pass --items / --keys)")
+        return 0
+    store = _history_store(loaded)
+    try:
+        stats = prune(store, retention, _now_ms())
+    finally:
+        store.close()
+    print(f"{stats.emptied} item bodies emptied, {stats.deleted} items deleted"
+          + (f", {stats.kept} old items kept while their alerts wait" if stats.kept else ""))
+    return 0
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    from monitor.history import opml_export, opml_import
+
+    loaded = load_config(args.config)
+    LOG_MASKER.add(loaded.secrets)
+    if args.feeds_command == "import":
+        text, notes = opml_import(loaded, args.file)
+        for note in notes:
+            print(f"# skipped: {note}", file=sys.stderr)
+        sys.stdout.write(text)
+        return 0
+    opml = opml_export(loaded, reveal_secrets=args.reveal_secrets)
+    if not args.out:
+        sys.stdout.write(opml)
+        return 0
+    try:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(opml)
+    except OSError as e:
+        raise MonitorError(f"{args.out}: cannot write: {e.strerror or e}") from None
+    print(f"{args.out}: {len(loaded.config.feeds)} feeds")
+    return 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:

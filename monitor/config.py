@@ -301,6 +301,17 @@ class ChannelConfig(_Model):
         return data
 
 
+class CrossEditionConfig(_Model):
+    """One alert for one story published in several editions (RFI /cn and /tw)."""
+
+    window: Duration = Field(
+        86400, gt=0, description="Items whose folded titles are equal and whose publish "
+        "times are at most this far apart are one story.")
+    hold: Duration = Field(
+        300, ge=0, description="New alerts of the rule wait this long, so the other "
+        "edition, polled minutes later, joins the same message; 0 sends at once.")
+
+
 class RuleConfig(_Model):
     """Keywords to look for, and the channels to alert."""
 
@@ -312,6 +323,21 @@ class RuleConfig(_Model):
     feeds: list[str] = Field(default_factory=list, description="Limit to these feed ids.")
     notify: list[str] = Field(min_length=1, description="Channel names.")
     digest: DigestConfig | None = Field(None, description="Send this rule's alerts as digests.")
+    on_update: Literal["ignore", "rematch", "always"] = Field(
+        "rematch", description="An updated item (same URL, new time): ignore never alerts; "
+        "rematch alerts when the rule newly matches; always alerts again while it matches.")
+    cross_edition: bool | CrossEditionConfig = Field(
+        False, description="true (or window/hold): a story in several editions "
+        "(Simplified /cn, Traditional /tw) gives one alert naming every link.")
+    archive: str | None = Field(
+        None, description="Folder that receives every item this rule alerts for, as an "
+        "archive file (<!--ms--> format); relative to the working directory.")
+
+    def editions(self) -> CrossEditionConfig | None:
+        """The cross-edition settings, or None when the rule does not opt in."""
+        if self.cross_edition is True:
+            return CrossEditionConfig()
+        return self.cross_edition or None
 
     @model_validator(mode="after")
     def _has_terms(self) -> RuleConfig:
@@ -359,6 +385,25 @@ class HttpConfig(_Model):
         return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class RetentionConfig(_Model):
+    """How long stored items are kept; by default, forever."""
+
+    items: Duration | None = Field(
+        None, gt=0, description="Empty the body of items published longer ago than this "
+        "(title, URL, dedupe key and matches stay), e.g. 90d.")
+    keys: Duration | None = Field(
+        None, gt=0, description="Delete items published longer ago than this, dedupe key "
+        "included; at least items. An item this old that a feed still lists is recorded "
+        "without alerting.")
+
+    @model_validator(mode="after")
+    def _keys_outlive_bodies(self) -> RetentionConfig:
+        if self.items is not None and self.keys is not None and self.keys < self.items:
+            raise ValueError("retention.keys must be at least retention.items: a key "
+                             "deleted before its body would let the item alert again")
+        return self
+
+
 class Config(_Model):
     """feed-monitor configuration: feeds to poll, rules to match, channels to alert."""
 
@@ -374,6 +419,8 @@ class Config(_Model):
     channels: dict[str, ChannelConfig] = Field(
         default_factory=dict, description="Channels by name, used in rules[].notify.")
     rules: list[RuleConfig] = Field(default_factory=list, description="Keyword rules.")
+    retention: RetentionConfig = Field(
+        RetentionConfig(), description="Pruning of old items (daily, and feed-monitor prune).")
 
     def feed_lease_seconds(self) -> float:
         return self.scheduler.lease or self.defaults.timeout + 60

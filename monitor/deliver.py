@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 import apprise
 import apprise.plugins.email.base as _apprise_email
 from apprise.plugins.base import NotifyBase
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import console  # noqa: F401  (registers console://)
 from monitor.config import ChannelConfig, DeliveryConfig, DigestConfig, QuietHours
@@ -158,7 +159,8 @@ class Deliverer:
                  channels: dict[str, Channel], masker: Masker,
                  feed_titles: Callable[[], Mapping[str, str]] = dict,
                  on_result: Callable[[str, str, float], None] | None = None,
-                 rule_digests: Mapping[str, DigestConfig] | None = None) -> None:
+                 rule_digests: Mapping[str, DigestConfig] | None = None,
+                 rule_editions: Mapping[str, int] | None = None) -> None:
         self.store = store
         self.owner = owner
         self.config = config
@@ -167,6 +169,8 @@ class Deliverer:
         self.feed_titles = feed_titles
         self.on_result = on_result
         self.rule_digests = dict(rule_digests or {})
+        # rule -> cross-edition window (ms): its messages list every edition of the story.
+        self.rule_editions = dict(rule_editions or {})
         self.stopping = threading.Event()
 
     def adopt_limits(self, previous: Deliverer) -> None:
@@ -264,7 +268,8 @@ class Deliverer:
                 stats.deferred += len(ids)
                 return
         tz = ZoneInfo(channel.config.timezone)
-        contexts = [alert_context(a, titles, tz, channel.name) for a in alerts]
+        contexts = [alert_context(a, titles, tz, channel.name, self._editions(a, titles))
+                    for a in alerts]
         if group.startswith("single:"):
             rendered = channel.templates.render(contexts[0])
         else:
@@ -302,6 +307,23 @@ class Deliverer:
                         channel.name, ", ".join(map(str, ids)), attempts, delay, error)
         for _ in alerts:
             self._result(channel.name, "dead" if dead else "failed", 0.0)
+
+    def _editions(self, alert: AlertRow, titles: Mapping[str, str]
+                  ) -> list[dict[str, object]] | None:
+        """Every edition of the alert's story, read when it is sent, so an edition that
+        joined while the alert waited is in the message. None: just the item."""
+        window = self.rule_editions.get(alert.rule)
+        if window is None or not alert.item_id:
+            return None
+        try:
+            found = self.store.editions(alert.item_id, alert.rule, window)
+        except SQLAlchemyError as e:  # the message still goes out, with its own link
+            log.warning("alert %d: cannot read the other editions: %s", alert.id,
+                        self.masker(str(e)).splitlines()[0])
+            return None
+        return [{"feed": titles.get(e.feeds[0], e.feeds[0]) if e.feeds else "",
+                 "feeds": [titles.get(f, f) for f in e.feeds], "url": e.url}
+                for e in found] or None
 
     def _notify(self, channel: Channel, msg: Rendered, msgid: str) -> tuple[bool, str]:
         global _message_id

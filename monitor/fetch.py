@@ -25,12 +25,14 @@ outcome that classifies them for logs and status: ``timeout``, ``http-error``,
 Limits: name resolution (``getaddrinfo``) cannot be interrupted, so a hanging DNS
 server can exceed the deadline by the resolver's own timeout. Proxies from the
 environment are not used (``trust_env`` is off): the address check must see the
-address the socket really connects to.
+address the socket really connects to (a CA bundle named by ``REQUESTS_CA_BUNDLE`` or
+``CURL_CA_BUNDLE`` is still honoured).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import sys
 import threading
@@ -130,9 +132,10 @@ class AddressRefused(Exception):
         self.host = host
         self.address = address
         self.reason = reason
-        where = address if host.strip("[]") == address else f"{host} resolves to {address},"
-        super().__init__(f"{where} a {reason} address" if host.strip("[]") != address
-                         else f"{where} is a {reason} address")
+        if host.strip("[]") == address:  # an address literal in the URL
+            super().__init__(f"{address} is a {reason} address")
+        else:
+            super().__init__(f"{host} resolves to {address}, a {reason} address")
 
 
 # --- one fetch in progress: deadline, watchdog, sockets -------------------------------------
@@ -158,8 +161,13 @@ class _Attempt:
             return
         try:
             # A duplicate descriptor: shutdown() acts on the connection itself, so it
-            # also reaches the TLS socket that later wraps (and detaches) the original.
-            dup = sock.dup()
+            # also reaches the TLS socket that wraps (and detaches) the original. Made
+            # with os.dup: SSLSocket has no dup(), and the blocking mode, shared by both
+            # descriptors, is left as it is.
+            fd = sock.fileno()
+            if fd < 0:
+                return
+            dup = socket.socket(fileno=os.dup(fd))
         except OSError:
             return
         with self._lock:
@@ -363,8 +371,11 @@ class Fetcher:
         self._hosts_lock = threading.Lock()
         self.session = requests.Session()
         # No proxies or .netrc from the environment: the address check must see the
-        # address we connect to, and credentials must not leak into feed requests.
+        # address we connect to, and credentials must not leak into feed requests. A CA
+        # bundle named there (a company's own CA) is still used, as requests would.
         self.session.trust_env = False
+        self.session.verify = (os.environ.get("REQUESTS_CA_BUNDLE")
+                               or os.environ.get("CURL_CA_BUNDLE") or True)
         self.session.headers["User-Agent"] = user_agent or USER_AGENT
         self.session.headers["Accept"] = (
             "application/rss+xml, application/atom+xml, application/feed+json, "

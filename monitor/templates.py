@@ -10,6 +10,10 @@ The context of a single alert (also each entry of ``alerts`` in a digest):
 - ``feeds``: names of the feeds the item was seen in (list)
 - ``published``: the item's publish time (an aware datetime, in the channel's time zone)
 - ``channel``: the channel's name
+- ``editions``: the story's editions, each ``{feed, feeds, url}``: the item itself
+  first, then (for a rule with ``cross_edition``) the same story from other feeds,
+  e.g. RFI's Traditional edition of a Simplified article; one entry otherwise
+- ``revision``: 0, or how many times ``on_update: always`` alerted again for an update
 
 A digest template gets ``alerts`` (a list of such contexts), ``count`` and ``channel``.
 Templates in ``html`` format are autoescaped; ``text`` and ``markdown`` are not.
@@ -34,12 +38,15 @@ _SPACE = re.compile(r"\s+")
 
 LABELS = {
     "en": {"feed": "Feed", "rule": "Rule", "keywords": "Keywords", "published": "Published",
-           "digest": "{count} new alerts", "read": "Read"},
+           "digest": "{count} new alerts", "read": "Read", "editions": "Editions",
+           "updated": "updated"},
     "zh": {"feed": "来源", "rule": "规则", "keywords": "关键词", "published": "发布时间",
-           "digest": "{count} 条新提醒", "read": "阅读全文"},
+           "digest": "{count} 条新提醒", "read": "阅读全文", "editions": "各版本",
+           "updated": "更新"},
 }
 
-DEFAULT_TITLE = "[{{ rule }}] {{ item.title }}"
+DEFAULT_TITLE = ("[{{ rule }}] {% if revision %}({{ labels.updated }}) {% endif %}"
+                 "{{ item.title }}")
 DEFAULT_DIGEST_TITLE = "{{ labels.digest.format(count=count) }} ({{ channel }})"
 
 DEFAULT_BODY = {
@@ -49,6 +56,8 @@ DEFAULT_BODY = {
         "{{ labels.rule }}: {{ rule }}\n"
         "{{ labels.keywords }}: {{ hits | join(', ') }}\n"
         "{{ labels.published }}: {{ published.strftime('%Y-%m-%d %H:%M %Z') }}\n"
+        "{% if editions | length > 1 %}{{ labels.editions }}:\n"
+        "{% for e in editions %}  {{ e.feed }}: {{ e.url }}\n{% endfor %}{% endif %}"
         "{% if snippet %}\n{{ snippet }}\n{% endif %}"
     ),
     "markdown": (
@@ -57,6 +66,9 @@ DEFAULT_BODY = {
         "- {{ labels.rule }}: {{ rule }}\n"
         "- {{ labels.keywords }}: {{ hits | join(', ') }}\n"
         "- {{ labels.published }}: {{ published.strftime('%Y-%m-%d %H:%M %Z') }}\n"
+        "{% if editions | length > 1 %}- {{ labels.editions }}: "
+        "{% for e in editions %}[{{ e.feed }}]({{ e.url }}){% if not loop.last %}, "
+        "{% endif %}{% endfor %}\n{% endif %}"
         "{% if snippet %}\n> {{ snippet }}\n{% endif %}"
     ),
     "html": (
@@ -66,6 +78,9 @@ DEFAULT_BODY = {
         "{{ labels.rule }}: {{ rule }}<br>"
         "{{ labels.keywords }}: {{ hits | join(', ') }}<br>"
         "{{ labels.published }}: {{ published.strftime('%Y-%m-%d %H:%M %Z') }}</p>"
+        "{% if editions | length > 1 %}<p>{{ labels.editions }}:<br>"
+        "{% for e in editions %}{{ e.feed }}: <a href=\"{{ e.url }}\">{{ e.url }}</a><br>"
+        "{% endfor %}</p>{% endif %}"
         "{% if snippet %}<blockquote>{{ snippet }}</blockquote>{% endif %}"
     ),
 }
@@ -102,17 +117,23 @@ def _plain(markup: str, limit: int = 300) -> str:
 
 
 def alert_context(alert: AlertRow, feed_titles: Mapping[str, str], tz: tzinfo,
-                  channel: str) -> dict[str, Any]:
+                  channel: str, editions: list[dict[str, Any]] | None = None
+                  ) -> dict[str, Any]:
     item = alert.item
+    feeds = [feed_titles.get(f, f) for f in alert.feeds] or [item.feed_id]
+    if editions is None:  # just the item itself
+        editions = [{"feed": feeds[0], "feeds": feeds, "url": item.url}]
     return {
         "item": {"title": item.title, "url": item.url, "summary": _plain(item.summary),
                  "author": item.author, "categories": list(item.categories)},
         "rule": alert.rule,
         "hits": list(alert.keywords),
         "snippet": alert.snippet,
-        "feeds": [feed_titles.get(f, f) for f in alert.feeds] or [item.feed_id],
+        "feeds": feeds,
         "published": datetime.fromtimestamp(item.published_ms / 1000, UTC).astimezone(tz),
         "channel": channel,
+        "editions": editions,
+        "revision": alert.revision,
     }
 
 

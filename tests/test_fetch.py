@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
+import shutil
 import threading
 import tracemalloc
 import zlib
@@ -14,8 +15,8 @@ import pytest
 
 from monitor.errors import FeedError
 from monitor.fetch import AddressPolicy, Fetcher, FetchLimits
-from tests.support import FeedItem, FeedServer, rss_feed
-from tests.support.hostile import HostileServer, gzip_bomb
+from tests.support import FeedItem, FeedServer, rss_feed, wait_until
+from tests.support.hostile import HostileServer, gzip_bomb, tls_files
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 FEED = rss_feed([FeedItem("中俄关系", "https://www.rfi.fr/cn/a", "<p>正文</p>", 1_700_000_000_000)])
@@ -334,7 +335,7 @@ def _fetch_at_once(f: Fetcher, urls: list[str]) -> list[object]:
 
 @pytest.mark.parametrize("per_host", [2, 6])
 def test_requests_to_one_host_are_limited(hostile: HostileServer, per_host: int) -> None:
-    hostile.slow("/slow", FEED.encode(), delay=0.4)
+    hostile.slow("/slow", FEED.encode(), delay=0.5)
     f = fetcher(per_host=per_host)
     results = _fetch_at_once(f, [hostile.url("/slow")] * 6)
     assert all(getattr(r, "status", None) == 200 for r in results), results
@@ -345,12 +346,20 @@ def test_requests_to_one_host_are_limited(hostile: HostileServer, per_host: int)
 
 
 def test_waiting_for_a_busy_host_counts_against_the_deadline(hostile: HostileServer) -> None:
-    hostile.slow("/slow", FEED.encode(), delay=3)
-    f = fetcher(per_host=1, deadline=1.0, read_timeout=5)
-    results = _fetch_at_once(f, [hostile.url("/slow")] * 2)
-    errors = sorted((r.outcome, r.message) for r in results if isinstance(r, FeedError))
-    assert errors == [("timeout", "1 requests to 127.0.0.1 already running; none finished "
-                                  "within 1 s"), ("timeout", "no complete response within 1 s")]
+    hostile.slow("/slow", FEED.encode(), delay=2)
+    f = fetcher(per_host=1, deadline=10, read_timeout=5)
+    first: list[object] = []
+    holder = threading.Thread(target=lambda: first.append(f.fetch("a", hostile.url("/slow"))))
+    holder.start()
+    wait_until(lambda: hostile.visits("/slow"), timeout=5)  # it holds the one slot now
+    # A reload shortens the deadline; the slot taken before stays taken.
+    f.set_limits(FetchLimits(allowed_networks=LOOPBACK, per_host=1, deadline=0.5))
+    e = failure(f, hostile.url("/slow"))
+    assert (e.outcome, e.message) == (
+        "timeout", "1 requests to 127.0.0.1 already running; none finished within 0.5 s")
+    holder.join(10)
+    assert [getattr(r, "status", None) for r in first] == [200]
+    assert len(hostile.visits("/slow")) == 1
 
 
 def test_malformed_locations_and_urls_are_classified(feed_server: FeedServer) -> None:
@@ -366,3 +375,49 @@ def test_messages_never_show_credentials(feed_server: FeedServer) -> None:
     url = feed_server.url("/loop").replace("http://", "http://reader:s3cret@")
     e = failure(fetcher(), url)
     assert "too many redirects" in e.message and "s3cret" not in e.message
+
+
+# --- HTTPS ---------------------------------------------------------------------------------
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
+                                   reason="needs the openssl command")
+
+
+@pytest.fixture
+def tls_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostileServer]:
+    # The client trusts the test CA the way an operator would configure a private one.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tls_files()[0]))
+    with HostileServer(tls=True) as server:
+        yield server
+
+
+@needs_openssl
+def test_https_is_verified_against_the_host_name(tls_server: HostileServer) -> None:
+    tls_server.static("/feed", FEED.encode())
+    f = fetcher()
+    assert f.fetch("f", tls_server.url("/feed")).body == FEED.encode()
+    assert f.fetch("f", f"https://localhost:{tls_server.port}/feed").status == 200
+    # The address the name resolves to is checked on TLS connections too.
+    e = failure(Fetcher(), tls_server.url("/feed"))
+    assert e.outcome == "refused"
+
+
+@needs_openssl
+def test_https_with_an_untrusted_certificate_is_a_connection_error(
+        tls_server: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    tls_server.static("/feed", FEED.encode())
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    e = failure(fetcher(), tls_server.url("/feed"))
+    assert e.outcome == "connection-error" and "certificate" in e.message.lower()
+
+
+@needs_openssl
+def test_https_drips_are_cut_at_the_deadline(tls_server: HostileServer) -> None:
+    # The watchdog shuts the TCP connection under the TLS socket down.
+    tls_server.drip_headers("/slow-headers", every=0.1)
+    tls_server.drip("/drip", FEED.encode(), every=0.1)
+    f = fetcher(deadline=1.0, read_timeout=5)
+    e = failure(f, tls_server.url("/slow-headers"))
+    assert (e.outcome, e.message) == ("timeout", "no complete response within 1 s")
+    e = failure(f, tls_server.url("/drip"))
+    assert (e.outcome, e.message) == ("timeout", "body not complete within 1 s")

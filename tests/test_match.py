@@ -218,3 +218,21 @@ def test_offsets_point_back_to_source_characters(plain: str) -> None:
         if ch != " ":
             assert fold_text(plain[offsets[i]]).find(ch) >= 0 or ch in fold_text(
                 plain[offsets[i]:offsets[i + 1] + 1])
+
+
+def test_keyword_bytes_straddling_two_characters_do_not_match() -> None:
+    # The automaton reads UTF-16: 中俄 is 2D 4E C4 4F, and 쑎 (U+C44E) is 4E C4, which
+    # occurs at an odd offset across the two characters. That is no match.
+    assert compile_query("쑎").match(make_item("中俄")) == []
+    assert compile_query("쑎").match(make_item("中쑎")) != []
+
+
+def test_astral_characters_keep_hit_offsets() -> None:
+    # Emoji and CJK extension B characters are two UTF-16 code units each.
+    item = make_item("😀😀 中俄 𠀀峰会 AI", "<p>𠀀𠀁</p>")
+    [m] = compile_query("峰会").match(item)
+    assert m.snippet == "😀😀 中俄 𠀀【峰会】 AI"
+    [m] = compile_query("𠀁").match(item)
+    assert m.snippet == "𠀀【𠀁】"
+    assert compile_query("AI").match(item)  # word boundary checked at the right place
+    assert not compile_query("AI").match(make_item("😀PAIN"))

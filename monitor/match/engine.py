@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Container, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 import ahocorasick_rs
 
@@ -85,6 +86,7 @@ class _Rule:
     feeds: frozenset[str]
 
 
+@cache
 def _mask_fields(mask: int) -> tuple[str, ...]:
     return tuple(name for name in FIELD_ORDER if mask & _BIT[name])
 
@@ -121,6 +123,7 @@ class _ItemState:
         return any(self.regex_span(rid, n) is not None for n in _mask_fields(mask))
 
 
+@cache
 def _mask(fields: frozenset[str]) -> int:
     out = 0
     for name in fields:
@@ -171,6 +174,7 @@ class _Builder:
         return rid
 
 
+@cache
 def _ranked(mask: int) -> tuple[tuple[int, str], ...]:
     return tuple((rank, name) for rank, name in enumerate(FIELD_ORDER) if mask & _BIT[name])
 
@@ -316,10 +320,13 @@ class RuleSet:
         self._bounded = frozenset(kw.id for kw in self._keywords
                                   if kw.left_boundary or kw.right_boundary)
         self._fields = _mask_fields(builder.field_mask)
-        self._automaton: ahocorasick_rs.AhoCorasick | None = None
+        self._automaton: ahocorasick_rs.BytesAhoCorasick | None = None
         if self._keywords:
-            # Patterns are given in keyword-id order, so a match's index is the id.
-            self._automaton = ahocorasick_rs.AhoCorasick([kw.folded for kw in self._keywords])
+            # Patterns are given in keyword-id order, so a match's index is the id. The
+            # automaton reads UTF-16: two bytes a Chinese character instead of UTF-8's
+            # three make the scan a third shorter.
+            self._automaton = ahocorasick_rs.BytesAhoCorasick(
+                [_utf16(kw.folded) for kw in self._keywords])
 
     def _index(self, rule: int, trigger: frozenset[Atom]) -> None:
         if any(kind == "r" for kind, _, _ in trigger):
@@ -341,9 +348,17 @@ class RuleSet:
         """Keyword id -> start of its first valid occurrence in ``text`` (folded)."""
         if self._automaton is None:
             return {}
-        matches = self._automaton.find_matches_as_indexes(text, overlapping=True)
-        if not matches:
+        data = _utf16(text)
+        raw = self._automaton.find_matches_as_indexes(data, overlapping=True)
+        if not raw:
             return {}
+        # Byte offsets to character offsets. A match at an odd byte offset straddles
+        # two characters: not a match. Astral characters take four bytes.
+        if len(data) == 2 * len(text):
+            matches = [(kid, s >> 1, e >> 1) for kid, s, e in raw if not s & 1]
+        else:
+            char_at = _unit_offsets(text)
+            matches = [(kid, char_at[s >> 1], char_at[e >> 1]) for kid, s, e in raw if not s & 1]
         # Matches come in order of their end; for one keyword that is the order of
         # their start too, and walking them backwards leaves the first one in the dict.
         found = {kid: start for kid, start, _ in reversed(matches)}
@@ -351,7 +366,7 @@ class RuleSet:
             self._check_boundaries(text, matches, found)
         return found
 
-    def _check_boundaries(self, text: str, matches: list[tuple[int, int, int]],
+    def _check_boundaries(self, text: str, matches: Sequence[tuple[int, int, int]],
                           found: Found) -> None:
         # Latin-script keywords match whole words only ("AI" is not in "PAIN"); CJK
         # ones anywhere. Only occurrences of such keywords are looked at again.
@@ -429,6 +444,22 @@ class RuleSet:
                 snippet = make_snippet(text, start, end, text.folded[start:end])
                 state.snippets[key] = snippet
         return RuleMatch(rule.spec.name, tuple(labels), snippet)
+
+
+def _utf16(text: str) -> bytes:
+    # surrogatepass: a lone surrogate stays one code unit, like any BMP character.
+    return text.encode("utf-16-le", "surrogatepass")
+
+
+def _unit_offsets(text: str) -> list[int]:
+    """UTF-16 code unit index -> character index, for text with astral characters."""
+    out: list[int] = []
+    for i, ch in enumerate(text):
+        out.append(i)
+        if ord(ch) > 0xFFFF:
+            out.append(i)  # the low surrogate of the pair
+    out.append(len(text))
+    return out
 
 
 def _plain(item: Item, name: str) -> str:

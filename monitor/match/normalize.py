@@ -5,23 +5,33 @@ text in the item's own script (what snippets quote), ``fold_text`` turns plain
 text into the form the matcher compares (NFKC, case-folded, Simplified Chinese,
 whitespace collapsed). ``normalize_text`` is both steps at once.
 
+The matcher folds every article, so folding has fast paths, each exactly equal
+to the plain library calls (property-tested against them): ``nfkc`` replaces
+the few compatibility characters of a text (full-width punctuation) instead of
+normalizing all of it; ``to_simplified`` skips OpenCC for text containing no
+character t2s could change; ``fold_texts_aligned`` folds all fields of an item
+in one pass and says when offsets need no map.
+
 Snippets need to point back from the folded text into the plain text. OpenCC's
 t2s tables are length-preserving code point for code point (checked for
-OpenCC 1.1.x: every TSPhrases, TSCharacters, TSCharactersExt and
-CJK_Compatibility_Ideographs entry maps k characters to k characters), so only
+OpenCC 1.1.x, and for the TSPhrases, TSCharacters and CJK_Compatibility_Ideographs
+tables of 1.4.2: every entry maps k characters to k characters), so only
 NFKC and case folding can move offsets ("…" becomes "...", "ß" becomes "ss").
-``fold_with_offsets`` therefore folds chunk by chunk and only maps a chunk
-character by character when folding changed its length; should a future
+``fold_with_offsets`` maps those expansions directly when NFKC replaced
+characters one by one, and otherwise folds chunk by chunk, mapping a chunk
+character by character only when folding changed its length; should a future
 OpenCC table change a length, that chunk is mapped proportionally instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import unquote
 
 import opencc
@@ -75,10 +85,64 @@ def _t2s() -> opencc.OpenCC:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+# Characters that OpenCC's t2s phrase table changes although its character tables
+# leave them alone: 沈默 -> 沉默, 瞭解 -> 了解, 藉口 -> 借口, 反覆 -> 反复. Found in
+# TSPhrases.txt of OpenCC 1.4.2 (every entry "key<TAB>value": the key characters that
+# differ from the value at the same position and that t2s leaves unchanged on their
+# own). Valid for exactly that dictionary, so it is used only when the installed
+# dictionary and config have these SHA-256 digests; otherwise every text is converted.
+_PHRASE_ONLY = "么俱哩坏彷沈瞭甦藉衹覆"
+_VERIFIED_T2S = {
+    "TSPhrases.ocd2": "2b722237cc00a4ac985790deb6a68c99f34de10e980a0029ac82c72b0f7ae22b",
+    "t2s.json": "96fe5cc374a80ccc49e3370006cce3aefe4af955868ae0b14fb3079ec695be4f",
+}
+
+
+@lru_cache(maxsize=1)
+def _t2s_may_change() -> re.Pattern[str] | None:
+    """A character class of everything t2s may change, or None when that is unknown.
+
+    t2s replaces dictionary keys by values of the same length; a text containing
+    no character that any entry changes is therefore returned as it is, and most
+    Simplified Chinese articles contain none. The character tables are read by
+    converting every BMP character once (a few milliseconds); phrase-only changes
+    come from ``_PHRASE_ONLY``. Astral characters and surrogates always convert.
+    """
+    share = Path(opencc.__file__).parent / "clib" / "share" / "opencc"
+    for name, digest in _VERIFIED_T2S.items():
+        try:
+            data = (share / name).read_bytes()
+        except OSError:
+            return None
+        if hashlib.sha256(data).hexdigest() != digest:
+            return None
+    chars = [chr(o) for o in range(0x80, 0xD800)] + [chr(o) for o in range(0xE000, 0x10000)]
+    converted = _t2s().convert("\n".join(chars)).split("\n")
+    if len(converted) != len(chars):
+        return None
+    changed = {c for c, d in zip(chars, converted, strict=True) if c != d}
+    changed.update(_PHRASE_ONLY)
+    return re.compile(f"[{_char_class(map(ord, changed))}\\ud800-\\udfff\\U00010000-\\U0010ffff]")
+
+
+def _char_class(codes: Iterable[int]) -> str:
+    """The body of a regex character class for BMP code points, as ranges."""
+    ranges: list[list[int]] = []
+    for o in sorted(codes):
+        if ranges and ranges[-1][1] == o - 1:
+            ranges[-1][1] = o
+        else:
+            ranges.append([o, o])
+    return "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+
+
 def to_simplified(text: str) -> str:
     """Traditional to Simplified Chinese with OpenCC t2s; other text unchanged."""
     if text.isascii():
         return text
+    may_change = _t2s_may_change()
+    if may_change is not None and may_change.search(text) is None:
+        return text  # nothing t2s would change (most Simplified text): skip OpenCC
     try:
         return _t2s().convert(text)
     except UnicodeEncodeError:
@@ -107,13 +171,7 @@ def _compat_table() -> tuple[re.Pattern[str], dict[str, str]]:
                 folded = unicodedata.normalize("NFKC", ch)
                 if folded != ch:
                     table[ch] = folded
-    ranges: list[list[int]] = []
-    for o in sorted(ord(ch) for ch in table if ord(ch) < 0x10000):
-        if ranges and ranges[-1][1] == o - 1:
-            ranges[-1][1] = o
-        else:
-            ranges.append([o, o])
-    cls = "".join(f"\\u{a:04x}" if a == b else f"\\u{a:04x}-\\u{b:04x}" for a, b in ranges)
+    cls = _char_class(ord(ch) for ch in table if ord(ch) < 0x10000)
     # BMP-only classes compile to a bitmap; astral ranges would make the regex engine
     # test a thousand ranges one by one at every character. Any astral character is
     # therefore found and then looked up (rare in news text).
@@ -238,7 +296,9 @@ def fold_texts_aligned(texts: Sequence[str]) -> list[tuple[str, bool]]:
         raw, stepwise = joined.lower(), True
     else:
         normalized, stepwise = _nfkc(joined)
-        raw = to_simplified(normalized.casefold())
+        folded = normalized.casefold()
+        raw = to_simplified(folded)
+        stepwise = stepwise and len(raw) == len(folded)  # t2s kept every length
     parts = raw.split("\n")
     if len(parts) != len(texts):
         return [(fold_text(t), False) for t in texts]

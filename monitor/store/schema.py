@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 # Keep in step with the migrations under migrations/versions: a change here is a
@@ -64,8 +65,16 @@ items = Table(
     Column("published_ms", BigInteger, nullable=False),
     Column("first_seen_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+    # The title folded for comparison: one story in RFI's /cn and /tw editions has
+    # one key (cross-edition dedupe, migration 0003).
+    Column("title_key", Text),
+    # Stored by 'feed-monitor import' and not yet seen in a polled feed: its first
+    # sighting there records matches without alerting.
+    Column("imported", Boolean, nullable=False, default=False, server_default=false()),
+    Column("pruned_ms", BigInteger),  # retention emptied the body; the key stays
 )
 Index("ix_items_published", items.c.published_ms)
+Index("ix_items_title_key", items.c.title_key, items.c.published_ms)
 
 item_feeds = Table(
     "item_feeds",
@@ -104,6 +113,8 @@ alerts = Table(
     Column("sent_ms", BigInteger),
     Column("last_error", Text),
     Column("silence_id", Integer),  # set when a silence held this alert back
+    # Times 'on_update: always' re-armed this alert for an updated item.
+    Column("revision", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("rule", "item_id", "channel", name="uq_alert_rule_item_channel"),
 )
 Index("ix_alerts_due", alerts.c.status, alerts.c.next_attempt_ms)

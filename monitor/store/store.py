@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.store import migrate
+from monitor.store.history import DEFAULT_OPTIONS, HistoryMixin, OptionsFn, title_key
 from monitor.store.outbox import OutboxMixin, due_states
 from monitor.store.schema import alerts, feeds, item_feeds, items, matches
 from monitor.types import Item, RuleMatch
@@ -92,6 +93,8 @@ class AlertRow:
     created_ms: int
     item: Item
     feeds: tuple[str, ...]
+    item_id: int = 0
+    revision: int = 0  # times on_update: always re-armed it
 
 
 @dataclass
@@ -102,12 +105,16 @@ class IngestStats:
     alerts: int = 0
     matched: int = 0
     rules: dict[str, int] = field(default_factory=dict)  # new matches per rule
+    # (rule, item) for every alert created or re-armed, and every edition joined to
+    # one: what rules[].archive folders receive once the transaction has committed.
+    alerted: list[tuple[str, Item]] = field(default_factory=list)
 
     def add(self, other: IngestStats) -> None:
         for name in ("new", "updated", "repeats", "alerts", "matched"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for rule, n in other.rules.items():
             self.rules[rule] = self.rules.get(rule, 0) + n
+        self.alerted.extend(other.alerted)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -117,7 +124,7 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
-class Store(OutboxMixin):
+class Store(OutboxMixin, HistoryMixin):
     """One database, shared by the scheduler, the pollers and the deliverer."""
 
     def __init__(self, url: str, upgrade: bool | None = True) -> None:
@@ -319,8 +326,8 @@ class Store(OutboxMixin):
     # -- items -------------------------------------------------------------------------
 
     def ingest(self, feed_id: str, parsed: Sequence[Item], now_ms: int, match: MatchFn,
-               channels_for: ChannelsFn, alert_min_published_ms: int | None = None
-               ) -> IngestStats:
+               channels_for: ChannelsFn, alert_min_published_ms: int | None = None,
+               options: OptionsFn | None = None) -> IngestStats:
         """Store one poll's items and, in the same transaction, the alerts they cause.
 
         Same key and timestamp: a repeat (only the feed is recorded). Same key,
@@ -328,6 +335,9 @@ class Store(OutboxMixin):
         item once: only rules that did not match it before create alerts.
         ``alert_min_published_ms`` holds back alerts for older items (a new
         feed's backlog); their matches are still recorded so they never alert.
+        ``options`` gives each rule's ``on_update`` policy and cross-edition
+        settings (``RuleOptions``; by default: rematch, no editions). An item an
+        import stored is recorded quietly the first time a poll carries it.
 
         A poll costs a handful of statements whatever its size: one lookup each of
         the keys, the feeds they were seen in and their earlier matches, and one
@@ -344,7 +354,8 @@ class Store(OutboxMixin):
         try:
             with self.engine.begin() as conn:
                 self._ingest_batch(conn, feed_id, unique, now_ms, match, channels_for,
-                                   alert_min_published_ms, stats)
+                                   alert_min_published_ms, stats,
+                                   options or (lambda _rule: DEFAULT_OPTIONS))
         except SQLAlchemyError as e:
             raise StoreError(f"storing items of feed '{feed_id}' failed: "
                              f"{e.__class__.__name__}: {getattr(e, 'orig', e)}") from e
@@ -352,7 +363,8 @@ class Store(OutboxMixin):
 
     def _ingest_batch(self, conn: Any, feed_id: str, unique: dict[str, Item], now_ms: int,
                       match: MatchFn, channels_for: ChannelsFn,
-                      alert_min_published_ms: int | None, stats: IngestStats) -> None:
+                      alert_min_published_ms: int | None, stats: IngestStats,
+                      options: OptionsFn) -> None:
         # One key order in every transaction (items, then where they were seen, matches
         # and alerts, each in key order): two daemons storing the same articles (listed
         # in another order by another feed) then wait for each other on the unique key
@@ -386,6 +398,12 @@ class Store(OutboxMixin):
         self._insert_rows(conn, item_feeds, [
             {"item_id": w.item_id, "feed_id": feed_id, "first_seen_ms": now_ms}
             for w in work if w.new_feed])
+        # Imported items a poll carries for the first time: their matches are recorded
+        # below without alerting (whatever the timestamp: an archive mirror stamps
+        # items with its own poll time), and from now on they are ordinary items.
+        quiet = sorted({w.item_id for w in work if w.quiet})
+        if quiet:
+            conn.execute(update(items).where(items.c.id.in_(quiet)).values(imported=False))
 
         # New, updated, or seen in a new feed (a rule limited to that feed may now apply):
         # the rules that did not match the item before.
@@ -394,17 +412,35 @@ class Store(OutboxMixin):
             return
         before = self._matched_rules(conn, [w.item_id for w in hit if w.kind != "new"])
         candidates: list[tuple[_Work, RuleMatch]] = []
+        rearm: list[tuple[_Work, RuleMatch]] = []  # on_update: always
         for w in hit:
             done = set(before.get(w.item_id, ()))
             for h in w.hits:
                 if h.rule not in done:
                     done.add(h.rule)
                     candidates.append((w, h))
-        alerting = {w.item.key: alert_min_published_ms is None
-                    or w.item.published_ms >= alert_min_published_ms for w in hit}
+                elif w.kind == "updated" and options(h.rule).on_update == "always":
+                    rearm.append((w, h))
+
+        def may_alert(w: _Work, rule: str) -> bool:
+            if w.quiet or (alert_min_published_ms is not None
+                           and w.item.published_ms < alert_min_published_ms):
+                return False
+            return not (w.kind == "updated" and options(rule).on_update == "ignore")
+
+        alerting = {(w.item.key, h.rule): may_alert(w, h.rule) for w, h in candidates}
+        # Cross-edition rules: another edition of the story already matched gives no
+        # second alert; the first alert's message lists both (deliverer: editions).
+        joined = self._edition_joins(conn, feed_id, [
+            (w.item_id, w.item, h.rule, options(h.rule).edition_window_ms)
+            for w, h in candidates if alerting[(w.item.key, h.rule)]
+            and options(h.rule).edition_window_ms is not None])
+        for item_id_rule in joined:
+            alerting[item_id_rule] = False
         returned = self._insert_rows(
             conn, matches, [{"item_id": w.item_id, "rule": h.rule, "matched_ms": now_ms,
-                             "alerted": alerting[w.item.key]} for w, h in candidates],
+                             "alerted": alerting[(w.item.key, h.rule)]}
+                            for w, h in candidates],
             matches.c.item_id, matches.c.rule)
         inserted = None if returned is None else set(returned)
         new_alerts = []
@@ -414,23 +450,35 @@ class Store(OutboxMixin):
                 continue
             stats.matched += 1
             stats.rules[h.rule] = stats.rules.get(h.rule, 0) + 1
-            if not alerting[w.item.key]:
+            if (w.item.key, h.rule) in joined:
+                stats.alerted.append((h.rule, w.item))
+            if not alerting[(w.item.key, h.rule)]:
                 continue
+            stats.alerted.append((h.rule, w.item))
             keywords = json.dumps(list(h.keywords), ensure_ascii=False)
+            due = now_ms + options(h.rule).hold_ms  # a hold lets another edition join
             new_alerts.extend(
                 {"rule": h.rule, "item_id": w.item_id, "channel": channel,
                  "keywords": keywords, "snippet": h.snippet, "status": "pending",
-                 "attempts": 0, "created_ms": now_ms, "next_attempt_ms": now_ms}
+                 "attempts": 0, "created_ms": now_ms, "next_attempt_ms": due}
                 for channel in channels_for(h.rule))
         # The unique (rule, item, channel) constraint is the last word on duplicates,
         # whatever another process or an earlier crash did.
         stats.alerts += self._insert_rows(conn, alerts, new_alerts, alerts.c.id, count=True)
+        for w, h in rearm:
+            if may_alert(w, h.rule):
+                n = self._rearm(conn, w.item_id, h, channels_for(h.rule), now_ms,
+                                now_ms + options(h.rule).hold_ms)
+                stats.alerts += n
+                if n:
+                    stats.alerted.append((h.rule, w.item))
 
     @staticmethod
     def _item_rows(conn: Any, keys: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for chunk in _chunks(keys, 500):
-            for r in conn.execute(select(items.c.id, items.c.key, items.c.published_ms)
+            for r in conn.execute(select(items.c.id, items.c.key, items.c.published_ms,
+                                         items.c.imported)
                                   .where(items.c.key.in_(chunk))):
                 found[r.key] = r
         return found
@@ -579,7 +627,8 @@ class Store(OutboxMixin):
                 attempts=r["attempts"], keywords=tuple(json.loads(r["keywords"])),
                 snippet=r["snippet"], created_ms=r["created_ms"],
                 item=_row_item(r, fmap.get(r["item_id"], ()), id_col=items.c.id),
-                feeds=fmap.get(r["item_id"], ()))
+                feeds=fmap.get(r["item_id"], ()), item_id=r["item_id"],
+                revision=r["revision"])
             for r in rows
         ]
 
@@ -649,6 +698,7 @@ class _Work:
     kind: str  # "new", "updated" or "repeat"
     new_feed: bool  # first time seen in this feed
     hits: list[RuleMatch]
+    quiet: bool = False  # imported, and seen in a polled feed for the first time
 
 
 def _plan(feed_id: str, it: Item, row: Any, seen: dict[int, set[str]],
@@ -660,15 +710,19 @@ def _plan(feed_id: str, it: Item, row: Any, seen: dict[int, set[str]],
     seen_in = set(seen.get(row.id, ()))
     new_feed = feed_id not in seen_in
     seen_in.add(feed_id)
-    hits = list(match(it, seen_in)) if changed or new_feed else []
-    return _Work(it, row.id, "updated" if changed else "repeat", new_feed, hits)
+    quiet = bool(row.imported)
+    # An imported item is matched on its first sighting even when nothing changed, so
+    # the rules that apply to the polled feed's version are recorded (not alerted).
+    hits = list(match(it, seen_in)) if changed or new_feed or quiet else []
+    return _Work(it, row.id, "updated" if changed else "repeat", new_feed, hits, quiet)
 
 
 def _item_values(it: Item, now_ms: int) -> dict[str, Any]:
     return dict(url=it.url, entry_id=it.entry_id, title=it.title, summary=it.summary,
                 content=it.content, author=it.author,
                 categories=json.dumps(list(it.categories), ensure_ascii=False),
-                published_ms=it.published_ms, updated_ms=now_ms)
+                published_ms=it.published_ms, updated_ms=now_ms, title_key=title_key(it.title),
+                pruned_ms=None)  # an update brings a body back after retention emptied it
 
 
 def _row_item(r: Any, feeds_seen: Sequence[str], id_col: Any = None) -> Item:

@@ -8,6 +8,9 @@
         server.slow("/slow", rss, delay=0.3)              # answers late; see max_in_flight
         server.visits("/drip")                            # who came, how long they stayed
 
+``HostileServer(tls=True)`` serves HTTPS with a self-signed certificate for 127.0.0.1 and
+localhost; ``tls_files()[0]`` is the CA a client must trust.
+
 FeedServer covers the well-behaved cases and status codes; these endpoints stream,
 stall or never finish, so they need their own handler. Every handler ends when the
 client hangs up (its next write fails) or the server stops.
@@ -15,6 +18,11 @@ client hangs up (its next write fails) or the server stops.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import ssl
+import subprocess
 import tempfile
 import threading
 import time
@@ -52,6 +60,24 @@ def gzip_bomb(inflated: int = 1100 * 2**20) -> bytes:
     return data
 
 
+@functools.cache
+def tls_files() -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1 and localhost, self-signed with the openssl CLI
+    (callers skip where it is missing); the certificate doubles as the client's CA."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise RuntimeError("the openssl command is needed for a TLS test server")
+    folder = Path(tempfile.mkdtemp(prefix="feed-monitor-hostile-tls-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True)
+    return cert, key
+
+
 def fixture(name: str) -> bytes:
     """A file of tests/fixtures/feeds (the parser's hostile and encoding fixtures)."""
     return (FIXTURES / name).read_bytes()
@@ -82,8 +108,12 @@ Behaviour = Callable[["_HostileHandler", Visit], None]
 class HostileServer(LocalHTTPServer):
     """Endpoints that stream slowly, forever or enormously; see the module docstring."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
-        super().__init__(port=port, host=host)
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", *, tls: bool = False) -> None:
+        context = None
+        if tls:  # HTTPS with tls_files(): clients verify against that certificate
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls_files())
+        super().__init__(port=port, host=host, tls=context)
         self._lock = threading.Lock()
         self._routes: dict[str, Behaviour] = {}
         self._visits: list[Visit] = []

@@ -1,0 +1,150 @@
+"""The fast normalization paths agree exactly with the plain library calls they replace.
+
+``nfkc`` replaces compatibility characters one by one instead of running
+``unicodedata.normalize`` on the whole text; ``fold_texts_aligned`` folds all
+fields of an item in one pass and says when offsets need no map;
+``fold_with_offsets`` maps offsets from per-character expansions. Each is
+checked against the straightforward computation on text built from the
+characters that make normalization hard: full-width forms, half-width katakana
+with voiced marks (which compose), combining marks (which reorder and compose),
+Hangul jamo, ligatures, ellipses, ß, İ, final sigma, astral letters and
+ideographs, and Traditional Chinese.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import opencc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.match import compile_query
+from monitor.match.engine import item_fields
+from monitor.match.normalize import (
+    fold_text,
+    fold_texts,
+    fold_texts_aligned,
+    fold_with_offsets,
+    nfkc,
+    to_simplified,
+)
+from monitor.match.query import _parser, _ToTree, simple_term
+from monitor.types import Item
+
+_T2S = opencc.OpenCC("t2s")
+
+HARD = (
+    "中俄烏克蘭習近平臺灣關係體育乾隆沈默瞭解后里面"  # CJK, Traditional, phrase-dependent
+    "，（）：；！？％＋．、。「」“”…—·\u3000"  # full-width and CJK punctuation
+    "ＡＢｃｄ０１２"  # full-width Latin and digits
+    "ｶｷｸﾞﾟﾊﾟ"  # half-width katakana and (combining) voiced sound marks
+    "e\u0301\u0308\u0334\u0323a\u0327"  # combining marks: compose, reorder
+    "\u1100\u1161\u11a8가각"  # Hangul jamo (compose) and syllables
+    "ﬁﬂ½①㈱㍿™ßİΣσςǅ"  # ligatures, fractions, enclosed, case-folding expansions
+    "\u0f73\u0f71\u0f72\u0f40"  # Tibetan: a starter that decomposes to non-starters
+    "\U0001d400\U0001d41a\U0001f110\U00020000\U0002f800😀"  # astral letters, ideographs
+    "AZaz09 -_\t\xa0"
+)
+hard_text = st.text(alphabet=st.sampled_from(HARD), max_size=40)
+any_text = st.one_of(hard_text, st.text(max_size=30))
+
+
+def reference_fold(text: str) -> str:
+    """The definition: NFKC, case folding, OpenCC t2s, whitespace collapsed."""
+    return " ".join(_T2S.convert(unicodedata.normalize("NFKC", text).casefold()).split())
+
+
+@settings(max_examples=500, deadline=None)
+@given(any_text)
+def test_nfkc_equals_unicodedata(text: str) -> None:
+    text = text.encode("utf-8", "replace").decode("utf-8")  # no lone surrogates
+    assert nfkc(text) == unicodedata.normalize("NFKC", text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hard_text)
+def test_fold_text_equals_reference(text: str) -> None:
+    assert fold_text(text) == reference_fold(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(hard_text, min_size=1, max_size=6))
+def test_fields_folded_together_equal_each_folded_alone(texts: list[str]) -> None:
+    # Plain text as the engine produces it: whitespace collapsed, so no newlines.
+    plains = [" ".join(t.split()) for t in texts]
+    got = fold_texts_aligned(plains)
+    assert [f for f, _ in got] == [reference_fold(p) for p in plains]
+    assert fold_texts(plains) == [f for f, _ in got]
+    for plain, (folded, aligned) in zip(plains, got, strict=True):
+        if aligned:
+            # Character i of the folded text comes from character i of the plain text:
+            # each folds to exactly one character and t2s converts that sequence.
+            singles = [unicodedata.normalize("NFKC", ch).casefold() for ch in plain]
+            assert all(len(s) == 1 for s in singles), plain
+            assert _T2S.convert("".join(singles)) == folded
+
+
+def test_a_field_with_a_newline_is_folded_on_its_own() -> None:
+    assert fold_texts(["烏克蘭\n臺灣", "Ｇ７"]) == ["乌克兰 台湾", "g7"]
+
+
+def test_common_news_text_is_aligned_and_ellipsis_is_not() -> None:
+    [(_, aligned)] = fold_texts_aligned(["習近平說，中俄（ICC）：關係！"])
+    assert aligned
+    [(folded, aligned)] = fold_texts_aligned(["他说……好"])
+    assert folded == "他说......好" and not aligned
+
+
+@settings(max_examples=300, deadline=None)
+@given(hard_text)
+def test_offsets_point_at_the_source_character(text: str) -> None:
+    plain = " ".join(text.split())
+    folded, offsets = fold_with_offsets(plain)
+    assert len(offsets) == len(folded) + 1 and offsets[-1] == len(plain)
+    assert offsets == sorted(offsets)
+    if "\u0f73" in plain or any(unicodedata.combining(c) for c in plain) \
+            or any("\u1100" <= c <= "\u11ff" for c in plain) or "\uff9e" in plain \
+            or "\uff9f" in plain:
+        return  # composition may cross chunks; folded is then re-searched (see docstring)
+    assert folded == fold_text(plain)
+    # Compare before t2s, which converts phrases ("瞭解" -> "了解", while "瞭" stays):
+    # it maps k characters to k, so offsets are those of the text before it.
+    before_t2s = " ".join(unicodedata.normalize("NFKC", plain).casefold().split())
+    assert len(before_t2s) == len(folded)
+    for i, ch in enumerate(before_t2s):
+        if ch != " ":
+            source = plain[offsets[i]]
+            assert ch in unicodedata.normalize("NFKC", source).casefold(), (i, ch, source)
+
+
+T2S_TEXT = "沈默瞭解藉口反覆打坏乾隆乾燥后後里裡面麵髮发中俄烏克蘭习近平著看么什麼甦醒"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(T2S_TEXT + "，。 a\U00020000\U0002f800\ud800"),
+               max_size=20))
+def test_to_simplified_equals_opencc(text: str) -> None:
+    # Skipping OpenCC for text it would not change must never change the result.
+    reference = _T2S.convert(text.replace("\ud800", "\ufffd"))
+    assert to_simplified(text) == reference
+
+
+def test_a_lone_surrogate_does_not_stop_matching() -> None:
+    item = Item(key="k", url="https://example.org/a", title="烏克蘭\ud800新聞",
+                published_ms=0, feed_id="f")
+    [m] = compile_query("乌克兰").match(item)
+    assert m.snippet == "【烏克蘭】\ud800新聞"
+    assert item_fields(item)["title"].folded == "乌克兰\ufffd新闻"
+
+
+words = st.text(alphabet=st.sampled_from('中俄ANDORNOTre:/-"()ab é\t\u3000title'), min_size=1,
+                max_size=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(words)
+def test_one_word_shortcut_agrees_with_the_parser(query: str) -> None:
+    term = simple_term(query)
+    if term is not None:
+        assert _ToTree().transform(_parser().parse(query)) == term
