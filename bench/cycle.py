@@ -28,10 +28,12 @@ feeds answer 304:
 
 Steps, in one run:
 
-1. tuning at ``--tune-at`` feeds (databases of its own): one measured cycle per worker
-   count; the fastest count of each client is used from then on;
-2. growth: for each feed count in ``--feeds`` (ascending, databases kept from step to
-   step), warm-up and a measured cycle;
+1. tuning, at the first (smallest) feed count: one process per worker count, each a
+   warm-up and a measured cycle; the fastest count of each client is that step's
+   figure and is used from then on;
+2. growth: for each further feed count in ``--feeds`` (ascending, databases kept from
+   step to step, so only the feeds new at a step have their first polls), warm-up and
+   a measured cycle;
 3. with ``--profile``: one more cycle of the daemon at the largest count, not measured,
    sampled by py-spy (GIL holder only: what the process spends its one effective core
    on); the shares of time per function go to the report.
@@ -197,37 +199,40 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def tune(b: Bench) -> dict[str, Any]:
-    a = b.args
-    n = a.tune_at
-    out: dict[str, Any] = {"feeds": n, "ours": [], "reader": []}
-    for workers in a.workers_ours:
-        r = b.ours(b.work / "tune-ours.db", "tune-ours", n, workers, f"tune-ours-{workers}")
-        out["ours"].append(r)
-        say(f"  feed-monitor, scheduler.workers {workers:>3}: {r['wall_s']:6.2f} s "
-            f"(CPU {r['cpu_s']:.1f} s)")
-    for workers in a.workers_reader:
-        r = b.reader(b.work / "tune-reader.sqlite", "tune-reader", n, workers,
-                     f"tune-reader-{workers}")
-        out["reader"].append(r)
-        say(f"  reader, update_feeds(workers={workers:>3}): {r['wall_s']:6.2f} s "
-            f"(CPU {r['cpu_s']:.1f} s)")
-    out["best_ours"] = min(out["ours"], key=lambda r: r["wall_s"])["workers"]
-    out["best_reader"] = min(out["reader"], key=lambda r: r["wall_s"])["workers"]
-    return out
-
-
-def growth(b: Bench, wo: int, wr: int) -> dict[str, list[dict[str, Any]]]:
+def growth(b: Bench) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
+    """Tuning at the first step, then every step with the best worker counts."""
     res: dict[str, list[dict[str, Any]]] = {"ours": [], "reader": []}
     ours_db, reader_db = b.work / "ours.db", b.work / "reader.sqlite"
-    for n in b.args.feeds:
-        o = b.ours(ours_db, "ours", n, wo, f"ours-{n}")
+    first = b.args.feeds[0]
+    tuned: dict[str, Any] = {"feeds": first, "ours": [], "reader": []}
+    say(f"tuning at {first} feeds (one process per worker count, each warm-up + measured)")
+    for workers in b.args.workers_ours:
+        r = b.ours(ours_db, "ours", first, workers, f"ours-{first}-w{workers}")
+        tuned["ours"].append(r)
+        say(f"  feed-monitor, scheduler.workers {workers:>3}: {r['wall_s']:6.2f} s "
+            f"(CPU {r['cpu_s']:.1f} s)")
+    for workers in b.args.workers_reader:
+        r = b.reader(reader_db, "reader", first, workers, f"reader-{first}-w{workers}")
+        tuned["reader"].append(r)
+        say(f"  reader, update_feeds(workers={workers:>3}): {r['wall_s']:6.2f} s "
+            f"(CPU {r['cpu_s']:.1f} s)")
+    best_o = min(tuned["ours"], key=lambda r: r["wall_s"])
+    best_r = min(tuned["reader"], key=lambda r: r["wall_s"])
+    tuned["best_ours"], tuned["best_reader"] = best_o["workers"], best_r["workers"]
+    say(f"best: feed-monitor scheduler.workers {best_o['workers']}, reader workers "
+        f"{best_r['workers']}")
+    res["ours"].append(best_o)
+    res["reader"].append(best_r)
+    say("growth")
+    for n in b.args.feeds[1:]:
+        o = b.ours(ours_db, "ours", n, best_o["workers"], f"ours-{n}")
         res["ours"].append(o)
-        p = b.reader(reader_db, "reader", n, wr, f"reader-{n}")
+        p = b.reader(reader_db, "reader", n, best_r["workers"], f"reader-{n}")
         res["reader"].append(p)
-        say(f"  {n:>5} feeds: feed-monitor {o['wall_s']:6.2f} s, reader {p['wall_s']:6.2f} s, "
-            f"ratio {p['wall_s'] / o['wall_s']:.1f}x")
-    return res
+    for o, p in zip(res["ours"], res["reader"], strict=True):
+        say(f"  {o['feeds']:>5} feeds: feed-monitor {o['wall_s']:6.2f} s, reader "
+            f"{p['wall_s']:6.2f} s, ratio {p['wall_s'] / o['wall_s']:.1f}x")
+    return tuned, res
 
 
 _FRAME = re.compile(r"(.*) \((.*?):\d+\)$")
@@ -287,7 +292,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="200 and 500 feeds, 300 rules, fewer worker counts: a smoke run")
     p.add_argument("--feeds", default="500,1000,2500,5000", help="feed counts, ascending")
     p.add_argument("--rules", type=int, default=1000)
-    p.add_argument("--tune-at", type=int, default=1000, help="feed count of the tuning step")
     p.add_argument("--workers-ours", default="16,32,64", help="scheduler.workers to try")
     p.add_argument("--workers-reader", default="4,16,64", help="reader workers to try")
     p.add_argument("--timeout", type=float, default=5.0, help="fetch timeout, both clients")
@@ -308,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         child_reader(args.db, args.urls, args.workers, args.timeout, args.advance, args.out)
         return 0
     if args.quick:
-        args.feeds, args.rules, args.tune_at = "200,500", 300, 200
+        args.feeds, args.rules = "200,500", 300
         args.workers_ours, args.workers_reader = "16,64", "4,16"
     args.feeds = sorted(int(x) for x in args.feeds.split(","))
     args.workers_ours = [int(x) for x in args.workers_ours.split(",")]
@@ -321,22 +325,18 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="feed-monitor-cycle-"))
     profile: dict[str, Any] | None = None
     try:
-        with FarmProcess(max(args.feeds + [args.tune_at]), args.latency,
+        with FarmProcess(max(args.feeds), args.latency,
                          hang=max(20.0, args.timeout * 4)) as farm:
             say(f"farm: 80 % 304, 15 % changed 50-item RFI feeds ({farm.source}), 5 % "
                 f"faults; answer delay {args.latency} s; {args.rules} rules; timeout "
                 f"{args.timeout:g} s; reader {reader_pkg.__version__}")
             b = Bench(args, farm, work)
-            say(f"tuning at {args.tune_at} feeds")
-            tuned = tune(b)
-            wo, wr = tuned["best_ours"], tuned["best_reader"]
-            say(f"best: feed-monitor scheduler.workers {wo}, reader workers {wr}")
-            say("growth")
-            res = growth(b, wo, wr)
+            tuned, res = growth(b)
             if args.profile:
                 n = args.feeds[-1]
                 raw = work / "py-spy.txt"
-                r = b.ours(work / "ours.db", "ours", n, wo, f"profile-{n}", profile=raw)
+                r = b.ours(work / "ours.db", "ours", n, tuned["best_ours"], f"profile-{n}",
+                           profile=raw)
                 profile = {"feeds": n, "wall_s": r["wall_s"], **summarize_profile(raw)}
                 say(f"profiled cycle at {n} feeds ({r['wall_s']:.1f} s under py-spy): "
                     f"{profile['samples']} samples")

@@ -13,6 +13,7 @@ Usage: python bench/latency.py [--alerts 250] [--batch 10] [--every 0.5]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -44,6 +45,8 @@ def main() -> None:
     ap.add_argument("--alerts", type=int, default=250)
     ap.add_argument("--batch", type=int, default=10, help="new items per publication")
     ap.add_argument("--every", type=float, default=0.5, help="seconds between publications")
+    ap.add_argument("--json", type=Path, help="also write the figures to this file as JSON "
+                    "(bench/run_all.py reads it)")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="fm-latency-"))
@@ -127,6 +130,12 @@ def main() -> None:
     print(f"ratio daemon/baseline: p50 {p50 / b50:.1f}x, p99 {p99 / b99:.1f}x; "
           f"goal p99 <= 1000 ms: {'met' if p99 <= 1.0 else 'NOT met'}")
     print(f"mean {statistics.mean(latencies) * 1000:.1f} ms")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "alerts": len(latencies), "p50_ms": p50 * 1000, "p99_ms": p99 * 1000,
+            "max_ms": max(latencies) * 1000, "mean_ms": statistics.mean(latencies) * 1000,
+            "baseline_p50_ms": b50 * 1000, "baseline_p99_ms": b99 * 1000,
+            "baseline_max_ms": max(base) * 1000}, indent=1))
 
 
 if __name__ == "__main__":

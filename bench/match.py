@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import itertools
+import json
 import os
 import platform
 import random
@@ -50,7 +51,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import ahocorasick_rs
@@ -209,7 +210,8 @@ class Vocabulary:
         return run[start:start + size]
 
     def _refill(self, batch: int = 4000) -> None:
-        candidates = list({self._draw() for _ in range(batch)})
+        # dict, not set: a set's order follows string hashing, which differs per process.
+        candidates = list(dict.fromkeys(self._draw() for _ in range(batch)))
         automaton = ahocorasick_rs.AhoCorasick(candidates)
         df = [0] * len(candidates)
         for text in self.sources:  # one scan per article counts every candidate at once
@@ -383,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=None)
     parser.add_argument("--corpus", type=Path, default=SHARED_CORPUS)
     parser.add_argument("--repeat", type=int, default=3, help="passes; the fastest counts")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON "
+                        "(bench/run_all.py reads it)")
     args = parser.parse_args(argv)
     rng = random.Random(20230322)
     count = args.items or (2000 if args.quick else 10000)
@@ -417,6 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in results:
         print(f"| {r.items} | {r.rules} | {r.count:,} | {r.compile_s:.3f} s | {r.engine_ms:.3f} "
               f"| {r.normalize_ms:.3f} | {r.naive_ms:.2f} | {r.ratio:.0f}x | {r.matches:.2f} |")
+    if args.json:
+        args.json.write_text(json.dumps([{**asdict(r), "ratio": r.ratio} for r in results],
+                                        ensure_ascii=False, indent=1))
     return 0
 
 

@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -37,22 +34,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload  # noqa: E402
-from workload import FarmProcess, feed_id, machine, machine_line, watch_rules  # noqa: E402
-
-
-def proc_status(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM of a process, in MB."""
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from workload import (  # noqa: E402
+    Daemon,
+    FarmProcess,
+    db_scalar,
+    feed_id,
+    machine,
+    machine_line,
+    proc_status,
+    watch_rules,
+)
 
 
 def import_baseline() -> float:
@@ -62,52 +53,6 @@ def import_baseline() -> float:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=workload.REPO, check=True, timeout=120)
     return float(out.stdout.strip())
-
-
-class Daemon:
-    def __init__(self, config: Path, log: Path) -> None:
-        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.log = log
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "run", "-c", str(config), "--log-level",
-             "warning"], cwd=workload.REPO, stdout=subprocess.DEVNULL, stderr=self._log)
-
-    def check(self) -> None:
-        if self.proc.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-3000:]
-            raise SystemExit(f"the daemon exited with {self.proc.returncode}:\n{tail}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-
-def db_scalar(db: Path, sql: str, *params: Any) -> Any:
-    try:
-        conn = sqlite3.connect(db, timeout=30)
-    except sqlite3.Error:
-        return None
-    try:
-        return conn.execute(sql, params).fetchone()[0]
-    except sqlite3.OperationalError:  # the daemon has not created the tables yet
-        return None
-    finally:
-        conn.close()
-
-
-def wait_for(check: Any, daemon: Daemon, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        daemon.check()
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -121,49 +66,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with FarmProcess(n, args.latency, hang=max(20.0, args.timeout * 4)) as farm:
             result["farm_source"] = farm.source
             feeds = [(feed_id(i), farm.url("mem", i)) for i in range(n)]
-            # Interval 1 h: nothing is due unless the benchmark says so; tick 0.5 s so a
+            # Interval 1 h: nothing is due unless the benchmark says so; tick 0.2 s so a
             # due feed waits at most that long for a free worker to be noticed.
             cfg = workload.write_config(work / "monitor.yaml", database=db, feeds=feeds,
                                         rules=watch_rules(args.rules), workers=args.workers,
-                                        timeout=args.timeout, interval="1h", tick=0.5)
+                                        timeout=args.timeout, interval="1h", tick=0.2)
             t0 = time.monotonic()
-            daemon = Daemon(cfg, work / "daemon.log")
-            try:
-                def polled_all(since: int = 0) -> bool:
-                    done = db_scalar(db, "SELECT count(*) FROM feeds WHERE last_poll_ms >= ?",
-                                     since)
-                    return done == n
-
-                wait_for(polled_all, daemon, args.max_wait, "the warm-up (first polls)")
+            with Daemon(cfg, db, work / "daemon.log") as daemon:
+                daemon.wait_started(n)
+                result["after_start"] = proc_status(daemon.proc.pid)
+                daemon.idle(args.max_wait)  # the first polls: backlogs, validators
                 result["warmup_s"] = time.monotonic() - t0
                 result["after_warmup"] = proc_status(daemon.proc.pid)
-                print(f"  warm-up: {result['warmup_s']:.1f} s, RSS "
-                      f"{result['after_warmup']['VmRSS']:.0f} MB", flush=True)
+                print(f"  start-up RSS {result['after_start']['VmRSS']:.0f} MB; first polls: "
+                      f"{result['warmup_s']:.1f} s, RSS {result['after_warmup']['VmRSS']:.0f}"
+                      " MB", flush=True)
                 cycles = []
                 for c in range(args.cycles):
                     farm.advance("mem", n)
-                    cpu0 = cpu_seconds(daemon.proc.pid)
-                    due = int(time.time() * 1000) + 300
-                    conn = sqlite3.connect(db, timeout=30)
-                    with conn:
-                        conn.execute("UPDATE feeds SET next_poll_ms = ?", (due,))
-                    conn.close()
-                    wait_for(lambda due=due: polled_all(due), daemon, args.max_wait,
-                             f"cycle {c + 1}")
-                    last = db_scalar(db, "SELECT max(last_poll_ms) FROM feeds")
-                    status = proc_status(daemon.proc.pid)
-                    cycles.append({"cycle": c + 1, "seconds": (last - due) / 1000,
-                                   "cpu_s": cpu_seconds(daemon.proc.pid) - cpu0,
-                                   "rss_mb": status["VmRSS"], "hwm_mb": status["VmHWM"]})
-                    print(f"  cycle {c + 1:>2}: {cycles[-1]['seconds']:6.2f} s, CPU "
-                          f"{cycles[-1]['cpu_s']:5.1f} s, RSS {status['VmRSS']:6.1f} MB "
-                          f"(peak {status['VmHWM']:.0f})", flush=True)
+                    r = daemon.cycle(n, args.max_wait)
+                    r["cycle"] = c + 1
+                    cycles.append(r)
+                    print(f"  cycle {c + 1:>2}: {r['wall_s']:6.2f} s, CPU {r['cpu_s']:5.1f} s, "
+                          f"RSS {r['rss_mb']:6.1f} MB (peak {r['peak_rss_mb']:.0f}), "
+                          f"{r['new_items']} new items, {r['alerts']} alerts", flush=True)
                 result["cycles"] = cycles
                 result["alerts"] = db_scalar(db, "SELECT count(*) FROM alerts")
                 result["items"] = db_scalar(db, "SELECT count(*) FROM items")
                 result["final"] = proc_status(daemon.proc.pid)
-            finally:
-                daemon.stop()
             result["db_mb"] = sum(p.stat().st_size for p in work.glob("monitor.db*")) / 2**20
     finally:
         if args.keep:

@@ -352,7 +352,7 @@ def memory_md(results: dict[str, Any]) -> list[str]:
     if not m:
         return [f"Not run: {_status(results, 'memory')}."]
     cyc = m["cycles"]
-    secs = [c["seconds"] for c in cyc]
+    secs = [c["wall_s"] for c in cyc]
     lines = [
         f"`bench/memory.py`: the real daemon (`python -m monitor run`) with {m['feeds']:,} "
         f"feeds and {m['rules']:,} rules (`scheduler.workers` {m['workers']}) on the same "
@@ -362,6 +362,8 @@ def memory_md(results: dict[str, Any]) -> list[str]:
         "| | RSS |", "|---|---:|",
         f"| interpreter with the daemon's modules imported (baseline) | "
         f"{m['import_baseline_mb']:.0f} MB |",
+        f"| daemon after start-up (config read, rules compiled) | "
+        f"{m['after_start']['VmRSS']:.0f} MB |",
         f"| daemon after its first polls (warm-up, {m['warmup_s']:.0f} s) | "
         f"{m['after_warmup']['VmRSS']:.0f} MB |",
         f"| daemon after cycle 1 | {cyc[0]['rss_mb']:.0f} MB |",
@@ -461,8 +463,10 @@ def report_md(results: dict[str, Any], img_rel: str, pngs: list[Path]) -> str:
     out += summary_md(results["benches"])
     out += ["", "| benchmark | status | time |", "|---|---|---:|"]
     for name, r in results["benches"].items():
+        earlier = f" (from the run of {r['from_earlier_run']})" if r.get("from_earlier_run") \
+            else ""
         out.append(f"| {name} | {r.get('status')}{': ' + r['reason'] if r.get('reason') else ''}"
-                   f" | {r.get('seconds', 0):.0f} s |")
+                   f"{earlier} | {r.get('seconds', 0):.0f} s |")
     out += ["", "## Poll cycle: feed-monitor and reader", ""]
     out += cycle_md(results["benches"])
     if any(p.name == "cycle-growth.png" for p in pngs):
@@ -529,6 +533,14 @@ def main(argv: list[str] | None = None) -> int:
                 # The daemon of the memory benchmark runs with the worker count found best.
                 best_workers = ["--workers", str(r["figures"]["tuning"]["best_ours"])]
         command = "python bench/run_all.py" + (" --quick" if args.quick else "")
+        if args.only and latest.exists():
+            # A partial re-run: the other benchmarks keep their figures from the last run
+            # of the same kind (full or quick), and the report says so.
+            before = json.loads(latest.read_text())
+            if before.get("run", {}).get("quick") == args.quick:
+                for name, r in before.get("benches", {}).items():
+                    if name not in chosen and r.get("status") != "not run":
+                        benches[name] = {**r, "from_earlier_run": before["run"]["date"]}
         if args.only:
             command += f" --only {args.only}"
         results = {"machine": m, "benches": benches,

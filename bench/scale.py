@@ -6,19 +6,24 @@
 A feed farm (bench/scale_farm.py, its own process) serves ``--feeds`` feeds on
 127.0.0.1, each answer delayed 50-100 ms as a distant server's would be, in a mix of
 unchanged feeds with validators (304), unchanged feeds without (full download, all
-repeats) and feeds with new articles. For each process count, in one run:
+repeats) and feeds with new articles. In one run:
 
-1. the database is emptied and that many ``feed-monitor run`` processes start on it
-   (interval 1 h, so nothing is polled except when the benchmark says so);
-2. warm-up: every feed's first poll (backlogs stored, ETags learnt), not measured;
-3. ``--cycles`` times: the farm moves to its next cycle (news feeds gain articles), the
-   benchmark makes every feed due at one instant T, and the cycle time is from T until
-   the last feed's poll was recorded (``max(last_poll_ms) - T`` in the database).
+1. the database is emptied; warm-up: every feed's first poll (backlogs stored, ETags
+   learnt) by the largest process count, not measured;
+2. per block, that many ``feed-monitor run`` processes start on the database (interval
+   1 h, so nothing is polled except when the benchmark says so), run one settling cycle
+   and ``--cycles`` measured ones, and stop. A cycle: the farm moves on (news feeds gain
+   articles), the benchmark makes every feed due at one instant T, and the cycle time
+   is from T until the last feed's poll was recorded (``max(last_poll_ms) - T``);
+3. blocks alternate between the process counts (1, 3, 3, 1, ... for ``--rounds``), so a
+   drift in the machine's load hits both alike.
 
-It prints the median cycle time per process count and the ratio to one process, with
-the CPU the daemons used per cycle and the machine's CPU use meanwhile, so a ratio
-below the process count can be told apart: waiting on the network (more workers help)
-or CPU-bound (more processes on the same cores do not).
+It prints the median cycle time per process count and the speed-up over the first, with
+the CPU seconds spent meanwhile by the daemons, by the PostgreSQL sessions serving them,
+by the farm, and by everything else on the machine (other users, the kernel), and two
+floors: the network wait the workers share, and our CPU spread over all cpus. So a
+speed-up below the process count can be told apart: waiting on the network (more
+workers help) or short of CPU (more processes on the same cores do not).
 
 The database is ``<test database>_bench`` on the same server when the role may create
 it (so a benchmark and a test run do not empty each other's tables), else the one
@@ -30,6 +35,7 @@ is raised to the worker count.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -136,17 +142,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu() -> float:
-    """CPU seconds of every PostgreSQL server process on this machine so far."""
-    total = 0.0
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
+def backend_cpu(engine: Engine) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving the benchmark's database
+    (other databases on the server, e.g. a test run's, are someone else's load)."""
+    with engine.connect() as conn:
+        pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = "
+                                 "current_database() AND pid <> pg_backend_pid()")).scalars()
+        out = {}
+        for pid in pids:
             try:
-                if (proc / "comm").read_text().strip() == "postgres":
-                    total += cpu_seconds(int(proc.name))
+                out[pid] = cpu_seconds(pid)
             except OSError:  # gone meanwhile
                 pass
-    return total
+        return out
 
 
 def machine_busy() -> tuple[float, float]:
@@ -213,7 +221,7 @@ def cycle(engine: Engine, cluster: Cluster, port: int, n_feeds: int, farm_pid: i
     """One poll cycle: its seconds, and the CPU seconds the daemons, PostgreSQL, the farm
     and everything else on the machine used meanwhile."""
     farm_get(port, "/_advance")
-    cpu0, pg0, farm0, busy0 = cluster.cpu(), postgres_cpu(), cpu_seconds(farm_pid), \
+    cpu0, pg0, farm0, busy0 = cluster.cpu(), backend_cpu(engine), cpu_seconds(farm_pid), \
         machine_busy()
     due = int(time.time() * 1000) + 300
     with engine.begin() as conn:
@@ -230,7 +238,9 @@ def cycle(engine: Engine, cluster: Cluster, port: int, n_feeds: int, farm_pid: i
     seconds = (last - due) / 1000
     # /proc/stat counts clock ticks summed over all cpus.
     busy = (busy1[0] - busy0[0]) / os.sysconf("SC_CLK_TCK")
-    out = {"seconds": seconds, "daemons": cluster.cpu() - cpu0, "postgres": postgres_cpu() - pg0,
+    pg1 = backend_cpu(engine)
+    out = {"seconds": seconds, "daemons": cluster.cpu() - cpu0,
+           "postgres": sum(t - pg0.get(pid, 0.0) for pid, t in pg1.items()),
            "farm": cpu_seconds(farm_pid) - farm0}
     out["others"] = max(0.0, busy - out["daemons"] - out["postgres"] - out["farm"])
     out["capacity"] = (busy1[1] - busy0[1]) / os.sysconf("SC_CLK_TCK")  # cpus x wall time
@@ -252,6 +262,8 @@ def main() -> None:
                    or os.environ.get("FEED_MONITOR_TEST_PG"),
                    help="PostgreSQL URL (default $FEED_MONITOR_BENCH_PG, $FEED_MONITOR_TEST_PG)")
     p.add_argument("--quick", action="store_true", help="200 feeds, 1 round of 1 cycle")
+    p.add_argument("--json", type=Path, help="also write the figures to this file as JSON "
+                   "(bench/run_all.py reads it)")
     args = p.parse_args()
     if not args.database:
         raise SystemExit("needs a PostgreSQL URL: --database or FEED_MONITOR_TEST_PG")
@@ -310,7 +322,7 @@ def main() -> None:
     print("\nCPU seconds used during one cycle (medians), and the machine's CPU capacity "
           "in that time (cpus x cycle):")
     print(f"\n| processes | workers | median cycle | feeds/s | speed-up vs {counts[0]} | "
-          "daemons | PostgreSQL | farm | other processes | capacity |")
+          "daemons | PostgreSQL sessions | farm | everything else | capacity |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in counts:
         med = median(n, "seconds")
@@ -318,6 +330,21 @@ def main() -> None:
               f"{base / med:.2f}x | " + " | ".join(
                   f"{median(n, k):.2f} s" for k in ("daemons", "postgres", "farm", "others",
                                                     "capacity")) + " |")
+    # What an otherwise idle machine would allow: a cycle can be no shorter than the
+    # network wait its workers share, nor than our CPU spread over all the cpus.
+    low, _, high = args.latency.partition("-")
+    mean_latency = (float(low) + float(high or low)) / 2
+    cpus = os.cpu_count() or 1
+    print("\nFloors (a cycle can be no shorter than either): network wait = feeds x mean "
+          f"latency / workers; CPU = (daemons + PostgreSQL sessions + farm) / {cpus} cpus")
+    for n in counts:
+        ours = median(n, "daemons") + median(n, "postgres") + median(n, "farm")
+        wait = args.feeds * mean_latency / (n * args.workers)
+        print(f"  {n} process(es): network wait {wait:.2f} s, CPU {ours / cpus:.2f} s")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "feeds": args.feeds, "workers": args.workers, "farm": stats,
+            "processes": {str(n): results[n] for n in counts}}, indent=1))
 
 
 if __name__ == "__main__":

@@ -302,9 +302,21 @@ class Daemon:
         self.wait_for(lambda: (db_scalar(self.db, "SELECT count(*) FROM feeds") or 0) >= n,
                       timeout, "the daemon to start")
 
-    def cycle(self, n: int, timeout: float = 900) -> dict[str, Any]:
+    def idle(self, timeout: float = 300) -> None:
+        """Until every feed has been polled once and no poll is in flight.
+
+        A cycle starts only then: a poll still running when the benchmark makes every
+        feed due could record its (earlier) finish after that, and overwrite "due now"
+        with its next poll time; that feed would then never be polled in the cycle.
+        """
+        self.wait_for(lambda: db_scalar(
+            self.db, "SELECT count(*) FROM feeds WHERE last_poll_ms IS NULL "
+            "OR lease_owner IS NOT NULL") == 0, timeout, "the daemon's polls in flight")
+
+    def cycle(self, n: int, timeout: float = 300) -> dict[str, Any]:
         """Make every feed due now, as an interval ending does; measure until every feed's
         poll is recorded (``seconds``) and until no alert waits (``drained_s``)."""
+        self.idle(timeout)
         pid = self.proc.pid
         items0 = db_scalar(self.db, "SELECT count(*) FROM items") or 0
         alerts0 = db_scalar(self.db, "SELECT count(*) FROM alerts") or 0

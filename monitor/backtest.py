@@ -18,15 +18,22 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.engine import make_url
+
 from monitor.config import ChannelConfig, LoadedConfig, parse_duration
-from monitor.errors import ConfigError, RuleError
+from monitor.errors import RuleError, StoreError
 from monitor.match import RuleSet, compile_query, compile_rules
 from monitor.match.normalize import plain_text
 from monitor.store import AlertRow, Store, StoredItem
 from monitor.types import RuleMatch, RuleSpec
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be used: printed as ``error: ...``, exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ def since_ms(since: str | None, now_ms: int) -> int | None:
     try:
         seconds = parse_duration(since)
     except ValueError as e:
-        raise ConfigError(f"--since: {e}") from None
+        raise UsageError(f"--since: {e}") from None
     return now_ms - int(seconds * 1000)
 
 
@@ -65,7 +72,7 @@ def rule_spec(loaded: LoadedConfig, name: str) -> RuleSpec:
         if spec.name == name:
             return spec
     known = ", ".join(s.name for s in loaded.rule_specs()) or "none defined"
-    raise ConfigError(f"unknown rule '{name}' (rules: {known})", loaded.path)
+    raise UsageError(f"unknown rule '{name}' in {loaded.path} (rules: {known})")
 
 
 def compile_one(loaded: LoadedConfig, name: str | None, query: str | None) -> RuleSet:
@@ -128,8 +135,7 @@ class Renderer:
         cfg = loaded.config
         if channel not in cfg.channels:
             known = ", ".join(sorted(cfg.channels)) or "none defined"
-            raise ConfigError(f"--render: unknown channel '{channel}' (channels: {known})",
-                              loaded.path)
+            raise UsageError(f"--render: unknown channel '{channel}' (channels: {known})")
         self.name = channel
         self.config: ChannelConfig = cfg.channels[channel]
         self.format = self.config.body_format()
@@ -185,18 +191,23 @@ def backtest(loaded: LoadedConfig, *, name: str | None, query: str | None,
              out: TextIO, err: TextIO) -> int:
     """``feed-monitor test-rule``: the exit code; output goes to ``out``, errors to ``err``."""
     now_ms = int(time.time() * 1000)
-    start = since_ms(since, now_ms)
-    renderer = Renderer(loaded, render) if render is not None else None
     try:
+        start = since_ms(since, now_ms)
+        renderer = Renderer(loaded, render) if render is not None else None
         ruleset = compile_one(loaded, name, query)
+    except UsageError as e:
+        print(f"error: {e}", file=err)
+        return 2
     except RuleError as e:
         if query is None:
             raise  # a rule of the config file: file:line like every config error
         print(query_error(query, e), file=err)
         return 2
-    # upgrade=False: an old schema is refused with a hint to run 'db upgrade', never
-    # migrated by a command that only reads.
-    store = Store(loaded.config.database, upgrade=False)
+    known = {f.id for f in loaded.config.feeds}
+    for feed in feeds:
+        if feed not in known:  # items of a feed removed from the config are still stored
+            print(f"note: feed '{feed}' is not in {loaded.path}", file=err)
+    store = open_store(loaded.config.database)
     try:
         result = run(store, ruleset, start, tuple(feeds))
     finally:
@@ -213,6 +224,17 @@ def backtest(loaded: LoadedConfig, *, name: str | None, query: str | None,
         print(file=out)
     print(format_total(result), file=out)
     return 0
+
+
+def open_store(url: str) -> Store:
+    """The database, opened for reading: never created, never migrated."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") \
+            and not Path(u.database).exists():
+        raise StoreError(f"no database at {u.database}: nothing has been stored yet "
+                         "(run 'feed-monitor once' or the daemon first)")
+    # upgrade=False: an old schema is refused with a hint to run 'db upgrade'.
+    return Store(url, upgrade=False)
 
 
 def _digests(loaded: LoadedConfig, channel: str, rule: str | None) -> bool:

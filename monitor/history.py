@@ -38,11 +38,11 @@ from monitor.config import LoadedConfig, RetentionConfig, parse_duration
 from monitor.errors import MonitorError
 from monitor.items import canonical_url
 from monitor.match import RuleSet
-from monitor.opml import OpmlError, feeds_to_opml, feeds_to_yaml, opml_to_feeds
+from monitor.opml import OpmlError, feed_slug, feeds_to_opml, feeds_to_yaml, opml_to_feeds
 from monitor.secrets import Masker
 from monitor.store import Store
 from monitor.store.history import PruneStats
-from monitor.types import Item, RuleMatch
+from monitor.types import Item
 
 log = logging.getLogger("monitor.history")
 
@@ -91,7 +91,7 @@ def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
     seen_keys: set[str] = set()
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
-        batch: list[tuple[Item, list[RuleMatch]]] = []
+        fresh: list[Item] = []
         for path in chunk:
             item = _read_item(path, feed_id, report, on_error)
             if item is None:
@@ -100,7 +100,12 @@ def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
                 report.duplicate += 1
                 continue
             seen_keys.add(item.key)
-            batch.append((item, rules.match(item, seen_in)))
+            fresh.append(item)
+        # Keys stored already are not matched at all: matching costs more than reading,
+        # and a second import of the same folder should cost little more than reading it.
+        stored = store.stored_keys([it.key for it in fresh])
+        report.duplicate += len(stored)
+        batch = [(it, rules.match(it, seen_in)) for it in fresh if it.key not in stored]
         added = store.import_items(feed_id, batch, now_ms)
         report.new += len(added)
         report.duplicate += len(batch) - len(added)
@@ -263,9 +268,13 @@ def opml_import(loaded: LoadedConfig, path: str | Path) -> tuple[str, list[str]]
     configured = {canonical_url(f.url): f.id for f in cfg.feeds}
     found = opml_to_feeds(data, str(path), existing_ids=[f.id for f in cfg.feeds])
     new, notes = [], []
+    taken = {f.id for f in cfg.feeds}
     for feed in found:
         known = configured.get(canonical_url(feed["url"]))
         if known is None:
+            # Ids again, among the feeds kept: a skipped feed leaves no gap ("rfi-3").
+            feed["id"] = feed_slug(feed["title"], feed["url"], taken)
+            taken.add(feed["id"])
             new.append(feed)
         else:
             notes.append(f"{feed['url']} is configured already as feed '{known}'")

@@ -28,15 +28,60 @@ def shared_dir(*parts: str) -> Path:
     return path
 
 
+_session_pg: str | None = None
+
+
 def postgres_url() -> str:
-    """The test PostgreSQL URL; skips without one, fails under CI=true."""
+    """A PostgreSQL database of this test session's own; skips without a server
+    configured, fails under CI=true.
+
+    The server named by FEED_MONITOR_TEST_PG may serve several test runs at once
+    (tests reset their database), so each session creates a database of its own
+    beside the named one and drops it at exit. Without the right to create one,
+    the named database itself is used.
+    """
+    global _session_pg
     url = os.environ.get(PG_ENV)
     if not url:
         if IN_CI:
             pytest.fail(f"{PG_ENV} is not set; under CI=true PostgreSQL tests must run")
         pytest.skip(f"no PostgreSQL configured: set {PG_ENV} "
                     "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
-    return url
+    if _session_pg is None:
+        _session_pg = _create_session_database(url)
+    return _session_pg
+
+
+def _create_session_database(url: str) -> str:
+    import atexit
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    own = base.set(database=f"{base.database}_s{os.getpid()}")
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{own.database}"'))
+            conn.execute(text(f'CREATE DATABASE "{own.database}"'))
+    except Exception as e:  # no CREATEDB right, or the server is down: use the named one
+        admin.dispose()
+        if "permission" not in str(e).lower():
+            if IN_CI:
+                pytest.fail(f"PostgreSQL at {PG_ENV} unreachable: {e}")
+            pytest.skip(f"PostgreSQL at {PG_ENV} unreachable: {e}")
+        return url
+
+    def drop() -> None:
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{own.database}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
+
+    atexit.register(drop)
+    return own.render_as_string(hide_password=False)
 
 
 def reset_postgres(url: str) -> None:

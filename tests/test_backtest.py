@@ -149,7 +149,7 @@ def test_unknown_rule_lists_the_rules(setup: tuple[Path, WebhookReceiver],
     config, _ = setup
     code, out, err = run(capsys, config, "china-rusia")
     assert code == 2 and out == ""
-    assert "unknown rule 'china-rusia' (rules: china-russia, taiwan)" in err
+    assert err == f"error: unknown rule 'china-rusia' in {config} (rules: china-russia, taiwan)\n"
     assert "Traceback" not in err
 
 
@@ -174,9 +174,10 @@ def test_bad_since_and_unknown_render_channel(setup: tuple[Path, WebhookReceiver
                                               capsys: pytest.CaptureFixture[str]) -> None:
     config, _ = setup
     code, _, err = run(capsys, config, "china-russia", "--since", "a week")
-    assert code == 2 and "--since: expected a duration" in err
+    assert code == 2 and err.startswith("error: --since: expected a duration")
     code, _, err = run(capsys, config, "china-russia", "--render", "emial")
-    assert code == 2 and "unknown channel 'emial' (channels: daily, hook, mail)" in err
+    assert code == 2
+    assert err == "error: --render: unknown channel 'emial' (channels: daily, hook, mail)\n"
 
 
 def test_render_text_channel(setup: tuple[Path, WebhookReceiver],
@@ -233,3 +234,37 @@ def test_render_digest_channel_shows_one_digest(setup: tuple[Path, WebhookReceiv
     assert out.count("┌─ digest to 'daily' (text)") == 1
     assert "│ title: 3 new alerts (daily)" in out
     assert hook.received == []
+
+
+def test_missing_database_is_reported_not_created(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "never.db"
+    config = write_config(tmp_path / "m.yaml", db=db,
+                          feeds=[{"id": "cn", "url": "https://www.rfi.fr/cn/rss"}],
+                          channels={"c": {"urls": ["json://127.0.0.1:9/x"]}},
+                          rules=[{"name": "r", "any": ["中俄"], "notify": ["c"]}])
+    code, out, err = run(capsys, config, "r")
+    assert code == 1 and out == ""
+    assert f"no database at {db}: nothing has been stored yet" in err
+    assert not db.exists()
+
+
+def test_unknown_feed_is_noted(setup: tuple[Path, WebhookReceiver],
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    config, _ = setup
+    code, out, err = run(capsys, config, "china-russia", "--feed", "rfi-en")
+    assert code == 0 and f"note: feed 'rfi-en' is not in {config}" in err
+    assert "0 matches in 0 stored items (in rfi-en)" in out
+
+
+def test_a_bad_rule_in_the_config_names_file_line_and_column(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db",
+                          feeds=[{"id": "cn", "url": "https://www.rfi.fr/cn/rss"}],
+                          channels={"c": {"urls": ["json://127.0.0.1:9/x"]}},
+                          rules=[{"name": "bad", "query": "中俄 AND", "notify": ["c"]}])
+    code, out, err = run(capsys, config, "bad")
+    assert code == 2 and out == ""
+    line = config.read_text(encoding="utf-8").splitlines().index("- name: bad") + 1
+    assert err.startswith(f"error: {config}:{line} rule 'bad': query syntax error: query ends")
+    assert "(column 7)" in err and "Traceback" not in err

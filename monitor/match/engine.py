@@ -101,6 +101,8 @@ class _ItemState:
     unions: dict[int, Container[int]] = field(default_factory=dict)  # mask -> keyword ids
     regex_results: dict[tuple[int, str], tuple[int, int] | None] = field(default_factory=dict)
     snippets: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    firsts: dict[tuple[int, tuple[tuple[int, str], ...]], tuple[int, int, str] | None] = \
+        field(default_factory=dict)
 
     def hit(self, mask: int) -> Container[int]:
         """The keyword ids that hit in any field of ``mask``."""
@@ -110,6 +112,30 @@ class _ItemState:
             got = parts[0] if len(parts) == 1 else set().union(*parts)
             self.unions[mask] = got
         return got
+
+    def first_hit(self, kid: int, fields: tuple[tuple[int, str], ...]
+                  ) -> tuple[int, int, str] | None:
+        """(field rank, start, field) of a keyword's first hit in the first of ``fields``
+        where it occurs; shared by every rule that reports the keyword."""
+        key = (kid, fields)
+        if key in self.firsts:
+            return self.firsts[key]
+        out = None
+        for rank, name in fields:
+            hits = self.found.get(name)
+            if hits is not None and kid in hits:
+                out = (rank, hits[kid], name)
+                break
+        self.firsts[key] = out
+        return out
+
+    def first_regex_hit(self, rid: int, fields: tuple[tuple[int, str], ...]
+                        ) -> tuple[int, int, int, str] | None:
+        for rank, name in fields:
+            span = self.regex_span(rid, name)
+            if span is not None:
+                return rank, span[0], span[1], name
+        return None
 
     def regex_span(self, rid: int, name: str) -> tuple[int, int] | None:
         key = (rid, name)
@@ -416,23 +442,20 @@ class RuleSet:
         labels: list[str] = []
         best: tuple[int, int, int, str] | None = None  # field rank, start, end, field
         for lit in rule.literals:
-            for rank, name in lit.fields:
-                if lit.keyword is not None:
-                    hits = state.found.get(name)
-                    start = hits.get(lit.keyword) if hits else None
-                    if start is None:
-                        continue
-                    span = (start, start + self._lengths[lit.keyword])
-                else:
-                    assert lit.regex is not None
-                    found = state.regex_span(lit.regex, name)
-                    if found is None:
-                        continue
-                    span = found
-                if lit.label not in labels:
-                    labels.append(lit.label)
-                if best is None or (rank, span[0]) < best[:2]:
-                    best = (rank, span[0], span[1], name)
+            if lit.keyword is not None:
+                first = state.first_hit(lit.keyword, lit.fields)
+                if first is None:
+                    continue
+                rank, start, name = first
+                hit = (rank, start, start + self._lengths[lit.keyword], name)
+            else:
+                hit = state.first_regex_hit(lit.regex, lit.fields)  # type: ignore[arg-type]
+                if hit is None:
+                    continue
+            if lit.label not in labels:
+                labels.append(lit.label)
+            if best is None or hit[:2] < best[:2]:
+                best = hit
         snippet = ""
         if best is not None:
             _, start, end, name = best

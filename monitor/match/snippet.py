@@ -63,14 +63,14 @@ def make_snippet(text: FieldText, start: int, end: int, hit: str,
     if len(marked) > room - 1:
         marked = marked[: room - 1] + ELLIPSIS
     room -= len(marked)
-    before, after = plain[:o_start], plain[o_end:]
+    n_before, n_after = o_start, len(plain) - o_end  # no copies of a long text
     # Split the room evenly, lending what one side does not need to the other.
-    want_before = min(len(before), max(room // 2, room - len(after)))
-    want_after = min(len(after), room - want_before)
-    head = before[len(before) - want_before:] if want_before else ""
-    tail = after[:want_after]
-    if want_before < len(before) and head:
+    want_before = min(n_before, max(room // 2, room - n_after))
+    want_after = min(n_after, room - want_before)
+    head = plain[o_start - want_before:o_start]
+    tail = plain[o_end:o_end + want_after]
+    if want_before < n_before and head:
         head = ELLIPSIS + head[1:]
-    if want_after < len(after) and tail:
+    if want_after < n_after and tail:
         tail = tail[:-1] + ELLIPSIS
     return f"{head}{MARK_OPEN}{marked}{MARK_CLOSE}{tail}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from monitor.types import Item, RuleMatch
 
 log = logging.getLogger("monitor.store")
 
+_NOT_ALNUM = re.compile(r"[\W_]+")  # Unicode-aware: what is not a letter or digit
 # Shorter folded titles ("快讯", "Live") are too generic to call two articles one story.
 _TITLE_KEY_MIN = 4
 # Long enough to tell headlines apart, short enough for any B-tree index entry.
@@ -51,8 +53,7 @@ def title_key(title: str) -> str | None:
     then only letters and digits: the /tw edition writes 「」 where /cn writes “”,
     and full-width punctuation is not part of the story.
     """
-    folded = normalize_text(title, markup=False)
-    key = "".join(ch for ch in folded if ch.isalnum())[:_TITLE_KEY_MAX]
+    key = _NOT_ALNUM.sub("", normalize_text(title, markup=False))[:_TITLE_KEY_MAX]
     return key if len(key) >= _TITLE_KEY_MIN else None
 
 
@@ -119,23 +120,36 @@ class HistoryMixin:
             return set()
         keys = sorted(unique)  # one key order in every transaction, as ingest does
         with self.engine.begin() as conn:
-            found = self._item_rows(conn, keys)
-            fresh = [k for k in keys if k not in found]
-            if not fresh:
-                return set()
+            fresh = keys
+            if not conn.dialect.insert_executemany_returning:
+                # No RETURNING to say which rows went in: look first (SQLite before 3.35;
+                # one writer at a time, so the lookup is exact).
+                found = self._item_rows(conn, keys)
+                fresh = [k for k in keys if k not in found]
+                if not fresh:
+                    return set()
             rows = [{"key": k, "first_seen_ms": now_ms, "imported": True,
                      **_item_values(unique[k][0], now_ms)} for k in fresh]
+            # ON CONFLICT DO NOTHING leaves a stored key exactly as it was.
             returned = self._insert_rows(conn, items, rows, items.c.key, items.c.id)
-            if returned is None:  # no RETURNING: one writer, every row went in
+            if returned is None:  # every row went in (see above)
                 ids = {k: r.id for k, r in self._item_rows(conn, fresh).items()}
             else:
                 ids = dict(returned)
             self._insert_rows(conn, item_feeds, [
                 {"item_id": ids[k], "feed_id": feed_id, "first_seen_ms": now_ms} for k in ids])
+            # matched_ms is the article's own time: `status` counts matches of the last
+            # 24 hours, and an import of last year's archive is not today's news.
             self._insert_rows(conn, matches, [
-                {"item_id": ids[k], "rule": rule, "matched_ms": now_ms, "alerted": False}
+                {"item_id": ids[k], "rule": rule, "alerted": False,
+                 "matched_ms": min(now_ms, unique[k][0].published_ms)}
                 for k in ids for rule in dict.fromkeys(h.rule for h in unique[k][1])])
         return set(ids)
+
+    def stored_keys(self, keys: Collection[str]) -> set[str]:
+        """Those of ``keys`` that are stored."""
+        with self.engine.connect() as conn:
+            return set(self._item_rows(conn, sorted(set(keys))))
 
     # -- export --------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from sqlalchemy import (
     Engine,
     String,
     and_,
-    any_,
     bindparam,
     create_engine,
     delete,
@@ -275,12 +274,22 @@ class Store(OutboxMixin, HistoryMixin):
         return [self._feed_row(r) for r in rows]
 
     def _among(self, column: Any, values: Collection[str]) -> Any:
-        """``column IN values``. On PostgreSQL as ``= ANY(array)``, one parameter: every
-        claim names all configured feeds, and hundreds of IN parameters cost more to
-        render and parse than the claim itself."""
+        """``column IN values``; on PostgreSQL with one parameter, unnested in a subquery.
+
+        Every claim names all configured feeds: hundreds of IN parameters cost more to
+        render and parse than the claim itself. One parameter keeps the statement text
+        fixed, so psycopg prepares it and PostgreSQL soon switches to a generic plan;
+        in that plan ``= ANY(param)`` would compare each row with every value, while
+        ``IN (SELECT unnest(param))`` hashes the values once. Feed ids (slugs, no commas)
+        travel as one comma-joined string, cheaper to send than an array.
+        """
         if self.is_sqlite:
             return column.in_(list(values))
-        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
+        if any("," in v for v in values):
+            param = bindparam(None, list(values), type_=ARRAY(String))
+        else:
+            param = func.string_to_array(bindparam(None, ",".join(values), type_=String), ",")
+        return column.in_(select(func.unnest(param)).scalar_subquery())
 
     @staticmethod
     def _feed_row(r: Any) -> FeedRow:

@@ -1,0 +1,179 @@
+"""``feed-monitor export`` and per-rule archive folders: stored items back to archive files."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from monitor.app import Monitor
+from monitor.archive import archive_filename, entry_to_item, read_archive_file
+from monitor.cli import main
+from monitor.errors import MonitorError
+from monitor.history import export_archive, parse_when
+from monitor.items import canonical_url
+from monitor.store import Store
+from monitor.types import Item, RuleMatch
+from tests.daemon import write_config
+from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
+
+T0 = 1_700_000_000_000
+DAY = 86_400_000
+
+
+def item(n: int, ts: int = T0, title: str | None = None, feed: str = "cn",
+         body: str = '<p>新闻 "引号" &amp; <b>正文</b></p>') -> Item:
+    url = f"https://www.rfi.fr/{feed}/{n}"
+    return Item(key=canonical_url(url), url=url, title=title or f'标题 "{n}" & 更多',
+                published_ms=ts, feed_id=feed, content=body, author="RFI",
+                categories=("国际", "中国"))
+
+
+def match_ukraine(it: Item, feeds: Collection[str]) -> list[RuleMatch]:
+    return [RuleMatch("ukraine", ("乌克兰",))] if "乌克兰" in it.title else []
+
+
+def no_channels(rule: str) -> list[str]:
+    return []
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def store(db_url: str):
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+def test_export_writes_one_file_per_item_that_reads_back_as_the_item(
+        store: Store, tmp_path: Path) -> None:
+    stored = [item(i, ts=T0 + (i % 3) * 1000) for i in range(9)]
+    store.ingest("cn", stored, T0, match_ukraine, no_channels)
+    report = export_archive(store, tmp_path / "out")
+    assert (report.written, report.unchanged) == (9, 0)
+    # Names sort by publish time; items sharing one timestamp each get their own file.
+    names = files(tmp_path / "out")
+    assert names == sorted(archive_filename(it) for it in stored)
+    assert [n[:13] for n in names] == sorted(f"{it.published_ms:013d}" for it in stored)
+    back = {entry_to_item(read_archive_file(tmp_path / "out" / n), "cn") for n in names}
+    assert back == set(stored)
+    again = export_archive(store, tmp_path / "out")
+    assert (again.written, again.unchanged) == (0, 9)
+
+
+def test_export_round_trips_through_import(store: Store, tmp_path: Path, db_url: str) -> None:
+    from monitor.history import import_archive
+    from monitor.match import compile_rules
+    from monitor.types import RuleSpec
+
+    stored = [item(i, ts=T0) for i in range(20)]  # one timestamp for all
+    store.ingest("cn", stored, T0, match_ukraine, no_channels)
+    export_archive(store, tmp_path / "out")
+    other = Store(f"sqlite:///{tmp_path / 'other.db'}")
+    report = import_archive(other, [tmp_path / "out"], rules=compile_rules(
+        [RuleSpec("r", any=("x",))]), feed_ids=[], feed_id="cn", now_ms=T0)
+    assert (report.new, report.invalid) == (20, 0)
+    assert {s.item for s in other.iter_items()} == {s.item for s in store.iter_items()}
+    other.close()
+
+
+def test_export_filters_by_rule_feed_and_time(store: Store, tmp_path: Path) -> None:
+    cn = [item(1, T0, "乌克兰 1"), item(2, T0 + DAY, "乌克兰 2"), item(3, T0 + 2 * DAY, "法国")]
+    tw = [item(4, T0 + DAY, "烏克蘭", feed="tw"), item(5, T0 + 3 * DAY, "乌克兰 5", feed="tw")]
+    store.ingest("cn", cn, T0, match_ukraine, no_channels)
+    store.ingest("tw", tw, T0, match_ukraine, no_channels)
+
+    def urls(**kw: object) -> list[str]:
+        out = tmp_path / f"out-{len(list(tmp_path.iterdir()))}"
+        export_archive(store, out, **kw)  # type: ignore[arg-type]
+        return [entry_to_item(read_archive_file(p), "x").url for p in sorted(out.iterdir())]
+
+    u = [it.url for it in cn + tw]
+    assert urls(rule="ukraine") == [u[0], u[1], u[4]]  # the matches table: 烏克蘭 is not
+    assert urls(feed_ids=["tw"]) == [u[3], u[4]]
+    assert urls(since_ms=T0 + DAY, until_ms=T0 + 3 * DAY) == [u[1], u[3], u[2]]
+    assert urls(rule="ukraine", feed_ids=["cn"], since_ms=T0 + 1) == [u[1]]
+
+
+def test_export_skips_items_whose_body_retention_emptied(store: Store, tmp_path: Path) -> None:
+    store.ingest("cn", [item(1, T0), item(2, T0 + 100 * DAY)], T0, match_ukraine, no_channels)
+    assert store.prune(T0 + 101 * DAY, bodies_before_ms=T0 + DAY, keys_before_ms=None).emptied == 1
+    report = export_archive(store, tmp_path / "out")
+    assert (report.written, report.pruned) == (1, 1)
+    assert files(tmp_path / "out") == [archive_filename(item(2, T0 + 100 * DAY))]
+
+
+def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
+                          channels={"c": "console://"},
+                          rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["c"]}])
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    store.ingest("cn", [item(1, T0, "乌克兰"), item(2, T0 + DAY)], T0, match_ukraine,
+                 no_channels)
+    store.close()
+    out = tmp_path / "out"
+    assert main(["export", "-c", str(config), "--out", str(out), "--rule", "ukraine",
+                 "--since", "2023-11-14", "--until", "2023-11-15T00:00+00:00"]) == 0
+    assert capsys.readouterr().out == f"{out}: 1 written, 0 unchanged\n"
+    assert files(out) == [archive_filename(item(1, T0, "乌克兰"))]
+    assert main(["export", "-c", str(config), "--out", str(out), "--rule", "ukrane"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {config} --rule: unknown rule 'ukrane' with no stored matches "
+        "(rules: ukraine)\n")
+    assert main(["export", "-c", str(config), "--out", str(out), "--feed", "nope"]) == 2
+    assert "--feed: no feed 'nope'" in capsys.readouterr().err
+    assert main(["export", "-c", str(config), "--out", str(out), "--since", "last week"]) == 1
+    assert capsys.readouterr().err.startswith("error: --since: expected a duration (7d)")
+
+
+def test_parse_when_forms() -> None:
+    now = T0
+    assert parse_when("7d", now, "--since") == now - 7 * DAY
+    assert parse_when("2023-11-14", now, "--since") == 1_699_920_000_000
+    assert parse_when("2023-11-14T08:00", now, "--since") == 1_699_920_000_000 + 8 * 3_600_000
+    assert parse_when("2023-11-14T08:00+08:00", now, "--since") == 1_699_920_000_000
+    with pytest.raises(MonitorError, match="--until: expected"):
+        parse_when("tomorrow", now, "--until")
+
+
+# -- rules[].archive -----------------------------------------------------------------------
+
+
+def test_rule_archive_folder_receives_each_alerted_item(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
+        caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "archive" / "ukraine"
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the folder should be", encoding="utf-8")
+    config = write_config(
+        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
+        feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"}],
+        channels={"hook": {"urls": [webhook_receiver.apprise_url("/alerts")]}},
+        rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["hook"],
+                "archive": str(folder)},
+               {"name": "broken", "any": ["乌克兰"], "notify": ["hook"],
+                "archive": str(blocked / "sub")}])
+    story = FeedItem("乌克兰战事", "https://www.rfi.fr/cn/u1", "<p>基辅</p>", T0)
+    other = FeedItem("法国新闻", "https://www.rfi.fr/cn/f1", "<p>巴黎</p>", T0)
+    feed_server.set_feed("/cn", rss_feed([story, other]))
+    with caplog.at_level(logging.ERROR, logger="monitor.history"):
+        report = Monitor(str(config)).once()
+    # The unwritable folder is logged with its rule and path; both alerts still went out.
+    assert report["delivery"].sent == 2 and len(webhook_receiver.received) == 2
+    [error] = [r.getMessage() for r in caplog.records]
+    assert error.startswith(f"rule 'broken': cannot write {story.link} to its archive folder "
+                            f"{blocked / 'sub'}: ")
+    [written] = folder.iterdir()
+    got = entry_to_item(read_archive_file(written), "cn")
+    assert (got.title, got.url, got.published_ms) == (story.title, story.link, T0)
+    assert "基辅" in got.content
+    # An update that does not alert again writes nothing more.
+    feed_server.set_feed("/cn", rss_feed([replace(story, pub_ms=T0 + 60_000), other]))
+    Monitor(str(config)).once()
+    assert len(list(folder.iterdir())) == 1

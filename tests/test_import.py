@@ -1,0 +1,294 @@
+"""``feed-monitor import``: archive files stored as already seen, so they never alert.
+
+Imports run through ``monitor.cli.main`` into real SQLite files (and the store
+contract on PostgreSQL too); the "never alerts" checks then poll a local feed
+server through ``Monitor.once`` with a webhook receiver behind the rules, with
+``backlog: all`` so that anything not recorded as seen would alert.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Collection
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from monitor.app import Monitor
+from monitor.archive import (
+    archive_filename,
+    entry_to_item,
+    item_to_entry,
+    read_archive_file,
+    write_archive_file,
+)
+from monitor.cli import main
+from monitor.items import canonical_url
+from monitor.store import Store
+from monitor.types import Item, RuleMatch
+from tests.conftest import shared_dir
+from tests.daemon import write_config
+from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
+
+T0 = 1_700_000_000_000
+DAY = 86_400_000
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def item(n: int, ts: int = T0, title: str | None = None, body: str = "<p>新闻</p>") -> Item:
+    url = f"https://www.rfi.fr/cn/{n}"
+    return Item(key=canonical_url(url), url=url, title=title or f"标题 {n}", published_ms=ts,
+                feed_id="archive", content=body)
+
+
+def write_items(folder: Path, items: list[Item]) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for it in items:
+        path = folder / archive_filename(it)
+        write_archive_file(path, item_to_entry(it))
+        paths.append(path)
+    return paths
+
+
+def config_for(tmp_path: Path, feed_server: FeedServer, hook: WebhookReceiver,
+               **extra: object) -> Path:
+    """Feeds cn and tw (both alert their whole backlog), a rule on every feed and a rule
+    limited to tw, both hitting almost any Chinese text."""
+    return write_config(
+        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
+        feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"},
+               {"id": "tw", "url": feed_server.url("/tw"), "backlog": "all"}],
+        channels={"hook": {"urls": [hook.apprise_url("/alerts")]}},
+        rules=[{"name": "everything", "any": ["的", "新闻"], "notify": ["hook"]},
+               {"name": "tw-only", "any": ["的", "新闻"], "feeds": ["tw"], "notify": ["hook"]}],
+        **extra)
+
+
+def alerted(hook: WebhookReceiver) -> list[str]:
+    return sorted(r.json["title"] for r in hook.received)
+
+
+# -- the corpus, then a poll -------------------------------------------------------------------
+
+
+@pytest.mark.corpus
+def test_corpus_import_then_poll_alerts_only_for_new_urls(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    rfi, oped2 = shared_dir("corpus", "rfi"), shared_dir("corpus", "oped2")
+    config = config_for(tmp_path, feed_server, webhook_receiver)
+    code, out, err = cli(capsys, "import", "-c", str(config), str(rfi), str(oped2))
+    # The corpus folders hold a SOURCE.md note beside the items: reported, not imported.
+    bad = [line for line in err.splitlines() if line]
+    assert bad and all("SOURCE.md:1: expected the timestamp comment" in line for line in bad)
+    assert code == 1 and f"{len(bad)} invalid" in out
+    entries = [read_archive_file(p) for p in sorted(rfi.glob("[0-9]*.md"))]
+    known = [entry_to_item(e, "cn") for e in entries if "的" in e.body][:5]
+    assert len(known) == 5
+    http = known[0].url.replace("https://", "http://", 1)
+    assert http != known[0].url
+    feed_server.set_feed("/cn", rss_feed([
+        FeedItem(known[0].title, http, known[0].content, known[0].published_ms),
+        # Another timestamp and another text: the live feed's version of a known article.
+        FeedItem(known[1].title + "（更新）", known[1].url, "<p>新闻的新版本</p>",
+                 known[1].published_ms + 3_600_000),
+        FeedItem(known[2].title, known[2].url, known[2].content, known[2].published_ms),
+        FeedItem("新的文章 A", "https://www.rfi.fr/cn/new-a", "<p>新闻的内容</p>", T0),
+    ]))
+    feed_server.set_feed("/tw", rss_feed([
+        # Seen in the feed the tw-only rule is limited to, in both URL forms.
+        FeedItem(known[3].title, known[3].url.replace("https://", "http://", 1),
+                 known[3].content, known[3].published_ms),
+        FeedItem(known[4].title, known[4].url, known[4].content, known[4].published_ms + 60_000),
+        FeedItem("新的文章 B", "http://www.rfi.fr/tw/new-b", "<p>新闻的内容</p>", T0),
+    ]))
+    report = Monitor(str(config)).once()
+    assert report["ingest"].new == 2 and report["ingest"].updated == 2
+    assert alerted(webhook_receiver) == ["[everything] 新的文章 A", "[everything] 新的文章 B",
+                                         "[tw-only] 新的文章 B"]
+    # Quiet once: a later update of a known article is an ordinary update again.
+    feed_server.set_feed("/cn", rss_feed([
+        FeedItem(known[2].title, known[2].url, known[2].content, known[2].published_ms + 60_000)]))
+    assert Monitor(str(config)).once()["ingest"].updated == 1
+    assert len(webhook_receiver.received) == 3  # rematch: no rule newly matches
+
+
+def test_second_import_adds_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
+                          channels={"c": "console://"},
+                          rules=[{"name": "r", "any": ["新闻"], "notify": ["c"]}])
+    write_items(tmp_path / "a", [item(i) for i in range(30)])
+    code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"))
+    assert code == 0 and out.startswith("30 files: 30 new, 0 duplicate, 0 invalid; 30 rule")
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    before = store.counts()
+    code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"))
+    assert code == 0 and out.startswith("30 files: 0 new, 30 duplicate, 0 invalid; 0 rule")
+    assert store.counts() == before == {"items": 30, "alerts": 0}
+    store.close()
+
+
+def test_items_sharing_one_timestamp_are_all_imported(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
+                          channels={"c": "console://"},
+                          rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
+    paths = write_items(tmp_path / "a", [item(i, ts=T0) for i in range(12)])
+    assert len(set(paths)) == 12
+    code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a" / "*.md"))
+    assert code == 0 and "12 new" in out
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    stored = list(store.iter_items())
+    store.close()
+    assert sorted(s.item.url for s in stored) == sorted(f"https://www.rfi.fr/cn/{i}"
+                                                        for i in range(12))
+    assert {s.item.published_ms for s in stored} == {T0} and {s.feeds for s in stored} == {
+        ("archive",)}
+
+
+def test_invalid_files_get_one_line_each_and_the_rest_is_imported(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
+                          channels={"c": "console://"},
+                          rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
+    folder = tmp_path / "a"
+    write_items(folder, [item(1), item(2)])
+    (folder / "bad-stamp.md").write_text("<!--soon-->\n[t](https://x.org/1)\n------\n\nb\n",
+                                         encoding="utf-8")
+    (folder / "bad-link.md").write_text("<!--1-->\n[t] https://x.org/1\n------\n\nb\n",
+                                        encoding="utf-8")
+    (folder / "latin1.md").write_bytes("<!--1-->\n[é](https://x.org/é)\n".encode("latin-1"))
+    code, out, err = cli(capsys, "import", "-c", str(config), str(folder))
+    lines = err.splitlines()
+    assert sorted(lines) == sorted([
+        f"{folder / 'bad-link.md'}:2: expected the link line [title](url), found "
+        "'[t] https://x.org/1'",
+        f"{folder / 'bad-stamp.md'}:1: expected the timestamp comment <!--epoch ms-->, found "
+        "'<!--soon-->'",
+        f"{folder / 'latin1.md'}:2: not UTF-8 (byte 10: invalid continuation byte)",
+    ])
+    assert code == 1 and out.startswith("5 files: 2 new, 0 duplicate, 3 invalid;")
+
+
+def test_a_missing_path_is_an_error_before_anything_is_imported(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
+                          channels={"c": "console://"},
+                          rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
+    write_items(tmp_path / "a", [item(1)])
+    code, out, err = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"),
+                         str(tmp_path / "missing"))
+    assert (code, out) == (1, "")
+    assert err == f"error: {tmp_path / 'missing'}: no such file or folder\n"
+    code, _, err = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"), "--feed", "a b")
+    assert code == 1 and err == "error: --feed: 'a b' is not a feed id (letters, digits, '_.-')\n"
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    assert store.counts()["items"] == 0
+    store.close()
+
+
+def test_progress_bar_only_on_request_or_a_terminal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
+                          channels={"c": "console://"},
+                          rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
+    write_items(tmp_path / "a", [item(i) for i in range(3)])
+    _, _, err = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"))
+    assert err == ""  # stderr is not a terminal here
+    _, out, err = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"), "--progress")
+    assert "importing" in err and "3/3" in err and "importing" not in out
+
+
+def test_feed_option_records_the_items_as_seen_in_that_feed(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = config_for(tmp_path, feed_server, webhook_receiver)
+    known = [item(1, body="<p>旧的新闻</p>"), item(2, body="<p>旧的新闻</p>")]
+    write_items(tmp_path / "a", known)
+    code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"), "--feed", "tw")
+    assert code == 0 and "feed 'tw'" in out
+    store = Store(f"sqlite:///{tmp_path / 'monitor.db'}")
+    assert {s.feeds for s in store.iter_items()} == {("tw",)}
+    store.close()
+    feed_server.set_feed("/cn", rss_feed([]))
+    feed_server.set_feed("/tw", rss_feed([FeedItem(it.title, it.url, it.content, T0 + 60_000)
+                                          for it in known]))
+    report = Monitor(str(config)).once()
+    assert report["ingest"].updated == 2 and webhook_receiver.received == []
+
+
+# -- the store contract, on SQLite and PostgreSQL -----------------------------------------
+
+
+def match_word(item: Item, feeds: Collection[str]) -> list[RuleMatch]:
+    """Rule 'word' matches 乌克兰 anywhere; rule 'tw-word' only in feed tw."""
+    text = item.title + item.content
+    if "乌克兰" not in text:
+        return []
+    return [RuleMatch("word", ("乌克兰",))] + (
+        [RuleMatch("tw-word", ("乌克兰",))] if "tw" in feeds else [])
+
+
+def channels(rule: str) -> list[str]:
+    return ["mail"]
+
+
+@pytest.fixture
+def store(db_url: str):
+    s = Store(db_url)
+    yield s
+    s.close()
+
+
+def test_imported_items_never_alert_when_a_feed_carries_them(store: Store) -> None:
+    plain = item(1, title="法国新闻")
+    ukraine = item(2, title="乌克兰新闻")
+    assert store.import_items("archive", [(plain, []), (ukraine, match_word(ukraine, {"tw"}))],
+                              T0 + DAY) == {plain.key, ukraine.key}
+    assert store.import_items("archive", [(plain, [])], T0) == set()  # idempotent
+    # Matches carry the article's time: `status` (matches in the last 24 h) is not
+    # flooded by an archive of old articles.
+    assert store.rule_match_counts(T0 - 1) == {"word": 1, "tw-word": 1}
+    assert store.rule_match_counts(T0 + 1) == {}
+    # The feed's version: another timestamp, and text a rule matches now (in tw only).
+    live = [replace(plain, url=plain.url.replace("https", "http"), title="乌克兰战事",
+                    published_ms=T0 + 60_000, feed_id="tw"),
+            replace(ukraine, published_ms=T0, feed_id="tw")]
+    stats = store.ingest("tw", live, T0 + 1, match_word, channels)
+    assert (stats.new, stats.updated, stats.repeats, stats.alerts) == (0, 1, 1, 0)
+    assert stats.matched == 2  # 'word' and 'tw-word' for the first, recorded not alerted
+    # From now on they are ordinary items: a real update alerts where a rule newly matches.
+    again = store.ingest("cn", [replace(plain, title="法国新闻", published_ms=T0 + 120_000,
+                                        feed_id="cn", content="<p>无关</p>")],
+                         T0 + 2, match_word, channels)
+    assert (again.updated, again.alerts) == (1, 0)
+    assert store.counts()["alerts"] == 0
+    fresh = store.ingest("cn", [replace(item(3, title="乌克兰"), feed_id="cn")], T0 + 3,
+                         match_word, channels)
+    assert (fresh.new, fresh.alerts) == (1, 1)
+
+
+def test_duplicates_across_batches_count_once(tmp_path: Path, sqlite_url: str) -> None:
+    """Batches of two: the copy of the first file, last in path order, is a duplicate."""
+    from monitor.history import import_archive
+    from monitor.match import compile_rules
+    from monitor.types import RuleSpec
+
+    folder = tmp_path / "a"
+    write_items(folder, [item(i) for i in range(5)])
+    shutil.copy(next(folder.iterdir()), folder / "zz-copy.md")  # a duplicate, last
+    store = Store(sqlite_url)
+    errors: list[str] = []
+    report = import_archive(store, [folder], rules=compile_rules([RuleSpec("r", any=("新闻",))]),
+                            feed_ids=["cn"], now_ms=T0, batch_size=2, on_error=errors.append)
+    assert (report.files, report.new, report.duplicate, report.invalid, report.matched) == (
+        6, 5, 1, 0, 5)
+    assert store.counts() == {"items": 5, "alerts": 0}
+    store.close()
