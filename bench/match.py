@@ -32,7 +32,7 @@ the folded fields; its keywords are folded and its regexes compiled once, when
 it is built. It runs on a sample of the items (it is slow) and both engines'
 results are compared on that sample.
 
-Times are CPU time of this process, the fastest of ``--repeat`` passes (3), for
+Times are CPU time of this process, the fastest of ``--repeat`` passes (5), for
 the engine and the naive loop alike: on a shared machine, other programs only
 ever add time.
 """
@@ -384,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer items, smaller naive sample")
     parser.add_argument("--items", type=int, default=None)
     parser.add_argument("--corpus", type=Path, default=SHARED_CORPUS)
-    parser.add_argument("--repeat", type=int, default=3, help="passes; the fastest counts")
+    parser.add_argument("--repeat", type=int, default=5, help="passes; the fastest counts")
     parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON "
                         "(bench/run_all.py reads it)")
     args = parser.parse_args(argv)

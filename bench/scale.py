@@ -232,9 +232,13 @@ def cycle(engine: Engine, cluster: Cluster, port: int, n_feeds: int, farm_pid: i
         return count_where(engine, feeds.c.last_poll_ms >= due) == n_feeds
 
     wait_for(done, 600, "a poll cycle")
+    busy1 = machine_busy()
     with engine.connect() as conn:
         last = conn.execute(select(func.max(feeds.c.last_poll_ms))).scalar_one()
-    busy1 = machine_busy()
+        # A failed poll ends quickly: a cycle with failures would look fast.
+        failed = conn.execute(select(func.count()).select_from(feeds).where(
+            feeds.c.last_outcome.not_in(["ok", "ok-with-warnings", "not-modified"]))
+        ).scalar_one()
     seconds = (last - due) / 1000
     # /proc/stat counts clock ticks summed over all cpus.
     busy = (busy1[0] - busy0[0]) / os.sysconf("SC_CLK_TCK")
@@ -244,6 +248,7 @@ def cycle(engine: Engine, cluster: Cluster, port: int, n_feeds: int, farm_pid: i
            "farm": cpu_seconds(farm_pid) - farm0}
     out["others"] = max(0.0, busy - out["daemons"] - out["postgres"] - out["farm"])
     out["capacity"] = (busy1[1] - busy0[1]) / os.sysconf("SC_CLK_TCK")  # cpus x wall time
+    out["failed"] = failed
     return out
 
 
@@ -307,6 +312,9 @@ def main() -> None:
                         cluster.stop()
                     results[n] += block
                     times = ", ".join(f"{c['seconds']:.2f}" for c in block)
+                    failed = sum(c["failed"] for c in block)
+                    if failed:
+                        times += f" (WARNING: {failed} failed polls: see the daemon logs)"
                     print(f"  round {r + 1}, {n} process(es): cycles {times} s; load average "
                           f"{os.getloadavg()[0]:.2f}", flush=True)
         stats = farm_get(port, "/_stats")
@@ -343,7 +351,7 @@ def main() -> None:
         print(f"  {n} process(es): network wait {wait:.2f} s, CPU {ours / cpus:.2f} s")
     if args.json:
         args.json.write_text(json.dumps({
-            "feeds": args.feeds, "workers": args.workers, "farm": stats,
+            "feeds": args.feeds, "workers": args.workers, "farm": json.loads(stats),
             "processes": {str(n): results[n] for n in counts}}, indent=1))
 
 

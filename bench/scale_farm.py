@@ -145,6 +145,8 @@ class Farm:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
+        except asyncio.CancelledError:  # shutting down with the connection still open
+            pass
         finally:
             writer.close()
 

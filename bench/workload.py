@@ -140,14 +140,23 @@ def corpus_texts() -> list[tuple[str, str]]:
 
 
 def watch_rules(count: int, seed: int = 7, corpus_share: float = 0.05,
-                english_share: float = 0.08) -> list[dict[str, Any]]:
+                english_share: float = 0.08, news_words: int = 80) -> list[dict[str, Any]]:
     """``count`` rules as a watch list looks: mostly words that are not in today's news.
 
     Keywords are 2-3 common characters absent from the corpus (most of a real watch list
-    on a given day), ``corpus_share`` of them cut from the corpus titles and found in at
-    most 2 % of its articles (these hit now and then), ``english_share`` English names.
-    Shapes as users write them: one word, an any-list, all of two, an exclusion, a query.
+    on a given day), ``corpus_share`` of them (but at most about ``news_words`` in all)
+    cut from the corpus titles and found in at most 2 % of its articles (these hit now
+    and then), ``english_share`` English names (capped alike). The caps keep the alerts per new item
+    near 2 whatever the rule count (a larger list adds more rare terms, not more of
+    today's), so the cost of more rules is not confused with the cost of more alerts;
+    bench/rules.py's "news words" set is the dense case. Shapes as users write them:
+    one word, an any-list, all of two, an exclusion, a query.
     """
+    # About 1.6 keywords per rule on average (the shapes below). English names are
+    # capped alike: a few dozen names repeated over thousands of rules would make one
+    # "G7" in an article match hundreds of rules.
+    corpus_share = min(corpus_share, news_words / (1.6 * max(count, 1)))
+    english_share = min(english_share, news_words / (1.6 * max(count, 1)))
     rng = random.Random(seed)
     texts = corpus_texts()
     joined = [t + "\n" + b for t, b in texts]

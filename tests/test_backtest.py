@@ -8,8 +8,9 @@ one channel so that "nothing is sent" is checked, not assumed.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,17 @@ ITEMS = [
     ("rfi-cn", "https://www.rfi.fr/cn/4", "十天前：中俄边境贸易增长",
      "<p>黑龙江口岸的中俄贸易额上升。</p>", NOW_MS - 10 * DAY_MS),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging() -> Iterator[None]:
+    # main() points the root logger at the sys.stderr of the moment, here pytest's
+    # capture, which is closed after the test: put back what was there.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def no_match(item: Item, feeds: Collection[str]) -> list[RuleMatch]:

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import Engine
 
 from monitor.config import parse_config
 from monitor.errors import ConfigError
@@ -99,24 +98,10 @@ T0 = 1_700_000_000_000
 
 @pytest.fixture
 def cluster_db() -> Iterator[str]:
-    """The test PostgreSQL server, in a database of its own when the role may create one:
-    this test runs for half a minute, and other test runs reset the shared database."""
-    url = make_url(postgres_url())
-    own = url.set(database=f"{url.database}_cluster")
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                  {"n": own.database}).first()
-            if not exists:
-                conn.execute(text(f'CREATE DATABASE "{own.database}"'))
-        chosen = own.render_as_string(hide_password=False)
-    except SQLAlchemyError:
-        chosen = url.render_as_string(hide_password=False)
-    finally:
-        admin.dispose()
-    reset_postgres(chosen)
-    yield chosen
+    """The test session's PostgreSQL database, emptied."""
+    url = postgres_url()
+    reset_postgres(url)
+    yield url
 
 
 class Publisher(threading.Thread):

@@ -236,3 +236,18 @@ def test_astral_characters_keep_hit_offsets() -> None:
     assert m.snippet == "𠀀【𠀁】"
     assert compile_query("AI").match(item)  # word boundary checked at the right place
     assert not compile_query("AI").match(make_item("😀PAIN"))
+
+
+@pytest.mark.parametrize(("markup", "text"), [
+    ("<a href='x'>foo</a>bar", "foobar"),
+    ("<B>foo</B><SPAN class=x>bar</SPAN>", "foobar"),
+    ("<b>foo</b><br/>bar", "foo bar"),
+    ("<i>foo</i><img src=x>bar", "foo bar"),
+    ("<ARTICLE>foo</ARTICLE>bar", "foo bar"),
+    ("<span>foo</span><section>bar</section>", "foo bar"),
+    ("<p>foo</p><P>bar</P><pre>baz</pre>", "foo bar baz"),
+    ("<strong>习</strong><em>近平</em>", "习近平"),
+    ("a<!-- <p> -->b<script>x<y</script>c", "ab c"),
+])
+def test_block_tags_separate_inline_tags_do_not(markup: str, text: str) -> None:
+    assert html_to_text(markup) == text
