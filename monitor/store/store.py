@@ -543,10 +543,9 @@ class Store(OutboxMixin, HistoryMixin):
     def _insert_new(self, conn: Any, table: Any, **values: Any) -> Any:
         """INSERT ... ON CONFLICT DO NOTHING: the new row's (first) key, None if it existed.
 
-        Two daemons polling two feeds that carry the same new article insert the same
-        key at the same time. PostgreSQL makes the second wait for the first and then
-        skips the row, instead of failing the second poll's whole transaction; the
-        caller reads what the first one wrote (READ COMMITTED sees it).
+        Two daemons starting (or reloading a new config) together insert the same feed
+        row at the same time. PostgreSQL makes the second wait for the first and then
+        skips the row, instead of failing the second one's whole transaction.
         """
         if self.is_sqlite:
             # One writer at a time (BEGIN IMMEDIATE); rowcount is exact here, and
