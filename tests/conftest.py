@@ -117,3 +117,17 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 from tests.support.fixtures import *  # noqa: E402,F401,F403  (feed_server, smtp_sink, webhook_receiver)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """CLI tests call ``main()``, which points the root logger at the sys.stderr of the
+    moment (pytest's capture); put the handlers back so no later thread writes to a
+    closed capture stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
