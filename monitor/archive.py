@@ -32,7 +32,7 @@ from typing import NoReturn
 
 import yaml
 
-from monitor.errors import MonitorError
+from monitor.errors import FileError
 from monitor.items import item_key
 from monitor.types import Item
 
@@ -44,18 +44,10 @@ _CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)"
 _URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 
-class ArchiveError(MonitorError):
+class ArchiveError(FileError):
     """A file or entry that is not in the archive format, located by file and line."""
 
-    def __init__(self, message: str, source: str = "<string>", line: int | None = None) -> None:
-        self.message = message
-        self.source = source
-        self.line = line
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
-        return f"{where}: {self.message}"
+    default_source = "<string>"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,22 @@ class MonitorError(Exception):
     """Root of every error this package raises on purpose."""
 
 
+class FileError(MonitorError):
+    """Input read from a file (an archive item, an OPML file), located by file and line."""
+
+    default_source = "<string>"
+
+    def __init__(self, message: str, source: str | None = None, line: int | None = None) -> None:
+        self.message = message
+        self.source = source or self.default_source
+        self.line = line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{where}: {self.message}"
+
+
 class ConfigError(MonitorError):
     """A configuration problem, located by file, line and key path."""
 

@@ -23,7 +23,7 @@ from xml.parsers import expat
 
 import yaml
 
-from monitor.errors import MonitorError
+from monitor.errors import FileError
 from monitor.items import canonical_url
 
 _HTTP_URL = re.compile(r"^https?://[^/\s]+", re.I)
@@ -37,18 +37,10 @@ _EXPAT_ENCODINGS = {"utf-8", "utf8", "utf-16", "utf16", "iso-8859-1", "latin-1",
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
-class OpmlError(MonitorError):
+class OpmlError(FileError):
     """An OPML file that cannot be imported, located by file and line."""
 
-    def __init__(self, message: str, source: str = "<opml>", line: int | None = None) -> None:
-        self.message = message
-        self.source = source
-        self.line = line
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
-        return f"{where}: {self.message}"
+    default_source = "<opml>"
 
 
 @dataclass
