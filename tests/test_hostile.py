@@ -197,10 +197,9 @@ def test_daemon_survives_hostile_feeds(tmp_path: Path, feed_server: FeedServer,
     took = [(m[1], float(m[2])) for m in re.finditer(
         r"feed '([\w.-]+)' \(.*?\): [\w-]+: .*? \(after ([\d.]+) s\); failure", output)]
     assert {fid for fid, _ in took} >= {"drip", "drip-headers", "gzip-bomb", "endless"}
-    # (A deadline check, not a speed check: without the deadline the drip servers would
-    # hold a worker for minutes. The slack absorbs a loaded machine's scheduling.)
-    assert max(s for _, s in took) <= TIMEOUT * 2, took
-    # ... and the dripping servers saw the client hang up long before their end.
+    # The deadline, not the body, ended them: the expected outcomes above are "timeout"
+    # and "too-large", and the dripping servers saw the client hang up before their end
+    # (no wall-clock bound here: that would flake on a loaded machine).
     for path in ("/drip", "/drip-headers"):
         for visit in hostile.visits(path):
             assert visit.ended != "complete", (path, visit)
