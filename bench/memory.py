@@ -17,12 +17,16 @@ after the warm-up and after every cycle, its peak (VmHWM), its CPU time per cycl
 the cycle time (``max(last_poll_ms) - T`` in the database). The baseline in the same
 run is the resident set of a bare interpreter that has imported the daemon's modules
 (what no configuration can avoid).
+
+The daemon inherits the environment: with ``MALLOC_ARENA_MAX`` set, glibc uses that
+many malloc arenas; unset, the daemon caps them at 2 itself (monitor/_malloc.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -60,7 +64,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     db = work / "monitor.db"
     n = args.feeds
     result: dict[str, Any] = {"feeds": n, "rules": args.rules, "workers": args.workers,
-                              "cycles_asked": args.cycles}
+                              "cycles_asked": args.cycles,
+                              "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX")}
     result["import_baseline_mb"] = import_baseline()
     try:
         with FarmProcess(n, args.latency, hang=max(20.0, args.timeout * 4)) as farm:
@@ -121,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     m = machine()
     print(f"machine: {machine_line(m)}")
     print(f"daemon: {args.feeds} feeds, {args.rules} rules, scheduler.workers "
-          f"{args.workers}, {args.cycles} cycles back to back", flush=True)
+          f"{args.workers}, {args.cycles} cycles back to back; MALLOC_ARENA_MAX "
+          f"{os.environ.get('MALLOC_ARENA_MAX', 'unset (the daemon caps arenas at 2)')}",
+          flush=True)
     started = time.monotonic()
     r = run(args)
     r["machine"] = m

@@ -36,7 +36,7 @@ import lxml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from monitor import parse as parse_module  # noqa: E402
+from monitor import items as items_module  # noqa: E402
 from monitor.parse import parse_fast, parse_feed, parse_with_feedparser  # noqa: E402
 from monitor.store import Store  # noqa: E402
 from monitor.store.schema import items as items_table  # noqa: E402
@@ -217,12 +217,12 @@ def stored(items: list[tuple[int, str, str, str]], body: bytes, runs: int,
 
         def all_new() -> None:
             forget(keys)
-            parse_module._cached_item_key.cache_clear()
+            items_module._slow_canonical.cache_clear()
 
         def five_new() -> None:
             forget(keys[:5])
             # The 45 repeats were seen by the last poll: their keys are in the cache.
-            parse_module._cached_item_key.cache_clear()
+            items_module._slow_canonical.cache_clear()
             parse_feed(render(items[5:]), HEADERS, "rfi", 0)
 
         def poll() -> object:
@@ -286,12 +286,13 @@ def main() -> None:
             "content-type": HEADERS["Content-Type"]}, **options)
 
     def cold() -> object:
-        # A first poll: no URL canonicalised before (the key cache is emptied each run).
-        parse_module._cached_item_key.cache_clear()
+        # A first poll: no URL canonicalised before (the cache of URLs that miss the
+        # already-canonical fast path, monitor.items, is emptied each run).
+        items_module._slow_canonical.cache_clear()
         return parse_feed(body, HEADERS, "rfi", 0)
 
     def fallback() -> object:
-        parse_module._cached_item_key.cache_clear()
+        items_module._slow_canonical.cache_clear()
         return parse_with_feedparser(body, HEADERS, "rfi", 0)
 
     rows = [

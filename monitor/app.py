@@ -86,6 +86,7 @@ class Runtime:
     notify: dict[str, tuple[str, ...]]
     options: dict[str, RuleOptions] = field(default_factory=dict)
     archives: dict[str, str] = field(default_factory=dict)  # rule -> rules[].archive
+    feed_ids: frozenset[str] = frozenset()  # the keys of feeds, as claims take them
 
 
 class Monitor:
@@ -116,6 +117,11 @@ class Monitor:
         self.pool = ThreadPoolExecutor(loaded.config.scheduler.workers,
                                        thread_name_prefix="poll")
         self._in_flight: dict[str, Future[PollResult]] = {}
+        # Polls finished since the last claim, whether that claim filled every worker,
+        # and how many finished polls call the next one.
+        self._finished = 0
+        self._backlog = True
+        self._claim_batch = max(1, loaded.config.scheduler.workers // 16)
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self._reload_lock = threading.Lock()
@@ -134,8 +140,9 @@ class Monitor:
         cfg = loaded.config
         feeds = {f.id: f for f in cfg.feeds if f.enabled}
         options = {r.name: rule_options(r) for r in cfg.rules}
+        titles = {f.id: f.title or f.id for f in cfg.feeds}
         deliverer = Deliverer(self.store, self.owner, cfg.delivery, channels, self.masker,
-                              feed_titles=lambda: {f.id: f.title or f.id for f in cfg.feeds},
+                              feed_titles=lambda: titles,
                               on_result=self._delivery_result,
                               rule_digests={r.name: r.digest for r in cfg.rules if r.digest},
                               rule_editions={name: o.edition_window_ms
@@ -150,7 +157,8 @@ class Monitor:
             now_ms(), first_spread_s=0.0 if reloading else min(cfg.defaults.jitter, 10.0))
         notify = {r.name: tuple(r.notify) for r in cfg.rules}
         archives = {r.name: r.archive for r in cfg.rules if r.archive}
-        return Runtime(loaded, rules, deliverer, feeds, notify, options, archives)
+        return Runtime(loaded, rules, deliverer, feeds, notify, options, archives,
+                       frozenset(feeds))
 
     def _delivery_result(self, channel: str, outcome: str, latency_s: float) -> None:
         self.metrics.deliveries.labels(channel, outcome).inc()
@@ -232,17 +240,17 @@ class Monitor:
         """One poll of one feed along the whole path; never raises for feed trouble."""
         result = self._poll(row)
         m = self.metrics
-        m.polls.labels(row.id, result.outcome).inc()
+        m.polls.inc((row.id, result.outcome))
         if result.status is not None:
             m.http_status.labels(str(result.status)).inc()
         if result.fetch_seconds is not None:
-            m.fetch_seconds.labels(row.id).observe(result.fetch_seconds)
+            m.fetch_seconds.labels(result.outcome).observe(result.fetch_seconds)
         if result.stats.new:
-            m.items.labels(row.id, "new").inc(result.stats.new)
+            m.items.inc((row.id, "new"), result.stats.new)
         if result.stats.updated:
-            m.items.labels(row.id, "updated").inc(result.stats.updated)
+            m.items.inc((row.id, "updated"), result.stats.updated)
         for rule, n in result.stats.rules.items():
-            m.matches.labels(rule).inc(n)
+            m.matches.inc((rule,), n)
         return result
 
     def _poll(self, row: FeedRow) -> PollResult:
@@ -375,10 +383,14 @@ class Monitor:
                 if fut.done():
                     del self._in_flight[fid]
             free = self.runtime.loaded.config.scheduler.workers - len(self._in_flight)
+            self._finished = 0
         lease_ms = int(self.runtime.loaded.config.feed_lease_seconds() * 1000)
         rows = self.store.claim_due_feeds(self.owner, now_ms(), free, lease_ms,
-                                          list(self.runtime.feeds))
+                                          self.runtime.feed_ids)
         with self._lock:
+            # Every worker got a feed: more may be due, so finished polls call the next
+            # claim (see _poll_safely). Otherwise the tick's own schedule suffices.
+            self._backlog = len(rows) >= free
             for row in rows:
                 self._in_flight[row.id] = self.pool.submit(self._poll_safely, row)
 
@@ -389,9 +401,16 @@ class Monitor:
             log.exception("feed '%s': unexpected error during poll", row.id)
             return PollResult(row.id, "error")
         finally:
-            # A finished poll may free a worker for a feed that is already due.
-            if not self.stopping.is_set():
+            if not self.stopping.is_set() and self._claim_more():
                 self.jobs.wake("tick")
+
+    def _claim_more(self) -> bool:
+        """Whether a finished poll should call a claim now: when feeds wait for workers
+        and a batch of workers is free (one claim per finished poll would make claims as
+        many as polls)."""
+        with self._lock:
+            self._finished += 1
+            return self._backlog and self._finished >= self._claim_batch
 
     def deliver(self) -> DeliveryStats:
         """Deliver what is due; a full batch means more may be waiting, so go on."""
@@ -497,7 +516,7 @@ class Monitor:
 
     def once(self) -> dict[str, Any]:
         """Poll every configured feed now, deliver what is due, and report."""
-        ids = list(self.runtime.feeds)
+        ids = self.runtime.feed_ids
         # Every feed, due or not; but not one another daemon holds right now, and on a
         # lease that expires like any other should this process die.
         rows = self.store.claim_due_feeds(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from monitor import __version__
+from monitor._malloc import limit_arenas
 from monitor.config import LoadedConfig, load_config
 from monitor.errors import ConfigError, MonitorError
 from monitor.secrets import Masker, MaskingFilter, mask_url
@@ -155,6 +156,9 @@ def _progress_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # First, before any thread starts: few malloc arenas for many poll threads
+    # (MALLOC_ARENA_MAX, when set, decides instead).
+    limit_arenas()
     args = _parser().parse_args(argv)
     setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     try:

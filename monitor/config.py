@@ -1,17 +1,22 @@
 """YAML configuration -> validated, typed models; errors carry file:line and key path.
 
-The YAML is composed into nodes first so every value keeps the line it came
-from; pydantic validates the plain data, and its error locations are mapped
-back to those lines. ``${VAR}`` in a string is replaced from the environment
-and remembered as a secret, so it can be masked wherever it might be shown.
+The YAML parser's events are turned into plain data one at a time (no node tree:
+a config with thousands of feeds and rules stays cheap to load); pydantic
+validates the data. Lines are not kept for every value: when an error needs one,
+the text is parsed again for the key paths in question. ``${VAR}`` in a string is
+replaced from the environment and remembered as a secret, so it can be masked
+wherever it might be shown.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import zlib
+from array import array
+from collections import Counter
+from collections.abc import Container, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor._malloc import release_free_memory
 from monitor.errors import ConfigError, ConfigErrors
 from monitor.types import RuleSpec
 
@@ -317,11 +323,12 @@ class RuleConfig(_Model):
 
     name: str = Field(pattern=_SLUG, description="Unique name, shown in alerts.")
     query: str | None = Field(None, description="Boolean query, e.g. '习近平 AND 普京'.")
-    any: list[str] = Field(default_factory=list, description="Alert when any of these occurs.")
-    all: list[str] = Field(default_factory=list, description="... and all of these occur.")
-    none: list[str] = Field(default_factory=list, description="... and none of these occurs.")
-    feeds: list[str] = Field(default_factory=list, description="Limit to these feed ids.")
-    notify: list[str] = Field(min_length=1, description="Channel names.")
+    # Tuples: a rule list has thousands of entries, and an empty tuple costs nothing.
+    any: tuple[str, ...] = Field((), description="Alert when any of these occurs.")
+    all: tuple[str, ...] = Field((), description="... and all of these occur.")
+    none: tuple[str, ...] = Field((), description="... and none of these occurs.")
+    feeds: tuple[str, ...] = Field((), description="Limit to these feed ids.")
+    notify: tuple[str, ...] = Field(min_length=1, description="Channel names.")
     digest: DigestConfig | None = Field(None, description="Send this rule's alerts as digests.")
     on_update: Literal["ignore", "rematch", "always"] = Field(
         "rematch", description="An updated item (same URL, new time): ignore never alerts; "
@@ -427,12 +434,10 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _references(self) -> Config:
-        ids = [f.id for f in self.feeds]
-        dupes = {i for i in ids if ids.count(i) > 1}
+        dupes = {i for i, n in Counter(f.id for f in self.feeds).items() if n > 1}
         if dupes:
             raise ValueError(f"duplicate feed id {sorted(dupes)[0]!r}")
-        names = [r.name for r in self.rules]
-        dupes = {n for n in names if names.count(n) > 1}
+        dupes = {i for i, n in Counter(r.name for r in self.rules).items() if n > 1}
         if dupes:
             raise ValueError(f"duplicate rule name {sorted(dupes)[0]!r}")
         return self
@@ -440,19 +445,25 @@ class Config(_Model):
 
 @dataclass(frozen=True)
 class LoadedConfig:
-    """A validated config plus what is needed to report on it."""
+    """A validated config plus what is needed to report on it.
+
+    Lines are not kept for every key: only each rule's (part of its spec), and the
+    text, compressed, from which ``line_of`` finds any other when an error needs it.
+    """
 
     config: Config
     path: str
     secrets: frozenset[str] = frozenset()
-    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    rule_lines: Sequence[int] = ()
+    source: bytes = b""  # the YAML text, zlib-compressed
 
     def rule_specs(self) -> list[RuleSpec]:
+        lines = self.rule_lines
         return [
             RuleSpec(
                 name=r.name, query=r.query, any=tuple(r.any), all=tuple(r.all),
                 none=tuple(r.none), feeds=tuple(r.feeds), notify=tuple(r.notify),
-                source=self.path, line=self.lines.get(("rules", i)),
+                source=self.path, line=lines[i] if i < len(lines) else None,
             )
             for i, r in enumerate(self.config.rules)
         ]
@@ -466,7 +477,17 @@ class LoadedConfig:
         return Defaults(backlog=feed.backlog).backlog_window()
 
     def line_of(self, *path: Any) -> int | None:
-        return self.lines.get(tuple(path))
+        """The line of a key path (None if the file does not have it): for errors."""
+        if (len(path) == 2 and path[0] == "rules" and isinstance(path[1], int)
+                and 0 <= path[1] < len(self.rule_lines)):
+            return self.rule_lines[path[1]]
+        return self.lines_of([path]).get(path)
+
+    def lines_of(self, paths: Iterable[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
+        """The lines of these key paths, found by parsing the text again."""
+        if not self.source:
+            return {}
+        return _lines_of(zlib.decompress(self.source).decode("utf-8"), self.path, paths)
 
 
 def key_path(loc: Iterable[Any]) -> str:
@@ -476,37 +497,128 @@ def key_path(loc: Iterable[Any]) -> str:
     return out
 
 
-class _Composer:
-    """YAML nodes -> plain data and a map of key path -> line (1-based)."""
+# libyaml's parser when PyYAML was built with it: several times faster than the
+# pure-Python one. Either way the data is built from the parser's events, one at a
+# time: a config with thousands of feeds never exists as a tree of YAML nodes.
+_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR_TAG = "tag:yaml.org,2002:str"
 
-    def __init__(self, path: str) -> None:
+
+class _Builder:
+    """YAML events -> plain data, ``${VAR}`` substituted, duplicate keys found.
+
+    Records the line of each rule (``rules[i]``) and, when asked (``want``), of the
+    given key paths; line numbers are 1-based.
+    """
+
+    def __init__(self, path: str, want: Container[tuple[Any, ...]] | None = None,
+                 parser: type[Any] = _PARSER) -> None:
         self.path = path
+        self.want = want
         self.lines: dict[tuple[Any, ...], int] = {}
+        self.rule_lines = array("I")
         self.secrets: set[str] = set()
         self.errors: list[ConfigError] = []
-        self._loader = yaml.SafeLoader("")
+        self._parser = parser
+        self._events: Iterator[yaml.Event] = iter(())
+        self._anchors: dict[str, Any] = {}
+        self._strings: dict[str, str] = {}  # one object per distinct string
+        self._resolver = yaml.resolver.Resolver()
+        self._constructor = yaml.constructor.SafeConstructor()
 
-    def build(self, node: yaml.Node, loc: tuple[Any, ...]) -> Any:
-        self.lines.setdefault(loc, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for k_node, v_node in node.value:
-                key = self.build(k_node, loc + ("<key>",))
-                if key in out:
-                    self.errors.append(ConfigError(
-                        f"duplicate key {key!r}", self.path, k_node.start_mark.line + 1,
-                        key_path(loc + (key,))))
-                self.lines[loc + (key,)] = k_node.start_mark.line + 1
-                out[key] = self.build(v_node, loc + (key,))
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(v, loc + (i,)) for i, v in enumerate(node.value)]
-        value = self._loader.construct_object(node, deep=True)
-        if isinstance(value, str):
-            value = self._substitute(value, node, loc)
+    def build(self, text: str) -> Any:
+        """The document's data, None for an empty one; raises yaml.YAMLError."""
+        events = self._events = iter(yaml.parse(text, Loader=self._parser))
+        try:
+            next(events)  # stream start
+            if isinstance(next(events), yaml.StreamEndEvent):
+                return None
+            data = self._node(next(events), ())
+            next(events)  # document end
+            end = next(events)
+            if not isinstance(end, yaml.StreamEndEvent):
+                raise yaml.composer.ComposerError(
+                    "expected a single document in the stream", None,
+                    "but found another document", end.start_mark)
+            return data
+        finally:
+            self._anchors.clear()
+            self._strings.clear()
+
+    def _node(self, ev: Any, loc: tuple[Any, ...]) -> Any:
+        if self.want is not None and loc in self.want:
+            self.lines.setdefault(loc, ev.start_mark.line + 1)
+        if isinstance(ev, yaml.ScalarEvent):
+            value = self._scalar(ev, loc)
+        elif isinstance(ev, yaml.MappingStartEvent):
+            value = self._mapping(loc)
+        elif isinstance(ev, yaml.SequenceStartEvent):
+            value = self._sequence(loc)
+        else:  # an alias; an anchor is known once its node is complete (no cycles)
+            if ev.anchor not in self._anchors:
+                raise yaml.composer.ComposerError(
+                    None, None, f"found undefined alias {ev.anchor!r}", ev.start_mark)
+            return self._anchors[ev.anchor]
+        if ev.anchor is not None:
+            self._anchors[ev.anchor] = value
         return value
 
-    def _substitute(self, value: str, node: yaml.Node, loc: tuple[Any, ...]) -> str:
+    def _mapping(self, loc: tuple[Any, ...]) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        events = self._events
+        for ev in events:
+            if isinstance(ev, yaml.MappingEndEvent):
+                break
+            key = self._node(ev, loc + ("<key>",))
+            line = ev.start_mark.line + 1
+            try:
+                duplicate = key in out
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", None, "found an unhashable key",
+                    ev.start_mark) from None
+            if duplicate:
+                self.errors.append(ConfigError(
+                    f"duplicate key {key!r}", self.path, line, key_path(loc + (key,))))
+            if self.want is not None and loc + (key,) in self.want:
+                self.lines[loc + (key,)] = line
+            out[key] = self._node(next(events), loc + (key,))
+        return out
+
+    def _sequence(self, loc: tuple[Any, ...]) -> list[Any]:
+        out: list[Any] = []
+        rules = self.rule_lines if loc == ("rules",) else None
+        for ev in self._events:
+            if isinstance(ev, yaml.SequenceEndEvent):
+                break
+            if rules is not None:
+                rules.append(ev.start_mark.line + 1)
+            out.append(self._node(ev, loc + (len(out),)))
+        return out
+
+    def _scalar(self, ev: Any, loc: tuple[Any, ...]) -> Any:
+        tag = ev.tag
+        if tag is None or tag == "!":
+            tag = self._resolver.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+        if tag == _STR_TAG:
+            value = ev.value
+        else:
+            c = self._constructor
+            try:
+                value = c.construct_object(yaml.ScalarNode(
+                    tag, ev.value, ev.start_mark, ev.end_mark, ev.style), deep=True)
+            except (ValueError, OverflowError) as e:  # a date such as 2024-13-45
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{ev.value!r}: {e}", ev.start_mark) from None
+            finally:
+                c.constructed_objects.clear()
+            if not isinstance(value, str):
+                return value
+        if "${" in value:
+            value = self._substitute(value, ev.start_mark.line + 1, loc)
+        return self._strings.setdefault(value, value)
+
+    def _substitute(self, value: str, line: int, loc: tuple[Any, ...]) -> str:
         def repl(m: re.Match[str]) -> str:
             name, default = m[1], m[2]
             if name in os.environ:
@@ -515,14 +627,43 @@ class _Composer:
                 secret = default
             else:
                 self.errors.append(ConfigError(
-                    f"environment variable {name} is not set", self.path,
-                    node.start_mark.line + 1, key_path(loc)))
+                    f"environment variable {name} is not set", self.path, line,
+                    key_path(loc)))
                 return ""
             if secret:
                 self.secrets.add(secret)
             return secret
 
         return _ENV.sub(repl, value)
+
+
+def _with_prefixes(paths: Iterable[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
+    return {p[:n] for p in paths for n in range(len(p) + 1)}
+
+
+def _lines_of(text: str, path: str,
+              paths: Iterable[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
+    """The lines of these key paths in ``text`` (those it has)."""
+    builder = _Builder(path, want=set(paths))
+    try:
+        builder.build(text)
+    except yaml.YAMLError:
+        pass
+    return builder.lines
+
+
+def _yaml_error(e: yaml.YAMLError, text: str, path: str) -> ConfigError:
+    """The error as the pure-Python parser locates it (the way users count lines)."""
+    if _PARSER is not yaml.SafeLoader:
+        try:
+            _Builder(path, parser=yaml.SafeLoader).build(text)
+        except yaml.YAMLError as again:
+            e = again
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        return ConfigError(f"invalid YAML: {e.problem or e}", path,
+                           mark.line + 1 if mark else None)
+    return ConfigError(f"invalid YAML: {e}", path)
 
 
 def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
@@ -534,45 +675,54 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
         raise ConfigError("file not found", p) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read: {e}", p) from e
-    return parse_config(text, p)
+    try:
+        return parse_config(text, p)
+    finally:
+        del text
+        # What loading freed goes back to the system, not only to the allocator.
+        release_free_memory()
 
 
 def parse_config(text: str, path: str = "<config>") -> LoadedConfig:
+    builder = _Builder(path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else None
-        raise ConfigError(f"invalid YAML: {e.problem or e}", path, line) from None
+        data = builder.build(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"invalid YAML: {e}", path) from None
-    composer = _Composer(path)
-    data = composer.build(node, ()) if node is not None else {}
-    if composer.errors:
-        raise ConfigErrors(composer.errors)
+        raise _yaml_error(e, text, path) from None
+    if builder.errors:
+        raise ConfigErrors(builder.errors)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping (database, feeds, channels, rules)",
                           path, 1)
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
-        errors = _located(e, path, composer.lines)
-        if composer.secrets:  # a validator may quote the bad value: a ${ENV} secret
+        errors = _located(e, path, text)
+        if builder.secrets:  # a validator may quote the bad value: a ${ENV} secret
             from monitor.secrets import Masker
 
-            mask = Masker(composer.secrets)
+            mask = Masker(builder.secrets)
             errors = ConfigErrors([ConfigError(mask(x.message), x.path, x.line, x.key)
                                    for x in errors.errors])
         raise errors from None
-    loaded = LoadedConfig(config, path, frozenset(composer.secrets), composer.lines)
+    finally:
+        del data
+    loaded = LoadedConfig(config, path, frozenset(builder.secrets), builder.rule_lines,
+                          zlib.compress(text.encode("utf-8")))
     _check_references(loaded)
     return loaded
 
 
-def _located(e: ValidationError, path: str, lines: dict[tuple[Any, ...], int]) -> ConfigErrors:
-    errors = []
+def _located(e: ValidationError, path: str, text: str) -> ConfigErrors:
+    found = []
     for err in e.errors():
         loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and "[" in x))
+        found.append((err, loc))
+    lines = _lines_of(text, path, _with_prefixes(loc for _, loc in found))
+    errors = []
+    for err, loc in found:
         line = None
         for n in range(len(loc), -1, -1):
             if loc[:n] in lines:
@@ -589,31 +739,32 @@ def _located(e: ValidationError, path: str, lines: dict[tuple[Any, ...], int]) -
 
 def _check_references(loaded: LoadedConfig) -> None:
     cfg = loaded.config
-    errors = []
+    # (message, key paths whose line to give, most precise first, shown key path)
+    found: list[tuple[str, tuple[tuple[Any, ...], ...], str]] = []
     feed_ids = {f.id for f in cfg.feeds}
     for i, rule in enumerate(cfg.rules):
         for j, name in enumerate(rule.notify):
             if name not in cfg.channels:
                 known = ", ".join(sorted(cfg.channels)) or "none defined"
-                errors.append(ConfigError(
-                    f"unknown channel '{name}' (channels: {known})", loaded.path,
-                    loaded.line_of("rules", i, "notify", j) or loaded.line_of("rules", i),
-                    f"rules[{i}].notify"))
+                found.append((f"unknown channel '{name}' (channels: {known})",
+                              (("rules", i, "notify", j), ("rules", i)), f"rules[{i}].notify"))
         for j, fid in enumerate(rule.feeds):
             if fid not in feed_ids:
-                errors.append(ConfigError(
-                    f"unknown feed '{fid}'", loaded.path,
-                    loaded.line_of("rules", i, "feeds", j) or loaded.line_of("rules", i),
-                    f"rules[{i}].feeds"))
+                found.append((f"unknown feed '{fid}'",
+                              (("rules", i, "feeds", j), ("rules", i)), f"rules[{i}].feeds"))
     lease = cfg.scheduler.lease
     if lease is not None and lease <= cfg.defaults.timeout:
         # A poll may run for defaults.timeout; a shorter lease would let a second daemon
         # poll the same feed while the first is still at it.
-        errors.append(ConfigError(
-            f"must be longer than defaults.timeout ({cfg.defaults.timeout:g} s)", loaded.path,
-            loaded.line_of("scheduler", "lease"), "scheduler.lease"))
-    if errors:
-        raise ConfigErrors(errors)
+        found.append((f"must be longer than defaults.timeout ({cfg.defaults.timeout:g} s)",
+                      (("scheduler", "lease"),), "scheduler.lease"))
+    if not found:
+        return
+    lines = loaded.lines_of(p for _, paths, _ in found for p in paths)
+    raise ConfigErrors([
+        ConfigError(message, loaded.path,
+                    next((lines[p] for p in paths if p in lines), None), key)
+        for message, paths, key in found])
 
 
 _BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum",

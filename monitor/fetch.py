@@ -16,7 +16,9 @@ One ``requests.Session`` per Fetcher, shared by the poll workers. Every fetch:
 - decompresses the body itself (gzip, deflate) in bounded steps and stops at
   ``max_bytes`` of decompressed data, so a gzip bomb costs at most the cap;
 - waits for one of ``per_host`` slots of its host name first (counted within the
-  deadline), so many feeds on one server are not all fetched at once.
+  deadline), so many feeds on one server are not all fetched at once;
+- gives its connection back to the pool (keep-alive) only when the response was read
+  to its end (a 304, or a whole body); any other response's connection is closed.
 
 Foreign errors (requests, urllib3, sockets, zlib) become FeedError here, with an
 outcome that classifies them for logs and status: ``timeout``, ``http-error``,
@@ -31,7 +33,9 @@ address the socket really connects to (a CA bundle named by ``REQUESTS_CA_BUNDLE
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
+import itertools
 import os
 import socket
 import sys
@@ -149,6 +153,7 @@ class _Attempt:
         self.policy = policy
         self.deadline = deadline  # time.monotonic()
         self.expired = False
+        self.done = False  # the fetch has returned: the watchdog leaves it alone
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []  # duplicates we may shut down
 
@@ -191,6 +196,42 @@ class _Attempt:
                 s.close()
             except OSError:
                 pass
+
+
+class _Watchdog:
+    """One thread for every fetch's deadline: a heap of (deadline, attempt), not a timer
+    thread per fetch. A finished fetch is only marked; its entry is dropped when due."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Attempt]] = []
+        self._order = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, attempt: _Attempt) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (attempt.deadline, next(self._order), attempt))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="fetch-watchdog",
+                                                daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is attempt:  # sooner than what the thread waits for
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    now = time.monotonic()
+                    if self._heap and self._heap[0][0] <= now:
+                        attempt = heapq.heappop(self._heap)[2]
+                        break
+                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
+            if not attempt.done:
+                attempt.expire()
+
+
+_watchdog = _Watchdog()
 
 
 def _cut(sock: socket.socket) -> None:
@@ -414,14 +455,12 @@ class Fetcher:
             headers["If-Modified-Since"] = last_modified
         start = time.monotonic()
         attempt = _Attempt(lim, policy, start + lim.deadline)
-        watchdog = threading.Timer(lim.deadline, attempt.expire)
-        watchdog.daemon = True
-        watchdog.start()
+        _watchdog.watch(attempt)
         _local.attempt = attempt
         try:
             return self._follow(feed_id, url, headers, attempt, start)
         finally:
-            watchdog.cancel()
+            attempt.done = True
             _local.attempt = None
             attempt.close()
 
@@ -437,7 +476,8 @@ class Fetcher:
             with self._host_slot(feed_id, url, parts.hostname or "", attempt):
                 resp = self._get(feed_id, url, current, headers, attempt,
                                  auth if same_origin and any(auth) else None)
-                with resp:
+                done = False  # the response read to its end: its connection can be reused
+                try:
                     if resp.status_code in _REDIRECTS:
                         target = self.session.get_redirect_target(resp)
                         if not target:
@@ -451,7 +491,8 @@ class Fetcher:
                                             f"invalid redirect Location {target[:200]!r}",
                                             status=resp.status_code) from None
                         continue
-                    if resp.status_code == 304:
+                    if resp.status_code == 304:  # never has a body
+                        done = True
                         return FetchResult(304, None, dict(resp.headers), headers.get(
                             "If-None-Match"), headers.get("If-Modified-Since"), current,
                             time.monotonic() - start)
@@ -463,9 +504,18 @@ class Fetcher:
                                 resp.status_code, resp.headers.get("Retry-After"), time.time()),
                             status=resp.status_code)
                     body = self._read_body(feed_id, url, resp, attempt)
+                    done = True
                     return FetchResult(200, body, dict(resp.headers), resp.headers.get("ETag"),
                                        resp.headers.get("Last-Modified"), current,
                                        time.monotonic() - start)
+                finally:
+                    # A response read to its end gives its connection back to the pool
+                    # (keep-alive: the next poll of this host skips the TCP and TLS
+                    # handshakes); anything else closes it, unread bytes and all.
+                    if done and not attempt.expired:
+                        resp.raw.release_conn()
+                    else:
+                        resp.close()
         raise FeedError(feed_id, url, "http-error", f"too many redirects (more than "
                         f"{lim.max_redirects}), last to {_shown(current)}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -10,6 +11,38 @@ from w3lib.url import canonicalize_url
 # Query parameters that only track the reader; they never change the article.
 TRACKING_PARAMS = re.compile(r"^(utm_.*|xtor|at_.*|fbclid|gclid|mc_cid|mc_eid|_ga)$", re.I)
 _SLASHES = re.compile(r"/{2,}")
+
+# A URL that ``canonical_url`` returns as it is, but for the scheme (http becomes
+# https) and the fragment (dropped): a lower-case host name without port or user,
+# a path of characters that no step escapes or unescapes plus upper-case %XX escapes
+# of non-ASCII bytes and %25 (which unescaping and escaping again give back), no
+# empty or dot segment, and a query of sorted name=value pairs of unreserved
+# characters. Most article links are like this (all of RFI's): checking one costs
+# a regex match (~5 us), canonicalising it with w3lib ~40 us. tests/test_items.py
+# compares the two on generated URLs.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_UNRESERVED = r"[A-Za-z0-9\-._~]"
+_ALREADY_CANONICAL = re.compile(  # possessive: runs of plain characters in one step
+    rf"https?(://(?:{_LABEL}\.)*{_LABEL}"
+    r"(/(?:[A-Za-z0-9\-._~!$&'()*+,=:@/]++|%[89A-F][0-9A-F]|%25)*+))"
+    rf"(?:\?({_UNRESERVED}++={_UNRESERVED}*+(?:&{_UNRESERVED}++={_UNRESERVED}*+)*+))?")
+
+
+def _fast_canonical(url: str) -> str | None:
+    """``canonical_url(url)`` for a stripped URL of the shape above; None otherwise."""
+    if "#" in url:
+        url = url.partition("#")[0]
+    m = _ALREADY_CANONICAL.fullmatch(url)
+    if m is None:
+        return None
+    rest, path, query = m.group(1, 2, 3)
+    if "//" in path or "/." in path:  # an empty or a dot segment
+        return None
+    if query is not None:
+        pairs = [tuple(p.split("=", 1)) for p in query.split("&")]
+        if pairs != sorted(pairs) or any(TRACKING_PARAMS.match(k) for k, _ in pairs):
+            return None  # canonical_url sorts them or drops some
+    return url if url.startswith("https:") else "https" + rest + (f"?{query}" if query else "")
 
 
 def canonical_url(url: str) -> str:
@@ -21,6 +54,11 @@ def canonical_url(url: str) -> str:
     ``中`` give the same key. Query parameters are sorted.
     """
     url = url.strip()
+    fast = _fast_canonical(url)
+    return fast if fast is not None else _slow_canonical(url)
+
+
+def _canonical(url: str) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("http", "https", ""):
@@ -37,10 +75,21 @@ def canonical_url(url: str) -> str:
     return canonicalize_url(rebuilt, keep_fragments=False)
 
 
+# The URLs the fast path does not take, remembered: a re-polled feed repeats most of
+# its URLs, and a poll cycle of 5,000 feeds carries ~37,500 of them (a smaller cache
+# would miss every one). An entry is the URL and its key, ~0.6 KB for 200-character
+# URLs: ~40 MB when full, a few MB when most links take the fast path.
+_slow_canonical = functools.lru_cache(maxsize=65536)(_canonical)
+
+
 def item_key(link: str | None, entry_id: str | None) -> str | None:
     """Dedupe key: the canonical link, else the entry id, else nothing."""
-    if link and urlsplit(link.strip()).scheme.lower() in ("http", "https"):
-        return canonical_url(link)
+    if link:
+        fast = _fast_canonical(link.strip())
+        if fast is not None:
+            return fast
+        if urlsplit(link.strip()).scheme.lower() in ("http", "https"):
+            return canonical_url(link)
     if entry_id:
         ident = entry_id.strip()
         if urlsplit(ident).scheme.lower() in ("http", "https"):

@@ -421,3 +421,73 @@ def test_https_drips_are_cut_at_the_deadline(tls_server: HostileServer) -> None:
     assert (e.outcome, e.message) == ("timeout", "no complete response within 1 s")
     e = failure(f, tls_server.url("/drip"))
     assert (e.outcome, e.message) == ("timeout", "body not complete within 1 s")
+
+
+# --- keep-alive ---------------------------------------------------------------------------
+
+
+class _KeepAliveServer:
+    """An HTTP/1.1 server that keeps connections open and counts them."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        owner = self
+        self.connections: list[tuple[str, int]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                owner.connections.append(self.client_address)
+
+            def do_GET(self) -> None:
+                if self.path == "/error":
+                    body = b"<html>server error</html>" * 100
+                    self.send_response(500)
+                elif self.headers.get("If-None-Match") == '"v1"':
+                    self.send_response(304)
+                    self.send_header("ETag", '"v1"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                else:
+                    body = FEED.encode()
+                    self.send_response(200)
+                    self.send_header("ETag", '"v1"')
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_port}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_response_read_to_its_end_leaves_its_connection_for_the_next_poll() -> None:
+    server = _KeepAliveServer()
+    try:
+        f = fetcher()
+        first = f.fetch("cn", server.url("/cn"))
+        assert first.status == 200 and first.body == FEED.encode()
+        assert f.fetch("cn", server.url("/cn"), first.etag).status == 304
+        assert f.fetch("tw", server.url("/tw")).status == 200
+        assert len(server.connections) == 1, "body and 304 read to the end: one connection"
+        # An error's body is never read: that connection is closed, not reused.
+        assert failure(f, server.url("/error")).outcome == "http-error"
+        assert f.fetch("cn", server.url("/cn")).status == 200
+        assert len(server.connections) == 2
+        f.close()
+    finally:
+        server.close()

@@ -1,8 +1,10 @@
 """Canonical URLs: the identity that dedupe rests on."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from monitor.items import canonical_url, item_key
+from monitor.items import _canonical, _fast_canonical, canonical_url, item_key
 
 SAME_ARTICLE = [
     "https://www.rfi.fr/cn/%E4%B8%AD%E5%9B%BD/20230322-x",
@@ -43,3 +45,52 @@ def test_item_key_falls_back_to_entry_id() -> None:
     assert item_key("", "http://x.org//a") == "https://x.org/a"
     assert item_key("https://x.org/a", "ignored") == "https://x.org/a"
     assert item_key(None, None) is None
+
+
+# The fast path for already-canonical URLs must give exactly what w3lib gives.
+_HOSTS = ["www.rfi.fr", "WWW.rfi.fr", "a", "a-b.c", "-a.b", "a..b", "xn--fiq228c.com", "1.2.3.4",
+          "a.b:80", "a.b:443", "u@a.b", "[::1]", "a.b.", "x" * 63 + ".com", "x" * 64 + ".com",
+          "中国.com"]
+_PATH_PARTS = list("aZ09-._~!$&'()*+,=:@/;?#[]| \"<>\\") + [
+    "%E5", "%e5", "%9B", "%80", "%FF", "%41", "%2F", "%2f", "%3B", "%3F", "%25", "%25E5", "%20",
+    "%", "中", "é", "/.", "/..", "./", "//", "#x"]
+_QUERY_PARTS = ["a=1", "b=2", "a=", "c=x-y", "utm_source=r", "xtor=1", "z=9", "a=2", "A=1", "k",
+                "a=%E5", "b=c+d", "a=中", ""]
+
+
+@st.composite
+def urls(draw: st.DrawFn) -> str:
+    scheme = draw(st.sampled_from(["http", "https", "HTTP", "ftp", "", "https"]))
+    path = "".join(draw(st.lists(st.sampled_from(_PATH_PARTS), max_size=10)))
+    if draw(st.booleans()):
+        path = "/" + path
+    query = ""
+    if draw(st.booleans()):
+        query = "?" + "&".join(draw(st.lists(st.sampled_from(_QUERY_PARTS), min_size=1,
+                                             max_size=3)))
+    fragment = draw(st.sampled_from(["", "", "#x", "#a?b=1", "#"]))
+    space = draw(st.sampled_from(["", "", " ", "\t"]))
+    return f"{space}{scheme}://{draw(st.sampled_from(_HOSTS))}{path}{query}{fragment}{space}"
+
+
+@settings(max_examples=3000, deadline=None)
+@given(urls())
+def test_fast_path_equals_w3lib(url: str) -> None:
+    try:
+        slow: str | None = _canonical(url.strip())
+    except ValueError:  # w3lib rejects some (a bad port): the fast path must not take them
+        slow = None
+    fast = _fast_canonical(url.strip())
+    assert fast is None or fast == slow
+    if slow is not None:
+        assert canonical_url(url) == slow
+
+
+@pytest.mark.parametrize("url", [
+    "https://www.rfi.fr/cn/%E4%B8%AD%E5%9B%BD/20230322-x",
+    "http://www.rfi.fr/cn/%E4%B8%AD%E5%9B%BD/20230322-x#top",
+    "https://medium.com/@a/%E8%88%87-4a09c36895ae?source=rss-47dceea4b71------2",
+    "https://matters.news/@a/%25E8%2587%25BA-bafyreihsbmzyq",
+])
+def test_common_article_links_take_the_fast_path(url: str) -> None:
+    assert _fast_canonical(url) == _canonical(url)

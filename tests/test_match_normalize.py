@@ -13,6 +13,7 @@ ideographs, and Traditional Chinese.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import opencc
@@ -22,11 +23,23 @@ from hypothesis import strategies as st
 from monitor.match import compile_query
 from monitor.match.engine import item_fields
 from monitor.match.normalize import (
+    _COMMENT,
+    _SCRIPT_STYLE,
+    _T2S_PHRASES,
+    BLOCK_TAGS,
+    _alternation,
+    _fold_joined,
+    _nfkc,
+    _t2s_check,
+    fold_fields,
     fold_text,
     fold_texts,
     fold_texts_aligned,
     fold_with_offsets,
+    html_to_text,
     nfkc,
+    plain_text,
+    stepwise_offsets,
     to_simplified,
 )
 from monitor.match.query import _parser, _ToTree, simple_term
@@ -41,7 +54,7 @@ HARD = (
     "ｶｷｸﾞﾟﾊﾟ"  # half-width katakana and (combining) voiced sound marks
     "e\u0301\u0308\u0334\u0323a\u0327"  # combining marks: compose, reorder
     "\u1100\u1161\u11a8가각"  # Hangul jamo (compose) and syllables
-    "ﬁﬂ½①㈱㍿™ßİΣσςǅ"  # ligatures, fractions, enclosed, case-folding expansions
+    "ﬁﬂ½①㈱㍿™ßİΣσςǅϹẞΐĲ"  # ligatures, fractions, enclosed, case-folding expansions
     "\u0f73\u0f71\u0f72\u0f40"  # Tibetan: a starter that decomposes to non-starters
     "\U0001d400\U0001d41a\U0001f110\U00020000\U0002f800😀"  # astral letters, ideographs
     "AZaz09 -_\t\xa0"
@@ -75,6 +88,7 @@ def test_fields_folded_together_equal_each_folded_alone(texts: list[str]) -> Non
     plains = [" ".join(t.split()) for t in texts]
     got = fold_texts_aligned(plains)
     assert [f for f, _ in got] == [reference_fold(p) for p in plains]
+    assert fold_texts_aligned(plains, collapsed=True) == got
     assert fold_texts(plains) == [f for f, _ in got]
     for plain, (folded, aligned) in zip(plains, got, strict=True):
         if aligned:
@@ -148,3 +162,89 @@ def test_one_word_shortcut_agrees_with_the_parser(query: str) -> None:
     term = simple_term(query)
     if term is not None:
         assert _ToTree().transform(_parser().parse(query)) == term
+
+
+# Text made of t2s's phrase-only changes (沈默 -> 沉默 while 沈 alone stays), pieces of
+# them and their neighbours: skipping OpenCC must never change the result.
+_PHRASE_TOKENS = _T2S_PHRASES + sorted({p[i:j] for p in _T2S_PHRASES for i in range(len(p))
+                                        for j in range(i + 1, len(p) + 1)}) + list(
+    "的了么覆盖沉默坏人，。 a乾後")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(_PHRASE_TOKENS), max_size=8))
+def test_to_simplified_equals_opencc_around_phrases(tokens: list[str]) -> None:
+    text = "".join(tokens)
+    assert to_simplified(text) == _T2S.convert(text)
+
+
+def test_simplified_text_with_phrase_characters_skips_opencc() -> None:
+    check = _t2s_check()
+    if check is None:  # another OpenCC dictionary: every text is converted
+        return
+    assert check.unchanged("覆盖了什么？沈先生说，聊以慰藉。")
+    assert not check.unchanged("藉此机会")
+    assert not check.unchanged("他沈默不语")
+    assert not check.unchanged("反覆")
+    assert not check.unchanged("中國")
+
+
+def _fold_step_by_step(text: str) -> tuple[str, bool]:
+    normalized, stepwise = _nfkc(text)
+    folded = normalized.casefold()
+    raw = to_simplified(folded)
+    return raw, stepwise and len(raw) == len(folded)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.one_of(hard_text, st.sampled_from(_PHRASE_TOKENS), st.text(max_size=6)),
+                max_size=6))
+def test_one_scan_fold_equals_step_by_step(parts: list[str]) -> None:
+    # Traditional Chinese in the first 256 characters takes the step-by-step path: a long
+    # Simplified start makes the one scan see the rest.
+    for text in ("".join(parts), "中文新闻" * 70 + "".join(parts)):
+        raw, stepwise, spaced = _fold_joined(text)
+        assert (raw, stepwise) == _fold_step_by_step(text)
+        if not any("\ud800" <= c <= "\udfff" for c in text):  # OpenCC takes UTF-8 only
+            assert raw == _T2S.convert(unicodedata.normalize("NFKC", text).casefold())
+        raw, _, spaced = _fold_joined(" ".join(text.split()))
+        if not spaced:  # folding brought no whitespace: collapsed text stays collapsed
+            assert " ".join(raw.split()) == raw
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(hard_text, min_size=1, max_size=4), st.booleans())
+def test_stepwise_fields_map_offsets_as_fold_with_offsets(texts: list[str], collapse: bool) -> None:
+    plains = [" ".join(t.split()) for t in texts] if collapse else texts
+    for plain, (folded, aligned, stepwise) in zip(
+            plains, fold_fields(plains, collapsed=collapse), strict=True):
+        if stepwise:
+            offsets = stepwise_offsets(plain, folded)
+            if offsets is not None:
+                assert (folded, offsets) == fold_with_offsets(plain)
+        if aligned:
+            assert stepwise and len(folded) == len(plain)
+
+
+# html_to_text's tag patterns carry lookaheads that only reject early; the plain ones:
+_REF_BLOCK = re.compile(rf"</?(?:{_alternation(BLOCK_TAGS)})\b[^>]*>")
+_REF_TAG = re.compile(r"</?[A-Za-z][^>]*>|<![^>]*>|<\?[^>]*>")
+_MARKUP = ["<p>", "</p>", "<P class=x>", "<span>", "</span>", "<spanx>", "<span/>",
+           "<a href='<p>'>", '<div title="<p>">', "<br/>", "<BR>", "<img src=x>", "<!-- c -->",
+           "<!x>", "<?pi?>",
+           "<script>x<p>y</script>", "<h1>", "<h1x>", "<h7>", "<sub>", "<section>", "<b>", "<i>",
+           "<u>", "<ul>", "<iframe>", "<strong>", "<em>", "<font>", "<sup>", "<x-p>", "<p-x>",
+           "<p中>", "<table>", "text", "中文", "&amp;", "<", ">", "<<p>>", "< p>", "</", "/",
+           "\u3000", " ", "<dl>", "<dd>", "<li\n>"]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(_MARKUP), max_size=12))
+def test_html_to_text_equals_the_plain_patterns(parts: list[str]) -> None:
+    markup = "".join(parts)
+    expected = markup
+    if "<" in expected:
+        expected = _SCRIPT_STYLE.sub(" ", expected)
+        expected = _COMMENT.sub("", expected)
+        expected = _REF_TAG.sub("", _REF_BLOCK.sub(" ", expected))
+    assert html_to_text(markup) == plain_text(expected)

@@ -6,6 +6,7 @@ import json
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.daemon import Daemon, http_get, write_config
@@ -63,7 +64,11 @@ def test_metrics_parse_and_move_with_polls_and_deliveries(
         assert value(before, "feed_monitor_polls_total", feed="cn",
                      outcome="not-modified") >= 1
         assert value(before, "feed_monitor_http_responses_total", status="200") == 1
-        assert value(before, "feed_monitor_fetch_seconds_count", feed="cn") >= 2
+        # Fetch durations by outcome, not by feed: one 200, then 304s.
+        assert value(before, "feed_monitor_fetch_seconds_count", outcome="ok") == 1
+        assert value(before, "feed_monitor_fetch_seconds_count", outcome="not-modified") >= 1
+        assert not any(name.startswith("feed_monitor_fetch_seconds") and "feed" in dict(labels)
+                       for name, labels in before)
         assert value(before, "feed_monitor_items_total", feed="cn", kind="new") == 2
         assert value(before, "feed_monitor_rule_matches_total", rule="china-russia") == 2
         assert value(before, "feed_monitor_deliveries_total", channel="hook",
@@ -119,3 +124,27 @@ def test_healthz_says_ok_as_json_and_unknown_paths_are_404(
             assert resp.headers["Content-Type"].startswith("text/plain")
         assert http_get(f"http://127.0.0.1:{port}/nope")[0] == 404
         assert daemon.stop() == 0
+
+
+def test_per_feed_counts_are_counters_in_the_exposition() -> None:
+    from prometheus_client import generate_latest
+
+    from monitor.metrics import Metrics
+
+    m = Metrics()
+    m.polls.inc(("cn", "ok"))
+    m.polls.inc(("cn", "ok"))
+    m.polls.inc(("tw", "timeout"))
+    m.items.inc(("cn", "new"), 3)
+    m.matches.inc(("china-russia",), 2)
+    text = generate_latest(m.registry).decode()
+    assert "# TYPE feed_monitor_polls_total counter" in text
+    assert 'feed_monitor_polls_total{feed="cn",outcome="ok"} 2.0' in text
+    assert 'feed_monitor_polls_total{feed="tw",outcome="timeout"} 1.0' in text
+    assert 'feed_monitor_items_total{feed="cn",kind="new"} 3.0' in text
+    assert 'feed_monitor_rule_matches_total{rule="china-russia"} 2.0' in text
+    assert m.polls.value("cn", "ok") == 2
+    with pytest.raises(ValueError):
+        m.polls.inc(("cn",))
+    with pytest.raises(ValueError):
+        m.items.inc(("cn", "new"), -1)

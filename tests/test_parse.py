@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import calendar
 import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from feedparser.datetimes import _parse_date as _feedparser_date
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from monitor.parse import parse_fast, parse_feed, parse_with_feedparser, plain_title
+from monitor.parse import (
+    _date_ms,
+    _Decline,
+    _read_xml,
+    parse_fast,
+    parse_feed,
+    parse_with_feedparser,
+    plain_title,
+)
 from monitor.types import ParsedFeed
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -265,3 +277,63 @@ def test_json_that_is_not_a_json_feed() -> None:
 ])
 def test_plain_title(markup: str, plain: str) -> None:
     assert plain_title(markup) == plain
+
+
+_DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun", "mon", "Xyz"]
+_MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                "Dec", "jan", "Foo"]
+
+
+@st.composite
+def rfc822_dates(draw: st.DrawFn) -> str:
+    year = draw(st.one_of(st.integers(1000, 9999), st.sampled_from([999, 1970, 2023, 9998])))
+    parts = [draw(st.sampled_from(_DAYS)) + ",", f"{draw(st.integers(0, 32)):02d}",
+             draw(st.sampled_from(_MONTH_NAMES)), str(year),
+             f"{draw(st.integers(0, 25)):02d}:{draw(st.integers(0, 61)):02d}:"
+             f"{draw(st.integers(0, 61)):02d}",
+             draw(st.sampled_from(["GMT", "+0000", "-0500", "+0530", "+9959", "-9999", "UT",
+                                   "+05:30", "EST", "Z"]))]
+    return draw(st.sampled_from(["", " "])) + " ".join(parts)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(rfc822_dates())
+def test_dates_read_as_feedparser_reads_them(text: str) -> None:
+    parsed = _feedparser_date(text.strip())
+    assert _date_ms(text) == (None if parsed is None else calendar.timegm(parsed) * 1000)
+
+
+_NOT_UTF8 = [b"\x80", b"\xc0\xaf", b"\xc1\xbf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xed\xbf\xbf",
+             b"\xf0\x80\x80\xaf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xff", b"\xfe",
+             b"\xc3", b"\xe4\xb8", b"\xf8\x88\x80\x80\x80", b"\xb0\xa1"]
+_PLACES = [
+    b"<rss><channel><title>X</title><item><description><![CDATA[a%sb]]></description>"
+    b"<link>https://x.org/a</link></item></channel></rss>",
+    b"<rss><channel><title>X%s</title></channel></rss>",
+    b'<rss a="%s"><channel/></rss>',
+    b"<rss><channel/><!-- %s --></rss>",
+    b"<rss><channel/><?pi %s?></rss>",
+    b'<?xml version="1.0" encoding="UTF-8"?><rss><channel/></rss><!-- %s -->',
+]
+
+
+@pytest.mark.parametrize("place", _PLACES)
+def test_lxml_takes_no_body_that_is_not_utf8(place: bytes) -> None:
+    # parse_feed hands UTF-8-looking bodies to lxml before decoding them: lxml must refuse
+    # every byte sequence Python's UTF-8 decoder refuses, or a GB18030 or Latin-1 body
+    # would be read as UTF-8.
+    for bad in _NOT_UTF8:
+        body = place.replace(b"%s", bad)
+        with pytest.raises(UnicodeDecodeError):
+            body.decode("utf-8")
+        with pytest.raises(_Decline):
+            _read_xml(body)
+
+
+def test_a_gb18030_body_without_declaration_is_still_decoded() -> None:
+    body = ("<rss><channel><title>中文新闻标题和更多的中文内容</title><item><title>标题：俄罗斯"
+            "与乌克兰的关系</title><link>https://x.org/a</link></item></channel></rss>"
+            ).encode("gb18030")
+    parsed = parse_feed(body, {"Content-Type": "application/rss+xml; charset=gb2312"}, "f", 0)
+    assert parsed.title == "中文新闻标题和更多的中文内容"
+    assert parsed.items[0].title == "标题：俄罗斯与乌克兰的关系"

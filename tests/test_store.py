@@ -138,3 +138,33 @@ def test_feed_schedule_claims_are_leased(store: Store) -> None:
     assert store.claim_due_feeds("w2", T0 + 299_999, 5, 60_000, ["cn"]) == []
     [row] = store.claim_due_feeds("w2", T0 + 300_000, 5, 60_000, ["cn"])
     assert (row.etag, row.first_poll_done) == ('"e1"', True)
+
+
+@pytest.mark.postgres
+def test_a_connection_the_server_dropped_while_idle_is_replaced(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections idle in the pool are pinged when taken again: one the server closed
+    (a restart, an idle cut) is replaced, and the next call succeeds."""
+    from sqlalchemy import create_engine, text
+
+    from monitor.store import store as store_module
+    from tests.conftest import postgres_url, reset_postgres
+
+    url = postgres_url()
+    reset_postgres(url)
+    store = Store(url)
+    try:
+        store.sync_feeds([FeedSpec("cn", "http://127.0.0.1:9/cn", None, 60)], T0, 0)
+        assert store.engine.pool.checkedin() >= 1
+        killer = create_engine(url)
+        with killer.begin() as conn:
+            killed = conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+        killer.dispose()
+        assert killed >= 1
+        monkeypatch.setattr(store_module, "IDLE_PING_S", 0.0)
+        [row] = store.claim_due_feeds("w1", T0, 5, 60_000, ["cn"])
+        assert row.id == "cn"
+    finally:
+        store.close()

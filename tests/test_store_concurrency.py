@@ -178,6 +178,32 @@ def test_concurrent_feed_claims_are_disjoint_and_so_are_takeovers(stores: list[S
             assert all(holder[fid] == owner for fid in got)
 
 
+def test_claims_take_only_the_feeds_of_the_claimers_config(stores: list[Store]) -> None:
+    """Feeds outside a claimer's config are never leased to it, including feeds another
+    daemon adds after the claimer first looked at the table; they keep their schedule."""
+    a, b = stores[0], stores[1]
+    mine = ["a1", "a2"]
+    a.sync_feeds([FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in mine], T0,
+                 first_spread_s=0)
+    first = a.claim_due_feeds("A", T0, 1, 60_000, mine)
+    assert len(first) == 1
+    # Another daemon's config adds feeds this store has not seen; they are due before
+    # the rest of its own, so its next claim meets them first.
+    b.sync_feeds([FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in ("b1", "b2")],
+                 T0, first_spread_s=0)
+    with a.engine.begin() as conn:
+        conn.execute(feeds.update().where(feeds.c.id.in_(["b1", "b2"]))
+                     .values(next_poll_ms=T0 - 5_000))
+    second = a.claim_due_feeds("A", T0, 1, 60_000, mine)
+    assert sorted(r.id for r in first + second) == mine
+    with a.engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(feeds))}
+    for fid in ("b1", "b2"):
+        assert rows[fid].lease_owner is None and rows[fid].next_poll_ms == T0 - 5_000
+    assert sorted(r.id for r in b.claim_due_feeds("B", T0, 10, 60_000, ["b1", "b2"])) \
+        == ["b1", "b2"]
+
+
 def lease_all(store: Store, owner: str, now_ms: int) -> list[int]:
     got: list[int] = []
     while batch := store.lease_alerts(owner, now_ms, 9, 60_000, ["mail"]):

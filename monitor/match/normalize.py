@@ -9,8 +9,10 @@ The matcher folds every article, so folding has fast paths, each exactly equal
 to the plain library calls (property-tested against them): ``nfkc`` replaces
 the few compatibility characters of a text (full-width punctuation) instead of
 normalizing all of it; ``to_simplified`` skips OpenCC for text containing no
-character t2s could change; ``fold_texts_aligned`` folds all fields of an item
-in one pass and says when offsets need no map.
+character or phrase t2s could change; ``fold_fields`` folds all fields of an
+item in one pass, one regex scan telling NFKC's replacements, whether t2s has
+anything to change and whether ``str.lower`` may stand in for case folding, and
+says when offsets need no map.
 
 Snippets need to point back from the folded text into the plain text. OpenCC's
 t2s tables are length-preserving code point for code point (checked for
@@ -30,6 +32,7 @@ import html
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote
@@ -68,12 +71,14 @@ def _alternation(words: Iterable[str]) -> str:
     return "|".join(parts)
 
 
-# The negative lookahead only rejects early the commonest inline tags (news bodies are
-# mostly <span>), which the alternation would reject anyway after trying every branch.
-_INLINE_FAST = r"(?!(?:span|strong|a|em|b|i|font|sup|sub|u)[\s>/])"
-_BLOCK_TAG = re.compile(rf"</?{_INLINE_FAST}(?:{_alternation(BLOCK_TAGS)})\b[^>]*>")
-_TAG = re.compile(rf"</?(?:{_alternation(BLOCK_TAGS)})\b[^>]*>", re.I)
-_TAG = re.compile(r"</?[A-Za-z][^>]*>|<![^>]*>|<\?[^>]*>")
+# The lookaheads only reject early what the alternation would reject anyway after trying
+# every branch: tags whose first letter starts no block tag, and the commonest inline
+# tags (news bodies are mostly <span>). Possessive [^>]*+ cannot backtrack (nothing
+# in it is ">") and is a little faster.
+_FIRST_LETTERS = "".join(sorted({c for tag in BLOCK_TAGS for c in (tag[0], tag[0].upper())}))
+_INLINE_FAST = rf"(?=[{_FIRST_LETTERS}])(?!(?:span|strong|a|em|b|i|font|sup|sub|u)[\s>/])"
+_BLOCK_TAG = re.compile(rf"</?{_INLINE_FAST}(?:{_alternation(BLOCK_TAGS)})\b[^>]*+>")
+_TAG = re.compile(r"<(?:/?[A-Za-z]|[!?])[^>]*+>")  # </?[A-Za-z][^>]*>, <!...>, <?...>
 # Chunks for offset mapping end at whitespace or punctuation, so a chunk whose
 # length changed under folding is short and cheap to map character by character.
 _CHUNK = re.compile(r"[^\s。！？!?]*[\s。！？!?]|[^\s。！？!?]+")
@@ -88,28 +93,66 @@ def _t2s() -> opencc.OpenCC:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-# Characters that OpenCC's t2s phrase table changes although its character tables
-# leave them alone: 沈默 -> 沉默, 瞭解 -> 了解, 藉口 -> 借口, 反覆 -> 反复. Found in
-# TSPhrases.txt of OpenCC 1.4.2 (every entry "key<TAB>value": the key characters that
-# differ from the value at the same position and that t2s leaves unchanged on their
-# own). Valid for exactly that dictionary, so it is used only when the installed
-# dictionary and config have these SHA-256 digests; otherwise every text is converted.
-_PHRASE_ONLY = "么俱哩坏彷沈瞭甦藉衹覆"
+# The phrases of OpenCC's t2s phrase table that t2s changes although its character
+# tables leave each of their characters alone: 沈默 -> 沉默, 瞭解 -> 了解, 藉口 -> 借口,
+# 反覆 -> 反复. Found in TSPhrases.txt of OpenCC 1.4.2 (every entry "key<TAB>value"
+# whose value differs from its key and whose key has no character that t2s changes
+# on its own; phrases with such a character are caught by that character). Valid for
+# exactly that dictionary, so they are used only when the installed dictionary and
+# config have these SHA-256 digests; otherwise every text is converted.
+_T2S_PHRASES = (
+    "一坏 一目瞭然 不瞭解 以免藉口 凌藉 函覆 反反覆覆 反覆 反覆思量 反覆性 回覆 "
+    "土坏 坏土 坏子 坏布 墨沈沈 意志消沈 打坏 批覆 找藉口 折戟沈沙 折戟沈河 拉坏 "
+    "拜覆 捏坏 明瞭 明覆 昏沈 暗沈沈 毛坏 沈下 沈冤 沈厚 沈吟 沈寂 沈思 沈思往事 "
+    "沈浮 沈浸 沈湎 沈湎酒色 沈溺 沈甸甸 沈痛 沈痼 沈睡 沈睡不醒 沈砂池 沈筒 沈船 "
+    "沈落 沈迷 沈迷不醒 沈醉 沈重 沈降 沈陷 沈香 沈默 沈默寡言 浮沈 海哩 深沈 "
+    "深沈不露 滑藉 狐藉虎威 甦生 甦醒 申覆 瞭如 瞭如指掌 瞭然 瞭若指掌 瞭解 瞭解到 "
+    "破釜沈舟 示覆 答覆 素藉 耳沈 英哩 茵藉 藉代 藉以 藉助 藉卉 藉口 藉喻 藉寇兵 "
+    "藉手 藉故 藉方 藉槁 藉此 藉甚 藉由 藉着 藉端 藉端生事 衹得 覆信 覆呈 覆命 "
+    "覆墓 覆按 覆文 覆校 重覆 陶坏 黑沈沈 "
+).split()
 _VERIFIED_T2S = {
     "TSPhrases.ocd2": "2b722237cc00a4ac985790deb6a68c99f34de10e980a0029ac82c72b0f7ae22b",
     "t2s.json": "96fe5cc374a80ccc49e3370006cce3aefe4af955868ae0b14fb3079ec695be4f",
 }
 
 
-@lru_cache(maxsize=1)
-def _t2s_may_change() -> re.Pattern[str] | None:
-    """A character class of everything t2s may change, or None when that is unknown.
+@dataclass(frozen=True, slots=True)
+class _T2SCheck:
+    """What t2s may change: a text with none of it is returned as it is."""
 
-    t2s replaces dictionary keys by values of the same length; a text containing
-    no character that any entry changes is therefore returned as it is, and most
-    Simplified Chinese articles contain none. The character tables are read by
-    converting every BMP character once (a few milliseconds); phrase-only changes
-    come from ``_PHRASE_ONLY``. Astral characters and surrogates always convert.
+    chars: re.Pattern[str]  # characters t2s changes on their own (and astral, surrogates)
+    phrase_chars: re.Pattern[str]  # characters it changes only inside ``phrases``
+    phrases: frozenset[str]
+    longest: int
+    changed: frozenset[str]  # the BMP characters of ``chars`` and ``phrase_chars``
+
+    def unchanged(self, text: str) -> bool:
+        return self.chars.search(text) is None and not self.phrase_in(text)
+
+    def phrase_in(self, text: str) -> bool:
+        """Whether one of ``phrases`` occurs in ``text``."""
+        phrases, longest, n = self.phrases, self.longest, len(text)
+        for m in self.phrase_chars.finditer(text):  # rare: 沈, 藉, 覆, ...
+            i = m.start()
+            for a in range(max(0, i - longest + 1), i + 1):
+                for b in range(max(a + 2, i + 1), min(n, a + longest) + 1):
+                    if text[a:b] in phrases:
+                        return True
+        return False
+
+
+@lru_cache(maxsize=1)
+def _t2s_check() -> _T2SCheck | None:
+    """What t2s may change, or None when that is unknown.
+
+    t2s replaces dictionary keys by values of the same length, the longest key
+    first. A text changes only where it contains a key whose value differs: a
+    character that t2s changes on its own, or one of ``_T2S_PHRASES``. Most
+    Simplified Chinese articles contain neither (the phrases' characters, such as
+    覆 in 覆盖, are common, the phrases are not). The character tables are read by
+    converting every BMP character once (a few milliseconds). Astral characters
+    and surrogates always convert.
     """
     share = Path(opencc.__file__).parent / "clib" / "share" / "opencc"
     for name, digest in _VERIFIED_T2S.items():
@@ -124,8 +167,19 @@ def _t2s_may_change() -> re.Pattern[str] | None:
     if len(converted) != len(chars):
         return None
     changed = {c for c, d in zip(chars, converted, strict=True) if c != d}
-    changed.update(_PHRASE_ONLY)
-    return re.compile(f"[{_char_class(map(ord, changed))}\\ud800-\\udfff\\U00010000-\\U0010ffff]")
+    # A phrase converted alone is its dictionary value (no longer key fits in it).
+    values = _t2s().convert("\n".join(_T2S_PHRASES)).split("\n")
+    if len(values) != len(_T2S_PHRASES):
+        return None
+    triggers: set[str] = set()
+    for key, value in zip(_T2S_PHRASES, values, strict=True):
+        if len(value) != len(key) or value == key or changed.intersection(key):
+            return None  # not the table the list was taken from
+        triggers.update(k for k, v in zip(key, value, strict=True) if k != v)
+    return _T2SCheck(
+        re.compile(f"[{_char_class(map(ord, changed))}\\ud800-\\udfff\\U00010000-\\U0010ffff]"),
+        re.compile(f"[{_char_class(map(ord, triggers))}]"),
+        frozenset(_T2S_PHRASES), max(map(len, _T2S_PHRASES)), frozenset(changed | triggers))
 
 
 def _char_class(codes: Iterable[int]) -> str:
@@ -143,8 +197,8 @@ def to_simplified(text: str) -> str:
     """Traditional to Simplified Chinese with OpenCC t2s; other text unchanged."""
     if text.isascii():
         return text
-    may_change = _t2s_may_change()
-    if may_change is not None and may_change.search(text) is None:
+    check = _t2s_check()
+    if check is not None and check.unchanged(text):
         return text  # nothing t2s would change (most Simplified text): skip OpenCC
     try:
         return _t2s().convert(text)
@@ -260,7 +314,7 @@ def url_text(url: str) -> str:
 def _fold_raw(text: str) -> str:
     if text.isascii():
         return text.lower()  # NFKC and t2s are no-ops on ASCII; lower == casefold here
-    return to_simplified(nfkc(text).casefold())
+    return _fold_joined(text)[0]  # to_simplified(nfkc(text).casefold()), in one scan
 
 
 def fold_text(text: str) -> str:
@@ -277,7 +331,14 @@ def fold_texts(texts: Sequence[str]) -> list[str]:
     return [folded for folded, _ in fold_texts_aligned(texts)]
 
 
-def fold_texts_aligned(texts: Sequence[str]) -> list[tuple[str, bool]]:
+def fold_texts_aligned(texts: Sequence[str], *, collapsed: bool = False
+                       ) -> list[tuple[str, bool]]:
+    """``(folded, aligned)`` of each text: ``fold_fields`` without its third value."""
+    return [(folded, aligned) for folded, aligned, _ in fold_fields(texts, collapsed=collapsed)]
+
+
+def fold_fields(texts: Sequence[str], *, collapsed: bool = False
+                ) -> list[tuple[str, bool, bool]]:
     """``fold_text`` of each text, and whether that text is *aligned*: the folded
     text has the length of the original and its i-th character comes from the
     original's i-th character (then a hit's offsets are the offsets in the original,
@@ -293,23 +354,122 @@ def fold_texts_aligned(texts: Sequence[str]) -> list[tuple[str, bool]]:
     character became one or more characters through NFKC and case folding, and
     t2s maps k characters to k (module docstring); so a part as long as its
     original, and unchanged by whitespace collapsing, is aligned.
+
+    ``collapsed``: the caller promises that every text is whitespace-collapsed
+    (``" ".join(t.split()) == t``, as ``plain_text`` makes it); then the parts need
+    collapsing only when folding brought whitespace (U+3000 becomes a space).
+
+    Each text gives ``(folded, aligned, stepwise)``: ``stepwise`` when NFKC replaced
+    characters one by one and collapsing changed nothing, so that ``stepwise_offsets``
+    maps offsets without folding the text again (``fold_texts_aligned``: the first two).
     """
     joined = "\n".join(texts)
     if joined.isascii():
-        raw, stepwise = joined.lower(), True
+        raw, stepwise, spaced = joined.lower(), True, False
     else:
-        normalized, stepwise = _nfkc(joined)
-        folded = normalized.casefold()
-        raw = to_simplified(folded)
-        stepwise = stepwise and len(raw) == len(folded)  # t2s kept every length
+        raw, stepwise, spaced = _fold_joined(joined)
     parts = raw.split("\n")
     if len(parts) != len(texts):
-        return [(fold_text(t), False) for t in texts]
+        return [(fold_text(t), False, False) for t in texts]
     out = []
     for plain, part in zip(texts, parts, strict=True):
-        folded = " ".join(part.split())
-        out.append((folded, stepwise and len(part) == len(plain) == len(folded)))
+        folded = part if collapsed and not spaced else " ".join(part.split())
+        same = stepwise and len(part) == len(folded)  # collapsing removes, never replaces
+        out.append((folded, same and len(part) == len(plain), same))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Fused:
+    """One character class for NFKC's and t2s's fast paths (one scan of a text)."""
+
+    pattern: re.Pattern[str]  # compatibility characters, risky ones, astral, surrogates
+    compat: dict[str, str]  # character -> its NFKC form
+    risky: frozenset[str]  # BMP characters t2s may change, or from which NFKC and case
+    #                        folding bring one
+    phrase_chars: frozenset[str]  # risky only as part of a phrase (覆, 沈, ...)
+    spacing: frozenset[str]  # characters that NFKC and case folding make whitespace
+    unlowered: frozenset[str]  # BMP characters from which NFKC and str.lower do not give
+    #                            what case folding gives (ß, ﬁ, Σ, ...)
+    check: _T2SCheck
+    common: tuple[tuple[str, str], ...]  # full-width punctuation of Chinese text, NFKC
+
+
+@lru_cache(maxsize=1)
+def _fused() -> _Fused | None:
+    check = _t2s_check()
+    if check is None:
+        return None
+    _, table = _compat_table()
+    relevant = check.changed
+    risky: set[str] = set()
+    spacing: set[str] = set()
+    unlowered: set[str] = set()
+    for ch in map(chr, range(0x80, 0x10000)):
+        nfkc_ch = table.get(ch, ch)
+        folded = nfkc_ch.casefold()
+        if ch in relevant or not relevant.isdisjoint(folded):
+            risky.add(ch)
+        if not ch.isspace() and any(c.isspace() for c in folded):
+            spacing.add(ch)
+        # str.lower lowers a final Σ to ς, case folding to σ: Σ counts whatever it gives.
+        if folded != nfkc_ch.lower() or "Σ" in nfkc_ch:
+            unlowered.add(ch)
+    bmp = {ch for ch in table if ord(ch) < 0x10000} | risky | spacing | unlowered
+    cls = _char_class(o for o in map(ord, bmp) if not 0xD800 <= o <= 0xDFFF)
+    phrase_chars = {ch for ch in relevant if check.phrase_chars.fullmatch(ch)}
+    common = tuple((ch, table[ch]) for ch in "，：（）；？！"
+                   if ch in table and ch not in risky and ch not in spacing)
+    return _Fused(re.compile(f"[{cls}\\ud800-\\udfff\\U00010000-\\U0010ffff]"), table,
+                  frozenset(risky), frozenset(phrase_chars), frozenset(spacing),
+                  frozenset(unlowered), check, common)
+
+
+def _fold_joined(text: str) -> tuple[str, bool, bool]:
+    """``to_simplified(nfkc(text).casefold())`` and ``_nfkc``'s one-by-one flag (and t2s
+    kept every length), from one scan of ``text``: the characters it finds tell which
+    NFKC replacements to make and whether t2s can change anything. Equal to the
+    step-by-step computation (tests/test_match_normalize.py). Third: False when
+    folding certainly turned no character into whitespace."""
+    fused = _fused()
+    if fused is None or fused.check.chars.search(text, 0, 256) is not None:
+        # Traditional Chinese from the start (the title): t2s converts the text anyway,
+        # and the scan below would make a string of every Traditional character.
+        normalized, stepwise = _nfkc(text)
+        folded = normalized.casefold()
+        raw = to_simplified(folded)
+        return raw, stepwise and len(raw) == len(folded), True
+    # The commonest compatibility characters go first, with str.replace (each scan is
+    # cheaper than the regex making a string of every occurrence).
+    replaced = 0
+    for ch, nfkc_ch in fused.common:
+        after = text.replace(ch, nfkc_ch)
+        if after is not text:
+            replaced += 1
+            text = after
+    found = set(fused.pattern.findall(text))
+    table = fused.compat
+    compat = [ch for ch in found if ch in table]
+    stepwise = replaced + len(compat) <= _COMPAT_MAX_DISTINCT
+    if stepwise:
+        for ch in compat:
+            text = text.replace(ch, table[ch])
+        stepwise = unicodedata.is_normalized("NFKC", text)
+    if not stepwise:
+        text = unicodedata.normalize("NFKC", text)
+    risky = fused.risky
+    t2s = [ch for ch in found if ch in risky or "\ud800" <= ch <= "\udfff" or ch > "\uffff"]
+    # str.lower is faster than case folding, and equal to it on text without ß, ﬁ, Σ, ...
+    # (found here, as are astral characters: those in t2s).
+    lower = stepwise and fused.unlowered.isdisjoint(found) and not any(ch > "\uffff" for ch in t2s)
+    folded = text.lower() if lower else text.casefold()
+    if stepwise and (not t2s or fused.phrase_chars.issuperset(t2s)
+                     and not fused.check.phrase_in(folded)):
+        # t2s changes nothing (most Simplified text), or finds phrase characters (覆,
+        # 沈, ...) outside the phrases where it changes them.
+        return folded, True, not fused.spacing.isdisjoint(found)
+    raw = to_simplified(folded)
+    return raw, stepwise and len(raw) == len(folded), True
 
 
 def normalize_text(text: str, *, markup: bool = True) -> str:
@@ -380,6 +540,15 @@ def _stepwise_offsets(plain: str, total: int) -> list[int] | None:
         pos = i + 1
     offsets.extend(range(pos, len(plain)))
     return offsets if len(offsets) == total else None
+
+
+def stepwise_offsets(plain: str, folded: str) -> list[int] | None:
+    """``fold_with_offsets(plain)[1]`` for a text that ``fold_fields`` folded to ``folded``
+    stepwise, without folding it again; None if the counts do not agree."""
+    offsets = _stepwise_offsets(plain, len(folded))
+    if offsets is not None:
+        offsets.append(len(plain))
+    return offsets
 
 
 def fold_with_offsets(plain: str) -> tuple[str, list[int]]:

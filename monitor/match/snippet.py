@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from monitor.match.normalize import fold_with_offsets
+from monitor.match.normalize import fold_with_offsets, stepwise_offsets
 
 SNIPPET_MAX = 120  # characters, marks and ellipses included
 MARK_OPEN, MARK_CLOSE = "【", "】"
@@ -25,11 +25,16 @@ class FieldText:
     # True when folded[i] comes from plain[i] for every i (see fold_texts_aligned):
     # offsets then need no map.
     aligned: bool = False
+    # True when NFKC replaced characters one by one (see fold_fields): offsets then map
+    # from the expansions alone ("…" to "..."), without folding the text again.
+    stepwise: bool = False
     _mapped: tuple[str, list[int]] | None = field(default=None, repr=False)
 
     def mapped(self) -> tuple[str, list[int]]:
         if self._mapped is None:
-            self._mapped = fold_with_offsets(self.plain)
+            offsets = stepwise_offsets(self.plain, self.folded) if self.stepwise else None
+            self._mapped = ((self.folded, offsets) if offsets is not None
+                            else fold_with_offsets(self.plain))
         return self._mapped
 
 

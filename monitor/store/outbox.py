@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from monitor.store.schema import alerts, silences
 
@@ -33,6 +33,19 @@ class Silence:
         return self.rule == rule and self.channel in (None, channel)
 
 
+# The updates a delivery makes after every message, built once: a statement object
+# reused skips SQLAlchemy's per-statement coercion and cache-key work.
+_LEASED = and_(alerts.c.id.in_(bindparam("o_ids", expanding=True)),
+               alerts.c.lease_owner == bindparam("o_owner"))
+_MARK_SENT = update(alerts).where(_LEASED).values(
+    status="sent", sent_ms=bindparam("o_now"), attempts=alerts.c.attempts + 1,
+    lease_owner=None, lease_until_ms=None, last_error=None)
+_MARK_FAILED = update(alerts).where(_LEASED).values(
+    status=bindparam("o_status"), attempts=alerts.c.attempts + 1,
+    next_attempt_ms=bindparam("o_next"), lease_owner=None, lease_until_ms=None,
+    last_error=bindparam("o_error"))
+
+
 class OutboxMixin:
     """Mixed into Store; relies on ``self.engine``."""
 
@@ -43,17 +56,14 @@ class OutboxMixin:
 
     def mark_sent_many(self, ids: Sequence[int], owner: str, now_ms: int) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(alerts).where(self._owned(ids, owner)).values(
-                status="sent", sent_ms=now_ms, attempts=alerts.c.attempts + 1,
-                lease_owner=None, lease_until_ms=None, last_error=None))
+            conn.execute(_MARK_SENT, {"o_ids": list(ids), "o_owner": owner, "o_now": now_ms})
 
     def mark_failed_many(self, ids: Sequence[int], owner: str, error: str,
                          next_attempt_ms: int, dead: bool) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(alerts).where(self._owned(ids, owner)).values(
-                status="dead" if dead else "pending", attempts=alerts.c.attempts + 1,
-                next_attempt_ms=next_attempt_ms, lease_owner=None, lease_until_ms=None,
-                last_error=error))
+            conn.execute(_MARK_FAILED, {"o_ids": list(ids), "o_owner": owner,
+                                        "o_status": "dead" if dead else "pending",
+                                        "o_next": next_attempt_ms, "o_error": error})
 
     def hold(self, ids: Sequence[int], owner: str, release_ms: int) -> None:
         """Keep alerts back until ``release_ms`` (a digest or quiet hours)."""

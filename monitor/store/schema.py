@@ -49,6 +49,7 @@ feeds = Table(
     Column("lease_until_ms", BigInteger),
     Column("added_ms", BigInteger, nullable=False),
 )
+Index("ix_feeds_due", feeds.c.next_poll_ms)
 
 items = Table(
     "items",

@@ -11,21 +11,25 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     Engine,
+    Integer,
     String,
+    Text,
     and_,
+    any_,
     bindparam,
     create_engine,
     delete,
     event,
     func,
-    insert,
     or_,
     select,
     update,
@@ -34,7 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from monitor.errors import StoreError
 from monitor.store import migrate
@@ -130,6 +134,11 @@ class Store(OutboxMixin, HistoryMixin):
         """Open the database; ``upgrade``: True migrates, False refuses an old schema,
         None leaves the schema alone (for inspecting it)."""
         self.url = url
+        # (configured feed ids, feeds in the database that are not among them): see
+        # claim_due_feeds.
+        self._claim_scope: tuple[frozenset[str], frozenset[str]] | None = None
+        self._finish_statements: dict[tuple[str, ...], Any] = {}
+        self._claim_cache: tuple[frozenset[str], tuple[Any, Any]] | None = None
         try:
             self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         except Exception as e:  # sqlalchemy raises ArgumentError for a malformed URL
@@ -151,7 +160,9 @@ class Store(OutboxMixin, HistoryMixin):
 
     def _engine(self, url: str) -> Engine:
         if not self.is_sqlite:
-            return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            engine = create_engine(url, pool_size=10, max_overflow=20)
+            _ping_when_idle(engine)
+            return engine
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
@@ -245,33 +256,90 @@ class Store(OutboxMixin, HistoryMixin):
         On PostgreSQL the SELECT locks the rows it returns and skips rows another
         transaction has locked; a row whose lease another claimer set in between fails
         the re-checked ``free`` condition. So concurrent claimers get disjoint sets.
+
+        "Configured" is said by exclusion: the statement leaves out the feeds this store
+        has seen in the database but not in ``feed_ids`` (usually none: feeds removed from
+        the config), so its text and parameters do not grow with the number of feeds. A
+        row it takes that is not in ``feed_ids`` (added meanwhile by another daemon with a
+        different config) is handed back untouched and excluded from then on.
         """
         if limit <= 0 or not feed_ids:
             return []
-        free = or_(feeds.c.lease_until_ms.is_(None), feeds.c.lease_until_ms < now_ms)
-        due = and_(feeds.c.next_poll_ms <= (now_ms if due_ms is None else due_ms), free,
-                   self._among(feeds.c.id, feed_ids))
-        q = select(feeds.c.id).where(due).order_by(feeds.c.next_poll_ms).limit(limit)
+        wanted = feed_ids if isinstance(feed_ids, frozenset) else frozenset(feed_ids)
+        claimed: list[FeedRow] = []
+        while len(claimed) < limit:
+            rows, strays = self._claim(owner, now_ms, limit - len(claimed), lease_ms, wanted,
+                                       due_ms)
+            claimed.extend(rows)
+            if not strays:
+                break
+            with self.engine.begin() as conn:
+                conn.execute(update(feeds).where(and_(feeds.c.id.in_(strays),
+                                                      feeds.c.lease_owner == owner))
+                             .values(lease_owner=None, lease_until_ms=None))
+            scope = self._claim_scope
+            known = scope[1] if scope is not None and scope[0] == wanted else frozenset()
+            self._claim_scope = (wanted, known | frozenset(strays))
+        return sorted(claimed, key=lambda r: r.next_poll_ms)
+
+    def _claim(self, owner: str, now_ms: int, limit: int, lease_ms: int,
+               wanted: frozenset[str], due_ms: int | None) -> tuple[list[FeedRow], list[str]]:
+        """One claiming statement: the rows leased that are wanted, and the ids that are not."""
+        params = {"c_now": now_ms, "c_due": now_ms if due_ms is None else due_ms,
+                  "c_limit": limit, "c_owner": owner, "c_until": now_ms + lease_ms}
+        with self.engine.begin() as conn:
+            pick, lease = self._claim_statements(self._foreign_feeds(conn, wanted))
+            if lease is None:  # PostgreSQL: pick, lock, lease and return in one
+                rows = conn.execute(pick, params).mappings().all()
+            else:
+                # Every SQLite transaction here is BEGIN IMMEDIATE: nobody writes between
+                # the pick and the lease.
+                ids = [r.id for r in conn.execute(pick, params)]
+                if not ids:
+                    return [], []
+                rows = conn.execute(lease, {**params, "c_ids": ids}).mappings().all()
+        ours = [self._feed_row(r) for r in rows if r["id"] in wanted]
+        return ours, [r["id"] for r in rows if r["id"] not in wanted]
+
+    def _claim_statements(self, foreign: frozenset[str]) -> tuple[Any, Any]:
+        """The claim's statements, built once per set of excluded feeds: a claim runs
+        after every few polls, and a statement object reused skips SQLAlchemy's
+        per-statement cache-key work."""
+        cached = self._claim_cache
+        if cached is not None and cached[0] is foreign:
+            return cached[1]
+        free = or_(feeds.c.lease_until_ms.is_(None),
+                   feeds.c.lease_until_ms < bindparam("c_now"))
+        cond = [feeds.c.next_poll_ms <= bindparam("c_due"), free]
+        if foreign:
+            cond.append(~self._among(feeds.c.id, foreign))
+        q = select(feeds.c.id).where(and_(*cond)).order_by(feeds.c.next_poll_ms) \
+            .limit(bindparam("c_limit"))
+        lease_values = {"lease_owner": bindparam("c_owner"),
+                        "lease_until_ms": bindparam("c_until")}
+        statements: tuple[Any, Any]
         if not self.is_sqlite:
-            # One statement: pick and lock, lease, return. MATERIALIZED runs the pick once
-            # (a LIMIT ... SKIP LOCKED subquery the planner re-ran could lease more rows).
+            # MATERIALIZED runs the pick once (a LIMIT ... SKIP LOCKED subquery the
+            # planner re-ran could lease more rows).
             picked = q.with_for_update(skip_locked=True).cte("picked") \
                 .prefix_with("MATERIALIZED")
-            with self.engine.begin() as conn:
-                rows = conn.execute(
-                    update(feeds).where(feeds.c.id == picked.c.id)
-                    .values(lease_owner=owner, lease_until_ms=now_ms + lease_ms)
-                    .returning(*feeds.c)).mappings().all()
-            return sorted((self._feed_row(r) for r in rows), key=lambda r: r.next_poll_ms)
-        with self.engine.begin() as conn:
-            ids = [r.id for r in conn.execute(q)]
-            if not ids:
-                return []
-            conn.execute(update(feeds).where(and_(feeds.c.id.in_(ids), free))
-                         .values(lease_owner=owner, lease_until_ms=now_ms + lease_ms))
-            rows = conn.execute(select(feeds).where(and_(
-                feeds.c.id.in_(ids), feeds.c.lease_owner == owner))).mappings().all()
-        return [self._feed_row(r) for r in rows]
+            statements = (update(feeds).where(feeds.c.id == picked.c.id)
+                          .values(lease_values).returning(*feeds.c), None)
+        else:
+            statements = (q, update(feeds).where(and_(
+                feeds.c.id.in_(bindparam("c_ids", expanding=True)), free))
+                .values(lease_values).returning(*feeds.c))
+        self._claim_cache = (foreign, statements)
+        return statements
+
+    def _foreign_feeds(self, conn: Any, wanted: frozenset[str]) -> frozenset[str]:
+        """The feeds in the database that ``wanted`` leaves out, read once per feed set."""
+        scope = self._claim_scope
+        if scope is not None and (scope[0] is wanted or scope[0] == wanted):
+            return scope[1]
+        foreign = frozenset(r.id for r in conn.execute(select(feeds.c.id))) - wanted
+        self._claim_scope = (wanted, foreign)
+        return foreign
 
     def _among(self, column: Any, values: Collection[str]) -> Any:
         """``column IN values``; on PostgreSQL with one parameter, unnested in a subquery.
@@ -306,16 +374,26 @@ class Store(OutboxMixin, HistoryMixin):
                     keep_validators: bool = True, first_poll_done: bool | None = None) -> None:
         """Record a poll's outcome and the next poll time, and release the lease."""
         values: dict[str, Any] = dict(
-            next_poll_ms=next_poll_ms, last_poll_ms=now_ms, last_outcome=outcome,
-            last_error=error, last_status=status, failures=failures,
+            b_id=feed_id, b_owner=owner, next_poll_ms=next_poll_ms, last_poll_ms=now_ms,
+            last_outcome=outcome, last_error=error, last_status=status, failures=failures,
             lease_owner=None, lease_until_ms=None)
         if not keep_validators:
             values.update(etag=etag, last_modified=last_modified)
         if first_poll_done is not None:
             values["first_poll_done"] = first_poll_done
         with self.engine.begin() as conn:
-            conn.execute(update(feeds).where(and_(feeds.c.id == feed_id,
-                                                  feeds.c.lease_owner == owner)).values(**values))
+            conn.execute(self._finish_statement(tuple(values)), values)
+
+    def _finish_statement(self, names: tuple[str, ...]) -> Any:
+        """finish_poll's UPDATE for one set of columns, built once: every poll runs it, and a
+        statement object reused skips SQLAlchemy's per-statement cache-key work."""
+        stmt = self._finish_statements.get(names)
+        if stmt is None:
+            stmt = update(feeds).where(and_(
+                feeds.c.id == bindparam("b_id"), feeds.c.lease_owner == bindparam("b_owner"))
+            ).values({n: bindparam(n) for n in names if not n.startswith("b_")})
+            self._finish_statements[names] = stmt
+        return stmt
 
     def release_feed_leases(self, owner: str) -> None:
         with self.engine.begin() as conn:
@@ -453,6 +531,7 @@ class Store(OutboxMixin, HistoryMixin):
             matches.c.item_id, matches.c.rule)
         inserted = None if returned is None else set(returned)
         new_alerts = []
+        as_json: dict[tuple[str, ...], str] = {}
         for w, h in candidates:
             # A concurrent poll of another feed may have matched it first (and alerted).
             if inserted is not None and (w.item_id, h.rule) not in inserted:
@@ -464,7 +543,9 @@ class Store(OutboxMixin, HistoryMixin):
             if not alerting[(w.item.key, h.rule)]:
                 continue
             stats.alerted.append((h.rule, w.item))
-            keywords = json.dumps(list(h.keywords), ensure_ascii=False)
+            keywords = as_json.get(h.keywords)
+            if keywords is None:  # rules repeat their keywords from item to item
+                keywords = as_json[h.keywords] = json.dumps(list(h.keywords), ensure_ascii=False)
             due = now_ms + options(h.rule).hold_ms  # a hold lets another edition join
             new_alerts.extend(
                 {"rule": h.rule, "item_id": w.item_id, "channel": channel,
@@ -486,9 +567,7 @@ class Store(OutboxMixin, HistoryMixin):
     def _item_rows(conn: Any, keys: Sequence[str]) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for chunk in _chunks(keys, 500):
-            for r in conn.execute(select(items.c.id, items.c.key, items.c.published_ms,
-                                         items.c.imported)
-                                  .where(items.c.key.in_(chunk))):
+            for r in _lookup(conn, _ITEM_ROWS, chunk):
                 found[r.key] = r
         return found
 
@@ -496,8 +575,7 @@ class Store(OutboxMixin, HistoryMixin):
     def _seen_in(conn: Any, item_ids: Sequence[int]) -> dict[int, set[str]]:
         seen: dict[int, set[str]] = {}
         for chunk in _chunks(item_ids, 500):
-            for r in conn.execute(select(item_feeds.c.item_id, item_feeds.c.feed_id)
-                                  .where(item_feeds.c.item_id.in_(chunk))):
+            for r in _lookup(conn, _SEEN_IN, chunk):
                 seen.setdefault(r.item_id, set()).add(r.feed_id)
         return seen
 
@@ -505,8 +583,7 @@ class Store(OutboxMixin, HistoryMixin):
     def _matched_rules(conn: Any, item_ids: Sequence[int]) -> dict[int, set[str]]:
         out: dict[int, set[str]] = {}
         for chunk in _chunks(item_ids, 500):
-            for r in conn.execute(select(matches.c.item_id, matches.c.rule)
-                                  .where(matches.c.item_id.in_(chunk))):
+            for r in _lookup(conn, _MATCHED, chunk):
                 out.setdefault(r.item_id, set()).add(r.rule)
         return out
 
@@ -521,15 +598,48 @@ class Store(OutboxMixin, HistoryMixin):
 
     def _insert_rows(self, conn: Any, table: Any, rows: list[dict[str, Any]], *returning: Any,
                      count: bool = False) -> Any:
-        """One multi-row INSERT ... ON CONFLICT DO NOTHING.
+        """INSERT ... ON CONFLICT DO NOTHING of many rows (all with the same keys).
 
         Returns the ``returning`` columns of the rows it inserted, as tuples, or their
         number with ``count``; None when the database cannot say (SQLite before 3.35
         has no RETURNING; it also has one writer at a time, so what this transaction
         looked up is exact and every row goes in).
+
+        Written as driver SQL, multi-row VALUES in chunks of 2^k rows (at most 256; so a
+        few statement texts, which SQLite keeps prepared, serve every poll): SQLAlchemy's
+        insert processes every row's parameters in Python, which cost more than the
+        database's work for a poll's matches and alerts. SQLite counts the rows it
+        inserted itself (one writer at a time); else RETURNING tells.
         """
         if not rows:
             return 0 if count else []
+        dialect = conn.dialect
+        back = () if count and self.is_sqlite else returning
+        if dialect.paramstyle not in _MARKS or (back and not dialect.insert_returning):
+            return self._insert_rows_core(conn, table, rows, *returning, count=count)
+        names = tuple(rows[0])
+        values = itemgetter(*names)
+        params = [values(r) for r in rows] if len(names) > 1 else [(r[names[0]],) for r in rows]
+        limit = 999 if self.is_sqlite and dialect.server_version_info < (3, 32) else 32766
+        most = min(256, 1 << ((limit // len(names)).bit_length() - 1))
+        got: list[Any] = []
+        inserted = start = 0
+        while start < len(params):
+            size = min(most, 1 << ((len(params) - start).bit_length() - 1))
+            flat = tuple([v for row in params[start:start + size] for v in row])
+            result = conn.exec_driver_sql(_insert_sql(dialect, table, names, size, back), flat)
+            start += size
+            if back:
+                got.extend(result.all())
+            else:
+                inserted += max(result.rowcount, 0)
+        if not back:
+            return inserted if count else None
+        return len(got) if count else [tuple(r) for r in got]
+
+    def _insert_rows_core(self, conn: Any, table: Any, rows: list[dict[str, Any]],
+                          *returning: Any, count: bool = False) -> Any:
+        """``_insert_rows`` through SQLAlchemy Core, for DBAPIs with named parameters."""
         stmt = (sqlite_insert if self.is_sqlite else pg_insert)(table).on_conflict_do_nothing()
         if not returning:
             conn.execute(stmt, rows)
@@ -556,22 +666,6 @@ class Store(OutboxMixin, HistoryMixin):
         key = next(iter(table.primary_key.columns))
         return conn.execute(pg_insert(table).values(**values).on_conflict_do_nothing()
                             .returning(key)).scalar()
-
-    def _insert_alert(self, conn: Any, hit: RuleMatch, item_id: int, channel: str,
-                      now_ms: int) -> int:
-        # The unique (rule, item, channel) constraint is the last word on duplicates,
-        # whatever another process or an earlier crash did; a savepoint keeps the
-        # item's transaction alive when it fires.
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(alerts).values(
-                    rule=hit.rule, item_id=item_id, channel=channel,
-                    keywords=json.dumps(list(hit.keywords), ensure_ascii=False),
-                    snippet=hit.snippet, status="pending", attempts=0, created_ms=now_ms,
-                    next_attempt_ms=now_ms))
-            return 1
-        except IntegrityError:
-            return 0
 
     def iter_items(self, since_ms: int | None = None, feed_ids: Collection[str] = (),
                    batch: int = 500) -> Iterable[StoredItem]:
@@ -709,6 +803,54 @@ class _Work:
     quiet: bool = False  # imported, and seen in a polled feed for the first time
 
 
+def _by(column: Any, select_: Any, array_type: Any) -> dict[bool, Any]:
+    """A lookup by many values of ``column``, built once per database kind. On
+    PostgreSQL the values are one array parameter (``= ANY``), so the statement text is
+    the same for any number of values and psycopg prepares it; SQLite gets ``IN``."""
+    return {False: select_.where(column.in_(bindparam("vals", expanding=True))),
+            True: select_.where(column == any_(bindparam("vals", type_=ARRAY(array_type))))}
+
+
+_ITEM_ROWS = _by(items.c.key, select(items.c.id, items.c.key, items.c.published_ms,
+                                     items.c.imported), Text)
+_SEEN_IN = _by(item_feeds.c.item_id, select(item_feeds.c.item_id, item_feeds.c.feed_id),
+               Integer)
+_MATCHED = _by(matches.c.item_id, select(matches.c.item_id, matches.c.rule), Integer)
+
+
+def _lookup(conn: Any, statements: dict[bool, Any], values: Sequence[Any]) -> Any:
+    return conn.execute(statements[conn.dialect.name == "postgresql"], {"vals": list(values)})
+
+
+IDLE_PING_S = 10.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Pessimistic disconnect handling, for connections that sat idle in the pool.
+
+    A connection unused for ``IDLE_PING_S`` is pinged when taken (a server restart or a
+    firewall's idle cut shows there, and the pool then connects afresh); a busy daemon's
+    connections go back and forth many times a second and are not pinged, where
+    ``pool_pre_ping`` would add a round trip to every transaction.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as e:
+            raise DisconnectionError(f"idle connection lost: {e}") from e
+        if not alive:
+            raise DisconnectionError("idle connection lost")
+
+
 def _plan(feed_id: str, it: Item, row: Any, seen: dict[int, set[str]],
           match: MatchFn) -> _Work:
     """What storing ``it`` means, given its stored row (or None) and where it was seen."""
@@ -728,7 +870,8 @@ def _plan(feed_id: str, it: Item, row: Any, seen: dict[int, set[str]],
 def _item_values(it: Item, now_ms: int) -> dict[str, Any]:
     return dict(url=it.url, entry_id=it.entry_id, title=it.title, summary=it.summary,
                 content=it.content, author=it.author,
-                categories=json.dumps(list(it.categories), ensure_ascii=False),
+                categories=json.dumps(list(it.categories), ensure_ascii=False)
+                if it.categories else "[]",
                 published_ms=it.published_ms, updated_ms=now_ms, title_key=title_key(it.title),
                 pruned_ms=None)  # an update brings a body back after retention emptied it
 
@@ -744,3 +887,27 @@ def _row_item(r: Any, feeds_seen: Sequence[str], id_col: Any = None) -> Item:
 def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
+
+
+# Positional parameter marks of the DBAPIs Store.ingest writes through directly.
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+_INSERT_SQL: dict[tuple[Any, ...], str] = {}  # bounded: a few tables, nine row counts
+
+
+def _insert_sql(dialect: Any, table: Any, names: tuple[str, ...], nrows: int,
+                returning: Sequence[Any]) -> str:
+    """INSERT INTO table (names) VALUES (...) * nrows ON CONFLICT DO NOTHING [RETURNING],
+    in the dialect's quoting and parameter marks (SQLite 3.24+ and PostgreSQL 9.5+)."""
+    key = (dialect.name, dialect.paramstyle, table.name, names, nrows,
+           tuple(c.name for c in returning))
+    sql = _INSERT_SQL.get(key)
+    if sql is None:
+        quote = dialect.identifier_preparer.quote
+        row = "(" + ", ".join([_MARKS[dialect.paramstyle]] * len(names)) + ")"
+        sql = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+               f"({', '.join(quote(n) for n in names)}) VALUES {', '.join([row] * nrows)} "
+               "ON CONFLICT DO NOTHING")
+        if returning:
+            sql += " RETURNING " + ", ".join(quote(c.name) for c in returning)
+        _INSERT_SQL[key] = sql
+    return sql
