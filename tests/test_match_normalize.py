@@ -25,7 +25,6 @@ from monitor.match.engine import item_fields
 from monitor.match.normalize import (
     _COMMENT,
     _SCRIPT_STYLE,
-    _T2S_PHRASES,
     BLOCK_TAGS,
     _alternation,
     _fold_joined,
@@ -166,9 +165,20 @@ def test_one_word_shortcut_agrees_with_the_parser(query: str) -> None:
 
 # Text made of t2s's phrase-only changes (沈默 -> 沉默 while 沈 alone stays), pieces of
 # them and their neighbours: skipping OpenCC must never change the result.
-_PHRASE_TOKENS = _T2S_PHRASES + sorted({p[i:j] for p in _T2S_PHRASES for i in range(len(p))
-                                        for j in range(i + 1, len(p) + 1)}) + list(
+_CHECK = _t2s_check()
+_PHRASES = sorted(_CHECK.phrases) if _CHECK is not None else ["沈默", "瞭解", "藉口", "答覆"]
+_PHRASE_TOKENS = _PHRASES + sorted({p[i:j] for p in _PHRASES for i in range(len(p))
+                                    for j in range(i + 1, len(p) + 1)}) + list(
     "的了么覆盖沉默坏人，。 a乾後")
+
+
+def test_the_phrase_table_is_read_from_the_installed_dictionary() -> None:
+    """The phrases come from OpenCC's own TSPhrases.ocd2, not from a copy."""
+    assert _CHECK is not None
+    assert {"沈默", "瞭解", "藉口", "答覆", "反覆"} <= _CHECK.phrases
+    assert "覆盖" not in _CHECK.phrases
+    for phrase in _CHECK.phrases:
+        assert _T2S.convert(phrase) != phrase
 
 
 @settings(max_examples=1000, deadline=None)

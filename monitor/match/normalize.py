@@ -93,28 +93,28 @@ def _t2s() -> opencc.OpenCC:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-# The phrases of OpenCC's t2s phrase table that t2s changes although its character
-# tables leave each of their characters alone: 沈默 -> 沉默, 瞭解 -> 了解, 藉口 -> 借口,
-# 反覆 -> 反复. Found in TSPhrases.txt of OpenCC 1.4.2 (every entry "key<TAB>value"
-# whose value differs from its key and whose key has no character that t2s changes
-# on its own; phrases with such a character are caught by that character). Valid for
-# exactly that dictionary, so they are used only when the installed dictionary and
-# config have these SHA-256 digests; otherwise every text is converted.
-_T2S_PHRASES = (
-    "一坏 一目瞭然 不瞭解 以免藉口 凌藉 函覆 反反覆覆 反覆 反覆思量 反覆性 回覆 "
-    "土坏 坏土 坏子 坏布 墨沈沈 意志消沈 打坏 批覆 找藉口 折戟沈沙 折戟沈河 拉坏 "
-    "拜覆 捏坏 明瞭 明覆 昏沈 暗沈沈 毛坏 沈下 沈冤 沈厚 沈吟 沈寂 沈思 沈思往事 "
-    "沈浮 沈浸 沈湎 沈湎酒色 沈溺 沈甸甸 沈痛 沈痼 沈睡 沈睡不醒 沈砂池 沈筒 沈船 "
-    "沈落 沈迷 沈迷不醒 沈醉 沈重 沈降 沈陷 沈香 沈默 沈默寡言 浮沈 海哩 深沈 "
-    "深沈不露 滑藉 狐藉虎威 甦生 甦醒 申覆 瞭如 瞭如指掌 瞭然 瞭若指掌 瞭解 瞭解到 "
-    "破釜沈舟 示覆 答覆 素藉 耳沈 英哩 茵藉 藉代 藉以 藉助 藉卉 藉口 藉喻 藉寇兵 "
-    "藉手 藉故 藉方 藉槁 藉此 藉甚 藉由 藉着 藉端 藉端生事 衹得 覆信 覆呈 覆命 "
-    "覆墓 覆按 覆文 覆校 重覆 陶坏 黑沈沈 "
-).split()
-_VERIFIED_T2S = {
-    "TSPhrases.ocd2": "2b722237cc00a4ac985790deb6a68c99f34de10e980a0029ac82c72b0f7ae22b",
-    "t2s.json": "96fe5cc374a80ccc49e3370006cce3aefe4af955868ae0b14fb3079ec695be4f",
-}
+# t2s as its config file names it: the phrase table TSPhrases, then the character
+# tables. The phrases that change text although each of their characters is left
+# alone by the character tables (沈默 -> 沉默, 瞭解 -> 了解, 藉口 -> 借口) are read from
+# the installed phrase table itself (a marisa trie after OpenCC's header); with any
+# other config, or a table that cannot be read, every text is converted.
+_T2S_CONFIG_DIGEST = "96fe5cc374a80ccc49e3370006cce3aefe4af955868ae0b14fb3079ec695be4f"
+_OCD2_HEADER = b"OPENCC_MARISA_0.2.5"
+
+
+def _phrase_keys(path: Path) -> list[str] | None:
+    """The keys of an OpenCC .ocd2 dictionary, or None if it cannot be read."""
+    try:
+        import marisa_trie
+
+        data = path.read_bytes()
+        if not data.startswith(_OCD2_HEADER):
+            return None
+        trie = marisa_trie.Trie()
+        trie.frombytes(data[len(_OCD2_HEADER):])
+        return list(trie.keys())
+    except Exception:  # missing module or file, another format: convert everything
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,38 +148,48 @@ def _t2s_check() -> _T2SCheck | None:
 
     t2s replaces dictionary keys by values of the same length, the longest key
     first. A text changes only where it contains a key whose value differs: a
-    character that t2s changes on its own, or one of ``_T2S_PHRASES``. Most
+    character that t2s changes on its own, or one of the phrases of its phrase table. Most
     Simplified Chinese articles contain neither (the phrases' characters, such as
     覆 in 覆盖, are common, the phrases are not). The character tables are read by
     converting every BMP character once (a few milliseconds). Astral characters
     and surrogates always convert.
     """
     share = Path(opencc.__file__).parent / "clib" / "share" / "opencc"
-    for name, digest in _VERIFIED_T2S.items():
-        try:
-            data = (share / name).read_bytes()
-        except OSError:
-            return None
-        if hashlib.sha256(data).hexdigest() != digest:
-            return None
+    try:
+        config = (share / "t2s.json").read_bytes()
+    except OSError:
+        return None
+    if hashlib.sha256(config).hexdigest() != _T2S_CONFIG_DIGEST:
+        return None
+    keys = _phrase_keys(share / "TSPhrases.ocd2")
+    if not keys:
+        return None
     chars = [chr(o) for o in range(0x80, 0xD800)] + [chr(o) for o in range(0xE000, 0x10000)]
     converted = _t2s().convert("\n".join(chars)).split("\n")
     if len(converted) != len(chars):
         return None
     changed = {c for c, d in zip(chars, converted, strict=True) if c != d}
-    # A phrase converted alone is its dictionary value (no longer key fits in it).
-    values = _t2s().convert("\n".join(_T2S_PHRASES)).split("\n")
-    if len(values) != len(_T2S_PHRASES):
+    # A key converted alone is its dictionary value (no longer key fits in it). Keys
+    # with a character that changes on its own are caught by that character.
+    keys = [k for k in keys if not changed.intersection(k)]
+    values = _t2s().convert("\n".join(keys)).split("\n")
+    if len(values) != len(keys):
         return None
+    phrases: set[str] = set()
     triggers: set[str] = set()
-    for key, value in zip(_T2S_PHRASES, values, strict=True):
-        if len(value) != len(key) or value == key or changed.intersection(key):
-            return None  # not the table the list was taken from
+    for key, value in zip(keys, values, strict=True):
+        if value == key:
+            continue
+        if len(value) != len(key):
+            return None  # not length-preserving: offsets could not be kept
+        phrases.add(key)
         triggers.update(k for k, v in zip(key, value, strict=True) if k != v)
+    if not phrases:
+        return None
     return _T2SCheck(
         re.compile(f"[{_char_class(map(ord, changed))}\\ud800-\\udfff\\U00010000-\\U0010ffff]"),
         re.compile(f"[{_char_class(map(ord, triggers))}]"),
-        frozenset(_T2S_PHRASES), max(map(len, _T2S_PHRASES)), frozenset(changed | triggers))
+        frozenset(phrases), max(map(len, phrases)), frozenset(changed | triggers))
 
 
 def _char_class(codes: Iterable[int]) -> str:
