@@ -233,7 +233,7 @@ def render_summary(loaded: LoadedConfig) -> str:
         for label in ("any", "all", "none"):
             words = getattr(r, label)
             if words:
-                parts.append(f"{label} {words}")
+                parts.append(f"{label} {list(words)}")
         scope = f" on {', '.join(r.feeds)}" if r.feeds else ""
         lines.append(f"  {r.name}: {'; '.join(parts)}{scope} -> {', '.join(r.notify)}")
     return "\n".join(lines)
