@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +110,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         url = postgres_url()
         reset_postgres(url)
         yield url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Any]:
+    """A Store on ``db_url`` (SQLite file and PostgreSQL), closed after the test."""
+    from monitor.store import Store
+
+    s = Store(db_url)
+    yield s
+    s.close()
 
 
 @pytest.fixture

@@ -44,13 +44,6 @@ def files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-@pytest.fixture
-def store(db_url: str):
-    s = Store(db_url)
-    yield s
-    s.close()
-
-
 def test_export_writes_one_file_per_item_that_reads_back_as_the_item(
         store: Store, tmp_path: Path) -> None:
     stored = [item(i, ts=T0 + (i % 3) * 1000) for i in range(9)]

@@ -41,13 +41,6 @@ def mail(rule: str) -> list[str]:
     return ["mail"]
 
 
-@pytest.fixture
-def store(db_url: str):
-    s = Store(db_url)
-    yield s
-    s.close()
-
-
 def alert_rows(store: Store) -> list[dict[str, Any]]:
     with store.engine.connect() as conn:
         return [dict(r) for r in conn.execute(select(alerts).order_by(alerts.c.id)).mappings()]

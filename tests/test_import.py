@@ -240,13 +240,6 @@ def channels(rule: str) -> list[str]:
     return ["mail"]
 
 
-@pytest.fixture
-def store(db_url: str):
-    s = Store(db_url)
-    yield s
-    s.close()
-
-
 def test_imported_items_never_alert_when_a_feed_carries_them(store: Store) -> None:
     plain = item(1, title="法国新闻")
     ukraine = item(2, title="乌克兰新闻")

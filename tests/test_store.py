@@ -36,13 +36,6 @@ def channels(rule: str) -> list[str]:
     return ["mail", "chat"] if rule == "all" else ["mail"]
 
 
-@pytest.fixture
-def store(db_url: str):
-    s = Store(db_url)
-    yield s
-    s.close()
-
-
 def test_repeat_is_ignored_and_shared_timestamps_are_all_kept(store: Store) -> None:
     batch = [item(f"https://www.rfi.fr/cn/a{i}") for i in range(5)]  # one timestamp for all
     stats = store.ingest("cn", batch, T0, match_all, channels)
