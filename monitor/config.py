@@ -362,6 +362,8 @@ class DeliveryConfig(_Model):
     backoff: Duration = Field(30, gt=0, description="First retry delay; doubles per attempt.")
     max_backoff: Duration = Field(3600, gt=0, description="Longest retry delay.")
     batch: int = Field(100, ge=1, description="Alerts leased per delivery run.")
+    parallel: int = Field(4, ge=1, le=64, description="Messages sent at once (each channel's "
+                          "rate limit still holds; 1 sends strictly one after another).")
     lease: Duration | None = Field(
         None, gt=0, description="How long leased alerts stay with one daemon before another "
         "may take them over (default: 10 intervals, at least 60s).")

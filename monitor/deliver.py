@@ -15,7 +15,10 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
@@ -38,18 +41,54 @@ log = logging.getLogger("monitor.deliver")
 _GENERIC_THROTTLE = NotifyBase.request_rate_per_sec
 
 # Apprise's email plugin makes a random Message-ID. Ours is derived from the alert,
-# so a resend after a crash carries the same id and mail clients can tell. The
-# deliverer sends one message at a time (its job never overlaps itself), and this
-# lock keeps it so even if two deliverers ran in one process.
-_message_id: str | None = None
-_message_id_lock = threading.Lock()
+# so a resend after a crash carries the same id and mail clients can tell. Several
+# messages go out at once: each send's id and its log lines live in a context variable,
+# which Apprise copies into the worker threads it sends from.
+_sending: ContextVar[tuple[list[str], str | None] | None] = ContextVar("_sending",
+                                                                       default=None)
 
 
 def _alert_msgid(idstring: str | None = None, domain: str | None = None) -> str:
-    return _message_id or make_msgid(idstring, domain)
+    sending = _sending.get()
+    return (sending and sending[1]) or make_msgid(idstring, domain)
 
 
 _apprise_email.make_msgid = _alert_msgid  # type: ignore[attr-defined]
+
+
+class _SendCapture(logging.Handler):
+    """Apprise's warnings, kept per send: what a failed send says about itself.
+
+    apprise.LogCapture adds a handler to the shared logger for the length of a call, so
+    two sends at once would each read the other's lines; this one handler, installed
+    once, files each line under the send whose context logged it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sending = _sending.get()
+        if sending is not None:
+            sending[0].append(self.format(record))
+
+
+_apprise_log = logging.getLogger("apprise")
+_apprise_log.addHandler(_SendCapture())
+
+
+@contextmanager
+def _captured(message_id: str | None = None) -> Iterator[list[str]]:
+    """Apprise's warnings logged for the send inside the block (and the Message-ID its
+    email plugin is to use)."""
+    if _apprise_log.getEffectiveLevel() > logging.WARNING:
+        _apprise_log.setLevel(logging.WARNING)
+    lines: list[str] = []
+    token = _sending.set((lines, message_id))
+    try:
+        yield lines
+    finally:
+        _sending.reset(token)
 
 
 def message_id(alerts: Sequence[AlertRow]) -> str:
@@ -210,11 +249,7 @@ class Deliverer:
                 stats.held += 1
                 continue
             groups.setdefault((alert.channel, group), []).append(alert)
-        titles = self.feed_titles()
-        for (channel_name, group), alerts in groups.items():
-            if self.stopping.is_set() or time.monotonic() > send_until:
-                break
-            self._send(self.channels[channel_name], group, alerts, titles, stats)
+        self._send_all(list(groups.items()), self.feed_titles(), stats, send_until)
         # Whatever was leased and not acted on (stopping) goes back at once.
         self.store.release_alert_leases(self.owner)
         return stats
@@ -257,16 +292,58 @@ class Deliverer:
         assert digest.window is not None
         return created + timedelta(seconds=digest.window)
 
+    def _send_all(self, messages: list[tuple[tuple[str, str], list[AlertRow]]],
+                  titles: Mapping[str, str], stats: DeliveryStats, send_until: float) -> None:
+        """Send the messages of one batch, up to ``delivery.parallel`` at once, in their
+        order; a channel's rate limit is applied as each is handed out."""
+
+        def stop() -> bool:
+            return self.stopping.is_set() or time.monotonic() > send_until
+
+        def send(channel: Channel, group: str, alerts: list[AlertRow]) -> DeliveryStats:
+            own = DeliveryStats()
+            if not stop():  # else left leased: handed back with the rest
+                self._send(channel, group, alerts, titles, own)
+            return own
+
+        workers = min(self.config.parallel, len(messages))
+        if workers <= 1:
+            for (channel_name, group), alerts in messages:
+                if stop():
+                    break
+                channel = self.channels[channel_name]
+                if self._admit(channel, alerts, stats):
+                    self._send(channel, group, alerts, titles, stats)
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="deliver") as pool:
+            pending = []
+            for (channel_name, group), alerts in messages:
+                if stop():
+                    break
+                channel = self.channels[channel_name]
+                if self._admit(channel, alerts, stats):
+                    pending.append(pool.submit(send, channel, group, alerts))
+            for future in pending:
+                stats.add(future.result())
+
+    def _admit(self, channel: Channel, alerts: list[AlertRow], stats: DeliveryStats) -> bool:
+        """Whether the channel's rate limit lets one more message go now (it is counted);
+        if not, the alerts are deferred until it does."""
+        if channel.limiter is None:
+            return True
+        now = time.monotonic()
+        wait = channel.limiter.wait(now)
+        if wait > 0:
+            later = int((time.time() + wait) * 1000)
+            self.store.defer([a.id for a in alerts], self.owner, later)
+            stats.deferred += len(alerts)
+            return False
+        channel.limiter.record(now)
+        return True
+
     def _send(self, channel: Channel, group: str, alerts: list[AlertRow],
               titles: Mapping[str, str], stats: DeliveryStats) -> None:
         ids = [a.id for a in alerts]
-        if channel.limiter is not None:
-            wait = channel.limiter.wait(time.monotonic())
-            if wait > 0:
-                later = int((time.time() + wait) * 1000)
-                self.store.defer(ids, self.owner, later)
-                stats.deferred += len(ids)
-                return
         tz = ZoneInfo(channel.config.timezone)
         contexts = [alert_context(a, titles, tz, channel.name, self._editions(a, titles))
                     for a in alerts]
@@ -275,8 +352,6 @@ class Deliverer:
         else:
             rendered = channel.templates.render_digest(contexts)
         ok, error = self._notify(channel, rendered, message_id(alerts))
-        if channel.limiter is not None:
-            channel.limiter.record(time.monotonic())
         now_ms = int(time.time() * 1000)
         if ok:
             self.store.mark_sent_many(ids, self.owner, now_ms)
@@ -326,20 +401,15 @@ class Deliverer:
                 for e in found] or None
 
     def _notify(self, channel: Channel, msg: Rendered, msgid: str) -> tuple[bool, str]:
-        global _message_id
         fmt = apprise.NotifyFormat(channel.config.body_format())
-        with _message_id_lock, apprise.LogCapture(level=logging.WARNING,
-                                                  fmt="%(message)s") as captured:
-            _message_id = msgid
+        with _captured(msgid) as captured:
             try:
                 ok = bool(channel.apprise.notify(title=msg.title, body=msg.body,
                                                  body_format=fmt))
             except Exception as e:  # a plugin that raises is a failed send, not a crash
                 ok = False
-                captured.write(f"{e.__class__.__name__}: {e}\n")
-            finally:
-                _message_id = None
-            details = captured.getvalue().strip()
+                captured.append(f"{e.__class__.__name__}: {e}")
+        details = "\n".join(captured).strip()
         error = self.masker(details.splitlines()[-1] if details else "notification failed")
         return ok, error
 
@@ -368,12 +438,12 @@ def notify_test(channel: Channel, masker: Masker, title: str, body: str) -> list
     fmt = apprise.NotifyFormat(channel.config.body_format())
     for plugin in channel.apprise:
         shown = masker(str(plugin.url(privacy=True)))
-        with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
+        with _captured() as captured:
             try:
                 ok = bool(plugin.notify(title=title, body=body, body_format=fmt))
             except Exception as e:
                 ok = False
-                captured.write(f"{e.__class__.__name__}: {e}\n")
-            details = captured.getvalue().strip()
+                captured.append(f"{e.__class__.__name__}: {e}")
+        details = "\n".join(captured).strip()
         out.append(UrlOutcome(shown, ok, masker(details.splitlines()[-1]) if details else ""))
     return out

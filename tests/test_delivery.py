@@ -123,6 +123,9 @@ def test_sigkill_at_random_moments_loses_no_alert(
                 "SELECT count(*) FROM alerts WHERE status='pending' AND lease_owner IS NOT NULL"
             ).fetchone()[0]
     with Daemon(cfg) as daemon:
+        # The killed runs may have sent everything already: stop only once this one runs
+        # (a SIGTERM before its handler is installed ends it the default way).
+        daemon.wait_for_line("feed-monitor running", timeout=60)
         wait_until(lambda: len({r.json["title"] for r in webhook_receiver.received}) >= n,
                    timeout=120, message="not every alert arrived")
         assert daemon.stop() == 0
@@ -149,6 +152,67 @@ def test_burst_is_paced_by_the_rate_limit_and_delivered_in_full(
         in_window = sum(1 for u in times[i:] if u < t + 2.0)
         assert in_window <= 20, f"{in_window} messages within 2 s from #{i}"
     assert times[-1] - times[0] >= 4 * 2.0 * 0.95  # five windows of 20
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_a_batch_goes_out_up_to_parallel_messages_at_once(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
+        parallel: int) -> None:
+    feed_server.set_feed("/cn", rss_feed(items(8)))
+    webhook_receiver.set_delay(0.3)  # each message is in flight a while: overlaps show
+    cfg = config(tmp_path, feed_server, {"hook": {"urls": [webhook_receiver.apprise_url()]}},
+                 delivery={"parallel": parallel})
+    assert Monitor(str(cfg)).once()["delivery"].sent == 8
+    assert sorted(r.json["title"] for r in webhook_receiver.received) == \
+        sorted(f"[china-russia] 中俄新闻 {i}" for i in range(8))
+    if parallel == 1:
+        assert webhook_receiver.max_in_flight == 1
+    else:
+        assert 2 <= webhook_receiver.max_in_flight <= parallel
+
+
+def test_mails_sent_at_once_each_carry_their_own_alert_message_id(
+        tmp_path: Path, feed_server: FeedServer, smtp_sink: SmtpSink) -> None:
+    import sqlite3
+
+    feed_server.set_feed("/cn", rss_feed(items(12)))
+    cfg = config(tmp_path, feed_server, {"mail": {"urls": [smtp_sink.apprise_url()]}},
+                 delivery={"parallel": 6})
+    Monitor(str(cfg)).once()
+    mails = smtp_sink.wait_for(12, timeout=10)
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        expected = {f"<alert-{alert}.{created}@feed-monitor>": f"[china-russia] {title}"
+                    for alert, created, title in db.execute(
+                        "SELECT alerts.id, alerts.created_ms, items.title "
+                        "FROM alerts JOIN items ON items.id = alerts.item_id")}
+    assert len(expected) == 12
+    assert {m.message["Message-ID"]: m.subject for m in mails} == expected
+
+
+def test_messages_failing_at_once_keep_each_their_own_error(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    import sqlite3
+
+    from tests.support import WebhookReceiver as Receiver
+
+    feed_server.set_feed("/cn", rss_feed(items(6)))
+    webhook_receiver.set_down(True, status=500)
+    webhook_receiver.set_delay(0.2)
+    with Receiver() as other:
+        other.set_down(True, status=503)
+        other.set_delay(0.2)
+        cfg = config(tmp_path, feed_server,
+                     {"a": {"urls": [webhook_receiver.apprise_url()]},
+                      "b": {"urls": [other.apprise_url()]}},
+                     delivery={"parallel": 4, "backoff": 600})  # no retry in the run
+        assert Monitor(str(cfg)).once()["delivery"].failed == 12
+        assert max(webhook_receiver.max_in_flight, other.max_in_flight) >= 2
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        errors = db.execute("SELECT channel, last_error FROM alerts").fetchall()
+    assert len(errors) == 12
+    for channel, error in errors:
+        mine, theirs = ("500", "503") if channel == "a" else ("503", "500")
+        assert mine in error and theirs not in error, (channel, error)
 
 
 def test_digest_window_sends_one_message_listing_all(

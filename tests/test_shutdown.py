@@ -43,7 +43,8 @@ def test_sigterm_finishes_the_send_in_flight_and_the_rest_goes_after_a_restart(
         tmp_path / "monitor.yaml", db=db,
         feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"}],
         channels={"hook": {"urls": [webhook_receiver.apprise_url("/alerts")]}},
-        rules=[{"name": "r", "any": ["中俄"], "notify": ["hook"]}])
+        rules=[{"name": "r", "any": ["中俄"], "notify": ["hook"]}],
+        delivery={"parallel": 1})  # one send at a time, so some wait when SIGTERM comes
     with Daemon(config, "--grace", "10") as daemon:
         webhook_receiver.wait_for(1, timeout=15)  # sending the second now, two pending
         assert daemon.stop(signal.SIGTERM, timeout=15) == 0

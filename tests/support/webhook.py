@@ -97,6 +97,8 @@ class WebhookReceiver(LocalHTTPServer):
         self._fail_queue: list[tuple[int, int]] = []  # [(remaining, status)]
         self._down_status: int | None = None
         self._delay = 0.0
+        self._in_flight = 0
+        self.max_in_flight = 0  # most requests being answered at one moment
 
     # addresses -----------------------------------------------------------------------
 
@@ -188,8 +190,15 @@ class WebhookReceiver(LocalHTTPServer):
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length > 0 else b""
         status, delay = self._decide()
-        if delay > 0:
-            time.sleep(delay)
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            if delay > 0:
+                time.sleep(delay)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         record = WebhookRequest(
             time=time.time(),
             method=handler.command,
