@@ -192,6 +192,9 @@ def interleaved_medians(cases: list[tuple[str, Callable[[], object], Callable[[]
             for (name, _, _), taken in zip(cases, times, strict=True)]
 
 
+INGEST: dict[str, int] = {}  # what the ingest cases did, for --json
+
+
 def stored(items: list[tuple[int, str, str, str]], body: bytes, runs: int,
            rules: int) -> list[tuple[str, float]]:
     """Parse + Store.ingest (SQLite file, WAL) for an all-new and a 5-new feed."""
@@ -232,6 +235,8 @@ def stored(items: list[tuple[int, str, str, str]], body: bytes, runs: int,
         stats = ingest(parsed)
         five_new()
         stats5 = ingest(parsed)
+        INGEST.update(rules=rules, all_new_matches=stats.matched,
+                      all_new_alerts=stats.alerts, five_new_alerts=stats5.alerts)
         print(f"ingest:  all new: {stats.new} new, {stats.matched} matches, {stats.alerts} "
               f"alerts; 5 new: {stats5.new} new, {stats5.repeats} repeats, "
               f"{stats5.alerts} alerts")
@@ -322,7 +327,8 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "machine": machine(), "feed": {"items": len(items), "kb": len(body) / 1024,
                                            "source": source},
-            "parse_ms": dict(rows), "stored_ms": dict(srows)}, ensure_ascii=False, indent=1))
+            "parse_ms": dict(rows), "stored_ms": dict(srows), "ingest": INGEST},
+            ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":

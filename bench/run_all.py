@@ -235,8 +235,26 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     parse = _get(results, "parse", "figures")
     if parse and parse.get("parse_ms"):
         cold = next(iter(parse["parse_ms"].values()))
-        rows.append(("parse_feed of a 50-item RFI feed ≤ 10 ms (docs/benchmarks-parse.md)",
-                     f"{cold:.2f} ms", "met" if cold <= 10 else "**missed**"))
+        stored = parse.get("stored_ms") or {}
+        typical = stored.get("5 new, 45 repeats: parse_feed + Store.ingest")
+        fresh = stored.get("all 50 new, no rule matches: parse_feed + Store.ingest")
+        heavy = stored.get("all 50 new: parse_feed + Store.ingest")
+        if typical is not None and fresh is not None:
+            worst = max(typical, fresh)
+            rows.append(("changed 50-item RFI feed, bytes → stored Items ≤ 10 ms median "
+                         "(bench/parse.py: parse, dedupe, store)",
+                         f"{typical:.2f} ms with 5 new items, {fresh:.2f} ms with all 50 new "
+                         f"(parse_feed alone {cold:.2f} ms)",
+                         "met" if worst <= 10 else "**missed**"))
+        else:
+            rows.append(("parse_feed of a 50-item RFI feed ≤ 10 ms (docs/benchmarks-parse.md)",
+                         f"{cold:.2f} ms", "met" if cold <= 10 else "**missed**"))
+        if heavy is not None:
+            ing = parse.get("ingest") or {}
+            rows.append(("(for reference) the same with rule matching and the outbox in the "
+                         f"transaction: all 50 new, {ing.get('rules', '?')} rules matching "
+                         f"{ing.get('all_new_matches', '?')} times",
+                         f"{heavy:.2f} ms", ""))
     lat = _get(results, "latency", "figures")
     if lat and lat.get("p99_ms") is not None:
         rows.append(("alert latency p99 ≤ 1,000 ms (bench/latency.py)",

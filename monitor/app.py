@@ -121,7 +121,7 @@ class Monitor:
         # and how many finished polls call the next one.
         self._finished = 0
         self._backlog = True
-        self._claim_batch = max(1, loaded.config.scheduler.workers // 16)
+        self._claim_batch = max(1, loaded.config.scheduler.workers // 8)
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self._reload_lock = threading.Lock()

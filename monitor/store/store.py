@@ -180,8 +180,10 @@ class Store(OutboxMixin, HistoryMixin):
         def _on_begin(conn: Any) -> None:
             # IMMEDIATE takes the write lock up front: a deferred transaction that
             # reads and then writes fails at once (SQLITE_BUSY) when another thread
-            # wrote in between, and busy_timeout cannot save it.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # wrote in between, and busy_timeout cannot save it. Sent on the driver's
+            # connection: every transaction starts here, and SQLAlchemy's statement
+            # machinery (events, execution context) would cost more than the BEGIN.
+            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
         return engine
 
