@@ -236,6 +236,16 @@ def test_credentials_follow_same_host_redirects_only(feed_server: FeedServer) ->
     assert [r.header("Authorization") is not None for r in feed_server.requests] == [True, False]
 
 
+def test_a_cookie_the_server_sets_goes_back_with_the_next_poll(
+        feed_server: FeedServer) -> None:
+    # Some hosts answer feeds only to clients that return the cookie they set.
+    feed_server.set_feed("/feed", FEED, headers={"Set-Cookie": "visit=abc123; Path=/"})
+    f = fetcher()
+    f.fetch("f", feed_server.url("/feed"))
+    f.fetch("f", feed_server.url("/feed"))
+    assert [r.header("Cookie") for r in feed_server.requests] == [None, "visit=abc123"]
+
+
 # --- addresses ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("address, refusal", [
