@@ -16,7 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -105,6 +105,21 @@ class Channel:
     apprise: apprise.Apprise = field(repr=False)
     templates: MessageTemplates = field(repr=False)
     limiter: RateLimiter | None = None
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """The threads messages are sent from, shared by every deliverer of the process (a
+    config reload makes a new one); each run bounds its own use to delivery.parallel, and
+    the pool starts a thread only when none is idle."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(64, thread_name_prefix="deliver")
+        return _pool
 
 
 class RateLimiter:
@@ -315,14 +330,23 @@ class Deliverer:
                 if self._admit(channel, alerts, stats):
                     self._send(channel, group, alerts, titles, stats)
             return
-        with ThreadPoolExecutor(workers, thread_name_prefix="deliver") as pool:
-            pending = []
+        pool = _send_pool()
+        slots = threading.BoundedSemaphore(workers)
+        pending: list[Future[DeliveryStats]] = []
+        try:
             for (channel_name, group), alerts in messages:
+                slots.acquire()  # a message is admitted when a sender is free for it
                 if stop():
+                    slots.release()
                     break
                 channel = self.channels[channel_name]
-                if self._admit(channel, alerts, stats):
-                    pending.append(pool.submit(send, channel, group, alerts))
+                if not self._admit(channel, alerts, stats):
+                    slots.release()
+                    continue
+                future = pool.submit(send, channel, group, alerts)
+                future.add_done_callback(lambda _: slots.release())
+                pending.append(future)
+        finally:
             for future in pending:
                 stats.add(future.result())
 
