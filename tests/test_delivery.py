@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -243,7 +244,12 @@ def test_quiet_hours_hold_then_release_as_one_digest(
     [row] = monitor.store.claim_due_feeds(monitor.owner, 2**62, 1, 60_000, ["cn"])
     monitor.poll(row)
     deliverer = monitor.runtime.deliverer
-    night = datetime(2026, 11, 26, 23, 30, tzinfo=UTC) - timedelta(hours=8)  # 23:30 Shanghai
+    # The next 23:30 in Shanghai: the alerts, created now, are due by then.
+    local = datetime.now(ZoneInfo("Asia/Shanghai"))
+    night = local.replace(hour=23, minute=30, second=0, microsecond=0)
+    if night <= local:
+        night += timedelta(days=1)
+    night = night.astimezone(UTC)
     held = deliverer.deliver_due(int(night.timestamp() * 1000))
     assert held.held == 3 and webhook_receiver.requests == []
     # Still quiet at 06:59 Shanghai: nothing is due yet.
