@@ -14,7 +14,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,7 +139,7 @@ class Monitor:
         cfg = loaded.config
         feeds = {f.id: f for f in cfg.feeds if f.enabled}
         options = {r.name: rule_options(r) for r in cfg.rules}
-        titles = {f.id: f.title or f.id for f in cfg.feeds}
+        titles = cfg.feed_titles()
         deliverer = Deliverer(self.store, self.owner, cfg.delivery, channels, self.masker,
                               feed_titles=lambda: titles,
                               on_result=self._delivery_result,
@@ -536,7 +535,4 @@ class Monitor:
         for r in results:
             total.add(r.stats)
         return {"results": results, "ingest": total, "delivery": delivered}
-
-    def feed_titles(self) -> Mapping[str, str]:
-        return {f.id: f.title or f.id for f in self.runtime.loaded.config.feeds}
 

@@ -144,7 +144,7 @@ class Renderer:
             self.config.body_template, self.config.digest_title_template,
             self.config.digest_body_template, loaded.path)
         self.tz = ZoneInfo(self.config.timezone)
-        self.feed_titles = {f.id: f.title or f.id for f in cfg.feeds}
+        self.feed_titles = cfg.feed_titles()
 
     def context(self, hit: Hit, now_ms: int) -> dict[str, object]:
         from monitor.templates import alert_context

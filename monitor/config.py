@@ -431,6 +431,10 @@ class Config(_Model):
     retention: RetentionConfig = Field(
         RetentionConfig(), description="Pruning of old items (daily, and feed-monitor prune).")
 
+    def feed_titles(self) -> dict[str, str]:
+        """Feed id -> the name alerts show for it (its title, else the id)."""
+        return {f.id: f.title or f.id for f in self.feeds}
+
     def feed_lease_seconds(self) -> float:
         return self.scheduler.lease or self.defaults.timeout + 60
 
