@@ -149,7 +149,7 @@ def main() -> None:
             store = Store(f"sqlite:///{db}")
             try:
                 for it in sample_items:
-                    store.ingest("archive", [it], NOW, lambda i, f: rules.match(i, feed_ids),
+                    store.items.ingest("archive", [it], NOW, lambda i, f: rules.match(i, feed_ids),
                                  lambda r: (), alert_min_published_ms=NO_ALERTS)
             finally:
                 store.close()

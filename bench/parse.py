@@ -211,7 +211,7 @@ def stored(items: list[tuple[int, str, str, str]], body: bytes, runs: int,
             return ("console",)
 
         def ingest(batch: Sequence[Item]) -> object:
-            return store.ingest("rfi", batch, 1, match, channels)
+            return store.items.ingest("rfi", batch, 1, match, channels)
 
         def forget(which: Sequence[str]) -> None:
             # Deleting items cascades to where they were seen, matches and alerts.
@@ -252,7 +252,7 @@ def stored(items: list[tuple[int, str, str, str]], body: bytes, runs: int,
             ("  of which matching alone (50 items)", none,
              lambda: [match(it, ("rfi",)) for it in parsed]),
             ("all 50 new, no rule matches: parse_feed + Store.ingest", all_new,
-             lambda: store.ingest("rfi", parse_feed(body, HEADERS, "rfi", 0).items, 1,
+             lambda: store.items.ingest("rfi", parse_feed(body, HEADERS, "rfi", 0).items, 1,
                                   nothing_matches, channels)),
             ("5 new, 45 repeats: parse_feed + Store.ingest", five_new, poll),
             ("  of which Store.ingest (incl. matching)", five_new, lambda: ingest(parsed)),

@@ -30,8 +30,9 @@ from monitor.metrics import Metrics
 from monitor.parse import parse_feed
 from monitor.scheduler import JobRunner
 from monitor.secrets import Masker
-from monitor.store import FeedRow, FeedSpec, IngestStats, Store
-from monitor.store.history import DEFAULT_OPTIONS, RuleOptions
+from monitor.store import Store
+from monitor.store.history import DEFAULT_OPTIONS
+from monitor.types import FeedRow, FeedSpec, IngestStats, RuleOptions
 from monitor.web import WebServer
 
 log = logging.getLogger("monitor")
@@ -150,7 +151,7 @@ class Monitor:
         # The database keeps feed URLs as shown, secrets masked: polls take the real URL
         # from the config. Feeds added by a reload are polled at once (no spread), so
         # an edit shows its effect within seconds.
-        self.store.sync_feeds(
+        self.store.feeds.sync(
             [FeedSpec(f.id, self.masker(f.url), f.title, loaded.feed_interval(f))
              for f in feeds.values()],
             now_ms(), first_spread_s=0.0 if reloading else min(cfg.defaults.jitter, 10.0))
@@ -257,7 +258,7 @@ class Monitor:
         feed = rt.feeds.get(row.id)
         start_ms = now_ms()
         if feed is None:  # removed from the config while claimed
-            self.store.finish_poll(row.id, self.owner, now_ms=start_ms,
+            self.store.feeds.finish_poll(row.id, self.owner, now_ms=start_ms,
                                    next_poll_ms=row.next_poll_ms, outcome="removed",
                                    error=None, status=None, failures=row.failures)
             return PollResult(row.id, "removed")
@@ -271,7 +272,7 @@ class Monitor:
                 nxt = politeness.after_success(interval, d.jitter, fetched.headers,
                                                self._feed_ttl.get(feed.id), time.time(),
                                                random.random())
-                self.store.finish_poll(
+                self.store.feeds.finish_poll(
                     feed.id, self.owner, now_ms=now_ms(), outcome="not-modified",
                     next_poll_ms=now_ms() + int(nxt.delay_s * 1000), error=None,
                     status=304, failures=0, first_poll_done=True)
@@ -298,12 +299,12 @@ class Monitor:
                 # Retention may have deleted the key of an item this old that a feed still
                 # lists: it is recorded, never alerted again.
                 floor = max(floor or 0, now_ms() - int(keys_kept * 1000))
-            stats = self.store.ingest(feed.id, parsed.items, now_ms(), self._match,
+            stats = self.store.items.ingest(feed.id, parsed.items, now_ms(), self._match,
                                       self._channels_for, alert_min_published_ms=floor,
                                       options=self._options)
             nxt = politeness.after_success(interval, d.jitter, fetched.headers,
                                            parsed.ttl_seconds, time.time(), random.random())
-            self.store.finish_poll(
+            self.store.feeds.finish_poll(
                 feed.id, self.owner, now_ms=now_ms(), outcome=parsed.outcome,
                 next_poll_ms=now_ms() + int(nxt.delay_s * 1000),
                 error="; ".join(parsed.warnings[:3]) or None, status=fetched.status,
@@ -332,7 +333,7 @@ class Monitor:
             nxt = politeness.after_failure(interval, failures, d.max_backoff, e.retry_after,
                                            random.random())
             msg = self.masker(e.message)
-            self.store.finish_poll(
+            self.store.feeds.finish_poll(
                 feed.id, self.owner, now_ms=now_ms(), outcome=e.outcome, error=msg,
                 next_poll_ms=now_ms() + int(nxt.delay_s * 1000),
                 status=e.status, failures=failures)
@@ -348,7 +349,7 @@ class Monitor:
         except StoreError as e:
             msg = self.masker(str(e))
             log.error("feed '%s': %s", feed.id, msg)
-            self.store.release_feed_leases(self.owner)
+            self.store.feeds.release_leases(self.owner)
             return PollResult(feed.id, "store-error", error=msg)
 
     def _log_recovery(self, feed_id: str, failures: int) -> None:
@@ -384,7 +385,7 @@ class Monitor:
             free = self.runtime.loaded.config.scheduler.workers - len(self._in_flight)
             self._finished = 0
         lease_ms = int(self.runtime.loaded.config.feed_lease_seconds() * 1000)
-        rows = self.store.claim_due_feeds(self.owner, now_ms(), free, lease_ms,
+        rows = self.store.feeds.claim_due(self.owner, now_ms(), free, lease_ms,
                                           self.runtime.feed_ids)
         with self._lock:
             # Every worker got a feed: more may be due, so finished polls call the next
@@ -437,7 +438,7 @@ class Monitor:
         # daily still prunes.
         self.jobs.add("prune", self.prune, every=86400.0, first_in=300.0)
         self.jobs.start()
-        self.metrics.watch_outbox(self.store.alert_summary)
+        self.metrics.watch_outbox(self.store.readouts.alert_summary)
         web = None
         if cfg.http.enabled:
             try:
@@ -501,8 +502,8 @@ class Monitor:
         delivering = not self.jobs.wait_idle("deliver", left())
         self.jobs.shutdown()
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.store.release_feed_leases(self.owner)
-        self.store.release_alert_leases(self.owner)
+        self.store.feeds.release_leases(self.owner)
+        self.store.outbox.release_leases(self.owner)
         self.abandoned = len(running) + int(delivering)
         if self.abandoned:
             log.warning("grace period of %g s over: %d poll(s)%s still running; their "
@@ -518,7 +519,7 @@ class Monitor:
         ids = self.runtime.feed_ids
         # Every feed, due or not; but not one another daemon holds right now, and on a
         # lease that expires like any other should this process die.
-        rows = self.store.claim_due_feeds(
+        rows = self.store.feeds.claim_due(
             self.owner, now_ms(), len(ids),
             int(self.runtime.loaded.config.feed_lease_seconds() * 1000), ids, due_ms=2**62)
         results = list(self.pool.map(self._poll_safely, rows))

@@ -28,8 +28,8 @@ from monitor.config import ChannelConfig, LoadedConfig, parse_duration
 from monitor.errors import RuleError, StoreError
 from monitor.match import RuleSet, compile_query, compile_rules
 from monitor.match.normalize import plain_text
-from monitor.store import AlertRow, Store, StoredItem
-from monitor.types import RuleMatch, RuleSpec
+from monitor.store import Store
+from monitor.types import AlertRow, RuleMatch, RuleSpec, StoredItem
 
 
 class UsageError(ValueError):
@@ -88,7 +88,7 @@ def run(store: Store, ruleset: RuleSet, since: int | None,
     """Match every stored item (published at ``since`` or later, seen in ``feed_ids``)."""
     # Read everything first: on SQLite a read transaction held open while matching
     # would keep the running daemon from writing.
-    stored = list(store.iter_items(since, feed_ids))
+    stored = list(store.items.iter_stored(since, feed_ids))
     hits: list[Hit] = []
     for entry in stored:
         # Rules limited to feeds see every feed the item was seen in, as in the daemon.

@@ -333,12 +333,12 @@ def cmd_silence(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--for: {e}") from None
             if seconds <= 0:
                 raise ConfigError("--for must be longer than zero")
-            sid = store.add_silence(args.rule, args.channel, now, now + int(seconds * 1000),
+            sid = store.outbox.add_silence(args.rule, args.channel, now, now + int(seconds * 1000),
                                     args.comment, getpass.getuser(), now)
             print(f"silence {sid}: rule '{args.rule}' on "
                   f"{args.channel or 'every channel'} until {_when(now + int(seconds * 1000))}")
         elif args.silence_command == "list":
-            rows = store.silences(now, include_expired=args.all)
+            rows = store.outbox.silences(now, include_expired=args.all)
             if not rows:
                 print("no silences" if args.all else "no active silences")
             for s in rows:
@@ -348,7 +348,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
                 print(f"{s.id}: rule '{s.rule}' on {s.channel or 'every channel'}, {state}, "
                       f"{_when(s.starts_ms)} .. {_when(s.ends_ms)} by {s.created_by}{note}")
         else:
-            if not store.expire_silence(args.id, now):
+            if not store.outbox.expire_silence(args.id, now):
                 print(f"error: no active silence {args.id}", file=sys.stderr)
                 return 1
             print(f"silence {args.id} expired")
@@ -363,7 +363,7 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     store = Store(loaded.config.database)
     try:
-        n = store.redeliver(_now_ms(), channel=args.channel, rule=args.rule)
+        n = store.outbox.redeliver(_now_ms(), channel=args.channel, rule=args.rule)
     finally:
         store.close()
     scope = " and ".join(f"{k} '{v}'" for k, v in (("channel", args.channel),
@@ -490,12 +490,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     store = _history_store(loaded)
     try:
         configured = {r.name for r in loaded.config.rules}
-        if args.rule and args.rule not in configured and not store.count_matches(args.rule):
+        if args.rule and args.rule not in configured and not store.history.count_matches(args.rule):
             known = ", ".join(sorted(configured)) or "none"
             raise ConfigError(f"--rule: unknown rule '{args.rule}' with no stored matches "
                               f"(rules: {known})", loaded.path)
         if args.feed:
-            known_feeds = {f.id for f in loaded.config.feeds} | store.known_feed_ids()
+            known_feeds = {f.id for f in loaded.config.feeds} | store.history.known_feed_ids()
             for fid in args.feed:
                 if fid not in known_feeds:
                     raise ConfigError(f"--feed: no feed '{fid}' in the config or the "

@@ -33,8 +33,9 @@ from monitor import console  # noqa: F401  (registers console://)
 from monitor.config import ChannelConfig, DeliveryConfig, DigestConfig, QuietHours
 from monitor.scheduler import next_cron_time
 from monitor.secrets import Masker, mask_url
-from monitor.store import AlertRow, Silence, Store
+from monitor.store import Store
 from monitor.templates import MessageTemplates, Rendered, alert_context
+from monitor.types import AlertRow, Silence
 
 log = logging.getLogger("monitor.deliver")
 
@@ -244,17 +245,17 @@ class Deliverer:
         # Sending stops at half the lease and the rest goes back (below): once the lease
         # is over another daemon may take these alerts, and both would send them.
         send_until = time.monotonic() + lease_s / 2
-        batch = self.store.lease_alerts(self.owner, now_ms, self.config.batch,
+        batch = self.store.outbox.lease(self.owner, now_ms, self.config.batch,
                                         int(lease_s * 1000), list(self.channels))
         if not batch:
             return stats
         stats.leased = len(batch)
-        silences = [s for s in self.store.silences(now_ms) if s.active(now_ms)]
+        silences = [s for s in self.store.outbox.silences(now_ms) if s.active(now_ms)]
         groups: dict[tuple[str, str], list[AlertRow]] = {}
         for alert in batch:
             silence = _silence_for(silences, alert)
             if silence is not None:
-                self.store.mark_silenced([alert.id], self.owner, silence.id)
+                self.store.outbox.mark_silenced([alert.id], self.owner, silence.id)
                 stats.silenced += 1
                 log.info("channel '%s': alert %d (rule '%s') silenced by silence %d",
                          alert.channel, alert.id, alert.rule, silence.id)
@@ -266,7 +267,7 @@ class Deliverer:
             groups.setdefault((alert.channel, group), []).append(alert)
         self._send_all(list(groups.items()), self.feed_titles(), stats, send_until)
         # Whatever was leased and not acted on (stopping) goes back at once.
-        self.store.release_alert_leases(self.owner)
+        self.store.outbox.release_leases(self.owner)
         return stats
 
     def _group(self, alert: AlertRow, now_ms: int) -> str | None:
@@ -289,7 +290,7 @@ class Deliverer:
             if end is not None:
                 release = end
         if release is not None and release > now:
-            self.store.hold([alert.id], self.owner, int(release.timestamp() * 1000))
+            self.store.outbox.hold([alert.id], self.owner, int(release.timestamp() * 1000))
             log.info("channel '%s': alert %d (rule '%s') held until %s", alert.channel,
                      alert.id, alert.rule, release.isoformat(timespec="seconds"))
             return None
@@ -301,7 +302,7 @@ class Deliverer:
             return next_cron_time(digest.schedule, digest.timezone, created)
         # A grouping window opens with the first alert and collects those that follow.
         rule = alert.rule if alert.rule in self.rule_digests else None
-        opened = self.store.held_release(alert.channel, rule, now_ms)
+        opened = self.store.outbox.held_release(alert.channel, rule, now_ms)
         if opened is not None:
             return datetime.fromtimestamp(opened / 1000, UTC)
         assert digest.window is not None
@@ -359,7 +360,7 @@ class Deliverer:
         wait = channel.limiter.wait(now)
         if wait > 0:
             later = int((time.time() + wait) * 1000)
-            self.store.defer([a.id for a in alerts], self.owner, later)
+            self.store.outbox.defer([a.id for a in alerts], self.owner, later)
             stats.deferred += len(alerts)
             return False
         channel.limiter.record(now)
@@ -378,7 +379,7 @@ class Deliverer:
         ok, error = self._notify(channel, rendered, message_id(alerts))
         now_ms = int(time.time() * 1000)
         if ok:
-            self.store.mark_sent_many(ids, self.owner, now_ms)
+            self.store.outbox.mark_sent(ids, self.owner, now_ms)
             stats.sent += len(ids)
             stats.messages += 1
             what = f"alert {ids[0]}" if len(ids) == 1 else f"digest of {len(ids)} alerts"
@@ -394,7 +395,7 @@ class Deliverer:
         dead = attempts >= self.config.max_attempts or age_s >= self.config.max_age
         delay = min(self.config.max_backoff, self.config.backoff * 2 ** (attempts - 1))
         delay *= random.uniform(0.8, 1.2)
-        self.store.mark_failed_many(ids, self.owner, error[:1000], now_ms + int(delay * 1000),
+        self.store.outbox.mark_failed(ids, self.owner, error[:1000], now_ms + int(delay * 1000),
                                     dead)
         if dead:
             stats.dead += len(ids)
@@ -415,7 +416,7 @@ class Deliverer:
         if window is None or not alert.item_id:
             return None
         try:
-            found = self.store.editions(alert.item_id, alert.rule, window)
+            found = self.store.outbox.editions(alert.item_id, alert.rule, window)
         except SQLAlchemyError as e:  # the message still goes out, with its own link
             log.warning("alert %d: cannot read the other editions: %s", alert.id,
                         self.masker(str(e)).splitlines()[0])

@@ -82,15 +82,19 @@ class FeedError(MonitorError):
         return f"feed '{self.feed}' ({self.url}): {self.outcome}: {self.message}"
 
 
-class DeliveryError(MonitorError):
-    """A channel that could not deliver; ``retryable`` says whether to try again."""
-
-    def __init__(self, channel: str, message: str, retryable: bool = True) -> None:
-        self.channel = channel
-        self.message = message
-        self.retryable = retryable
-        super().__init__(f"channel '{channel}': {message}")
-
-
 class StoreError(MonitorError):
     """The database could not be reached or refused an operation."""
+
+
+class UsageError(MonitorError):
+    """A command-line argument that cannot be used (an unknown rule, a bad duration)."""
+
+
+class QuerySyntaxError(MonitorError):
+    """A query that does not parse; ``line``/``column`` are 1-based within the query."""
+
+    def __init__(self, message: str, line: int, column: int) -> None:
+        self.message = message
+        self.line = line
+        self.column = column
+        super().__init__(f"{message} (line {line}, column {column})")

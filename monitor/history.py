@@ -41,8 +41,7 @@ from monitor.match import RuleSet
 from monitor.opml import OpmlError, feed_slug, feeds_to_opml, feeds_to_yaml, opml_to_feeds
 from monitor.secrets import Masker
 from monitor.store import Store
-from monitor.store.history import PruneStats
-from monitor.types import Item
+from monitor.types import Item, PruneStats
 
 log = logging.getLogger("monitor.history")
 
@@ -103,10 +102,10 @@ def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
             fresh.append(item)
         # Keys stored already are not matched at all: matching costs more than reading,
         # and a second import of the same folder should cost little more than reading it.
-        stored = store.stored_keys([it.key for it in fresh])
+        stored = store.history.stored_keys([it.key for it in fresh])
         report.duplicate += len(stored)
         batch = [(it, rules.match(it, seen_in)) for it in fresh if it.key not in stored]
-        added = store.import_items(feed_id, batch, now_ms)
+        added = store.history.import_items(feed_id, batch, now_ms)
         report.new += len(added)
         report.duplicate += len(batch) - len(added)
         report.matched += sum(len(hits) for it, hits in batch if it.key in added)
@@ -159,7 +158,7 @@ def export_archive(store: Store, out_dir: str | Path, *, since_ms: int | None = 
     except OSError as e:
         raise MonitorError(f"{out}: cannot create the folder: {e.strerror or e}") from e
     report = ExportReport()
-    for row in store.export_rows(since_ms, until_ms, rule, feed_ids):
+    for row in store.history.export_rows(since_ms, until_ms, rule, feed_ids):
         if row.pruned:
             report.pruned += 1
         elif not row.item.url:
@@ -251,7 +250,7 @@ def prune(store: Store, retention: RetentionConfig, now_ms: int) -> PruneStats:
     than ``keys`` deleted; items with an alert still waiting are left whole."""
     bodies = None if retention.items is None else now_ms - int(retention.items * 1000)
     keys = None if retention.keys is None else now_ms - int(retention.keys * 1000)
-    return store.prune(now_ms, bodies, keys)
+    return store.history.prune(now_ms, bodies, keys)
 
 
 # -- OPML ----------------------------------------------------------------------------------

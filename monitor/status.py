@@ -33,10 +33,10 @@ def collect_status(loaded: LoadedConfig, now_ms: int | None = None) -> dict[str,
         masker.add_userinfo(f.url)
     store = Store(cfg.database, upgrade=None)
     try:
-        rows = {r.id: r for r in store.feed_rows()}
-        outbox = store.alert_summary()
-        matched = store.rule_match_counts(now_ms - 24 * 3600 * 1000)
-        counts = store.counts()
+        rows = {r.id: r for r in store.readouts.feed_rows()}
+        outbox = store.readouts.alert_summary()
+        matched = store.readouts.rule_match_counts(now_ms - 24 * 3600 * 1000)
+        counts = store.readouts.counts()
     finally:
         store.close()
     feeds = []

@@ -31,7 +31,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined, TemplateError
 
 from monitor.errors import ConfigError
-from monitor.store import AlertRow
+from monitor.types import AlertRow
 
 _TAGS = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")

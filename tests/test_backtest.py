@@ -75,13 +75,13 @@ def setup(tmp_path: Path, webhook_receiver: WebhookReceiver) -> tuple[Path, Webh
     for feed, key, title, body, published in ITEMS:
         item = Item(key=key, url=key, title=title, published_ms=published, feed_id=feed,
                     content=body)
-        store.ingest(feed, [item], NOW_MS, no_match, lambda rule: [])
+        store.items.ingest(feed, [item], NOW_MS, no_match, lambda rule: [])
     # The first article was also seen in the Traditional feed: one item, two feeds.
     first = ITEMS[0]
-    store.ingest("rfi-tw", [Item(key=first[1], url=first[1], title=first[2],
+    store.items.ingest("rfi-tw", [Item(key=first[1], url=first[1], title=first[2],
                                  published_ms=first[4], feed_id="rfi-tw", content=first[3])],
                  NOW_MS, no_match, lambda rule: [])
-    assert store.counts() == {"items": 4, "alerts": 0}
+    assert store.readouts.counts() == {"items": 4, "alerts": 0}
     store.close()
     return config, webhook_receiver
 
@@ -117,8 +117,8 @@ def test_named_rule_prints_each_match_with_snippet_and_total(
         "rule 'china-russia': 3 matches in 4 stored items; nothing was sent"
     assert hook.received == []
     store = Store(f"sqlite:///{config.parent / 'monitor.db'}")
-    assert store.counts() == {"items": 4, "alerts": 0}  # nothing written either
-    assert store.rule_match_counts(0) == {}
+    assert store.readouts.counts() == {"items": 4, "alerts": 0}  # nothing written either
+    assert store.readouts.rule_match_counts(0) == {}
     store.close()
 
 

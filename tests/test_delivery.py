@@ -241,7 +241,7 @@ def test_quiet_hours_hold_then_release_as_one_digest(
                            "quiet_hours": {"start": "22:00", "end": "07:00",
                                            "timezone": "Asia/Shanghai"}}})
     monitor = Monitor(str(cfg))
-    [row] = monitor.store.claim_due_feeds(monitor.owner, 2**62, 1, 60_000, ["cn"])
+    [row] = monitor.store.feeds.claim_due(monitor.owner, 2**62, 1, 60_000, ["cn"])
     monitor.poll(row)
     deliverer = monitor.runtime.deliverer
     # The next 23:30 in Shanghai: the alerts, created now, are due by then.

@@ -156,7 +156,7 @@ def test_daemon_survives_hostile_feeds(tmp_path: Path, feed_server: FeedServer,
 
     def rows() -> dict[str, Any]:
         try:
-            return {r.id: r for r in store.feed_rows()}
+            return {r.id: r for r in store.readouts.feed_rows()}
         except Exception:  # the daemon may not have created the schema yet
             return {}
 
@@ -238,7 +238,7 @@ def test_daemon_survives_hostile_feeds(tmp_path: Path, feed_server: FeedServer,
     # nothing of the file the external entity named, anywhere.
     store = Store(f"sqlite:///{db}", upgrade=None)
     try:
-        stored = {fid: [s.item.title for s in store.iter_items(feed_ids=[fid])]
+        stored = {fid: [s.item.title for s in store.items.iter_stored(feed_ids=[fid])]
                   for fid in EXPECTED}
     finally:
         store.close()
@@ -257,7 +257,7 @@ def test_daemon_survives_hostile_feeds(tmp_path: Path, feed_server: FeedServer,
 
 def _poll_once(monitor: Any, fid: str) -> Any:
     """Claim ``fid`` whether due or not and poll it, as a tick would."""
-    [row] = monitor.store.claim_due_feeds(monitor.owner, int(time.time() * 1000), 1, 60_000,
+    [row] = monitor.store.feeds.claim_due(monitor.owner, int(time.time() * 1000), 1, 60_000,
                                           [fid], due_ms=2**62)
     return monitor.poll(row)
 

@@ -128,10 +128,10 @@ def test_second_import_adds_nothing(tmp_path: Path, capsys: pytest.CaptureFixtur
     code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"))
     assert code == 0 and out.startswith("30 files: 30 new, 0 duplicate, 0 invalid; 30 rule")
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    before = store.counts()
+    before = store.readouts.counts()
     code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"))
     assert code == 0 and out.startswith("30 files: 0 new, 30 duplicate, 0 invalid; 0 rule")
-    assert store.counts() == before == {"items": 30, "alerts": 0}
+    assert store.readouts.counts() == before == {"items": 30, "alerts": 0}
     store.close()
 
 
@@ -145,7 +145,7 @@ def test_items_sharing_one_timestamp_are_all_imported(
     code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a" / "*.md"))
     assert code == 0 and "12 new" in out
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    stored = list(store.iter_items())
+    stored = list(store.items.iter_stored())
     store.close()
     assert sorted(s.item.url for s in stored) == sorted(f"https://www.rfi.fr/cn/{i}"
                                                         for i in range(12))
@@ -190,7 +190,7 @@ def test_a_missing_path_is_an_error_before_anything_is_imported(
     code, _, err = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"), "--feed", "a b")
     assert code == 1 and err == "error: --feed: 'a b' is not a feed id (letters, digits, '_.-')\n"
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    assert store.counts()["items"] == 0
+    assert store.readouts.counts()["items"] == 0
     store.close()
 
 
@@ -215,7 +215,7 @@ def test_feed_option_records_the_items_as_seen_in_that_feed(
     code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"), "--feed", "tw")
     assert code == 0 and "feed 'tw'" in out
     store = Store(f"sqlite:///{tmp_path / 'monitor.db'}")
-    assert {s.feeds for s in store.iter_items()} == {("tw",)}
+    assert {s.feeds for s in store.items.iter_stored()} == {("tw",)}
     store.close()
     feed_server.set_feed("/cn", rss_feed([]))
     feed_server.set_feed("/tw", rss_feed([FeedItem(it.title, it.url, it.content, T0 + 60_000)
@@ -243,27 +243,27 @@ def channels(rule: str) -> list[str]:
 def test_imported_items_never_alert_when_a_feed_carries_them(store: Store) -> None:
     plain = item(1, title="法国新闻")
     ukraine = item(2, title="乌克兰新闻")
-    assert store.import_items("archive", [(plain, []), (ukraine, match_word(ukraine, {"tw"}))],
+    assert store.history.import_items("archive", [(plain, []), (ukraine, match_word(ukraine, {"tw"}))],
                               T0 + DAY) == {plain.key, ukraine.key}
-    assert store.import_items("archive", [(plain, [])], T0) == set()  # idempotent
+    assert store.history.import_items("archive", [(plain, [])], T0) == set()  # idempotent
     # Matches carry the article's time: `status` (matches in the last 24 h) is not
     # flooded by an archive of old articles.
-    assert store.rule_match_counts(T0 - 1) == {"word": 1, "tw-word": 1}
-    assert store.rule_match_counts(T0 + 1) == {}
+    assert store.readouts.rule_match_counts(T0 - 1) == {"word": 1, "tw-word": 1}
+    assert store.readouts.rule_match_counts(T0 + 1) == {}
     # The feed's version: another timestamp, and text a rule matches now (in tw only).
     live = [replace(plain, url=plain.url.replace("https", "http"), title="乌克兰战事",
                     published_ms=T0 + 60_000, feed_id="tw"),
             replace(ukraine, published_ms=T0, feed_id="tw")]
-    stats = store.ingest("tw", live, T0 + 1, match_word, channels)
+    stats = store.items.ingest("tw", live, T0 + 1, match_word, channels)
     assert (stats.new, stats.updated, stats.repeats, stats.alerts) == (0, 1, 1, 0)
     assert stats.matched == 2  # 'word' and 'tw-word' for the first, recorded not alerted
     # From now on they are ordinary items: a real update alerts where a rule newly matches.
-    again = store.ingest("cn", [replace(plain, title="法国新闻", published_ms=T0 + 120_000,
+    again = store.items.ingest("cn", [replace(plain, title="法国新闻", published_ms=T0 + 120_000,
                                         feed_id="cn", content="<p>无关</p>")],
                          T0 + 2, match_word, channels)
     assert (again.updated, again.alerts) == (1, 0)
-    assert store.counts()["alerts"] == 0
-    fresh = store.ingest("cn", [replace(item(3, title="乌克兰"), feed_id="cn")], T0 + 3,
+    assert store.readouts.counts()["alerts"] == 0
+    fresh = store.items.ingest("cn", [replace(item(3, title="乌克兰"), feed_id="cn")], T0 + 3,
                          match_word, channels)
     assert (fresh.new, fresh.alerts) == (1, 1)
 
@@ -283,5 +283,5 @@ def test_duplicates_across_batches_count_once(tmp_path: Path, sqlite_url: str) -
                             feed_ids=["cn"], now_ms=T0, batch_size=2, on_error=errors.append)
     assert (report.files, report.new, report.duplicate, report.invalid, report.matched) == (
         6, 5, 1, 0, 5)
-    assert store.counts() == {"items": 5, "alerts": 0}
+    assert store.readouts.counts() == {"items": 5, "alerts": 0}
     store.close()

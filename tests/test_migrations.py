@@ -52,7 +52,7 @@ def test_upgrade_from_the_first_schema_keeps_items_and_alerts(db_url: str) -> No
     engine.dispose()
     store = Store(db_url)  # upgrades to head at start
     assert store.schema_revision()[0] == migrate.head_revision() != "0001"
-    assert store.counts() == {"items": 1, "alerts": 1}
-    [alert] = store.lease_alerts("w", 10, 10, 1000, ["mail"])
+    assert store.readouts.counts() == {"items": 1, "alerts": 1}
+    [alert] = store.outbox.lease("w", 10, 10, 1000, ["mail"])
     assert alert.item.title == "中俄" and alert.rule == "r"
     store.close()

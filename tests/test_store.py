@@ -7,8 +7,8 @@ from collections.abc import Collection
 import pytest
 
 from monitor.items import canonical_url
-from monitor.store import FeedSpec, Store
-from monitor.types import Item, RuleMatch
+from monitor.store import Store
+from monitor.types import FeedSpec, Item, RuleMatch
 
 T0 = 1_679_494_503_000
 
@@ -38,44 +38,44 @@ def channels(rule: str) -> list[str]:
 
 def test_repeat_is_ignored_and_shared_timestamps_are_all_kept(store: Store) -> None:
     batch = [item(f"https://www.rfi.fr/cn/a{i}") for i in range(5)]  # one timestamp for all
-    stats = store.ingest("cn", batch, T0, match_all, channels)
+    stats = store.items.ingest("cn", batch, T0, match_all, channels)
     assert (stats.new, stats.alerts) == (5, 10)
-    again = store.ingest("cn", batch, T0 + 1000, match_all, channels)
+    again = store.items.ingest("cn", batch, T0 + 1000, match_all, channels)
     assert (again.new, again.repeats, again.alerts) == (0, 5, 0)
-    assert store.counts() == {"items": 5, "alerts": 10}
+    assert store.readouts.counts() == {"items": 5, "alerts": 10}
 
 
 def test_url_variants_are_one_item_and_one_alert(store: Store) -> None:
     urls = ["https://www.rfi.fr/cn/%E4%B8%AD/x", "http://www.rfi.fr/cn/中/x",
             "https://www.rfi.fr//cn/中/x"]
     for u in urls:
-        store.ingest("cn", [item(u)], T0, match_all, channels)
-    assert store.counts() == {"items": 1, "alerts": 2}
+        store.items.ingest("cn", [item(u)], T0, match_all, channels)
+    assert store.readouts.counts() == {"items": 1, "alerts": 2}
 
 
 def test_update_alerts_only_for_rules_that_newly_match(store: Store) -> None:
     url = "https://www.rfi.fr/cn/x"
-    first = store.ingest("cn", [item(url, title="无关")], T0, match_title("乌克兰"), channels)
+    first = store.items.ingest("cn", [item(url, title="无关")], T0, match_title("乌克兰"), channels)
     assert (first.new, first.alerts) == (1, 0)
-    upd = store.ingest("cn", [item(url, T0 + 60_000, "乌克兰战事")], T0, match_title("乌克兰"),
+    upd = store.items.ingest("cn", [item(url, T0 + 60_000, "乌克兰战事")], T0, match_title("乌克兰"),
                        channels)
     assert (upd.updated, upd.alerts) == (1, 1)
     # Updated again, still matching: no second alert for the same rule.
-    again = store.ingest("cn", [item(url, T0 + 120_000, "乌克兰战事更新")], T0,
+    again = store.items.ingest("cn", [item(url, T0 + 120_000, "乌克兰战事更新")], T0,
                          match_title("乌克兰"), channels)
     assert (again.updated, again.alerts) == (1, 0)
-    stored = list(store.iter_items())
+    stored = list(store.items.iter_stored())
     assert stored[0].item.title == "乌克兰战事更新"
 
 
 def test_item_in_two_feeds_is_one_item_one_alert_naming_both(store: Store) -> None:
     url = "https://www.rfi.fr/cn/x"
-    store.ingest("cn", [item(url)], T0, match_all, channels)
-    stats = store.ingest("tw", [item(url.replace("https", "http"), feed="tw")], T0 + 5,
+    store.items.ingest("cn", [item(url)], T0, match_all, channels)
+    stats = store.items.ingest("tw", [item(url.replace("https", "http"), feed="tw")], T0 + 5,
                          match_all, channels)
     # The item is a repeat; only the rule limited to feed tw newly applies.
     assert (stats.new, stats.repeats, stats.alerts) == (0, 1, 1)
-    leased = store.lease_alerts("w1", T0 + 10, 100, 60_000, ["mail", "chat"])
+    leased = store.outbox.lease("w1", T0 + 10, 100, 60_000, ["mail", "chat"])
     assert {a.rule for a in leased} == {"all", "tw-only"}
     assert all(a.feeds == ("cn", "tw") for a in leased)
 
@@ -83,53 +83,53 @@ def test_item_in_two_feeds_is_one_item_one_alert_naming_both(store: Store) -> No
 def test_backlog_floor_records_matches_without_alerting(store: Store) -> None:
     old = item("https://x.org/old", T0)
     new = item("https://x.org/new", T0 + 3_600_000)
-    stats = store.ingest("cn", [old, new], T0, match_all, channels,
+    stats = store.items.ingest("cn", [old, new], T0, match_all, channels,
                          alert_min_published_ms=T0 + 1)
     assert (stats.new, stats.matched, stats.alerts) == (2, 2, 2)  # only `new` alerts (2 ch.)
     # A later update of the backlog item does not alert for the rule it matched before.
-    stats = store.ingest("cn", [item("https://x.org/old", T0 + 5)], T0, match_all, channels)
+    stats = store.items.ingest("cn", [item("https://x.org/old", T0 + 5)], T0, match_all, channels)
     assert stats.alerts == 0
 
 
 def test_leases_are_exclusive_and_expire(store: Store) -> None:
-    store.ingest("cn", [item("https://x.org/a")], T0, match_all, channels)
-    a = store.lease_alerts("w1", T0, 10, 60_000, ["mail", "chat"])
+    store.items.ingest("cn", [item("https://x.org/a")], T0, match_all, channels)
+    a = store.outbox.lease("w1", T0, 10, 60_000, ["mail", "chat"])
     assert len(a) == 2
-    assert store.lease_alerts("w2", T0 + 1, 10, 60_000, ["mail", "chat"]) == []
-    b = store.lease_alerts("w2", T0 + 60_001, 10, 60_000, ["mail", "chat"])
+    assert store.outbox.lease("w2", T0 + 1, 10, 60_000, ["mail", "chat"]) == []
+    b = store.outbox.lease("w2", T0 + 60_001, 10, 60_000, ["mail", "chat"])
     assert {x.id for x in b} == {x.id for x in a}
     # The first owner lost its lease: its late "sent" does not count.
-    store.mark_sent(a[0].id, "w1", T0 + 60_002)
-    assert store.alert_summary()["mail"]["sent"] + store.alert_summary()["chat"]["sent"] == 0
+    store.outbox.mark_sent([a[0].id], "w1", T0 + 60_002)
+    assert store.readouts.alert_summary()["mail"]["sent"] + store.readouts.alert_summary()["chat"]["sent"] == 0
     for x in b:
-        store.mark_sent(x.id, "w2", T0 + 60_003)
-    summary = store.alert_summary()
+        store.outbox.mark_sent([x.id], "w2", T0 + 60_003)
+    summary = store.readouts.alert_summary()
     assert summary["mail"]["sent"] == 1 and summary["chat"]["sent"] == 1
 
 
 def test_failed_alert_retries_then_dies(store: Store) -> None:
-    store.ingest("cn", [item("https://x.org/a")], T0, match_title("中俄"), channels)
-    [a] = store.lease_alerts("w", T0, 10, 60_000, ["mail"])
-    store.mark_failed(a.id, "w", "boom", T0 + 30_000, dead=False)
-    assert store.lease_alerts("w", T0 + 1, 10, 60_000, ["mail"]) == []  # backing off
-    assert store.alert_summary()["mail"]["retrying"] == 1
-    [a] = store.lease_alerts("w", T0 + 30_000, 10, 60_000, ["mail"])
+    store.items.ingest("cn", [item("https://x.org/a")], T0, match_title("中俄"), channels)
+    [a] = store.outbox.lease("w", T0, 10, 60_000, ["mail"])
+    store.outbox.mark_failed([a.id], "w", "boom", T0 + 30_000, dead=False)
+    assert store.outbox.lease("w", T0 + 1, 10, 60_000, ["mail"]) == []  # backing off
+    assert store.readouts.alert_summary()["mail"]["retrying"] == 1
+    [a] = store.outbox.lease("w", T0 + 30_000, 10, 60_000, ["mail"])
     assert a.attempts == 1
-    store.mark_failed(a.id, "w", "boom", T0 + 90_000, dead=True)
-    assert store.alert_summary()["mail"]["dead"] == 1
-    assert store.lease_alerts("w", T0 + 10**9, 10, 60_000, ["mail"]) == []
+    store.outbox.mark_failed([a.id], "w", "boom", T0 + 90_000, dead=True)
+    assert store.readouts.alert_summary()["mail"]["dead"] == 1
+    assert store.outbox.lease("w", T0 + 10**9, 10, 60_000, ["mail"]) == []
 
 
 def test_feed_schedule_claims_are_leased(store: Store) -> None:
-    store.sync_feeds([FeedSpec("cn", "http://x/cn", None, 300)], T0, first_spread_s=0)
-    [row] = store.claim_due_feeds("w1", T0, 5, 60_000, ["cn"])
+    store.feeds.sync([FeedSpec("cn", "http://x/cn", None, 300)], T0, first_spread_s=0)
+    [row] = store.feeds.claim_due("w1", T0, 5, 60_000, ["cn"])
     assert not row.first_poll_done
-    assert store.claim_due_feeds("w2", T0, 5, 60_000, ["cn"]) == []
-    store.finish_poll("cn", "w1", now_ms=T0, next_poll_ms=T0 + 300_000, outcome="ok",
+    assert store.feeds.claim_due("w2", T0, 5, 60_000, ["cn"]) == []
+    store.feeds.finish_poll("cn", "w1", now_ms=T0, next_poll_ms=T0 + 300_000, outcome="ok",
                       error=None, status=200, failures=0, etag='"e1"', last_modified="x",
                       keep_validators=False, first_poll_done=True)
-    assert store.claim_due_feeds("w2", T0 + 299_999, 5, 60_000, ["cn"]) == []
-    [row] = store.claim_due_feeds("w2", T0 + 300_000, 5, 60_000, ["cn"])
+    assert store.feeds.claim_due("w2", T0 + 299_999, 5, 60_000, ["cn"]) == []
+    [row] = store.feeds.claim_due("w2", T0 + 300_000, 5, 60_000, ["cn"])
     assert (row.etag, row.first_poll_done) == ('"e1"', True)
 
 
@@ -147,7 +147,7 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced(
     reset_postgres(url)
     store = Store(url)
     try:
-        store.sync_feeds([FeedSpec("cn", "http://127.0.0.1:9/cn", None, 60)], T0, 0)
+        store.feeds.sync([FeedSpec("cn", "http://127.0.0.1:9/cn", None, 60)], T0, 0)
         assert store.engine.pool.checkedin() >= 1
         killer = create_engine(url)
         with killer.begin() as conn:
@@ -157,7 +157,7 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced(
         killer.dispose()
         assert killed >= 1
         monkeypatch.setattr(store_module, "IDLE_PING_S", 0.0)
-        [row] = store.claim_due_feeds("w1", T0, 5, 60_000, ["cn"])
+        [row] = store.feeds.claim_due("w1", T0, 5, 60_000, ["cn"])
         assert row.id == "cn"
     finally:
         store.close()

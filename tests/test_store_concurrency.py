@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import func, select
 
 from monitor.items import canonical_url
-from monitor.store import FeedSpec, IngestStats, Store
+from monitor.store import Store
 from monitor.store.schema import alerts, feeds, item_feeds, matches
-from monitor.types import Item, RuleMatch
+from monitor.types import FeedSpec, IngestStats, Item, RuleMatch
 
 T0 = 1_679_494_503_000
 R = TypeVar("R")
@@ -103,7 +103,7 @@ def test_same_new_items_from_two_feeds_at_once_are_one_item_and_one_alert_each(
 
     def poll(store: Store, feed: str, urls: list[str]) -> IngestStats:
         batch = [gate(feed)] + [item(u, feed) for u in urls]
-        return store.ingest(feed, batch, T0, match, channels)
+        return store.items.ingest(feed, batch, T0, match, channels)
 
     cn, tw = run_at_once([lambda: poll(stores[0], "cn", shared),
                           lambda: poll(stores[1], "tw", shared[::-1])])
@@ -112,9 +112,9 @@ def test_same_new_items_from_two_feeds_at_once_are_one_item_and_one_alert_each(
     assert cn.repeats + tw.repeats == 20  # ... and a repeat in the other feed
     assert cn.alerts + tw.alerts == 20 * 2
     store = stores[2]
-    assert store.counts() == {"items": 22, "alerts": 40}
+    assert store.readouts.counts() == {"items": 22, "alerts": 40}
     assert count(store, item_feeds) == 20 * 2 + 2
-    leased = store.lease_alerts("w", T0, 100, 60_000, ["mail", "chat"])
+    leased = store.outbox.lease("w", T0, 100, 60_000, ["mail", "chat"])
     assert sorted((a.item.url, a.channel) for a in leased) == sorted(
         (u, ch) for u in shared for ch in ("mail", "chat"))
     assert all(set(a.feeds) == {"cn", "tw"} for a in leased)
@@ -135,11 +135,11 @@ def test_known_item_in_two_more_feeds_at_once_matches_a_scoped_rule_once(
             return []
         return [RuleMatch("tw-hk", ("中俄",))] if scoped & set(seen) else []
 
-    first = stores[0].ingest("cn", [item(url, "cn")], T0, match, channels)
+    first = stores[0].items.ingest("cn", [item(url, "cn")], T0, match, channels)
     assert (first.new, first.alerts) == (1, 0)
 
     def poll(store: Store, feed: str) -> IngestStats:
-        return store.ingest(feed, [gate(feed), item(url, feed)], T0 + 1000, match, channels)
+        return store.items.ingest(feed, [gate(feed), item(url, feed)], T0 + 1000, match, channels)
 
     tw, hk = run_at_once([lambda: poll(stores[1], "tw"), lambda: poll(stores[2], "hk")])
     assert meeting.met or stores[0].is_sqlite
@@ -155,14 +155,14 @@ def test_known_item_in_two_more_feeds_at_once_matches_a_scoped_rule_once(
 def claim_all(store: Store, owner: str, now_ms: int, ids: list[str]) -> list[str]:
     """Claim in small batches until nothing is left, as a daemon's ticks do."""
     got: list[str] = []
-    while rows := store.claim_due_feeds(owner, now_ms, 7, 60_000, ids):
+    while rows := store.feeds.claim_due(owner, now_ms, 7, 60_000, ids):
         got += [r.id for r in rows]
     return got
 
 
 def test_concurrent_feed_claims_are_disjoint_and_so_are_takeovers(stores: list[Store]) -> None:
     ids = [f"f{i:03d}" for i in range(200)]
-    stores[0].sync_feeds([FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in ids], T0,
+    stores[0].feeds.sync([FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in ids], T0,
                          first_spread_s=0)
     owners = [f"owner-{n}" for n in range(len(stores))]
     # Round 1: everything is due and free. Round 2: every lease has expired (their owners
@@ -183,30 +183,30 @@ def test_claims_take_only_the_feeds_of_the_claimers_config(stores: list[Store]) 
     daemon adds after the claimer first looked at the table; they keep their schedule."""
     a, b = stores[0], stores[1]
     mine = ["a1", "a2"]
-    a.sync_feeds([FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in mine], T0,
+    a.feeds.sync([FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in mine], T0,
                  first_spread_s=0)
-    first = a.claim_due_feeds("A", T0, 1, 60_000, mine)
+    first = a.feeds.claim_due("A", T0, 1, 60_000, mine)
     assert len(first) == 1
     # Another daemon's config adds feeds this store has not seen; they are due before
     # the rest of its own, so its next claim meets them first.
-    b.sync_feeds([FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in ("b1", "b2")],
+    b.feeds.sync([FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in ("b1", "b2")],
                  T0, first_spread_s=0)
     with a.engine.begin() as conn:
         conn.execute(feeds.update().where(feeds.c.id.in_(["b1", "b2"]))
                      .values(next_poll_ms=T0 - 5_000))
-    second = a.claim_due_feeds("A", T0, 1, 60_000, mine)
+    second = a.feeds.claim_due("A", T0, 1, 60_000, mine)
     assert sorted(r.id for r in first + second) == mine
     with a.engine.connect() as conn:
         rows = {r.id: r for r in conn.execute(select(feeds))}
     for fid in ("b1", "b2"):
         assert rows[fid].lease_owner is None and rows[fid].next_poll_ms == T0 - 5_000
-    assert sorted(r.id for r in b.claim_due_feeds("B", T0, 10, 60_000, ["b1", "b2"])) \
+    assert sorted(r.id for r in b.feeds.claim_due("B", T0, 10, 60_000, ["b1", "b2"])) \
         == ["b1", "b2"]
 
 
 def lease_all(store: Store, owner: str, now_ms: int) -> list[int]:
     got: list[int] = []
-    while batch := store.lease_alerts(owner, now_ms, 9, 60_000, ["mail"]):
+    while batch := store.outbox.lease(owner, now_ms, 9, 60_000, ["mail"]):
         got += [a.id for a in batch]
     return got
 
@@ -215,7 +215,7 @@ def test_concurrent_alert_leases_are_disjoint_and_so_are_takeovers(stores: list[
     def match(it: Item, seen: Collection[str]) -> list[RuleMatch]:
         return [RuleMatch("r", ("中俄",))]
 
-    stats = stores[0].ingest("cn", [item(f"https://x.org/{i}", "cn") for i in range(150)], T0,
+    stats = stores[0].items.ingest("cn", [item(f"https://x.org/{i}", "cn") for i in range(150)], T0,
                              match, lambda rule: ["mail"])
     assert stats.alerts == 150
     owners = [f"owner-{n}" for n in range(len(stores))]
@@ -227,6 +227,6 @@ def test_concurrent_alert_leases_are_disjoint_and_so_are_takeovers(stores: list[
     # Only the current holder's "sent" counts.
     for s, o, got in zip(stores, owners, leased, strict=True):
         for aid in got:
-            s.mark_sent(aid, o, T0 + 60_002)
-            s.mark_sent(aid, "someone-else", T0 + 60_003)
-    assert stores[0].alert_summary()["mail"]["sent"] == 150
+            s.outbox.mark_sent([aid], o, T0 + 60_002)
+            s.outbox.mark_sent([aid], "someone-else", T0 + 60_003)
+    assert stores[0].readouts.alert_summary()["mail"]["sent"] == 150

@@ -16,6 +16,8 @@ from functools import lru_cache
 
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
+from monitor.errors import QuerySyntaxError
+
 # Field names usable as scopes, and the item fields they read.
 FIELDS: dict[str, str] = {
     "title": "title",
@@ -93,16 +95,6 @@ class Not:
 
 
 Node = Term | Pattern | And | Or | Not
-
-
-class QuerySyntaxError(ValueError):
-    """A query that does not parse; ``line``/``column`` are 1-based within the query."""
-
-    def __init__(self, message: str, line: int, column: int) -> None:
-        self.message = message
-        self.line = line
-        self.column = column
-        super().__init__(f"{message} (line {line}, column {column})")
 
 
 @lru_cache(maxsize=1)

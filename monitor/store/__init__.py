@@ -1,13 +1,5 @@
 """Storage: feeds' schedule state, items and their dedupe history, the alert outbox."""
 
-from monitor.store.outbox import Silence
-from monitor.store.store import (
-    AlertRow,
-    FeedRow,
-    FeedSpec,
-    IngestStats,
-    Store,
-    StoredItem,
-)
+from monitor.store.store import Store
 
-__all__ = ["Silence", "AlertRow", "FeedRow", "FeedSpec", "IngestStats", "Store", "StoredItem"]
+__all__ = ["Store"]

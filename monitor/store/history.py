@@ -23,14 +23,13 @@ import logging
 import re
 import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, or_, select, text, true, update
 
 from monitor.match.normalize import normalize_text
 from monitor.store.schema import alerts, item_feeds, items, matches
-from monitor.types import Item, RuleMatch
+from monitor.types import Edition, ExportRow, Item, PruneStats, RuleMatch, RuleOptions
 
 log = logging.getLogger("monitor.store")
 
@@ -57,40 +56,8 @@ def title_key(title: str) -> str | None:
     return key if len(key) >= _TITLE_KEY_MIN else None
 
 
-@dataclass(frozen=True)
-class RuleOptions:
-    """What a rule's config says about updates and editions, as the store needs it."""
-
-    on_update: str = "rematch"  # "ignore", "rematch" or "always"
-    edition_window_ms: int | None = None  # cross-edition dedupe when set
-    hold_ms: int = 0  # new alerts wait this long, so a sibling edition can join them
-
-
 DEFAULT_OPTIONS = RuleOptions()
 OptionsFn = Callable[[str], RuleOptions]
-
-
-@dataclass(frozen=True)
-class Edition:
-    """One edition of a story: where it was seen and its link."""
-
-    item_id: int
-    url: str
-    feeds: tuple[str, ...]
-    published_ms: int
-
-
-@dataclass
-class PruneStats:
-    emptied: int = 0  # bodies removed, keys kept
-    deleted: int = 0  # items (and their keys) removed
-    kept: int = 0  # old enough, but an alert for them is still waiting
-
-
-@dataclass(frozen=True)
-class ExportRow:
-    item: Item
-    pruned: bool
 
 
 class HistoryMixin:

@@ -7,31 +7,12 @@ Every update is guarded by the lease owner, so a worker whose lease expired
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, bindparam, insert, or_, select, update
 
 from monitor.store.schema import alerts, silences
-
-
-@dataclass(frozen=True)
-class Silence:
-    id: int
-    rule: str
-    channel: str | None
-    starts_ms: int
-    ends_ms: int
-    comment: str
-    created_by: str
-    created_ms: int
-
-    def active(self, now_ms: int) -> bool:
-        return self.starts_ms <= now_ms < self.ends_ms
-
-    def covers(self, rule: str, channel: str) -> bool:
-        return self.rule == rule and self.channel in (None, channel)
-
+from monitor.types import Silence
 
 # The updates a delivery makes after every message, built once: a statement object
 # reused skips SQLAlchemy's per-statement coercion and cache-key work.

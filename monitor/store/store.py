@@ -13,7 +13,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -45,79 +45,18 @@ from monitor.store import migrate
 from monitor.store.history import DEFAULT_OPTIONS, HistoryMixin, OptionsFn, title_key
 from monitor.store.outbox import OutboxMixin, due_states
 from monitor.store.schema import alerts, feeds, item_feeds, items, matches
-from monitor.types import Item, RuleMatch
+from monitor.types import (
+    AlertRow,
+    FeedRow,
+    FeedSpec,
+    IngestStats,
+    Item,
+    RuleMatch,
+    StoredItem,
+)
 
 MatchFn = Callable[[Item, Collection[str]], list[RuleMatch]]
 ChannelsFn = Callable[[str], Sequence[str]]
-
-
-@dataclass(frozen=True)
-class FeedSpec:
-    """What the store needs to know of a configured feed."""
-
-    id: str
-    url: str
-    title: str | None
-    interval_s: float
-
-
-@dataclass(frozen=True)
-class FeedRow:
-    id: str
-    url: str
-    title: str | None
-    next_poll_ms: int
-    etag: str | None
-    last_modified: str | None
-    failures: int
-    first_poll_done: bool
-    last_poll_ms: int | None
-    last_outcome: str | None
-    last_error: str | None
-    last_status: int | None
-
-
-@dataclass(frozen=True)
-class StoredItem:
-    id: int
-    item: Item
-    feeds: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AlertRow:
-    id: int
-    rule: str
-    channel: str
-    status: str
-    attempts: int
-    keywords: tuple[str, ...]
-    snippet: str
-    created_ms: int
-    item: Item
-    feeds: tuple[str, ...]
-    item_id: int = 0
-    revision: int = 0  # times on_update: always re-armed it
-
-
-@dataclass
-class IngestStats:
-    new: int = 0
-    updated: int = 0
-    repeats: int = 0
-    alerts: int = 0
-    matched: int = 0
-    rules: dict[str, int] = field(default_factory=dict)  # new matches per rule
-    # (rule, item) for every alert created or re-armed, and every edition joined to
-    # one: what rules[].archive folders receive once the transaction has committed.
-    alerted: list[tuple[str, Item]] = field(default_factory=list)
-
-    def add(self, other: IngestStats) -> None:
-        for name in ("new", "updated", "repeats", "alerts", "matched"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for rule, n in other.rules.items():
-            self.rules[rule] = self.rules.get(rule, 0) + n
-        self.alerted.extend(other.alerted)
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -127,6 +66,35 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
+_PARTS: dict[str, dict[str, str]] = {
+    "feeds": {"sync": "sync_feeds", "claim_due": "claim_due_feeds", "finish_poll": "finish_poll",
+              "release_leases": "release_feed_leases"},
+    "items": {"ingest": "ingest", "iter_stored": "iter_items"},
+    "outbox": {"lease": "lease_alerts", "mark_sent": "mark_sent_many",
+               "mark_failed": "mark_failed_many", "hold": "hold", "defer": "defer",
+               "mark_silenced": "mark_silenced", "held_release": "held_release",
+               "redeliver": "redeliver", "release_leases": "release_alert_leases",
+               "editions": "editions", "add_silence": "add_silence", "silences": "silences",
+               "expire_silence": "expire_silence"},
+    "history": {"import_items": "import_items", "stored_keys": "stored_keys",
+                "export_rows": "export_rows", "count_matches": "count_matches",
+                "known_feed_ids": "known_feed_ids", "prune": "prune"},
+    "readouts": {"counts": "counts", "alert_summary": "alert_summary",
+                 "rule_match_counts": "rule_match_counts", "feed_rows": "feed_rows"},
+}
+
+
+class _Part:
+    """The store's methods of one job under their new names (until the split)."""
+
+    def __init__(self, store: Any, names: dict[str, str]) -> None:
+        self._store = store
+        self._names = names
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, self._names[name])
+
+
 class Store(OutboxMixin, HistoryMixin):
     """One database, shared by the scheduler, the pollers and the deliverer."""
 
@@ -134,6 +102,8 @@ class Store(OutboxMixin, HistoryMixin):
         """Open the database; ``upgrade``: True migrates, False refuses an old schema,
         None leaves the schema alone (for inspecting it)."""
         self.url = url
+        for part, names in _PARTS.items():
+            setattr(self, part, _Part(self, names))
         # (configured feed ids, feeds in the database that are not among them): see
         # claim_due_feeds.
         self._claim_scope: tuple[frozenset[str], frozenset[str]] | None = None
