@@ -21,6 +21,7 @@ from typing import Any
 from monitor import politeness
 from monitor.config import Defaults, FeedConfig, LoadedConfig, RuleConfig, load_config
 from monitor.deliver import Deliverer, DeliveryStats, build_channels
+from monitor.deliver.from_config import channels_settings, delivery_settings, rule_digests
 from monitor.errors import ConfigError, FeedError, MonitorError, StoreError
 from monitor.fetch import Fetcher, FetchLimits
 from monitor.history import prune as prune_history
@@ -136,15 +137,17 @@ class Monitor:
         for f in loaded.config.feeds:
             self.masker.add_userinfo(f.url)
         rules = compile_rules(loaded.rule_specs())
-        channels = build_channels(loaded.config.channels, self.masker, loaded.path)
+        channels = build_channels(channels_settings(loaded.config.channels), self.masker,
+                                  loaded.path)
         cfg = loaded.config
         feeds = {f.id: f for f in cfg.feeds if f.enabled}
         options = {r.name: rule_options(r) for r in cfg.rules}
         titles = cfg.feed_titles()
-        deliverer = Deliverer(self.store, self.owner, cfg.delivery, channels, self.masker,
+        deliverer = Deliverer(self.store, self.owner, delivery_settings(cfg.delivery),
+                              channels, self.masker,
                               feed_titles=lambda: titles,
                               on_result=self._delivery_result,
-                              rule_digests={r.name: r.digest for r in cfg.rules if r.digest},
+                              rule_digests=rule_digests(cfg.rules),
                               rule_editions={name: o.edition_window_ms
                                              for name, o in options.items()
                                              if o.edition_window_ms is not None})
@@ -418,8 +421,8 @@ class Monitor:
         while True:
             deliverer = self.runtime.deliverer
             stats = deliverer.deliver_due()
-            total.add(stats)
-            if (stats.leased < deliverer.config.batch or stats.touched == 0
+            total += stats
+            if (stats.leased < deliverer.settings.batch or stats.touched == 0
                     or deliverer.stopping.is_set()):
                 return total
 
@@ -527,7 +530,7 @@ class Monitor:
         delivered = DeliveryStats()
         while True:
             d = self.deliver()
-            delivered.add(d)
+            delivered += d
             if d.touched == 0:
                 break
         self.fetcher.close()

@@ -130,7 +130,7 @@ class Renderer:
     """A channel's messages, written by the templates the deliverer uses."""
 
     def __init__(self, loaded: LoadedConfig, channel: str) -> None:
-        from monitor.templates import MessageTemplates
+        from monitor.deliver import MessageTemplates
 
         cfg = loaded.config
         if channel not in cfg.channels:
@@ -147,7 +147,7 @@ class Renderer:
         self.feed_titles = cfg.feed_titles()
 
     def context(self, hit: Hit, now_ms: int) -> dict[str, object]:
-        from monitor.templates import alert_context
+        from monitor.deliver import alert_context
 
         # The alert the daemon would have stored for this match; it exists only here.
         alert = AlertRow(id=0, rule=hit.match.rule, channel=self.name, status="backtest",

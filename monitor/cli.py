@@ -204,7 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     loaded = load_config(args.config)
     LOG_MASKER.add(loaded.secrets)
+    from monitor.deliver import install
     from monitor.match import compile_rules
+
+    install()  # console:// known before the summary reads the channels' URLs
 
     compile_rules(loaded.rule_specs())
     print(render_summary(loaded))
@@ -287,8 +290,10 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from monitor.deliver import install
     from monitor.status import collect_status, print_status
 
+    install()  # console:// known before the channels' URLs are read
     loaded = load_config(args.config)
     report = collect_status(loaded)
     if args.json:
@@ -375,6 +380,7 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
     from monitor.deliver import build_channels, notify_test
+    from monitor.deliver.from_config import channel_settings
 
     loaded = load_config(args.config)
     cfg = loaded.config
@@ -382,8 +388,8 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
         known = ", ".join(cfg.channels) or "none"
         raise ConfigError(f"unknown channel '{args.channel}' (channels: {known})", loaded.path)
     masker = Masker(loaded.secrets)
-    channel = build_channels({args.channel: cfg.channels[args.channel]}, masker,
-                             loaded.path)[args.channel]
+    settings = channel_settings(args.channel, cfg.channels[args.channel])
+    channel = build_channels({args.channel: settings}, masker, loaded.path)[args.channel]
     results = notify_test(channel, masker, "feed-monitor test",
                           f"A test message from feed-monitor to channel '{args.channel}'.")
     for r in results:

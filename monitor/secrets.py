@@ -9,8 +9,6 @@ from urllib.parse import quote, unquote, urlsplit
 
 import apprise
 
-from monitor import console  # noqa: F401  (registers console:// with Apprise)
-
 _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@",
                        re.I)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from jinja2 import Environment, StrictUndefined, TemplateError
 
+from monitor.deliver.settings import ChannelSettings
 from monitor.errors import ConfigError
 from monitor.types import AlertRow
 
@@ -159,6 +160,14 @@ class MessageTemplates:
             raise ConfigError(f"template error: {e}", source, None,
                               f"channels.{channel}" + (f" (template line {line})"
                                                        if line else "")) from e
+
+    @classmethod
+    def for_channel(cls, channel: ChannelSettings, source: str | None = None
+                    ) -> MessageTemplates:
+        """The templates a channel's settings name (the defaults where they name none)."""
+        return cls(channel.name, channel.body_format, channel.language,
+                   channel.title_template, channel.body_template,
+                   channel.digest_title_template, channel.digest_body_template, source)
 
     def render(self, ctx: Mapping[str, Any]) -> Rendered:
         return self._render(self.title, self.body, {**ctx, "labels": self.labels})

@@ -1,0 +1,104 @@
+"""Channels: one Apprise object per configured channel, its templates and its rate limit;
+and the per-URL test message of ``feed-monitor notify-test``."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import apprise
+from apprise.plugins.base import NotifyBase
+
+from monitor.deliver import apprise_glue
+from monitor.deliver.settings import ChannelSettings
+from monitor.deliver.templates import MessageTemplates
+from monitor.secrets import Masker, mask_url
+
+log = logging.getLogger("monitor.deliver")
+
+_GENERIC_THROTTLE = NotifyBase.request_rate_per_sec
+
+
+class RateLimiter:
+    """At most ``count`` messages in any window of ``per`` seconds (a sliding log).
+
+    Times are the clock's monotonic seconds, passed in by the caller."""
+
+    def __init__(self, count: int, per: float) -> None:
+        self.count = count
+        self.per = per
+        self._sent: deque[float] = deque()
+
+    def wait(self, now: float) -> float:
+        """Seconds until one more message may go; 0 means now."""
+        while self._sent and self._sent[0] <= now - self.per:
+            self._sent.popleft()
+        if len(self._sent) < self.count:
+            return 0.0
+        return self._sent[0] + self.per - now
+
+    def record(self, now: float) -> None:
+        self._sent.append(now)
+
+    def adopt(self, previous: RateLimiter) -> None:
+        """Carry on from another limiter's history (the same channel before a reload)."""
+        self._sent = previous._sent
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    settings: ChannelSettings
+    apprise: apprise.Apprise = field(repr=False)
+    templates: MessageTemplates = field(repr=False)
+    limiter: RateLimiter | None = None
+
+
+def build_channels(settings: Mapping[str, ChannelSettings], masker: Masker,
+                   source: str | None = None) -> dict[str, Channel]:
+    """A channel for each of ``settings``; ``source`` (the config file) locates template
+    errors. Every secret of the channels' URLs is added to ``masker``."""
+    apprise_glue.install()  # console:// must be known before its URL is read
+    out = {}
+    for name, ch in settings.items():
+        obj = apprise.Apprise()
+        for url in ch.urls:
+            masker.add_url(url)
+            if not obj.add(url):
+                log.error("channel '%s': Apprise cannot use URL %s", name, masker(mask_url(url)))
+        for plugin in obj:
+            # Apprise sleeps 5.5 s between two messages of one plugin unless the plugin
+            # states its service's own limit. Keep those; drop the generic pause, which
+            # would make a burst of alerts take minutes (channels set their own limits).
+            if plugin.request_rate_per_sec == _GENERIC_THROTTLE:
+                plugin.request_rate_per_sec = 0
+        limiter = RateLimiter(ch.rate_limit.count, ch.rate_limit.per_s) \
+            if ch.rate_limit else None
+        out[name] = Channel(name, ch, obj, MessageTemplates.for_channel(ch, source), limiter)
+    return out
+
+
+@dataclass(frozen=True)
+class UrlOutcome:
+    url: str  # masked
+    ok: bool
+    detail: str
+
+
+def notify_test(channel: Channel, masker: Masker, title: str, body: str) -> list[UrlOutcome]:
+    """Send a test message through each URL of a channel on its own; report each."""
+    out = []
+    fmt = apprise.NotifyFormat(channel.settings.body_format)
+    for plugin in channel.apprise:
+        shown = masker(str(plugin.url(privacy=True)))
+        with apprise_glue.captured() as captured:
+            try:
+                ok = bool(plugin.notify(title=title, body=body, body_format=fmt))
+            except Exception as e:  # a plugin that raises is a failed URL, not a crash
+                ok = False
+                captured.append(f"{e.__class__.__name__}: {e}")
+        details = "\n".join(captured).strip()
+        out.append(UrlOutcome(shown, ok, masker(details.splitlines()[-1]) if details else ""))
+    return out

@@ -1,0 +1,318 @@
+"""The deliverer: leases due alerts from the outbox, groups them into messages, sends them
+through their channels and records each outcome.
+
+Per alert: an active silence marks it silenced (never sent); a digest or quiet hours hold
+it until its release time, when everything held together goes out as one message; a
+channel's rate limit defers what exceeds it (nothing is dropped). A failed send is
+retried with exponential back-off and jitter; after ``max_attempts`` or ``max_age`` the
+alert waits as a dead letter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import apprise
+
+from monitor.clock import SYSTEM_CLOCK
+from monitor.deliver import apprise_glue
+from monitor.deliver.channels import Channel
+from monitor.deliver.settings import DeliverySettings, DigestSchedule
+from monitor.deliver.templates import Rendered, alert_context
+from monitor.deliver.timing import hold_until_ms
+from monitor.errors import StoreError
+from monitor.secrets import Masker
+from monitor.types import AlertRow, AlertState, Clock, Silence
+
+if TYPE_CHECKING:  # the store is passed in; importing it would load SQLAlchemy for `check`
+    from monitor.store import Store
+
+log = logging.getLogger("monitor.deliver")
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """The threads messages are sent from, shared by every deliverer of the process (a
+    config reload makes a new one); each run bounds its own use to delivery.parallel, and
+    the pool starts a thread only when none is idle."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(64, thread_name_prefix="deliver")
+        return _pool
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStats:
+    """What one delivery run did; runs add up with ``+``."""
+
+    sent: int = 0  # alerts delivered (a digest counts all it carried)
+    messages: int = 0
+    failed: int = 0
+    dead: int = 0
+    held: int = 0
+    silenced: int = 0
+    deferred: int = 0
+    leased: int = 0
+
+    def __add__(self, other: DeliveryStats) -> DeliveryStats:
+        return DeliveryStats(*(getattr(self, f.name) + getattr(other, f.name)
+                               for f in fields(self)))
+
+    @property
+    def touched(self) -> int:
+        return self.sent + self.failed + self.dead + self.held + self.silenced
+
+
+def message_id(alerts: Sequence[AlertRow]) -> str:
+    """The Message-ID of the mail carrying ``alerts``: the same for a resend."""
+    first = alerts[0]
+    if len(alerts) == 1:
+        return f"<alert-{first.id}.{first.created_ms}@feed-monitor>"
+    return f"<digest-{first.id}-{alerts[-1].id}.{len(alerts)}@feed-monitor>"
+
+
+class Deliverer:
+    """Sends what the outbox holds; safe to run from one job in several processes.
+
+    ``rule_digests`` sends a rule's alerts as digests of their own; ``rule_editions``
+    gives a rule's cross-edition window (ms): its messages list every edition of the
+    story. ``on_result(channel, outcome, latency_s)`` hears of every alert sent or failed.
+    """
+
+    def __init__(self, store: Store, owner: str, settings: DeliverySettings,
+                 channels: dict[str, Channel], masker: Masker,
+                 feed_titles: Callable[[], Mapping[str, str]] = dict,
+                 on_result: Callable[[str, str, float], None] | None = None,
+                 rule_digests: Mapping[str, DigestSchedule] | None = None,
+                 rule_editions: Mapping[str, int] | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self.store = store
+        self.owner = owner
+        self.settings = settings
+        self.channels = channels
+        self.masker = masker
+        self.feed_titles = feed_titles
+        self.on_result = on_result
+        self.rule_digests = dict(rule_digests or {})
+        self.rule_editions = dict(rule_editions or {})
+        self.clock = clock
+        self.stopping = threading.Event()
+
+    def adopt_limits(self, previous: Deliverer) -> None:
+        """Keep the rate-limit history across a config reload."""
+        for name, ch in self.channels.items():
+            old = previous.channels.get(name)
+            if ch.limiter and old and old.limiter:
+                ch.limiter.adopt(old.limiter)
+
+    # -- the job -------------------------------------------------------------------------
+
+    def deliver_due(self, now_ms: int | None = None) -> DeliveryStats:
+        """Lease the alerts due at ``now_ms`` (default: the clock's now) and act on them;
+        returns what happened."""
+        now_ms = now_ms if now_ms is not None else self.clock.now_ms()
+        lease_s = self.settings.lease_s
+        # Sending stops at half the lease and the rest goes back (below): once the lease
+        # is over another daemon may take these alerts, and both would send them.
+        send_until = self.clock.monotonic() + lease_s / 2
+        batch = self.store.outbox.lease(self.owner, now_ms, self.settings.batch,
+                                        int(lease_s * 1000), list(self.channels))
+        if not batch:
+            return DeliveryStats()
+        silenced = held = 0
+        silences = [s for s in self.store.outbox.silences(now_ms) if s.active(now_ms)]
+        groups: dict[tuple[str, str], list[AlertRow]] = {}
+        for alert in batch:
+            silence = _silence_for(silences, alert)
+            if silence is not None:
+                self.store.outbox.mark_silenced([alert.id], self.owner, silence.id)
+                silenced += 1
+                log.info("channel '%s': alert %d (rule '%s') silenced by silence %d",
+                         alert.channel, alert.id, alert.rule, silence.id)
+                continue
+            group = self._group(alert, now_ms)
+            if group is None:  # held back until its release time
+                held += 1
+                continue
+            groups.setdefault((alert.channel, group), []).append(alert)
+        sent = self._send_all(list(groups.items()), self.feed_titles(), send_until)
+        # Whatever was leased and not acted on (stopping) goes back at once.
+        self.store.outbox.release_leases(self.owner)
+        return sent + DeliveryStats(leased=len(batch), silenced=silenced, held=held)
+
+    def _group(self, alert: AlertRow, now_ms: int) -> str | None:
+        """The message an alert goes out in ('single:<id>' or a digest), or None if held."""
+        channel = self.channels[alert.channel]
+        digest = self.rule_digests.get(alert.rule) or channel.settings.digest
+        own_digest = alert.rule in self.rule_digests
+        digest_group = f"digest:rule:{alert.rule}" if own_digest else "digest:channel"
+        if alert.status == AlertState.HELD:  # released now: with the others held alongside
+            return digest_group if digest else "quiet"
+        if alert.attempts > 0:  # a retry of something already released
+            return digest_group if digest else f"single:{alert.id}"
+        opened_ms = None
+        if digest is not None and digest.window_s is not None:
+            # A grouping window opens with the first alert and collects those that follow.
+            opened_ms = self.store.outbox.held_release(
+                alert.channel, alert.rule if own_digest else None, now_ms)
+        release_ms = hold_until_ms(now_ms, alert.created_ms, digest,
+                                   channel.settings.quiet_hours, opened_ms)
+        if release_ms is not None:
+            self.store.outbox.hold([alert.id], self.owner, release_ms)
+            log.info("channel '%s': alert %d (rule '%s') held until %s", alert.channel,
+                     alert.id, alert.rule,
+                     datetime.fromtimestamp(release_ms / 1000, UTC).isoformat(timespec="seconds"))
+            return None
+        return digest_group if digest else f"single:{alert.id}"
+
+    def _send_all(self, messages: list[tuple[tuple[str, str], list[AlertRow]]],
+                  titles: Mapping[str, str], send_until: float) -> DeliveryStats:
+        """Send the messages of one batch, up to ``delivery.parallel`` at once, in their
+        order; a channel's rate limit is applied as each is handed out."""
+
+        def stop() -> bool:
+            return self.stopping.is_set() or self.clock.monotonic() > send_until
+
+        def send(channel: Channel, group: str, alerts: list[AlertRow]) -> DeliveryStats:
+            if stop():  # left leased: handed back with the rest
+                return DeliveryStats()
+            return self._send(channel, group, alerts, titles)
+
+        total = DeliveryStats()
+        workers = min(self.settings.parallel, len(messages))
+        if workers <= 1:
+            for (channel_name, group), alerts in messages:
+                if stop():
+                    break
+                channel = self.channels[channel_name]
+                if self._admit(channel, alerts):
+                    total += self._send(channel, group, alerts, titles)
+                else:
+                    total += DeliveryStats(deferred=len(alerts))
+            return total
+        pool = _send_pool()
+        slots = threading.BoundedSemaphore(workers)
+        pending: list[Future[DeliveryStats]] = []
+        try:
+            for (channel_name, group), alerts in messages:
+                slots.acquire()  # a message is admitted when a sender is free for it
+                if stop():
+                    slots.release()
+                    break
+                channel = self.channels[channel_name]
+                if not self._admit(channel, alerts):
+                    slots.release()
+                    total += DeliveryStats(deferred=len(alerts))
+                    continue
+                future = pool.submit(send, channel, group, alerts)
+                future.add_done_callback(lambda _: slots.release())
+                pending.append(future)
+        finally:
+            for future in pending:
+                total += future.result()
+        return total
+
+    def _admit(self, channel: Channel, alerts: list[AlertRow]) -> bool:
+        """Whether the channel's rate limit lets one more message go now (it is counted);
+        if not, the alerts are deferred until it does."""
+        if channel.limiter is None:
+            return True
+        now = self.clock.monotonic()
+        wait = channel.limiter.wait(now)
+        if wait > 0:
+            later = self.clock.now_ms() + int(wait * 1000)
+            self.store.outbox.defer([a.id for a in alerts], self.owner, later)
+            return False
+        channel.limiter.record(now)
+        return True
+
+    def _send(self, channel: Channel, group: str, alerts: list[AlertRow],
+              titles: Mapping[str, str]) -> DeliveryStats:
+        ids = [a.id for a in alerts]
+        tz = ZoneInfo(channel.settings.timezone)
+        contexts = [alert_context(a, titles, tz, channel.name, self._editions(a, titles))
+                    for a in alerts]
+        if group.startswith("single:"):
+            rendered = channel.templates.render(contexts[0])
+        else:
+            rendered = channel.templates.render_digest(contexts)
+        ok, error = self._notify(channel, rendered, message_id(alerts))
+        now_ms = self.clock.now_ms()
+        if ok:
+            self.store.outbox.mark_sent(ids, self.owner, now_ms)
+            what = f"alert {ids[0]}" if len(ids) == 1 else f"digest of {len(ids)} alerts"
+            log.info("channel '%s': sent %s (rule '%s'): %s", channel.name, what,
+                     alerts[0].rule if len(ids) == 1 else ", ".join(sorted({a.rule for a in
+                                                                            alerts})),
+                     alerts[0].item.url if len(ids) == 1 else rendered.title)
+            for a in alerts:
+                self._result(channel.name, "sent", (now_ms - a.created_ms) / 1000)
+            return DeliveryStats(sent=len(ids), messages=1)
+        settings = self.settings
+        attempts = max(a.attempts for a in alerts) + 1
+        age_s = (now_ms - min(a.created_ms for a in alerts)) / 1000
+        dead = attempts >= settings.max_attempts or age_s >= settings.max_age_s
+        delay = min(settings.max_backoff_s, settings.backoff_s * 2 ** (attempts - 1))
+        delay *= 0.8 + 0.4 * self.clock.random()  # ±20 %: retries of many alerts spread
+        self.store.outbox.mark_failed(ids, self.owner, error[:1000], now_ms + int(delay * 1000),
+                                      dead)
+        if dead:
+            log.error("channel '%s': alert %s is dead after %d attempts: %s", channel.name,
+                      ", ".join(map(str, ids)), attempts, error)
+        else:
+            log.warning("channel '%s': alert %s failed (attempt %d, retry in %.1f s): %s",
+                        channel.name, ", ".join(map(str, ids)), attempts, delay, error)
+        for _ in alerts:
+            self._result(channel.name, "dead" if dead else "failed", 0.0)
+        return DeliveryStats(dead=len(ids)) if dead else DeliveryStats(failed=len(ids))
+
+    def _editions(self, alert: AlertRow, titles: Mapping[str, str]
+                  ) -> list[dict[str, object]] | None:
+        """Every edition of the alert's story, read when it is sent, so an edition that
+        joined while the alert waited is in the message. None: just the item."""
+        window = self.rule_editions.get(alert.rule)
+        if window is None or not alert.item_id:
+            return None
+        try:
+            found = self.store.outbox.editions(alert.item_id, alert.rule, window)
+        except StoreError as e:  # the message still goes out, with its own link
+            log.warning("alert %d: cannot read the other editions: %s", alert.id,
+                        self.masker(str(e)).splitlines()[0])
+            return None
+        return [{"feed": titles.get(e.feeds[0], e.feeds[0]) if e.feeds else "",
+                 "feeds": [titles.get(f, f) for f in e.feeds], "url": e.url}
+                for e in found] or None
+
+    def _notify(self, channel: Channel, msg: Rendered, msgid: str) -> tuple[bool, str]:
+        fmt = apprise.NotifyFormat(channel.settings.body_format)
+        with apprise_glue.captured(msgid) as captured:
+            try:
+                ok = bool(channel.apprise.notify(title=msg.title, body=msg.body,
+                                                 body_format=fmt))
+            except Exception as e:  # a plugin that raises is a failed send, not a crash
+                ok = False
+                captured.append(f"{e.__class__.__name__}: {e}")
+        details = "\n".join(captured).strip()
+        error = self.masker(details.splitlines()[-1] if details else "notification failed")
+        return ok, error
+
+    def _result(self, channel: str, outcome: str, latency_s: float) -> None:
+        if self.on_result:
+            self.on_result(channel, outcome, latency_s)
+
+
+def _silence_for(silences: Sequence[Silence], alert: AlertRow) -> Silence | None:
+    for s in silences:
+        if s.covers(alert.rule, alert.channel):
+            return s
+    return None
