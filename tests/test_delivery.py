@@ -552,3 +552,28 @@ def test_notify_test_reports_each_url_with_secrets_masked(
     assert lines[0].startswith("ok   json://") and lines[1].startswith("FAIL mailto://")
     assert "hunter2-secret" not in out
     assert webhook_receiver.received[0].json["title"] == "feed-monitor test"
+
+
+def test_importing_delivery_changes_nothing_in_apprise_until_install() -> None:
+    script = """
+import logging
+import apprise
+import apprise.plugins.email.base as email
+from email.utils import make_msgid
+import monitor.deliver as deliver
+
+def known():
+    return apprise.Apprise.instantiate("console://", suppress_exceptions=True) is not None
+
+handlers = len(logging.getLogger("apprise").handlers)
+before = (known(), email.make_msgid is make_msgid)
+deliver.install()
+deliver.install()
+after = (known(), email.make_msgid is make_msgid,
+         len(logging.getLogger("apprise").handlers) - handlers)
+print(before, after)
+"""
+    logging_off = "import logging; logging.disable(logging.CRITICAL)\n"
+    out = subprocess.run([sys.executable, "-c", logging_off + script], cwd=REPO,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "(False, True) (True, False, 1)"
