@@ -117,7 +117,7 @@ def _connect(conn: HTTPConnection) -> socket.socket:
         raise AddressRefused(conn.host, *refused)
     timeout = conn.timeout
     err: OSError | None = None
-    for family, kind, proto, _, address in allowed:
+    for family, kind, proto, _, sockaddr in allowed:
         sock = socket.socket(family, kind, proto)
         try:
             for option in conn.socket_options or ():
@@ -128,7 +128,7 @@ def _connect(conn: HTTPConnection) -> socket.socket:
                 timeout = left if timeout in (None, _DEFAULT_TIMEOUT) else min(timeout, left)
             if timeout is not _DEFAULT_TIMEOUT:
                 sock.settimeout(timeout)
-            sock.connect(address)
+            sock.connect(sockaddr)
         except OSError as e:
             err = e
             sock.close()

@@ -20,7 +20,7 @@ def _fp_entry(fp_entry: Mapping[str, Any]) -> RawEntry:
     # dict.get, not FeedParserDict.get: the latter maps missing keys onto others
     # (updated_parsed -> published_parsed) and warns about it.
     def get(key: str) -> Any:
-        return dict.get(fp_entry, key)  # type: ignore[arg-type]
+        return dict.get(fp_entry, key)  # type: ignore[call-overload]
 
     link = get("link") or ""
     if get("guidislink") and not link.lower().startswith(("http://", "https://")):

@@ -34,7 +34,9 @@ def read_json_feed(text: str) -> RawFeed | None:
         authors = raw.get("authors") or ([raw["author"]] if isinstance(raw.get("author"), dict)
                                          else [])
         names = [s(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name")]
-        tags = raw.get("tags") if isinstance(raw.get("tags"), list) else []
+        tags = raw.get("tags")
+        if not isinstance(tags, list):
+            tags = []
         content = s(raw.get("content_html")) or html.escape(s(raw.get("content_text")))
         entries.append(RawEntry(
             link=s(raw.get("url")) or s(raw.get("external_url")), entry_id=s(raw.get("id")),
