@@ -85,7 +85,7 @@ class Watchdog:
     def watch(self, attempt: Attempt) -> None:
         with self._cond:
             heapq.heappush(self._heap, (attempt.deadline, next(self._order), attempt))
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="fetch-watchdog",
                                                 daemon=True)
                 self._thread.start()
