@@ -29,6 +29,8 @@ _SCHEMES = ("http", "https")
 
 @dataclass(frozen=True)
 class FetchLimits:
+    """What one fetch may cost and where it may connect; times in seconds."""
+
     connect_timeout: float = 10.0
     read_timeout: float = 20.0
     deadline: float = 30.0  # whole fetch: waiting for a host slot, redirects, headers, body
@@ -48,7 +50,11 @@ class _Fetch(Attempt):
 
 
 class Fetcher:
-    """Polls feed URLs; thread-safe (one Session shared by the poll workers)."""
+    """Polls feed URLs; thread-safe (one Session shared by the poll workers).
+
+    ``clock`` gives the deadlines and elapsed times (``monotonic``) and the "now" that an
+    HTTP-date Retry-After is counted from (``now_ms``).
+    """
 
     def __init__(self, limits: FetchLimits | None = None, user_agent: str | None = None,
                  pool_size: int = 16, clock: Clock = SYSTEM_CLOCK) -> None:
