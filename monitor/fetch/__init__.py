@@ -32,6 +32,6 @@ address the socket really connects to (a CA bundle named by ``REQUESTS_CA_BUNDLE
 """
 
 from monitor.fetch.addresses import AddressPolicy
-from monitor.fetch.client import USER_AGENT, Fetcher, FetchLimits
+from monitor.fetch.client import Fetcher, FetchLimits
 
-__all__ = ["USER_AGENT", "AddressPolicy", "FetchLimits", "Fetcher"]
+__all__ = ["AddressPolicy", "FetchLimits", "Fetcher"]
