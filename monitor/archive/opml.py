@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 from xml.parsers import expat
 
@@ -195,7 +195,7 @@ def _parse(data: bytes, source: str) -> list[_Outline]:
     body: list[_Outline] = []
     seen_body = False
 
-    def refuse_entities(*_: object) -> None:
+    def refuse_entities(*_: object) -> NoReturn:
         raise OpmlError("entity declarations and external entities are not allowed in OPML",
                         source, parser.CurrentLineNumber)
 
