@@ -250,7 +250,7 @@ class DigestConfig(_Model):
         if (self.schedule is None) == (self.window is None):
             raise ValueError("a digest needs exactly one of schedule (cron) or window")
         if self.schedule is not None:
-            from monitor.scheduler import check_cron
+            from monitor.schedule.cron import check_cron
 
             check_cron(self.schedule, self.timezone)
         return self
