@@ -9,11 +9,16 @@ from apscheduler.triggers.cron import CronTrigger
 
 
 def check_cron(expr: str, timezone: str) -> None:
-    """Raise ValueError for a cron expression APScheduler cannot read."""
+    """Raise ValueError for a cron expression APScheduler cannot read or that never fires."""
+    zone = ZoneInfo(timezone)
     try:
-        CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
+        trigger = CronTrigger.from_crontab(expr, timezone=zone)
     except ValueError as e:
         raise ValueError(f"invalid cron expression {expr!r}: {e}") from None
+    # Five fields name no year: an expression that fires once fires every year or every
+    # leap year, so one fire time after any fixed date tells; "0 8 30 2 *" has none.
+    if trigger.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=zone)) is None:
+        raise ValueError(f"invalid cron expression {expr!r}: it never fires")
 
 
 def next_cron_time(expr: str, timezone: str, after: datetime) -> datetime:
