@@ -80,6 +80,7 @@ class LoadedConfig:
 
 
 def key_path(loc: Iterable[Any]) -> str:
+    """A location as errors show it: ``("rules", 0, "notify")`` -> ``rules[0].notify``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
