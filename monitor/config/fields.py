@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator
+from pydantic.json_schema import JsonDict
 
 from monitor.config.units import parse_duration, parse_size
 
@@ -37,8 +38,8 @@ Size = Annotated[int, BeforeValidator(parse_size), _NumberOrText(
     r"^\s*\d+(\.\d+)?\s*([bB]|[kKmMgG][iI]?[bB])?\s*$",
     "bytes, or a number with a unit: B, KB, KiB, MB, MiB, GB, GiB", [1048576, "15MiB"])]
 # What a backlog may say, for editors (the validators say why a value is wrong).
-BACKLOG_SCHEMA = {"pattern": r"^(none|all|\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*)$",
-                  "examples": ["none", "all", "24h"]}
+BACKLOG_SCHEMA: JsonDict = {"pattern": r"^(none|all|\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*)$",
+                            "examples": ["none", "all", "24h"]}
 
 
 def _zone(name: str) -> str:

@@ -24,6 +24,6 @@ def check_cron(expr: str, timezone: str) -> None:
 def next_cron_time(expr: str, timezone: str, after: datetime) -> datetime:
     """The first time the cron expression fires strictly after ``after``."""
     trigger = CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
-    fire = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+    fire: datetime | None = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
     assert fire is not None
     return fire
