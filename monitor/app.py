@@ -18,7 +18,6 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor import politeness
 from monitor.archive.files import write_rule_archives
 from monitor.config import Defaults, FeedConfig, LoadedConfig, RuleConfig, load_config
 from monitor.deliver import Deliverer, DeliveryStats, build_channels
@@ -28,7 +27,8 @@ from monitor.match import RuleSet, compile_rules
 from monitor.metrics import Metrics
 from monitor.parse import parse_feed
 from monitor.retention import apply_retention
-from monitor.scheduler import JobRunner
+from monitor.schedule import politeness
+from monitor.schedule.jobs import JobRunner
 from monitor.secrets import Masker
 from monitor.store import Store
 from monitor.store.history import DEFAULT_OPTIONS

@@ -56,8 +56,9 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
-from monitor import __version__, politeness
+from monitor import __version__
 from monitor.errors import FeedError
+from monitor.schedule import politeness
 from monitor.types import FetchResult
 
 USER_AGENT = f"feed-monitor/{__version__} (+https://pypi.org/project/feed-monitor/)"
