@@ -18,17 +18,17 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor import politeness
+from monitor.archive.files import write_rule_archives
 from monitor.config import Defaults, FeedConfig, LoadedConfig, RuleConfig, load_config
 from monitor.deliver import Deliverer, DeliveryStats, build_channels
 from monitor.errors import ConfigError, FeedError, MonitorError, StoreError
 from monitor.fetch import Fetcher, FetchLimits
-from monitor.history import prune as prune_history
-from monitor.history import write_rule_archives
 from monitor.match import RuleSet, compile_rules
 from monitor.metrics import Metrics
 from monitor.parse import parse_feed
-from monitor.scheduler import JobRunner
+from monitor.retention import apply_retention
+from monitor.schedule import politeness
+from monitor.schedule.jobs import JobRunner
 from monitor.secrets import Masker
 from monitor.store import Store
 from monitor.store.history import DEFAULT_OPTIONS
@@ -370,7 +370,7 @@ class Monitor:
         retention = self.runtime.loaded.config.retention
         if retention.items is None and retention.keys is None:
             return
-        stats = prune_history(self.store, retention, now_ms())
+        stats = apply_retention(self.store, retention, now_ms())
         log.info("retention: %d item bodies emptied, %d items deleted, %d old items kept "
                  "while their alerts wait", stats.emptied, stats.deleted, stats.kept)
 

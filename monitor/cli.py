@@ -8,11 +8,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from monitor import __version__
 from monitor._malloc import limit_arenas
-from monitor.config import LoadedConfig, load_config
+from monitor.config import LoadedConfig, load_config, parse_duration
 from monitor.errors import ConfigError, MonitorError
 from monitor.secrets import Masker, MaskingFilter, mask_url
 
@@ -458,7 +459,7 @@ class _Progress:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from monitor.history import import_archive
+    from monitor.archive.files import import_archive
     from monitor.match import compile_rules
 
     loaded = load_config(args.config)
@@ -480,8 +481,26 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if report.invalid else 0
 
 
+def parse_when(text: str, now_ms: int, flag: str) -> int:
+    """Epoch ms of ``--since``/``--until``: a duration back from now (``7d``), a date
+    (``2023-09-26``, midnight UTC) or a date and time (``2023-09-26T08:00``, UTC
+    unless it names an offset)."""
+    try:
+        return now_ms - int(parse_duration(text) * 1000)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise MonitorError(f"{flag}: expected a duration (7d), a date (2023-09-26) or a "
+                           f"date and time (2023-09-26T08:00, UTC), got {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
-    from monitor.history import export_archive, parse_when
+    from monitor.archive.files import export_archive
 
     loaded = load_config(args.config)
     now = _now_ms()
@@ -517,7 +536,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from monitor.config import RetentionConfig, parse_duration
-    from monitor.history import prune
+    from monitor.retention import apply_retention
 
     loaded = load_config(args.config)
     overrides: dict[str, float] = {}
@@ -541,7 +560,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return 0
     store = _history_store(loaded)
     try:
-        stats = prune(store, retention, _now_ms())
+        stats = apply_retention(store, retention, _now_ms())
     finally:
         store.close()
     print(f"{stats.emptied} item bodies emptied, {stats.deleted} items deleted"
@@ -550,7 +569,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
-    from monitor.history import opml_export, opml_import
+    from monitor.archive.opml import opml_export, opml_import
 
     loaded = load_config(args.config)
     LOG_MASKER.add(loaded.secrets)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from monitor.config import LoadedConfig
-from monitor.politeness import unhealthy, unhealthy_reason
+from monitor.schedule.politeness import unhealthy, unhealthy_reason
 from monitor.secrets import Masker
 from monitor.store import Store
 

@@ -16,13 +16,8 @@ from pathlib import Path
 import pytest
 
 from monitor.app import Monitor
-from monitor.archive import (
-    archive_filename,
-    entry_to_item,
-    item_to_entry,
-    read_archive_file,
-    write_archive_file,
-)
+from monitor.archive.files import import_archive, read_archive_file, write_item
+from monitor.archive.format import archive_filename, entry_to_item
 from monitor.cli import main
 from monitor.items import canonical_url
 from monitor.store import Store
@@ -51,9 +46,8 @@ def write_items(folder: Path, items: list[Item]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for it in items:
-        path = folder / archive_filename(it)
-        write_archive_file(path, item_to_entry(it))
-        paths.append(path)
+        write_item(folder, it)
+        paths.append(folder / archive_filename(it))
     return paths
 
 
@@ -243,8 +237,9 @@ def channels(rule: str) -> list[str]:
 def test_imported_items_never_alert_when_a_feed_carries_them(store: Store) -> None:
     plain = item(1, title="法国新闻")
     ukraine = item(2, title="乌克兰新闻")
-    assert store.history.import_items("archive", [(plain, []), (ukraine, match_word(ukraine, {"tw"}))],
-                              T0 + DAY) == {plain.key, ukraine.key}
+    assert store.history.import_items(
+        "archive", [(plain, []), (ukraine, match_word(ukraine, {"tw"}))], T0 + DAY
+    ) == {plain.key, ukraine.key}
     assert store.history.import_items("archive", [(plain, [])], T0) == set()  # idempotent
     # Matches carry the article's time: `status` (matches in the last 24 h) is not
     # flooded by an archive of old articles.
@@ -270,7 +265,6 @@ def test_imported_items_never_alert_when_a_feed_carries_them(store: Store) -> No
 
 def test_duplicates_across_batches_count_once(tmp_path: Path, sqlite_url: str) -> None:
     """Batches of two: the copy of the first file, last in path order, is a duplicate."""
-    from monitor.history import import_archive
     from monitor.match import compile_rules
     from monitor.types import RuleSpec
 

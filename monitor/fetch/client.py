@@ -13,13 +13,14 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import requests
 from requests.utils import get_auth_from_url
 
-from monitor import __version__, politeness
+from monitor import __version__
 from monitor.clock import SYSTEM_CLOCK
 from monitor.errors import FeedError
 from monitor.fetch.addresses import AddressPolicy, AddressRefused, CheckedAdapter, this_thread
 from monitor.fetch.body import ACCEPT_ENCODING, read_body
 from monitor.fetch.deadline import Attempt, Watchdog
 from monitor.fetch.describe import cause, shown_url
+from monitor.schedule import politeness
 from monitor.types import Clock, FetchResult, PollOutcome
 
 USER_AGENT = f"feed-monitor/{__version__} (+https://pypi.org/project/feed-monitor/)"
