@@ -8,9 +8,14 @@ from typing import Any
 import pytest
 
 import monitor.app
+from monitor.app import build
+from monitor.config import load_config
 from monitor.daemon import Daemon, OnceReport
+from monitor.poll import poll_feed
+from monitor.types import PollOutcome
 from tests.daemon import write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
+from tests.support.clock import FakeClock
 
 T0 = 1_700_000_000_000
 
@@ -157,3 +162,20 @@ def test_failed_delivery_is_retried_not_lost(
     time.sleep(0.5)
     assert once(config).delivery.sent == 1
     assert titles(webhook_receiver) == ["[china-russia] 中俄"]
+
+
+def test_poll_feed_takes_its_times_from_the_clock(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", "https://x.org/a", "", T0)]))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    clock = FakeClock(start_ms=T0)
+    parts = build(load_config(config), clock=clock)
+    try:
+        [row] = parts.store.feeds.claim_due(parts.owner, clock.now_ms(), 1, 60_000, ["cn"])
+        result = poll_feed(parts, parts.runtime, row, clock.now_ms())
+        assert result.outcome is PollOutcome.OK and result.stats.new == 1
+        [stored] = parts.store.readouts.feed_rows()
+        # interval 1 s, no jitter: the next poll is a second after the fake now.
+        assert (stored.last_poll_ms, stored.next_poll_ms) == (T0, T0 + 1000)
+    finally:
+        parts.close()
