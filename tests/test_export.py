@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.app import Monitor
 from monitor.archive.files import export_archive, import_archive, read_archive_file
 from monitor.archive.format import archive_filename, entry_to_item
 from monitor.cli import main, parse_when
+from monitor.daemon import Daemon
 from monitor.errors import MonitorError
 from monitor.items import canonical_url
 from monitor.store import Store
@@ -157,9 +157,9 @@ def test_rule_archive_folder_receives_each_alerted_item(
     other = FeedItem("法国新闻", "https://www.rfi.fr/cn/f1", "<p>巴黎</p>", T0)
     feed_server.set_feed("/cn", rss_feed([story, other]))
     with caplog.at_level(logging.ERROR, logger="monitor.archive"):
-        report = Monitor(str(config)).once()
+        report = Daemon.open(str(config)).once()
     # The unwritable folder is logged with its rule and path; both alerts still went out.
-    assert report["delivery"].sent == 2 and len(webhook_receiver.received) == 2
+    assert report.delivery.sent == 2 and len(webhook_receiver.received) == 2
     [error] = [r.getMessage() for r in caplog.records]
     assert error.startswith(f"rule 'broken': cannot write {story.link} to its archive folder "
                             f"{blocked / 'sub'}: ")
@@ -169,5 +169,5 @@ def test_rule_archive_folder_receives_each_alerted_item(
     assert "基辅" in got.content
     # An update that does not alert again writes nothing more.
     feed_server.set_feed("/cn", rss_feed([replace(story, pub_ms=T0 + 60_000), other]))
-    Monitor(str(config)).once()
+    Daemon.open(str(config)).once()
     assert len(list(folder.iterdir())) == 1
