@@ -28,7 +28,8 @@ sys.path.insert(0, str(REPO))
 
 import apprise  # noqa: E402
 
-from monitor.app import Monitor, PollResult  # noqa: E402
+from monitor.daemon import Daemon  # noqa: E402
+from monitor.poll import PollResult  # noqa: E402
 from monitor.store import FeedRow  # noqa: E402
 from tests.daemon import write_config  # noqa: E402
 from tests.support import FeedItem, FeedServer, SmtpSink, rss_feed, wait_until  # noqa: E402
@@ -74,7 +75,7 @@ def main() -> None:
             rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["mail"]}],
             defaults={"interval": "0.2s"}, scheduler={"tick": 0.1},
             delivery={"interval": 1.0})
-        monitor = Monitor(str(cfg))
+        monitor = Daemon.open(str(cfg))
         item_polled: dict[str, float] = {}  # title -> when the poll that stored it returned
         lock = threading.Lock()
         original_poll = monitor.poll
@@ -90,7 +91,7 @@ def main() -> None:
             return result
 
         monitor.poll = poll  # type: ignore[method-assign]
-        cfgd = monitor.runtime.loaded.config
+        cfgd = monitor.parts.runtime.loaded.config
         monitor.jobs.add("tick", monitor.tick, every=cfgd.scheduler.tick)
         monitor.jobs.add("deliver", monitor.deliver, every=cfgd.delivery.interval)
         monitor.jobs.start()
@@ -114,7 +115,7 @@ def main() -> None:
         for mail in sink.mails:
             title = mail.subject.split("] ", 1)[1]
             latencies.append(mail.received_at - item_polled[title])
-        monitor.store.close()
+        monitor.parts.store.close()
 
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, apprise {apprise.__version__}")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from monitor.archive.opml import opml_to_feeds
 from monitor.cli import main
 from monitor.config import parse_config
-from monitor.opml import opml_to_feeds
 from tests.daemon import write_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "opml"

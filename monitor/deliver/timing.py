@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from monitor.deliver.settings import DigestSchedule, QuietHours
-from monitor.scheduler import next_cron_time
+from monitor.schedule.cron import next_cron_time
 
 
 def _minutes(hh_mm: str) -> tuple[int, int]:
