@@ -31,8 +31,14 @@ from monitor.parse import parse_feed
 from monitor.scheduler import JobRunner
 from monitor.secrets import Masker
 from monitor.store import Store
-from monitor.store.history import DEFAULT_OPTIONS
-from monitor.types import FeedRow, FeedSpec, IngestStats, RuleOptions
+from monitor.types import (
+    DEFAULT_RULE_OPTIONS,
+    FeedRow,
+    FeedSpec,
+    IngestStats,
+    MatchingFunctions,
+    RuleOptions,
+)
 from monitor.web import WebServer
 
 log = logging.getLogger("monitor")
@@ -299,9 +305,10 @@ class Monitor:
                 # Retention may have deleted the key of an item this old that a feed still
                 # lists: it is recorded, never alerted again.
                 floor = max(floor or 0, now_ms() - int(keys_kept * 1000))
-            stats = self.store.items.ingest(feed.id, parsed.items, now_ms(), self._match,
-                                      self._channels_for, alert_min_published_ms=floor,
-                                      options=self._options)
+            stats = self.store.items.ingest(
+                feed.id, parsed.items, now_ms(),
+                MatchingFunctions(self._match, self._channels_for, self._options),
+                alert_min_published_ms=floor)
             nxt = politeness.after_success(interval, d.jitter, fetched.headers,
                                            parsed.ttl_seconds, time.time(), random.random())
             self.store.feeds.finish_poll(
@@ -363,7 +370,7 @@ class Monitor:
         return self.runtime.notify.get(rule, ())
 
     def _options(self, rule: str) -> RuleOptions:
-        return self.runtime.options.get(rule, DEFAULT_OPTIONS)
+        return self.runtime.options.get(rule, DEFAULT_RULE_OPTIONS)
 
     def prune(self) -> None:
         """The daily retention job (feed-monitor prune does the same once)."""
@@ -532,8 +539,6 @@ class Monitor:
                 break
         self.fetcher.close()
         self.store.close()
-        total = IngestStats()
-        for r in results:
-            total.add(r.stats)
+        total = sum((r.stats for r in results), IngestStats())
         return {"results": results, "ingest": total, "delivery": delivered}
 
