@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 import apprise  # noqa: E402
 
 from monitor.app import Monitor, PollResult  # noqa: E402
-from monitor.store import FeedRow  # noqa: E402
+from monitor.types import FeedRow  # noqa: E402
 from tests.daemon import write_config  # noqa: E402
 from tests.support import FeedItem, FeedServer, SmtpSink, rss_feed, wait_until  # noqa: E402
 
