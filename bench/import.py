@@ -53,7 +53,7 @@ from monitor.config import load_config  # noqa: E402
 from monitor.items import item_key  # noqa: E402
 from monitor.match import compile_rules  # noqa: E402
 from monitor.store import Store  # noqa: E402
-from monitor.types import Item  # noqa: E402
+from monitor.types import Item, MatchingFunctions  # noqa: E402
 from tests.support.rss import rfi_like_items  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -144,10 +144,11 @@ def main() -> None:
 
         def naive() -> object:
             store = Store(f"sqlite:///{db}")
+            matching = MatchingFunctions(lambda i, f: rules.match(i, feed_ids), lambda r: ())
             try:
                 for it in sample_items:
-                    store.items.ingest("archive", [it], NOW, lambda i, f: rules.match(i, feed_ids),
-                                 lambda r: (), alert_min_published_ms=NO_ALERTS)
+                    store.items.ingest("archive", [it], NOW, matching,
+                                       alert_min_published_ms=NO_ALERTS)
             finally:
                 store.close()
             return None

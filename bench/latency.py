@@ -30,7 +30,7 @@ import apprise  # noqa: E402
 
 from monitor.daemon import Daemon  # noqa: E402
 from monitor.poll import PollResult  # noqa: E402
-from monitor.store import FeedRow  # noqa: E402
+from monitor.types import FeedRow  # noqa: E402
 from tests.daemon import write_config  # noqa: E402
 from tests.support import FeedItem, FeedServer, SmtpSink, rss_feed, wait_until  # noqa: E402
 

@@ -265,7 +265,7 @@ def _poll_once(monitor: Any, fid: str) -> Any:
 
 
 def _delay_s(monitor: Any, fid: str) -> float:
-    row = monitor.parts.store.get_feed(fid)
+    [row] = [r for r in monitor.parts.store.readouts.feed_rows() if r.id == fid]
     return (row.next_poll_ms - row.last_poll_ms) / 1000
 
 

@@ -21,7 +21,7 @@ from monitor.cli import main
 from monitor.daemon import Daemon
 from monitor.items import canonical_url
 from monitor.store import Store
-from monitor.types import Item, RuleMatch
+from monitor.types import Item, MatchingFunctions, RuleMatch
 from tests.conftest import shared_dir
 from tests.daemon import write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
@@ -237,9 +237,8 @@ def channels(rule: str) -> list[str]:
 def test_imported_items_never_alert_when_a_feed_carries_them(store: Store) -> None:
     plain = item(1, title="法国新闻")
     ukraine = item(2, title="乌克兰新闻")
-    assert store.history.import_items(
-        "archive", [(plain, []), (ukraine, match_word(ukraine, {"tw"}))], T0 + DAY
-    ) == {plain.key, ukraine.key}
+    batch = [(plain, []), (ukraine, match_word(ukraine, {"tw"}))]
+    assert store.history.import_items("archive", batch, T0 + DAY) == {plain.key, ukraine.key}
     assert store.history.import_items("archive", [(plain, [])], T0) == set()  # idempotent
     # Matches carry the article's time: `status` (matches in the last 24 h) is not
     # flooded by an archive of old articles.
@@ -249,17 +248,17 @@ def test_imported_items_never_alert_when_a_feed_carries_them(store: Store) -> No
     live = [replace(plain, url=plain.url.replace("https", "http"), title="乌克兰战事",
                     published_ms=T0 + 60_000, feed_id="tw"),
             replace(ukraine, published_ms=T0, feed_id="tw")]
-    stats = store.items.ingest("tw", live, T0 + 1, match_word, channels)
+    stats = store.items.ingest("tw", live, T0 + 1, MatchingFunctions(match_word, channels))
     assert (stats.new, stats.updated, stats.repeats, stats.alerts) == (0, 1, 1, 0)
     assert stats.matched == 2  # 'word' and 'tw-word' for the first, recorded not alerted
     # From now on they are ordinary items: a real update alerts where a rule newly matches.
     again = store.items.ingest("cn", [replace(plain, title="法国新闻", published_ms=T0 + 120_000,
-                                        feed_id="cn", content="<p>无关</p>")],
-                         T0 + 2, match_word, channels)
+                                        feed_id="cn", content="<p>无关</p>")], T0 + 2,
+                               MatchingFunctions(match_word, channels))
     assert (again.updated, again.alerts) == (1, 0)
     assert store.readouts.counts()["alerts"] == 0
     fresh = store.items.ingest("cn", [replace(item(3, title="乌克兰"), feed_id="cn")], T0 + 3,
-                         match_word, channels)
+                               MatchingFunctions(match_word, channels))
     assert (fresh.new, fresh.alerts) == (1, 1)
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+import opencc
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from monitor.errors import StoreError
+from monitor.items import title_key
 from monitor.store import Store, migrate
 from monitor.store.schema import metadata
 
@@ -56,3 +61,19 @@ def test_upgrade_from_the_first_schema_keeps_items_and_alerts(db_url: str) -> No
     [alert] = store.outbox.lease("w", 10, 10, 1000, ["mail"])
     assert alert.item.title == "中俄" and alert.rule == "r"
     store.close()
+
+
+def test_migration_0003_title_keys_equal_the_title_keys_of_today() -> None:
+    """0003 fills title keys with a frozen copy of ``title_key``: today the two agree."""
+    path = Path(migrate.__file__).parent / "migrations" / "versions" / "0003_history.py"
+    spec = importlib.util.spec_from_file_location("migration_0003", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    t2s = opencc.OpenCC("t2s")
+    titles = ["中俄峰會在莫斯科舉行 普京會見習近平", "中俄峰会在莫斯科举行，普京会见习近平",
+              "示威「嗌咪」拉低口罩", "ＡＢＣ News：Ｇ７", "abc news: g7", "快讯", "", "Live",
+              "&quot;烏克蘭&quot; 戰事 &amp; 談判", "Straße  ﬁnale\tⅣ", "沈默的瞭解 藉口",
+              "x" * 300, "Ukraine\ud800 war"]
+    for title in titles:
+        assert module._title_key(title, t2s) == title_key(title), title

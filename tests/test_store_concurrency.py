@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from monitor.items import canonical_url
 from monitor.store import Store
 from monitor.store.schema import alerts, feeds, item_feeds, matches
-from monitor.types import FeedSpec, IngestStats, Item, RuleMatch
+from monitor.types import FeedSpec, IngestStats, Item, MatchingFunctions, RuleMatch
 
 T0 = 1_679_494_503_000
 R = TypeVar("R")
@@ -103,7 +103,7 @@ def test_same_new_items_from_two_feeds_at_once_are_one_item_and_one_alert_each(
 
     def poll(store: Store, feed: str, urls: list[str]) -> IngestStats:
         batch = [gate(feed)] + [item(u, feed) for u in urls]
-        return store.items.ingest(feed, batch, T0, match, channels)
+        return store.items.ingest(feed, batch, T0, MatchingFunctions(match, channels))
 
     cn, tw = run_at_once([lambda: poll(stores[0], "cn", shared),
                           lambda: poll(stores[1], "tw", shared[::-1])])
@@ -135,11 +135,12 @@ def test_known_item_in_two_more_feeds_at_once_matches_a_scoped_rule_once(
             return []
         return [RuleMatch("tw-hk", ("中俄",))] if scoped & set(seen) else []
 
-    first = stores[0].items.ingest("cn", [item(url, "cn")], T0, match, channels)
+    first = stores[0].items.ingest("cn", [item(url, "cn")], T0, MatchingFunctions(match, channels))
     assert (first.new, first.alerts) == (1, 0)
 
     def poll(store: Store, feed: str) -> IngestStats:
-        return store.items.ingest(feed, [gate(feed), item(url, feed)], T0 + 1000, match, channels)
+        return store.items.ingest(feed, [gate(feed), item(url, feed)], T0 + 1000,
+                                  MatchingFunctions(match, channels))
 
     tw, hk = run_at_once([lambda: poll(stores[1], "tw"), lambda: poll(stores[2], "hk")])
     assert meeting.met or stores[0].is_sqlite
@@ -216,7 +217,7 @@ def test_concurrent_alert_leases_are_disjoint_and_so_are_takeovers(stores: list[
         return [RuleMatch("r", ("中俄",))]
 
     stats = stores[0].items.ingest("cn", [item(f"https://x.org/{i}", "cn") for i in range(150)], T0,
-                             match, lambda rule: ["mail"])
+                                   MatchingFunctions(match, lambda rule: ["mail"]))
     assert stats.alerts == 150
     owners = [f"owner-{n}" for n in range(len(stores))]
     for now in (T0, T0 + 60_001):  # fresh, then after every lease expired
