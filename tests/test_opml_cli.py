@@ -7,18 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.cli import main
 from monitor.config import parse_config
 from monitor.opml import opml_to_feeds
 from tests.daemon import write_config
+from tests.support.cli import cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "opml"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
