@@ -14,8 +14,6 @@ import random
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -32,15 +30,11 @@ from monitor.errors import ConfigError
 from monitor.store import Store, migrate
 from monitor.store.schema import alerts, feeds, items
 from tests.conftest import postgres_url, reset_postgres
-from tests.daemon import REPO, Daemon, write_config
+from tests.daemon import Daemon, write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed, wait_until
+from tests.support.cli import run_cli
 
 # -- database_upgrade: never ------------------------------------------------------------
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=REPO, text=True,
-                          capture_output=True, timeout=60)
 
 
 def test_database_upgrade_never_refuses_an_old_schema_until_db_upgrade(

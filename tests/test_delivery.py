@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,8 +14,9 @@ from monitor.app import Monitor
 from monitor.cli import main
 from monitor.config import QuietHours
 from monitor.deliver import _in_quiet
-from tests.daemon import REPO, Daemon, write_config
+from tests.daemon import Daemon, write_config
 from tests.support import FeedItem, FeedServer, SmtpSink, WebhookReceiver, rss_feed, wait_until
+from tests.support.cli import status_json
 
 T0 = 1_700_000_000_000
 
@@ -36,12 +34,6 @@ def config(tmp_path: Path, feed_server: FeedServer, channels: dict[str, Any],
         channels=channels,
         rules=rules or [{"name": "china-russia", "any": ["中俄"], "notify": list(channels)}],
         **extra)
-
-
-def status_json(cfg: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "monitor", "status", "--json", "-c", str(cfg)],
-                         cwd=REPO, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
 
 
 def test_receiver_failing_three_times_gets_the_alert_on_the_fourth_with_backoff(
