@@ -27,22 +27,20 @@ from sqlalchemy.engine import Engine
 
 from monitor.config import parse_config
 from monitor.errors import ConfigError
-from monitor.store import Store, migrate
+from monitor.store import Store
 from monitor.store.schema import alerts, feeds, items
 from tests.conftest import postgres_url, reset_postgres
 from tests.daemon import Daemon, write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed, wait_until
 from tests.support.cli import run_cli
+from tests.support.schema import database_at
 
 # -- database_upgrade: never ------------------------------------------------------------
 
 
 def test_database_upgrade_never_refuses_an_old_schema_until_db_upgrade(
         db_url: str, tmp_path: Path, feed_server: FeedServer) -> None:
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        migrate.upgrade(conn, "0001")  # the database as the first release left it
-    engine.dispose()
+    database_at(db_url, "0001")  # the database as the first release left it
     feed_server.set_feed("/cn", rss_feed([]))
     config = write_config(
         tmp_path / "monitor.yaml", database=db_url, database_upgrade="never",

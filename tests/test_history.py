@@ -22,6 +22,7 @@ from monitor.types import Item, RuleMatch, RuleOptions
 from tests.daemon import write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
 from tests.support.factories import item
+from tests.support.schema import database_at
 
 T0 = 1_700_000_000_000
 DAY = 86_400_000
@@ -325,19 +326,15 @@ def test_retention_config_errors_name_file_and_line(tmp_path: Path) -> None:
 
 
 def test_upgrade_to_0003_keeps_everything_and_fills_title_keys(db_url: str) -> None:
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        migrate.upgrade(conn, "0002")
-        conn.execute(text(
-            "INSERT INTO items (id, key, url, title, summary, content, author, categories, "
-            "published_ms, first_seen_ms, updated_ms) VALUES (1, 'https://x.org/a', "
-            "'https://x.org/a', '中俄峰會舉行', '', 'b', '', '[]', 1, 1, 1)"))
-        conn.execute(text("INSERT INTO item_feeds VALUES (1, 'tw', 1)"))
-        conn.execute(text("INSERT INTO matches VALUES (1, 'r', 1, true)"))
-        conn.execute(text(
-            "INSERT INTO alerts (rule, item_id, channel, keywords, snippet, status, attempts, "
-            "created_ms, next_attempt_ms) VALUES ('r', 1, 'mail', '[]', '', 'sent', 1, 1, 1)"))
-    engine.dispose()
+    database_at(
+        db_url, "0002",
+        "INSERT INTO items (id, key, url, title, summary, content, author, categories, "
+        "published_ms, first_seen_ms, updated_ms) VALUES (1, 'https://x.org/a', "
+        "'https://x.org/a', '中俄峰會舉行', '', 'b', '', '[]', 1, 1, 1)",
+        "INSERT INTO item_feeds VALUES (1, 'tw', 1)",
+        "INSERT INTO matches VALUES (1, 'r', 1, true)",
+        "INSERT INTO alerts (rule, item_id, channel, keywords, snippet, status, attempts, "
+        "created_ms, next_attempt_ms) VALUES ('r', 1, 'mail', '[]', '', 'sent', 1, 1, 1)")
     store = Store(db_url)
     assert store.schema_revision()[0] == migrate.head_revision()
     with store.engine.connect() as conn:
@@ -359,16 +356,13 @@ def test_upgrade_to_0003_keeps_everything_and_fills_title_keys(db_url: str) -> N
 
 
 def test_a_new_edition_finds_an_item_stored_before_0003(db_url: str) -> None:
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        migrate.upgrade(conn, "0002")
-        conn.execute(text(
-            "INSERT INTO items (key, url, title, summary, content, author, categories, "
-            "published_ms, first_seen_ms, updated_ms) VALUES ('https://www.rfi.fr/cn/s', "
-            f"'https://www.rfi.fr/cn/s', '中俄峰会举行 普京', '', '', '', '[]', {T0}, 1, 1)"))
-        conn.execute(text("INSERT INTO item_feeds SELECT id, 'cn', 1 FROM items"))
-        conn.execute(text("INSERT INTO matches SELECT id, '普京', 1, true FROM items"))
-    engine.dispose()
+    database_at(
+        db_url, "0002",
+        "INSERT INTO items (key, url, title, summary, content, author, categories, "
+        "published_ms, first_seen_ms, updated_ms) VALUES ('https://www.rfi.fr/cn/s', "
+        f"'https://www.rfi.fr/cn/s', '中俄峰会举行 普京', '', '', '', '[]', {T0}, 1, 1)",
+        "INSERT INTO item_feeds SELECT id, 'cn', 1 FROM items",
+        "INSERT INTO matches SELECT id, '普京', 1, true FROM items")
     store = Store(db_url)
     tw = item("https://www.rfi.fr/tw/s", T0 + 1000, "中俄峰會舉行 普京", "tw")
     stats = store.items.ingest("tw", [tw], T0, match_words, mail,
