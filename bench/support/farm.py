@@ -203,12 +203,16 @@ class Mix(Protocol):
 
     source: str
 
-    def advance(self, ns: str, generation: int, upto: int) -> None:
-        """The namespace's cycle ``generation`` begins: render feeds below ``upto``."""
+    def advance(self, generation: int, upto: int) -> None:
+        """A namespace's cycle ``generation`` begins: render its feeds below ``upto``."""
 
-    async def answer(self, ns: str, generation: int, index: int, headers: dict[str, str],
+    def forget_before(self, generation: int) -> None:
+        """No namespace asks for generations before ``generation`` any more."""
+
+    async def answer(self, generation: int, index: int, headers: dict[str, str],
                      stats: Counter[str]) -> Answer | None:
-        """The answer to a request for feed ``index``; None: hang up without a word."""
+        """The answer to a request for feed ``index`` in cycle ``generation``; None: hang
+        up without a word."""
 
 
 class RfiMix:
@@ -251,17 +255,16 @@ class RfiMix:
             self._changed[key] = content_body(rss(f"RFI feed {index}", items))
         return self._changed[key]
 
-    def forget_before(self, low: int) -> None:
-        """Drop the bodies of generations no namespace can ask for any more."""
-        for key in [k for k in self._changed if k[1] < low]:
+    def forget_before(self, generation: int) -> None:
+        for key in [k for k in self._changed if k[1] < generation]:
             del self._changed[key]
 
-    def advance(self, ns: str, generation: int, upto: int) -> None:
+    def advance(self, generation: int, upto: int) -> None:
         for i in range(upto):
             if kind_of(i, self.seed) == "changed":
                 self.changed_body(i, generation)
 
-    async def answer(self, ns: str, generation: int, index: int, headers: dict[str, str],
+    async def answer(self, generation: int, index: int, headers: dict[str, str],
                      stats: Counter[str]) -> Answer | None:
         kind = kind_of(index, self.seed)
         if kind == "timeout":
@@ -320,7 +323,7 @@ class WeightedMix:
         digest = hashlib.sha1(raw).hexdigest()
         f.body = Body(raw, None, f'"{digest[:16]}"', formatdate(usegmt=True))
 
-    def advance(self, ns: str, generation: int, upto: int) -> None:
+    def advance(self, generation: int, upto: int) -> None:
         # One view for every namespace: the first to reach a generation moves the feeds.
         while self.generation < generation:
             self.generation += 1
@@ -330,7 +333,10 @@ class WeightedMix:
                     f.articles = (new + f.articles)[:f.size]
                     self._render(f)
 
-    async def answer(self, ns: str, generation: int, index: int, headers: dict[str, str],
+    def forget_before(self, generation: int) -> None:
+        pass  # nothing kept per generation
+
+    async def answer(self, generation: int, index: int, headers: dict[str, str],
                      stats: Counter[str]) -> Answer | None:
         if index >= len(self.feeds):
             stats["404"] += 1
@@ -354,9 +360,8 @@ class Farm:
     def advance(self, ns: str, upto: int) -> int:
         gen = self.generation.get(ns, 0) + 1
         self.generation[ns] = gen
-        if isinstance(self.mix, RfiMix):
-            self.mix.forget_before(min(self.generation.values()))
-        self.mix.advance(ns, gen, upto)
+        self.mix.forget_before(min(self.generation.values()))
+        self.mix.advance(gen, upto)
         return gen
 
     def control(self, path: str, query: dict[str, list[str]], data: bytes) -> Answer:
@@ -382,8 +387,7 @@ class Farm:
         published = self.published.get((ns, index))
         if published is not None:
             return send(published, headers, stats, "200-published")
-        return await self.mix.answer(ns, self.generation.setdefault(ns, 0), index, headers,
-                                     stats)
+        return await self.mix.answer(self.generation.setdefault(ns, 0), index, headers, stats)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
