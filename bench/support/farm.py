@@ -452,8 +452,12 @@ async def serve(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGINT, done.set)
     # stdin closing means the benchmark that started us is gone (when stdin is a pipe;
     # epoll cannot watch a file or /dev/null, and then SIGTERM is the way to stop).
+    def on_stdin() -> None:
+        if not sys.stdin.read():
+            done.set()
+
     if stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
-        loop.add_reader(sys.stdin.fileno(), lambda: sys.stdin.read() or done.set())
+        loop.add_reader(sys.stdin.fileno(), on_stdin)
     async with server:
         await done.wait()
 
