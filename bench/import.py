@@ -11,7 +11,7 @@ them) as ``<!--ms-->`` files into a temporary folder, then times:
   the floor no import can go below;
 - **read + parse + match**: the same plus matching the rules (normalization:
   HTML to text, NFKC, case folding, OpenCC), which an import records;
-- **import**: ``monitor.history.import_archive`` into a fresh SQLite file, batches
+- **import**: ``monitor.archive.files.import_archive`` into a fresh SQLite file, batches
   of 1,000 items per transaction (what the command runs);
 - **re-import**: the same files again: every one a duplicate, nothing written;
 - **naive**: one ``Store.ingest`` transaction per item (the poll path, alerts held
@@ -43,16 +43,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.support.articles import rfi_like_articles  # noqa: E402
-from monitor.archive import (  # noqa: E402
-    archive_filename,
-    entry_to_item,
-    item_to_entry,
+from monitor.archive.files import (  # noqa: E402
+    import_archive,
     iter_archive_paths,
     read_archive_file,
-    write_archive_file,
+    write_item,
 )
+from monitor.archive.format import archive_filename, entry_to_item  # noqa: E402
 from monitor.config import load_config  # noqa: E402
-from monitor.history import import_archive  # noqa: E402
 from monitor.items import item_key  # noqa: E402
 from monitor.match import compile_rules  # noqa: E402
 from monitor.store import Store  # noqa: E402
@@ -71,9 +69,8 @@ def synthesize(folder: Path, n: int) -> int:
         assert key is not None
         item = Item(key=key, url=article.link, title=article.title,
                     published_ms=article.pub_ms, feed_id="archive", content=article.html)
-        path = folder / archive_filename(item)
-        write_archive_file(path, item_to_entry(item))
-        total += path.stat().st_size
+        write_item(folder, item)
+        total += (folder / archive_filename(item)).stat().st_size
     return total
 
 

@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))
 import apprise  # noqa: E402
 
 from bench.support import FarmProcess, SmtpSink, rss, wait_until, write_config  # noqa: E402
-from monitor.app import Monitor, PollResult  # noqa: E402
+from monitor.daemon import Daemon  # noqa: E402
+from monitor.poll import PollResult  # noqa: E402
 from monitor.types import FeedRow  # noqa: E402
 
 NS = "latency"  # the farm namespace of this benchmark
@@ -80,7 +81,7 @@ def main() -> None:
                       "allowed_networks": ["127.0.0.0/8", "::1/128"]},
             scheduler={"tick": 0.1, "workers": 4},
             delivery={"interval": 1.0, "backoff": 0.2, "max_backoff": 1})
-        monitor = Monitor(str(cfg))
+        monitor = Daemon.open(str(cfg))
         item_polled: dict[str, float] = {}  # title -> when the poll that stored it returned
         lock = threading.Lock()
         original_poll = monitor.poll
@@ -96,7 +97,7 @@ def main() -> None:
             return result
 
         monitor.poll = poll  # type: ignore[method-assign]
-        cfgd = monitor.runtime.loaded.config
+        cfgd = monitor.parts.runtime.loaded.config
         monitor.jobs.add("tick", monitor.tick, every=cfgd.scheduler.tick)
         monitor.jobs.add("deliver", monitor.deliver, every=cfgd.delivery.interval)
         monitor.jobs.start()
@@ -119,7 +120,7 @@ def main() -> None:
         for mail in sink.mails:
             title = mail.subject.split("] ", 1)[1]
             latencies.append(mail.received_at - item_polled[title])
-        monitor.store.close()
+        monitor.parts.store.close()
 
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, apprise {apprise.__version__}")

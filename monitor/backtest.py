@@ -7,33 +7,28 @@ to some feeds) is matched with the same engine the daemon uses; each match is
 printed with its snippet, then a total. ``--render CHANNEL`` also prints each
 message as that channel's templates would write it.
 
-Nothing is sent and nothing is written: no Apprise object is ever built, the
-store is opened without migrating it, and only read.
+Nothing is sent and nothing is written: no Apprise object is ever built, and the
+store (opened by ``monitor.app`` under the config's ``database_upgrade``, never
+created) is only read.
 """
 
 from __future__ import annotations
 
-import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.engine import make_url
-
+from monitor.app import open_store
+from monitor.clock import SYSTEM_CLOCK, utc_text
 from monitor.config import ChannelConfig, LoadedConfig, parse_duration
-from monitor.errors import RuleError, StoreError
+from monitor.errors import RuleError, UsageError
 from monitor.match import RuleSet, compile_query, compile_rules
 from monitor.match.normalize import plain_text
 from monitor.store import Store
-from monitor.types import AlertRow, RuleMatch, RuleSpec, StoredItem
-
-
-class UsageError(ValueError):
-    """A command-line value that cannot be used: printed as ``error: ...``, exit code 2."""
+from monitor.templates import MessageTemplates, alert_context
+from monitor.types import AlertRow, Clock, RuleMatch, RuleSpec, StoredItem
 
 
 @dataclass(frozen=True)
@@ -98,7 +93,7 @@ def run(store: Store, ruleset: RuleSet, since: int | None,
 
 
 def _when(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return utc_text(ms, "%Y-%m-%d %H:%M UTC")
 
 
 def format_hit(hit: Hit) -> str:
@@ -130,8 +125,6 @@ class Renderer:
     """A channel's messages, written by the templates the deliverer uses."""
 
     def __init__(self, loaded: LoadedConfig, channel: str) -> None:
-        from monitor.templates import MessageTemplates
-
         cfg = loaded.config
         if channel not in cfg.channels:
             known = ", ".join(sorted(cfg.channels)) or "none defined"
@@ -147,8 +140,6 @@ class Renderer:
         self.feed_titles = cfg.feed_titles()
 
     def context(self, hit: Hit, now_ms: int) -> dict[str, object]:
-        from monitor.templates import alert_context
-
         # The alert the daemon would have stored for this match; it exists only here.
         alert = AlertRow(id=0, rule=hit.match.rule, channel=self.name, status="backtest",
                          attempts=0, keywords=hit.match.keywords, snippet=hit.match.snippet,
@@ -188,16 +179,14 @@ def query_error(query: str, err: RuleError) -> str:
 
 def backtest(loaded: LoadedConfig, *, name: str | None, query: str | None,
              since: str | None, feeds: Iterable[str], render: str | None,
-             out: TextIO, err: TextIO) -> int:
-    """``feed-monitor test-rule``: the exit code; output goes to ``out``, errors to ``err``."""
-    now_ms = int(time.time() * 1000)
+             out: TextIO, err: TextIO, clock: Clock = SYSTEM_CLOCK) -> int:
+    """``feed-monitor test-rule``: the exit code; output goes to ``out``, notes and query
+    errors to ``err``. Raises UsageError for an argument that cannot be used."""
+    now_ms = clock.now_ms()
+    start = since_ms(since, now_ms)
+    renderer = Renderer(loaded, render) if render is not None else None
     try:
-        start = since_ms(since, now_ms)
-        renderer = Renderer(loaded, render) if render is not None else None
         ruleset = compile_one(loaded, name, query)
-    except UsageError as e:
-        print(f"error: {e}", file=err)
-        return 2
     except RuleError as e:
         if query is None:
             raise  # a rule of the config file: file:line like every config error
@@ -207,7 +196,7 @@ def backtest(loaded: LoadedConfig, *, name: str | None, query: str | None,
     for feed in feeds:
         if feed not in known:  # items of a feed removed from the config are still stored
             print(f"note: feed '{feed}' is not in {loaded.path}", file=err)
-    store = open_store(loaded.config.database)
+    store = open_store(loaded.config, clock=clock, must_exist=True)
     try:
         result = run(store, ruleset, start, tuple(feeds))
     finally:
@@ -224,17 +213,6 @@ def backtest(loaded: LoadedConfig, *, name: str | None, query: str | None,
         print(file=out)
     print(format_total(result), file=out)
     return 0
-
-
-def open_store(url: str) -> Store:
-    """The database, opened for reading: never created, never migrated."""
-    u = make_url(url)
-    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") \
-            and not Path(u.database).exists():
-        raise StoreError(f"no database at {u.database}: nothing has been stored yet "
-                         "(run 'feed-monitor once' or the daemon first)")
-    # upgrade=False: an old schema is refused with a hint to run 'db upgrade'.
-    return Store(url, upgrade=False)
 
 
 def _digests(loaded: LoadedConfig, channel: str, rule: str | None) -> bool:

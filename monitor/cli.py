@@ -1,20 +1,45 @@
-"""Command line: argument parsing and output only; the work is done by ``monitor.app``."""
+"""Command line: argument parsing and output only; every command gets its parts (the store,
+the daemon) from ``monitor.app``."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.engine import make_url
 
 from monitor import __version__
 from monitor._malloc import limit_arenas
-from monitor.config import LoadedConfig, load_config
-from monitor.errors import ConfigError, MonitorError
+from monitor.app import open_store
+from monitor.archive.files import export_archive, import_archive
+from monitor.archive.opml import opml_export, opml_import
+from monitor.backtest import backtest
+from monitor.clock import SYSTEM_CLOCK, utc_text
+from monitor.config import (
+    LoadedConfig,
+    RetentionConfig,
+    config_json_schema,
+    load_config,
+    parse_duration,
+)
+from monitor.daemon import Daemon
+from monitor.deliver import build_channels, notify_test
+from monitor.errors import ConfigError, MonitorError, UsageError
+from monitor.match import compile_rules
+from monitor.retention import apply_retention
 from monitor.secrets import Masker, MaskingFilter, mask_url
+from monitor.status import collect_status, print_status
+from monitor.types import Clock
 
 DEFAULT_CONFIG = "config/monitor.yaml"
 log = logging.getLogger("monitor")
@@ -29,9 +54,11 @@ class _JsonFormatter(logging.Formatter):
         out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
                "level": record.levelname.lower(), "logger": record.name,
                "message": record.getMessage()}
-        if record.exc_info or record.exc_text:
-            # exc_text is the traceback as MaskingFilter left it, secrets masked.
-            out["exception"] = record.exc_text or self.formatException(record.exc_info)
+        # exc_text is the traceback as MaskingFilter left it, secrets masked.
+        if record.exc_text:
+            out["exception"] = record.exc_text
+        elif record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -155,42 +182,15 @@ def _progress_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-progress", dest="progress", action="store_false")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> int:
     # First, before any thread starts: few malloc arenas for many poll threads
     # (MALLOC_ARENA_MAX, when set, decides instead).
     limit_arenas()
     args = _parser().parse_args(argv)
     setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     try:
-        if args.command == "schema":
-            return cmd_schema(args)
-        if args.command == "check":
-            return cmd_check(args)
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "once":
-            return cmd_once(args)
-        if args.command == "db":
-            return cmd_db(args)
-        if args.command == "silence":
-            return cmd_silence(args)
-        if args.command == "redeliver":
-            return cmd_redeliver(args)
-        if args.command == "notify-test":
-            return cmd_notify_test(args)
-        if args.command == "status":
-            return cmd_status(args)
-        if args.command == "test-rule":
-            return cmd_test_rule(args)
-        if args.command == "import":
-            return cmd_import(args)
-        if args.command == "export":
-            return cmd_export(args)
-        if args.command == "prune":
-            return cmd_prune(args)
-        if args.command == "feeds":
-            return cmd_feeds(args)
-    except ConfigError as e:
+        return COMMANDS[args.command](args, clock)
+    except (ConfigError, UsageError) as e:
         print(f"error: {LOG_MASKER(str(e))}", file=sys.stderr)
         return 2
     except MonitorError as e:
@@ -198,14 +198,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    return 2
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
     LOG_MASKER.add(loaded.secrets)
-    from monitor.match import compile_rules
-
     compile_rules(loaded.rule_specs())
     print(render_summary(loaded))
     return 0
@@ -240,20 +237,16 @@ def render_summary(loaded: LoadedConfig) -> str:
 
 
 def _mask_db(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<invalid URL>"
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.app import Monitor
-
-    monitor = Monitor(args.config, masker=LOG_MASKER)
-    code = monitor.run(grace=args.grace)
-    if monitor.abandoned:
+def cmd_run(args: argparse.Namespace, clock: Clock) -> int:
+    daemon = Daemon.open(args.config, clock=clock, masker=LOG_MASKER)
+    code = daemon.run(grace=args.grace)
+    if daemon.abandoned:
         # Polls or sends still running after the grace period hold no lease any more
         # (their feeds and alerts are taken up again on the next start); waiting for
         # them at interpreter exit would break the promise to stop within the grace.
@@ -264,20 +257,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
+def cmd_schema(args: argparse.Namespace, clock: Clock) -> int:
     """The config's JSON Schema, as committed in config/monitor.schema.json."""
-    from monitor.config import config_json_schema
-
     print(json.dumps(config_json_schema(), indent=2, ensure_ascii=False))
     return 0
 
 
-def cmd_once(args: argparse.Namespace) -> int:
-    from monitor.app import Monitor
-
-    report: dict[str, Any] = Monitor(args.config, masker=LOG_MASKER).once()
-    ing, dlv = report["ingest"], report["delivery"]
-    for r in report["results"]:
+def cmd_once(args: argparse.Namespace, clock: Clock) -> int:
+    report = Daemon.open(args.config, clock=clock, masker=LOG_MASKER).once()
+    ing, dlv = report.ingest, report.delivery
+    for r in report.results:
         extra = f": {r.error}" if r.error else ""
         print(f"{r.feed}: {r.outcome}{extra}")
     print(f"items: {ing.new} new, {ing.updated} updated, {ing.repeats} repeats; "
@@ -286,11 +275,13 @@ def cmd_once(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from monitor.status import collect_status, print_status
-
+def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
-    report = collect_status(loaded)
+    store = open_store(loaded.config, clock=clock)
+    try:
+        report = collect_status(loaded, store, clock.now_ms())
+    finally:
+        store.close()
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
@@ -298,45 +289,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
-
-
-def _when(ms: int) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def cmd_silence(args: argparse.Namespace) -> int:
-    import getpass
-
-    from monitor.config import parse_duration
-    from monitor.store import Store
-
+def cmd_silence(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
     cfg = loaded.config
-    store = Store(cfg.database)
-    now = _now_ms()
+    seconds = 0.0
+    if args.silence_command == "add":
+        if args.rule not in {r.name for r in cfg.rules}:
+            known = ", ".join(r.name for r in cfg.rules) or "none"
+            raise ConfigError(f"unknown rule '{args.rule}' (rules: {known})", loaded.path)
+        if args.channel and args.channel not in cfg.channels:
+            raise ConfigError(f"unknown channel '{args.channel}'", loaded.path)
+        try:
+            seconds = parse_duration(args.duration)
+        except ValueError as e:
+            raise ConfigError(f"--for: {e}") from None
+        if seconds <= 0:
+            raise ConfigError("--for must be longer than zero")
+    store = open_store(cfg, clock=clock)
+    now = clock.now_ms()
     try:
         if args.silence_command == "add":
-            if args.rule not in {r.name for r in cfg.rules}:
-                known = ", ".join(r.name for r in cfg.rules) or "none"
-                raise ConfigError(f"unknown rule '{args.rule}' (rules: {known})", loaded.path)
-            if args.channel and args.channel not in cfg.channels:
-                raise ConfigError(f"unknown channel '{args.channel}'", loaded.path)
-            try:
-                seconds = parse_duration(args.duration)
-            except ValueError as e:
-                raise ConfigError(f"--for: {e}") from None
-            if seconds <= 0:
-                raise ConfigError("--for must be longer than zero")
-            sid = store.outbox.add_silence(args.rule, args.channel, now, now + int(seconds * 1000),
-                                    args.comment, getpass.getuser(), now)
+            ends = now + int(seconds * 1000)
+            sid = store.outbox.add_silence(args.rule, args.channel, now, ends, args.comment,
+                                           getpass.getuser(), now)
             print(f"silence {sid}: rule '{args.rule}' on "
-                  f"{args.channel or 'every channel'} until {_when(now + int(seconds * 1000))}")
+                  f"{args.channel or 'every channel'} until {utc_text(ends)}")
         elif args.silence_command == "list":
             rows = store.outbox.silences(now, include_expired=args.all)
             if not rows:
@@ -346,7 +323,8 @@ def cmd_silence(args: argparse.Namespace) -> int:
                                                          else "pending")
                 note = f"  # {s.comment}" if s.comment else ""
                 print(f"{s.id}: rule '{s.rule}' on {s.channel or 'every channel'}, {state}, "
-                      f"{_when(s.starts_ms)} .. {_when(s.ends_ms)} by {s.created_by}{note}")
+                      f"{utc_text(s.starts_ms)} .. {utc_text(s.ends_ms)} by {s.created_by}"
+                      f"{note}")
         else:
             if not store.outbox.expire_silence(args.id, now):
                 print(f"error: no active silence {args.id}", file=sys.stderr)
@@ -357,13 +335,11 @@ def cmd_silence(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_redeliver(args: argparse.Namespace) -> int:
-    from monitor.store import Store
-
+def cmd_redeliver(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
-    store = Store(loaded.config.database)
+    store = open_store(loaded.config, clock=clock)
     try:
-        n = store.outbox.redeliver(_now_ms(), channel=args.channel, rule=args.rule)
+        n = store.outbox.redeliver(clock.now_ms(), channel=args.channel, rule=args.rule)
     finally:
         store.close()
     scope = " and ".join(f"{k} '{v}'" for k, v in (("channel", args.channel),
@@ -373,9 +349,7 @@ def cmd_redeliver(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_notify_test(args: argparse.Namespace) -> int:
-    from monitor.deliver import build_channels, notify_test
-
+def cmd_notify_test(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
     cfg = loaded.config
     if args.channel not in cfg.channels:
@@ -395,19 +369,10 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
     return 0 if results and all(r.ok for r in results) else 1
 
 
-def cmd_test_rule(args: argparse.Namespace) -> int:
-    from monitor.backtest import backtest
-
+def cmd_test_rule(args: argparse.Namespace, clock: Clock) -> int:
     return backtest(load_config(args.config), name=args.name, query=args.query,
                     since=args.since, feeds=args.feed, render=args.render,
-                    out=sys.stdout, err=sys.stderr)
-
-
-def _history_store(loaded: LoadedConfig) -> Any:
-    from monitor.store import Store
-
-    cfg = loaded.config
-    return Store(cfg.database, upgrade=cfg.database_upgrade == "auto")
+                    out=sys.stdout, err=sys.stderr, clock=clock)
 
 
 class _Progress:
@@ -419,15 +384,6 @@ class _Progress:
         if wanted is None:
             wanted = sys.stderr.isatty()
         if wanted:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
             self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
                                 TimeRemainingColumn(),
                                 console=Console(file=sys.stderr, force_terminal=True))
@@ -457,20 +413,17 @@ class _Progress:
             print(message, file=sys.stderr)
 
 
-def cmd_import(args: argparse.Namespace) -> int:
-    from monitor.history import import_archive
-    from monitor.match import compile_rules
-
+def cmd_import(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
     LOG_MASKER.add(loaded.secrets)
     rules = compile_rules(loaded.rule_specs())
-    store = _history_store(loaded)
+    store = open_store(loaded.config, clock=clock)
     try:
         with _Progress(args.progress, "importing") as progress:
             report = import_archive(
                 store, args.paths, rules=rules,
                 feed_ids=[f.id for f in loaded.config.feeds], feed_id=args.feed,
-                now_ms=_now_ms(), on_error=progress.error, on_files=progress.total,
+                now_ms=clock.now_ms(), on_error=progress.error, on_files=progress.total,
                 on_progress=progress.advance)
     finally:
         store.close()
@@ -480,17 +433,34 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if report.invalid else 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from monitor.history import export_archive, parse_when
+def parse_when(text: str, now_ms: int, flag: str) -> int:
+    """Epoch ms of ``--since``/``--until``: a duration back from now (``7d``), a date
+    (``2023-09-26``, midnight UTC) or a date and time (``2023-09-26T08:00``, UTC
+    unless it names an offset)."""
+    try:
+        return now_ms - int(parse_duration(text) * 1000)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise MonitorError(f"{flag}: expected a duration (7d), a date (2023-09-26) or a "
+                           f"date and time (2023-09-26T08:00, UTC), got {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
 
+
+def cmd_export(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
-    now = _now_ms()
+    now = clock.now_ms()
     since = parse_when(args.since, now, "--since") if args.since else None
     until = parse_when(args.until, now, "--until") if args.until else None
-    store = _history_store(loaded)
+    store = open_store(loaded.config, clock=clock)
     try:
         configured = {r.name for r in loaded.config.rules}
-        if args.rule and args.rule not in configured and not store.history.count_matches(args.rule):
+        if (args.rule and args.rule not in configured
+                and not store.history.count_matches(args.rule)):
             known = ", ".join(sorted(configured)) or "none"
             raise ConfigError(f"--rule: unknown rule '{args.rule}' with no stored matches "
                               f"(rules: {known})", loaded.path)
@@ -513,12 +483,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_prune(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from monitor.config import RetentionConfig, parse_duration
-    from monitor.history import prune
-
+def cmd_prune(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
     overrides: dict[str, float] = {}
     for name in ("items", "keys"):
@@ -534,14 +499,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
         err = e.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "retention"
         raise MonitorError(f"--items/--keys ({where}): "
-                          f"{err['msg'].removeprefix('Value error, ')}") from None
+                           f"{err['msg'].removeprefix('Value error, ')}") from None
     if retention.items is None and retention.keys is None:
         print("nothing to prune: retention.items and retention.keys are not set "
               "(or pass --items / --keys)")
         return 0
-    store = _history_store(loaded)
+    store = open_store(loaded.config, clock=clock)
     try:
-        stats = prune(store, retention, _now_ms())
+        stats = apply_retention(store, retention, clock.now_ms())
     finally:
         store.close()
     print(f"{stats.emptied} item bodies emptied, {stats.deleted} items deleted"
@@ -549,9 +514,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_feeds(args: argparse.Namespace) -> int:
-    from monitor.history import opml_export, opml_import
-
+def cmd_feeds(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
     LOG_MASKER.add(loaded.secrets)
     if args.feeds_command == "import":
@@ -573,16 +536,31 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_db(args: argparse.Namespace) -> int:
-    from monitor.store import Store
-
+def cmd_db(args: argparse.Namespace, clock: Clock) -> int:
+    """``db upgrade`` migrates whatever the policy; ``db current`` only looks, and under
+    ``database_upgrade: never`` an older schema ends it with the refusal every other
+    command gives."""
     loaded = load_config(args.config)
-    store = Store(loaded.config.database, upgrade=True if args.db_command == "upgrade" else None)
-    current, head = store.schema_revision()
-    store.close()
+    cfg = loaded.config
+    store = open_store(cfg, clock=clock,
+                       upgrade="force" if args.db_command == "upgrade" else "inspect")
+    try:
+        current, head = store.schema_revision()
+    finally:
+        store.close()
     state = "up to date" if current == head else f"behind (this version needs {head})"
-    print(f"{_mask_db(loaded.config.database)}: schema {current or 'none'}, {state}")
+    print(f"{_mask_db(cfg.database)}: schema {current or 'none'}, {state}")
+    if current != head and cfg.database_upgrade == "never":
+        open_store(cfg, clock=clock).close()  # raises the policy's StoreError
     return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Clock], int]] = {
+    "schema": cmd_schema, "check": cmd_check, "run": cmd_run, "once": cmd_once,
+    "db": cmd_db, "silence": cmd_silence, "redeliver": cmd_redeliver,
+    "notify-test": cmd_notify_test, "status": cmd_status, "test-rule": cmd_test_rule,
+    "import": cmd_import, "export": cmd_export, "prune": cmd_prune, "feeds": cmd_feeds,
+}
 
 
 if __name__ == "__main__":

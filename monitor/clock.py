@@ -1,9 +1,11 @@
-"""The system clock: the only place that reads the wall clock and ``random``."""
+"""The system clock: the only place that reads the wall clock and ``random``; and the
+one formatter of epoch milliseconds as UTC text."""
 
 from __future__ import annotations
 
 import random
 import time
+from datetime import UTC, datetime
 
 
 class SystemClock:
@@ -20,3 +22,8 @@ class SystemClock:
 
 
 SYSTEM_CLOCK = SystemClock()
+
+
+def utc_text(ms: int, pattern: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
+    """Epoch milliseconds as UTC text, for output (``pattern`` as for ``strftime``)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime(pattern)

@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import console  # noqa: F401  (registers console://)
 from monitor.config import ChannelConfig, DeliveryConfig, DigestConfig, QuietHours
-from monitor.scheduler import next_cron_time
+from monitor.schedule.cron import next_cron_time
 from monitor.secrets import Masker, mask_url
 from monitor.store import Store
 from monitor.templates import MessageTemplates, Rendered, alert_context

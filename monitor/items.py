@@ -1,8 +1,9 @@
-"""Item identity: canonical URLs, dedupe keys, timestamps. Pure functions."""
+"""Item identity and text: canonical URLs, dedupe keys, plain titles. Pure functions."""
 
 from __future__ import annotations
 
 import functools
+import html
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -96,3 +97,24 @@ def item_key(link: str | None, entry_id: str | None) -> str | None:
             return canonical_url(ident)
         return f"id:{ident}"
     return None
+
+
+_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def plain_title(markup: str) -> str:
+    """A title as plain text: tags dropped, entities decoded (also double-encoded ones
+    such as ``&amp;quot;``, which mirrors produce), whitespace collapsed."""
+    if "<" in markup:
+        markup = _TAG.sub("", markup)
+    for _ in range(3):  # bounded: each round removes one level of escaping
+        if "&" not in markup:
+            break
+        unescaped = html.unescape(markup)
+        if unescaped == markup:
+            break
+        markup = unescaped
+    if "<" in markup:
+        markup = _TAG.sub("", markup)
+    return _SPACE.sub(" ", markup).strip()

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from monitor.clock import utc_text
 from monitor.config import LoadedConfig
-from monitor.politeness import unhealthy, unhealthy_reason
+from monitor.schedule.politeness import unhealthy, unhealthy_reason
 from monitor.secrets import Masker
 from monitor.store import Store
 
 
 def _when(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if ms is None else utc_text(ms, "%Y-%m-%dT%H:%M:%SZ")
 
 
-def collect_status(loaded: LoadedConfig, now_ms: int | None = None) -> dict[str, Any]:
-    """A plain-data report (what ``--json`` prints); secrets masked."""
-    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+def collect_status(loaded: LoadedConfig, store: Store, now_ms: int) -> dict[str, Any]:
+    """A plain-data report (what ``--json`` prints) of what ``store`` holds; secrets
+    masked."""
     cfg = loaded.config
     masker = Masker(loaded.secrets)
     for ch in cfg.channels.values():
@@ -31,14 +28,10 @@ def collect_status(loaded: LoadedConfig, now_ms: int | None = None) -> dict[str,
             masker.add_url(url)
     for f in cfg.feeds:
         masker.add_userinfo(f.url)
-    store = Store(cfg.database, upgrade=None)
-    try:
-        rows = {r.id: r for r in store.readouts.feed_rows()}
-        outbox = store.readouts.alert_summary()
-        matched = store.readouts.rule_match_counts(now_ms - 24 * 3600 * 1000)
-        counts = store.readouts.counts()
-    finally:
-        store.close()
+    rows = {r.id: r for r in store.readouts.feed_rows()}
+    outbox = store.readouts.alert_summary()
+    matched = store.readouts.rule_match_counts(now_ms - 24 * 3600 * 1000)
+    counts = store.readouts.counts()
     feeds = []
     for f in cfg.feeds:
         r = rows.get(f.id)

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monitor.archive import (
+from monitor.archive.files import iter_archive_paths, read_archive_file, write_item
+from monitor.archive.format import (
     ArchiveEntry,
     ArchiveError,
     archive_filename,
@@ -21,10 +22,7 @@ from monitor.archive import (
     escape_title,
     format_archive,
     item_to_entry,
-    iter_archive_paths,
     parse_archive,
-    read_archive_file,
-    write_archive_file,
 )
 from monitor.errors import MonitorError
 from monitor.items import canonical_url
@@ -66,8 +64,8 @@ def test_fixture_item_round_trip_gives_the_same_entry(path: Path) -> None:
 @pytest.mark.parametrize("path", GOOD, ids=lambda p: p.name)
 def test_item_written_to_a_file_reads_back_as_the_same_item(path: Path, tmp_path: Path) -> None:
     item = entry_to_item(read_archive_file(path), "rfi-cn")
+    assert write_item(tmp_path, item)
     out = tmp_path / archive_filename(item)
-    write_archive_file(out, item_to_entry(item))
     assert entry_to_item(read_archive_file(out), "rfi-cn") == item
 
 

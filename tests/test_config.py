@@ -112,7 +112,7 @@ def test_check_command_reports_without_traceback(tmp_path: Path, text: str, wher
 
 def test_data_is_what_yaml_gives() -> None:
     """The event-by-event builder gives the data yaml.safe_load does."""
-    from monitor.config import _Builder
+    from monitor.config.loader import _Builder
 
     text = (REPO / "config" / "monitor.yaml").read_text(encoding="utf-8") + """\
 scalars:

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from monitor.app import Monitor
 from monitor.cli import main
 from monitor.config import QuietHours
+from monitor.daemon import Daemon as MonitorDaemon
 from monitor.deliver import _in_quiet
 from tests.daemon import Daemon, write_config
 from tests.support import FeedItem, FeedServer, SmtpSink, WebhookReceiver, rss_feed, wait_until
@@ -155,7 +155,7 @@ def test_a_batch_goes_out_up_to_parallel_messages_at_once(
     webhook_receiver.set_delay(0.3)  # each message is in flight a while: overlaps show
     cfg = config(tmp_path, feed_server, {"hook": {"urls": [webhook_receiver.apprise_url()]}},
                  delivery={"parallel": parallel})
-    assert Monitor(str(cfg)).once()["delivery"].sent == 8
+    assert MonitorDaemon.open(str(cfg)).once().delivery.sent == 8
     assert sorted(r.json["title"] for r in webhook_receiver.received) == \
         sorted(f"[china-russia] 中俄新闻 {i}" for i in range(8))
     if parallel == 1:
@@ -171,7 +171,7 @@ def test_mails_sent_at_once_each_carry_their_own_alert_message_id(
     feed_server.set_feed("/cn", rss_feed(items(12)))
     cfg = config(tmp_path, feed_server, {"mail": {"urls": [smtp_sink.apprise_url()]}},
                  delivery={"parallel": 6})
-    Monitor(str(cfg)).once()
+    MonitorDaemon.open(str(cfg)).once()
     mails = smtp_sink.wait_for(12, timeout=10)
     with sqlite3.connect(tmp_path / "monitor.db") as db:
         expected = {f"<alert-{alert}.{created}@feed-monitor>": f"[china-russia] {title}"
@@ -198,7 +198,7 @@ def test_messages_failing_at_once_keep_each_their_own_error(
                      {"a": {"urls": [webhook_receiver.apprise_url()]},
                       "b": {"urls": [other.apprise_url()]}},
                      delivery={"parallel": 4, "backoff": 600})  # no retry in the run
-        assert Monitor(str(cfg)).once()["delivery"].failed == 12
+        assert MonitorDaemon.open(str(cfg)).once().delivery.failed == 12
         assert max(webhook_receiver.max_in_flight, other.max_in_flight) >= 2
     with sqlite3.connect(tmp_path / "monitor.db") as db:
         errors = db.execute("SELECT channel, last_error FROM alerts").fetchall()
@@ -232,10 +232,10 @@ def test_quiet_hours_hold_then_release_as_one_digest(
                  {"hook": {"urls": [webhook_receiver.apprise_url()],
                            "quiet_hours": {"start": "22:00", "end": "07:00",
                                            "timezone": "Asia/Shanghai"}}})
-    monitor = Monitor(str(cfg))
-    [row] = monitor.store.feeds.claim_due(monitor.owner, 2**62, 1, 60_000, ["cn"])
+    monitor = MonitorDaemon.open(str(cfg))
+    [row] = monitor.parts.store.feeds.claim_due(monitor.parts.owner, 2**62, 1, 60_000, ["cn"])
     monitor.poll(row)
-    deliverer = monitor.runtime.deliverer
+    deliverer = monitor.parts.runtime.deliverer
     # The next 23:30 in Shanghai: the alerts, created now, are due by then.
     local = datetime.now(ZoneInfo("Asia/Shanghai"))
     night = local.replace(hour=23, minute=30, second=0, microsecond=0)
@@ -252,7 +252,7 @@ def test_quiet_hours_hold_then_release_as_one_digest(
     assert (released.sent, released.messages) == (3, 1)
     [digest] = webhook_receiver.received
     assert all(f"中俄新闻 {i}" in digest.json["message"] for i in range(3))
-    monitor.store.close()
+    monitor.parts.store.close()
 
 
 @pytest.mark.parametrize("start, end, local, quiet", [
@@ -285,14 +285,14 @@ def test_silenced_rule_sends_nothing_during_the_silence_and_resumes_after(
     assert main(["silence", "add", "--rule", "china-russia", "--for", "6h",
                  "--comment", "summit week", "-c", str(cfg)]) == 0
     assert "silence 1: rule 'china-russia'" in capsys.readouterr().out
-    report = Monitor(str(cfg)).once()
-    assert report["delivery"].silenced == 2 and webhook_receiver.requests == []
+    report = MonitorDaemon.open(str(cfg)).once()
+    assert report.delivery.silenced == 2 and webhook_receiver.requests == []
     assert main(["silence", "list", "-c", str(cfg)]) == 0
     assert "summit week" in capsys.readouterr().out
     assert main(["silence", "expire", "1", "-c", str(cfg)]) == 0
     feed_server.set_feed("/cn", rss_feed(items(3)))  # one new item after the silence
-    report = Monitor(str(cfg)).once()
-    assert report["delivery"].sent == 1
+    report = MonitorDaemon.open(str(cfg)).once()
+    assert report.delivery.sent == 1
     assert [r.json["title"] for r in webhook_receiver.received] == ["[china-russia] 中俄新闻 2"]
     assert status_json(cfg)["channels"][0]["silenced"] == 2
 
@@ -303,7 +303,7 @@ def test_email_is_html_with_a_text_part_and_an_alert_message_id(
         '北京与莫斯科的"特殊"关系 <中俄>', "https://www.rfi.fr/cn/x", "<p>中俄关系</p>", T0)]))
     cfg = config(tmp_path, feed_server, {"mail": {"urls": [smtp_sink.apprise_url()],
                                                   "language": "zh"}})
-    Monitor(str(cfg)).once()
+    MonitorDaemon.open(str(cfg)).once()
     [mail] = smtp_sink.wait_for(1, timeout=5)
     msg = mail.message
     assert msg.get_content_type() == "multipart/alternative"
@@ -319,12 +319,12 @@ def test_redeliver_sends_dead_letters_again(
     cfg = config(tmp_path, feed_server, {"hook": {"urls": [webhook_receiver.apprise_url()]}},
                  delivery={"max_attempts": 1})
     webhook_receiver.set_down(True)
-    assert Monitor(str(cfg)).once()["delivery"].dead == 2
+    assert MonitorDaemon.open(str(cfg)).once().delivery.dead == 2
     assert status_json(cfg)["channels"][0]["dead"] == 2
     webhook_receiver.set_down(False)
     assert main(["redeliver", "--channel", "hook", "-c", str(cfg)]) == 0
     assert "2 dead alerts for channel 'hook' queued" in capsys.readouterr().out
-    assert Monitor(str(cfg)).once()["delivery"].sent == 2
+    assert MonitorDaemon.open(str(cfg)).once().delivery.sent == 2
 
 
 def test_notify_test_reports_each_url_with_secrets_masked(

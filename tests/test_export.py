@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor.app import Monitor
-from monitor.archive import archive_filename, entry_to_item, read_archive_file
-from monitor.cli import main
+from monitor.archive.files import export_archive, import_archive, read_archive_file
+from monitor.archive.format import archive_filename, entry_to_item
+from monitor.cli import main, parse_when
+from monitor.daemon import Daemon
 from monitor.errors import MonitorError
-from monitor.history import export_archive, parse_when
 from monitor.store import Store
 from monitor.types import Item, RuleMatch
 from tests.daemon import write_config
@@ -52,7 +52,6 @@ def test_export_writes_one_file_per_item_that_reads_back_as_the_item(
 
 
 def test_export_round_trips_through_import(store: Store, tmp_path: Path, db_url: str) -> None:
-    from monitor.history import import_archive
     from monitor.match import compile_rules
     from monitor.types import RuleSpec
 
@@ -63,7 +62,8 @@ def test_export_round_trips_through_import(store: Store, tmp_path: Path, db_url:
     report = import_archive(other, [tmp_path / "out"], rules=compile_rules(
         [RuleSpec("r", any=("x",))]), feed_ids=[], feed_id="cn", now_ms=T0)
     assert (report.new, report.invalid) == (20, 0)
-    assert {s.item for s in other.items.iter_stored()} == {s.item for s in store.items.iter_stored()}
+    assert ({s.item for s in other.items.iter_stored()}
+            == {s.item for s in store.items.iter_stored()})
     other.close()
 
 
@@ -88,8 +88,10 @@ def test_export_filters_by_rule_feed_and_time(store: Store, tmp_path: Path) -> N
 
 
 def test_export_skips_items_whose_body_retention_emptied(store: Store, tmp_path: Path) -> None:
-    store.items.ingest("cn", [article(1, T0), article(2, T0 + 100 * DAY)], T0, match_ukraine, no_channels)
-    assert store.history.prune(T0 + 101 * DAY, bodies_before_ms=T0 + DAY, keys_before_ms=None).emptied == 1
+    store.items.ingest("cn", [article(1, T0), article(2, T0 + 100 * DAY)], T0, match_ukraine,
+                       no_channels)
+    stats = store.history.prune(T0 + 101 * DAY, bodies_before_ms=T0 + DAY, keys_before_ms=None)
+    assert stats.emptied == 1
     report = export_archive(store, tmp_path / "out")
     assert (report.written, report.pruned) == (1, 1)
     assert files(tmp_path / "out") == [archive_filename(article(2, T0 + 100 * DAY))]
@@ -148,10 +150,10 @@ def test_rule_archive_folder_receives_each_alerted_item(
     story = FeedItem("乌克兰战事", "https://www.rfi.fr/cn/u1", "<p>基辅</p>", T0)
     other = FeedItem("法国新闻", "https://www.rfi.fr/cn/f1", "<p>巴黎</p>", T0)
     feed_server.set_feed("/cn", rss_feed([story, other]))
-    with caplog.at_level(logging.ERROR, logger="monitor.history"):
-        report = Monitor(str(config)).once()
+    with caplog.at_level(logging.ERROR, logger="monitor.archive"):
+        report = Daemon.open(str(config)).once()
     # The unwritable folder is logged with its rule and path; both alerts still went out.
-    assert report["delivery"].sent == 2 and len(webhook_receiver.received) == 2
+    assert report.delivery.sent == 2 and len(webhook_receiver.received) == 2
     [error] = [r.getMessage() for r in caplog.records]
     assert error.startswith(f"rule 'broken': cannot write {story.link} to its archive folder "
                             f"{blocked / 'sub'}: ")
@@ -161,5 +163,5 @@ def test_rule_archive_folder_receives_each_alerted_item(
     assert "基辅" in got.content
     # An update that does not alert again writes nothing more.
     feed_server.set_feed("/cn", rss_feed([replace(story, pub_ms=T0 + 60_000), other]))
-    Monitor(str(config)).once()
+    Daemon.open(str(config)).once()
     assert len(list(folder.iterdir())) == 1

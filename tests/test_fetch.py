@@ -6,16 +6,20 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import shutil
+import socket
 import threading
 import tracemalloc
 import zlib
 from collections.abc import Iterator
+from email.utils import formatdate
 
 import pytest
 
 from monitor.errors import FeedError
 from monitor.fetch import AddressPolicy, Fetcher, FetchLimits
+from monitor.fetch.deadline import Attempt, Watchdog
 from tests.support import FeedItem, FeedServer, rss_feed, wait_until
+from tests.support.clock import FakeClock
 from tests.support.hostile import HostileServer, gzip_bomb, tls_files
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
@@ -138,6 +142,20 @@ def test_dripping_body_is_cut_at_the_deadline(hostile: HostileServer) -> None:
     assert 0 < visit.sent < len(body) / 2
 
 
+def test_the_watchdog_cuts_the_sockets_of_a_fetch_past_its_deadline() -> None:
+    clock = FakeClock()
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        late = Attempt(clock.monotonic() + 1, clock)
+        late.watch(ours)
+        clock.advance(2)  # the deadline is read on the clock the attempt was given
+        Watchdog(clock).watch(late)
+        wait_until(lambda: late.expired)
+        peer.settimeout(5)
+        assert peer.recv(1) == b""  # shut down: the peer sees the end of the stream
+        late.close()
+
+
 def test_dripping_headers_are_cut_at_the_deadline(hostile: HostileServer) -> None:
     # Every byte arrives well within the read timeout: only the total deadline (the
     # watchdog that shuts the socket) can end this.
@@ -180,6 +198,16 @@ def test_error_status_carries_retry_after_for_429_and_503(
     e = failure(fetcher(), feed_server.url("/x"))
     assert (e.outcome, e.status, e.retry_after) == ("http-error", status, expected)
     assert e.message.startswith(f"HTTP {status}")
+
+
+def test_times_are_read_from_the_fetchers_clock(feed_server: FeedServer) -> None:
+    clock = FakeClock()
+    f = Fetcher(FetchLimits(allowed_networks=LOOPBACK), clock=clock)
+    when = formatdate(clock.now_ms() / 1000 + 90, usegmt=True)
+    feed_server.set_status("/x", 503, headers={"Retry-After": when})
+    assert failure(f, feed_server.url("/x")).retry_after == 90.0  # an HTTP date, from now
+    feed_server.set_feed("/feed", FEED)
+    assert f.fetch("f", feed_server.url("/feed")).elapsed == 0.0  # the clock stood still
 
 
 # --- redirects ---------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from monitor.app import Monitor
 from monitor.cli import main
+from monitor.daemon import Daemon
 from monitor.store import Store, migrate
 from monitor.store.history import title_key
 from monitor.store.schema import alerts, items
@@ -111,7 +111,7 @@ def test_always_realerts_through_a_whole_poll(
                 "on_update": "always"}])
     for n in range(2):
         feed_server.set_feed("/cn", rss_feed([FeedItem(f"乌克兰 v{n}", url, "", T0 + n * 60_000)]))
-        Monitor(str(config)).once()
+        Daemon.open(str(config)).once()
     assert [r.json["title"] for r in webhook_receiver.received] == [
         "[ukraine] 乌克兰 v0", "[ukraine] (updated) 乌克兰 v1"]
 
@@ -154,8 +154,8 @@ def test_cn_and_tw_editions_of_one_story(
         cross: object, expected: int) -> None:
     feed_server.set_feed("/cn", rss_feed([CN]))
     feed_server.set_feed("/tw", rss_feed([TW]))
-    report = Monitor(str(edition_config(tmp_path, feed_server, webhook_receiver, cross))).once()
-    assert report["ingest"].new == 2 and report["delivery"].sent == expected
+    report = Daemon.open(str(edition_config(tmp_path, feed_server, webhook_receiver, cross))).once()
+    assert report.ingest.new == 2 and report.delivery.sent == expected
     got = webhook_receiver.received
     assert len(got) == expected
     if expected == 1:
@@ -169,13 +169,13 @@ def test_an_edition_polled_later_joins_the_held_alert(
     config = edition_config(tmp_path, feed_server, webhook_receiver, {"hold": "1s"})
     feed_server.set_feed("/cn", rss_feed([CN]))
     feed_server.set_feed("/tw", rss_feed([]))
-    first = Monitor(str(config)).once()
-    assert first["ingest"].alerts == 1 and first["delivery"].sent == 0  # held
+    first = Daemon.open(str(config)).once()
+    assert first.ingest.alerts == 1 and first.delivery.sent == 0  # held
     feed_server.set_feed("/tw", rss_feed([TW]))
-    second = Monitor(str(config)).once()
-    assert (second["ingest"].new, second["ingest"].alerts) == (1, 0)
+    second = Daemon.open(str(config)).once()
+    assert (second.ingest.new, second.ingest.alerts) == (1, 0)
     time.sleep(1.1)  # the hold ends
-    assert Monitor(str(config)).once()["delivery"].sent == 1
+    assert Daemon.open(str(config)).once().delivery.sent == 1
     [alert] = webhook_receiver.received
     assert CN.link in alert.json["message"] and TW.link in alert.json["message"]
 
@@ -279,18 +279,18 @@ def test_an_item_older_than_the_kept_keys_never_alerts(
     middle = FeedItem("普京 上月", "https://www.rfi.fr/cn/middle", "<p>正文</p>", now - 45 * DAY)
     fresh = FeedItem("普京 今天", "https://www.rfi.fr/cn/fresh", "<p>正文</p>", now - 1000)
     feed_server.set_feed("/cn", rss_feed([ancient, middle, fresh]))
-    Monitor(str(config)).once()
+    Daemon.open(str(config)).once()
     # Older than retention.keys: its key may have been pruned, so it is recorded silently.
     assert sorted(r.json["title"] for r in webhook_receiver.received) == [
         "[putin] 普京 上月", "[putin] 普京 今天"]
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    Monitor(str(config)).prune()  # what the daemon runs daily
+    Daemon.open(str(config)).prune()  # what the daemon runs daily
     assert sorted((s.item.title, s.item.summary) for s in store.items.iter_stored()) == [
         ("普京 上月", ""), ("普京 今天", "<p>正文</p>")]
     store.close()
     assert main(["prune", "-c", str(config)]) == 0
     assert capsys.readouterr().out == "0 item bodies emptied, 0 items deleted\n"
-    Monitor(str(config)).once()  # the feed still lists all three
+    Daemon.open(str(config)).once()  # the feed still lists all three
     assert len(webhook_receiver.received) == 2
 
 

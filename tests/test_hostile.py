@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from monitor.daemon import Daemon as MonitorDaemon
 from monitor.store import Store
 from tests.daemon import Daemon, write_config
 from tests.support import FeedServer, wait_until
@@ -248,20 +249,19 @@ def test_daemon_survives_hostile_feeds(tmp_path: Path, feed_server: FeedServer,
 
 def _poll_once(monitor: Any, fid: str) -> Any:
     """Claim ``fid`` whether due or not and poll it, as a tick would."""
-    [row] = monitor.store.feeds.claim_due(monitor.owner, int(time.time() * 1000), 1, 60_000,
-                                          [fid], due_ms=2**62)
+    parts = monitor.parts
+    [row] = parts.store.feeds.claim_due(parts.owner, parts.clock.now_ms(), 1, 60_000, [fid],
+                                        due_ms=2**62)
     return monitor.poll(row)
 
 
 def _delay_s(monitor: Any, fid: str) -> float:
-    row = monitor.store.get_feed(fid)
+    row = monitor.parts.store.get_feed(fid)
     return (row.next_poll_ms - row.last_poll_ms) / 1000
 
 
 def test_freshness_hints_raise_the_interval_also_after_a_304(
         tmp_path: Path, feed_server: FeedServer) -> None:
-    from monitor.app import Monitor
-
     rss = fixture("rss2_rfi.xml")
     assert b"<ttl>15</ttl>" in rss
     no_ttl = rss.replace(b"<ttl>15</ttl>", b"")
@@ -274,7 +274,7 @@ def test_freshness_hints_raise_the_interval_also_after_a_304(
         channels={"console": {"urls": ["console://"]}},
         rules=[{"name": "r", "any": ["中俄"], "notify": ["console"]}],
         defaults={"interval": "60s"})
-    monitor = Monitor(str(config))
+    monitor = MonitorDaemon.open(str(config))
     try:
         for fid, expected in (("ttl", 1800), ("max-age", 600), ("plain", 60)):
             assert _poll_once(monitor, fid).outcome == "ok"
@@ -284,14 +284,12 @@ def test_freshness_hints_raise_the_interval_also_after_a_304(
             assert _poll_once(monitor, fid).outcome == "not-modified"
             assert expected - 0.05 <= _delay_s(monitor, fid) <= expected + 0.05, fid
     finally:
-        monitor.fetcher.close()
-        monitor.store.close()
+        monitor.parts.fetcher.close()
+        monitor.parts.store.close()
 
 
 def test_the_default_config_refuses_loopback_and_a_reload_can_allow_it(
         tmp_path: Path, feed_server: FeedServer) -> None:
-    from monitor.app import Monitor
-
     feed_server.set_feed("/cn", fixture("rss2_rfi.xml"))
     kwargs: dict[str, Any] = dict(
         db=tmp_path / "monitor.db", feeds=[{"id": "cn", "url": feed_server.url("/cn")}],
@@ -299,7 +297,7 @@ def test_the_default_config_refuses_loopback_and_a_reload_can_allow_it(
         rules=[{"name": "r", "any": ["中俄"], "notify": ["console"]}])
     config = write_config(tmp_path / "monitor.yaml", defaults={"allowed_networks": []},
                           **kwargs)
-    monitor = Monitor(str(config))
+    monitor = MonitorDaemon.open(str(config))
     try:
         result = _poll_once(monitor, "cn")
         assert result.outcome == "refused" and "loopback" in (result.error or "")
@@ -308,5 +306,5 @@ def test_the_default_config_refuses_loopback_and_a_reload_can_allow_it(
         assert monitor.reload()
         assert _poll_once(monitor, "cn").outcome == "ok"
     finally:
-        monitor.fetcher.close()
-        monitor.store.close()
+        monitor.parts.fetcher.close()
+        monitor.parts.store.close()

@@ -2,7 +2,7 @@
 
 Imports run through ``monitor.cli.main`` into real SQLite files (and the store
 contract on PostgreSQL too); the "never alerts" checks then poll a local feed
-server through ``Monitor.once`` with a webhook receiver behind the rules, with
+server through ``Daemon.once`` with a webhook receiver behind the rules, with
 ``backlog: all`` so that anything not recorded as seen would alert.
 """
 
@@ -15,14 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.app import Monitor
-from monitor.archive import (
-    archive_filename,
-    entry_to_item,
-    item_to_entry,
-    read_archive_file,
-    write_archive_file,
-)
+from monitor.archive.files import import_archive, read_archive_file, write_item
+from monitor.archive.format import archive_filename, entry_to_item
+from monitor.daemon import Daemon
 from monitor.store import Store
 from monitor.types import Item, RuleMatch
 from tests.conftest import shared_dir
@@ -38,9 +33,8 @@ def write_items(folder: Path, items: list[Item]) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for it in items:
-        path = folder / archive_filename(it)
-        write_archive_file(path, item_to_entry(it))
-        paths.append(path)
+        write_item(folder, it)
+        paths.append(folder / archive_filename(it))
     return paths
 
 
@@ -96,14 +90,14 @@ def test_corpus_import_then_poll_alerts_only_for_new_urls(
         FeedItem(known[4].title, known[4].url, known[4].content, known[4].published_ms + 60_000),
         FeedItem("新的文章 B", "http://www.rfi.fr/tw/new-b", "<p>新闻的内容</p>", T0),
     ]))
-    report = Monitor(str(config)).once()
-    assert report["ingest"].new == 2 and report["ingest"].updated == 2
+    report = Daemon.open(str(config)).once()
+    assert report.ingest.new == 2 and report.ingest.updated == 2
     assert alerted(webhook_receiver) == ["[everything] 新的文章 A", "[everything] 新的文章 B",
                                          "[tw-only] 新的文章 B"]
     # Quiet once: a later update of a known article is an ordinary update again.
     feed_server.set_feed("/cn", rss_feed([
         FeedItem(known[2].title, known[2].url, known[2].content, known[2].published_ms + 60_000)]))
-    assert Monitor(str(config)).once()["ingest"].updated == 1
+    assert Daemon.open(str(config)).once().ingest.updated == 1
     assert len(webhook_receiver.received) == 3  # rematch: no rule newly matches
 
 
@@ -207,8 +201,8 @@ def test_feed_option_records_the_items_as_seen_in_that_feed(
     feed_server.set_feed("/cn", rss_feed([]))
     feed_server.set_feed("/tw", rss_feed([FeedItem(it.title, it.url, it.content, T0 + 60_000)
                                           for it in known]))
-    report = Monitor(str(config)).once()
-    assert report["ingest"].updated == 2 and webhook_receiver.received == []
+    report = Daemon.open(str(config)).once()
+    assert report.ingest.updated == 2 and webhook_receiver.received == []
 
 
 # -- the store contract, on SQLite and PostgreSQL -----------------------------------------
@@ -229,8 +223,9 @@ channels = route(default=["mail"])
 def test_imported_items_never_alert_when_a_feed_carries_them(store: Store) -> None:
     plain = article(1, title="法国新闻")
     ukraine = article(2, title="乌克兰新闻")
-    assert store.history.import_items("archive", [(plain, []), (ukraine, match_word(ukraine, {"tw"}))],
-                              T0 + DAY) == {plain.key, ukraine.key}
+    assert store.history.import_items(
+        "archive", [(plain, []), (ukraine, match_word(ukraine, {"tw"}))], T0 + DAY
+    ) == {plain.key, ukraine.key}
     assert store.history.import_items("archive", [(plain, [])], T0) == set()  # idempotent
     # Matches carry the article's time: `status` (matches in the last 24 h) is not
     # flooded by an archive of old articles.
@@ -256,7 +251,6 @@ def test_imported_items_never_alert_when_a_feed_carries_them(store: Store) -> No
 
 def test_duplicates_across_batches_count_once(tmp_path: Path, sqlite_url: str) -> None:
     """Batches of two: the copy of the first file, last in path order, is a duplicate."""
-    from monitor.history import import_archive
     from monitor.match import compile_rules
     from monitor.types import RuleSpec
 

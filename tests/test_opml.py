@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from monitor.archive.opml import OpmlError, feed_slug, feeds_to_opml, feeds_to_yaml, opml_to_feeds
 from monitor.config import FeedConfig
 from monitor.errors import MonitorError
-from monitor.opml import OpmlError, feed_slug, feeds_to_opml, feeds_to_yaml, opml_to_feeds
 
 FIXTURES = Path(__file__).parent / "fixtures" / "opml"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from monitor.archive.opml import opml_to_feeds
 from monitor.config import parse_config
-from monitor.opml import opml_to_feeds
 from tests.daemon import write_config
 from tests.support.cli import cli
 

@@ -13,15 +13,10 @@ from feedparser.datetimes import _parse_date as _feedparser_date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.parse import (
-    _date_ms,
-    _Decline,
-    _read_xml,
-    parse_fast,
-    parse_feed,
-    parse_with_feedparser,
-    plain_title,
-)
+from monitor.items import plain_title
+from monitor.parse import parse_fast, parse_feed, parse_with_feedparser
+from monitor.parse.build import date_ms
+from monitor.parse.xml import Decline, read_xml
 from monitor.types import ParsedFeed
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
@@ -300,7 +295,7 @@ def rfc822_dates(draw: st.DrawFn) -> str:
 @given(rfc822_dates())
 def test_dates_read_as_feedparser_reads_them(text: str) -> None:
     parsed = _feedparser_date(text.strip())
-    assert _date_ms(text) == (None if parsed is None else calendar.timegm(parsed) * 1000)
+    assert date_ms(text) == (None if parsed is None else calendar.timegm(parsed) * 1000)
 
 
 _NOT_UTF8 = [b"\x80", b"\xc0\xaf", b"\xc1\xbf", b"\xe0\x80\xaf", b"\xed\xa0\x80", b"\xed\xbf\xbf",
@@ -326,8 +321,8 @@ def test_lxml_takes_no_body_that_is_not_utf8(place: bytes) -> None:
         body = place.replace(b"%s", bad)
         with pytest.raises(UnicodeDecodeError):
             body.decode("utf-8")
-        with pytest.raises(_Decline):
-            _read_xml(body)
+        with pytest.raises(Decline):
+            read_xml(body)
 
 
 def test_a_gb18030_body_without_declaration_is_still_decoded() -> None:

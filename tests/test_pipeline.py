@@ -8,15 +8,20 @@ from typing import Any
 import pytest
 
 import monitor.app
-from monitor.app import Monitor
+from monitor.app import build
+from monitor.config import load_config
+from monitor.daemon import Daemon, OnceReport
+from monitor.poll import poll_feed
+from monitor.types import PollOutcome
 from tests.daemon import write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
+from tests.support.clock import FakeClock
 
 T0 = 1_700_000_000_000
 
 
-def once(config: Path) -> dict[str, Any]:
-    return Monitor(str(config)).once()
+def once(config: Path) -> OnceReport:
+    return Daemon.open(str(config)).once()
 
 
 def setup(tmp_path: Path, feed_server: FeedServer, hook: WebhookReceiver,
@@ -39,9 +44,9 @@ def test_items_sharing_one_timestamp_are_each_alerted_once(
              for i in range(6)]
     feed_server.set_feed("/cn", rss_feed(batch))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
-    assert once(config)["delivery"].sent == 6
+    assert once(config).delivery.sent == 6
     feed_server.set_feed("/cn", rss_feed(batch + [FeedItem("无关", "https://x.org/1", "", T0)]))
-    assert once(config)["delivery"].sent == 0
+    assert once(config).delivery.sent == 0
     assert titles(webhook_receiver) == sorted(f"[china-russia] 中俄 {i}" for i in range(6))
 
 
@@ -65,7 +70,7 @@ def test_item_in_two_feeds_gives_one_alert_naming_both(
     feed_server.set_feed("/intl", rss_feed([story]))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn", "intl": "/intl"})
     report = once(config)
-    assert report["ingest"].new == 1 and report["ingest"].repeats == 1
+    assert report.ingest.new == 1 and report.ingest.repeats == 1
     [alert] = webhook_receiver.received
     assert "cn" in alert.json["message"] and "intl" in alert.json["message"]
 
@@ -84,9 +89,9 @@ def test_a_304_response_is_not_parsed(tmp_path: Path, feed_server: FeedServer,
 
     monkeypatch.setattr(monitor.app, "parse_feed", counting_parse)
     first = once(config)
-    assert [r.outcome for r in first["results"]] == ["ok"] and parsed == ["cn"]
+    assert [r.outcome for r in first.results] == ["ok"] and parsed == ["cn"]
     second = once(config)
-    assert [r.outcome for r in second["results"]] == ["not-modified"]
+    assert [r.outcome for r in second.results] == ["not-modified"]
     assert parsed == ["cn"]  # the 304 was not parsed
     last = feed_server.requests_for("/cn")[-1]
     assert last.status == 304 and last.headers.get("If-None-Match")
@@ -98,7 +103,7 @@ def test_first_poll_records_backlog_and_later_items_alert(
     feed_server.set_feed("/cn", rss_feed(old))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"}, backlog="none")
     report = once(config)
-    assert report["ingest"].new == 3 and report["ingest"].alerts == 0
+    assert report.ingest.new == 3 and report.ingest.alerts == 0
     new = FeedItem("中俄新闻", "https://x.org/new", "", T0 + 1000)
     feed_server.set_feed("/cn", rss_feed([new, *old]))
     once(config)
@@ -127,10 +132,10 @@ def test_update_alerts_only_when_a_rule_newly_matches(
     assert webhook_receiver.received == []
     feed_server.set_feed("/cn", rss_feed([FeedItem("法国新闻（更新）", url,
                                                    "<p>中俄关系</p>", T0 + 60_000)]))
-    assert once(config)["ingest"].updated == 1
+    assert once(config).ingest.updated == 1
     feed_server.set_feed("/cn", rss_feed([FeedItem("法国新闻（再更新）", url,
                                                    "<p>中俄关系 又</p>", T0 + 120_000)]))
-    assert once(config)["ingest"].updated == 1
+    assert once(config).ingest.updated == 1
     assert titles(webhook_receiver) == ["[china-russia] 法国新闻（更新）"]
 
 
@@ -150,10 +155,27 @@ def test_failed_delivery_is_retried_not_lost(
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
     webhook_receiver.fail_next(1, status=500)
     report = once(config)
-    assert report["delivery"].failed == 1 and webhook_receiver.received == []
+    assert report.delivery.failed == 1 and webhook_receiver.received == []
     # The retry waits for its back-off (0.2 s in the test config), then goes out.
     import time
 
     time.sleep(0.5)
-    assert once(config)["delivery"].sent == 1
+    assert once(config).delivery.sent == 1
     assert titles(webhook_receiver) == ["[china-russia] 中俄"]
+
+
+def test_poll_feed_takes_its_times_from_the_clock(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", "https://x.org/a", "", T0)]))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    clock = FakeClock(start_ms=T0)
+    parts = build(load_config(config), clock=clock)
+    try:
+        [row] = parts.store.feeds.claim_due(parts.owner, clock.now_ms(), 1, 60_000, ["cn"])
+        result = poll_feed(parts, parts.runtime, row, clock.now_ms())
+        assert result.outcome is PollOutcome.OK and result.stats.new == 1
+        [stored] = parts.store.readouts.feed_rows()
+        # interval 1 s, no jitter: the next poll is a second after the fake now.
+        assert (stored.last_poll_ms, stored.next_poll_ms) == (T0, T0 + 1000)
+    finally:
+        parts.close()

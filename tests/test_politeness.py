@@ -1,4 +1,4 @@
-"""monitor.politeness: when to poll next and whether a feed is healthy (pure, tables)."""
+"""monitor.schedule.politeness: when to poll next and whether a feed is healthy (pure, tables)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from email.utils import formatdate
 
 import pytest
 
-from monitor import politeness as p
+from monitor.schedule import politeness as p
 
 NOW = 1_700_000_000.0
 DAY = 24 * 3600.0

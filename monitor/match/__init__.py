@@ -7,9 +7,10 @@ The query language is in ``query``, normalization in ``normalize``.
 
 from __future__ import annotations
 
+from monitor.errors import QuerySyntaxError
 from monitor.match.engine import RuleSet, compile_query, compile_rules
 from monitor.match.normalize import fold_text, html_to_text, normalize_text
-from monitor.match.query import QuerySyntaxError, parse_query
+from monitor.match.query import parse_query
 
 __all__ = [
     "RuleSet",

@@ -18,7 +18,7 @@ from functools import cache
 
 import ahocorasick_rs
 
-from monitor.errors import RuleError
+from monitor.errors import QuerySyntaxError, RuleError
 from monitor.match.normalize import (
     fold_fields,
     fold_text,
@@ -35,7 +35,6 @@ from monitor.match.query import (
     Not,
     Or,
     Pattern,
-    QuerySyntaxError,
     Term,
     parse_query,
 )
@@ -436,8 +435,8 @@ class RuleSet:
         seen_in = set(feeds)
         seen_in.add(item.feed_id)
         out: list[RuleMatch] = []
-        for index in sorted(candidates):
-            rule = self._rules[index]
+        for position in sorted(candidates):
+            rule = self._rules[position]
             if rule.feeds and not rule.feeds & seen_in:
                 continue
             if rule.evaluate(state):
@@ -453,11 +452,13 @@ class RuleSet:
                 if first is None:
                     continue
                 rank, start, name = first
-                hit = (rank, start, start + self._lengths[lit.keyword], name)
+                hit: tuple[int, int, int, str] = (rank, start,
+                                                  start + self._lengths[lit.keyword], name)
             else:
-                hit = state.first_regex_hit(lit.regex, lit.fields)  # type: ignore[arg-type]
-                if hit is None:
+                regex_hit = state.first_regex_hit(lit.regex, lit.fields)  # type: ignore[arg-type]
+                if regex_hit is None:
                     continue
+                hit = regex_hit
             if lit.label not in labels:
                 labels.append(lit.label)
             if best is None or hit[:2] < best[:2]:

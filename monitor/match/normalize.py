@@ -211,11 +211,11 @@ def to_simplified(text: str) -> str:
     if check is not None and check.unchanged(text):
         return text  # nothing t2s would change (most Simplified text): skip OpenCC
     try:
-        return _t2s().convert(text)
+        return str(_t2s().convert(text))
     except UnicodeEncodeError:
         # A lone surrogate (JSON feeds can carry "\ud800") cannot be passed to OpenCC
         # as UTF-8. U+FFFD keeps the length, so offsets into the text stay valid.
-        return _t2s().convert(_SURROGATE.sub("\ufffd", text))
+        return str(_t2s().convert(_SURROGATE.sub("\ufffd", text)))
 
 
 # Code points scanned for characters that NFKC changes on their own: Latin-1 to the

@@ -152,8 +152,9 @@ def _describe(err: UnexpectedInput, query: str) -> tuple[str, int, int]:
             len(lines), len(lines[-1]) + 1
     line, column = err.line, err.column
     if isinstance(err, UnexpectedCharacters):
-        ch = query[err.pos_in_stream] if err.pos_in_stream < len(query) else ""
-        if query.startswith("re:/", err.pos_in_stream) or ch == "/":
+        pos: int = err.pos_in_stream or 0
+        ch = query[pos] if pos < len(query) else ""
+        if query.startswith("re:/", pos) or ch == "/":
             return "unterminated regular expression (write re:/pattern/)", line, column
         if ch == '"':
             return "unterminated quoted phrase", line, column

@@ -1,6 +1,7 @@
-"""The ``<!--ms-->`` markdown archive format: read and write, byte for byte.
+"""The ``<!--ms-->`` markdown archive format: text to entry and back, byte for byte.
 
-One file is one item::
+Pure: strings in, strings and records out; reading and writing files is in
+:mod:`monitor.archive.files`. One file is one item::
 
     ---                                 optional YAML front matter (Jekyll posts)
     ...
@@ -14,20 +15,15 @@ One file is one item::
 An :class:`ArchiveEntry` keeps every field as written, so ``format_archive``
 of a parsed file gives back the exact text; ``entry_to_item`` and
 ``item_to_entry`` convert to and from the decoded :class:`~monitor.types.Item`.
-No database and no network here; the only I/O is reading and writing the files
-the caller names.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import html
 import json
 import re
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NoReturn
 
 import yaml
@@ -155,30 +151,6 @@ def format_archive(entry: ArchiveEntry) -> str:
     ))
 
 
-def read_archive_file(path: str | Path) -> ArchiveEntry:
-    """Read and parse one file, with no newline translation (writing gives the same bytes)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ArchiveError(f"cannot read: {e.strerror or e}", str(path)) from e
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ArchiveError(f"not UTF-8 (byte {e.start}: {e.reason})", str(path), line) from e
-    return parse_archive(text, str(path))
-
-
-def write_archive_file(path: str | Path, entry: ArchiveEntry) -> None:
-    """Write one entry as UTF-8 bytes, line breaks exactly as in the entry."""
-    path = Path(path)
-    try:
-        path.write_bytes(format_archive(entry).encode("utf-8"))
-    except OSError as e:
-        raise ArchiveError(f"cannot write: {e.strerror or e}", str(path)) from e
-
-
 def entry_to_item(entry: ArchiveEntry, feed_id: str) -> Item:
     """The decoded item: entities in the title unescaped, key from the URL.
 
@@ -268,33 +240,6 @@ def archive_filename(item: Item) -> str:
                            "<item>")
     digest = hashlib.sha1(item.key.encode("utf-8")).hexdigest()[:10]
     return f"{item.published_ms:013d}-{digest}.md"
-
-
-def iter_archive_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Files named, ``*.md`` under folders (recursively) and glob matches; sorted, once each.
-
-    Hidden files and folders (``.git``) under a folder are skipped. A name that
-    does not exist, or a glob that matches nothing, is an error rather than an
-    empty import.
-    """
-    found: set[Path] = set()
-    for raw in paths:
-        name = str(raw)
-        if glob.has_magic(name):
-            matches = [Path(p) for p in glob.glob(name, recursive=True)]
-            if not matches:
-                raise ArchiveError("the pattern matches no files", name)
-        else:
-            matches = [Path(name)]
-        for p in matches:
-            if p.is_dir():
-                found.update(f for f in p.rglob("*.md") if f.is_file()
-                             and not any(part.startswith(".") for part in f.relative_to(p).parts))
-            elif p.is_file():
-                found.add(p)
-            else:
-                raise ArchiveError("no such file or folder", name)
-    yield from sorted(found)
 
 
 class _Lines:

@@ -1,7 +1,8 @@
 """OPML subscription lists: import them as config feed entries, export the configured feeds.
 
-``feed-monitor feeds import FILE.opml`` prints :func:`feeds_to_yaml` of
-:func:`opml_to_feeds`; export writes :func:`feeds_to_opml`. Pure functions:
+``feed-monitor feeds import FILE.opml`` prints :func:`opml_import` (the
+:func:`feeds_to_yaml` of :func:`opml_to_feeds`, less the feeds configured
+already); export writes :func:`opml_export`. All but these two are pure:
 bytes and lists in, lists and text out.
 
 The parser is the standard library's expat, guarded the way defusedxml
@@ -17,14 +18,17 @@ import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 from xml.parsers import expat
 
 import yaml
 
+from monitor.config import LoadedConfig
 from monitor.errors import FileError
 from monitor.items import canonical_url
+from monitor.secrets import Masker
 
 _HTTP_URL = re.compile(r"^https?://[^/\s]+", re.I)
 _SLUG_MAX = 32
@@ -94,6 +98,40 @@ def opml_to_feeds(data: bytes, source: str = "<opml>",
     return feeds
 
 
+def opml_import(loaded: LoadedConfig, path: str | Path) -> tuple[str, list[str]]:
+    """The ``feeds:`` YAML for the OPML file's feeds the config lacks, and a note per
+    feed left out because its URL is configured already."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise OpmlError(f"cannot read: {e.strerror or e}", str(path)) from e
+    cfg = loaded.config
+    configured = {canonical_url(f.url): f.id for f in cfg.feeds}
+    found = opml_to_feeds(data, str(path), existing_ids=[f.id for f in cfg.feeds])
+    new: list[dict[str, Any]] = []
+    notes: list[str] = []
+    taken = {f.id for f in cfg.feeds}
+    for feed in found:
+        known = configured.get(canonical_url(feed["url"]))
+        if known is None:
+            # Ids again, among the feeds kept: a skipped feed leaves no gap ("rfi-3").
+            feed["id"] = feed_slug(feed["title"], feed["url"], taken)
+            taken.add(feed["id"])
+            new.append(feed)
+        else:
+            notes.append(f"{feed['url']} is configured already as feed '{known}'")
+    return feeds_to_yaml(new), notes
+
+
+def opml_export(loaded: LoadedConfig, reveal_secrets: bool = False) -> str:
+    """OPML of the configured feeds; secrets in their URLs masked unless revealed."""
+    masker = Masker(loaded.secrets)
+    for f in loaded.config.feeds:
+        masker.add_userinfo(f.url)
+    return feeds_to_opml([(f.id, f.url if reveal_secrets else masker(f.url), f.title)
+                          for f in loaded.config.feeds])
+
+
 def feeds_to_yaml(feeds: Iterable[dict[str, Any]]) -> str:
     """A ``feeds:`` block to paste into the config, folders shown as comments."""
     lines = ["feeds:"]
@@ -157,7 +195,7 @@ def _parse(data: bytes, source: str) -> list[_Outline]:
     body: list[_Outline] = []
     seen_body = False
 
-    def refuse_entities(*_: object) -> None:
+    def refuse_entities(*_: object) -> NoReturn:
         raise OpmlError("entity declarations and external entities are not allowed in OPML",
                         source, parser.CurrentLineNumber)
 

@@ -1,67 +1,109 @@
-"""History in the ``<!--ms-->`` archive format: import, export, per-rule archive folders,
-retention, and OPML for the feed list.
+"""Archive folders on disk: import them as already seen, export stored items into them,
+and write each alerted item into its rule's folder; the SQL is in ``monitor.store.history``.
 
-The CLI calls these; the SQL is in ``monitor.store.history``. What "already seen"
-means for an import:
+What "already seen" means for an import:
 
 - the items are stored with ``imported`` set, recorded as seen in one feed id
   (``--feed``, default ``archive``), and every configured rule is matched
   against them as if they had been seen in every configured feed (so rules
   limited to feeds count too); the matches are recorded, not alerted;
 - when a polled feed later carries one of them (http or https, any timestamp),
-  ``Store.ingest`` stores the feed's version and records its matches without
+  ``store.items.ingest`` stores the feed's version and records its matches without
   alerting, once; later updates are ordinary updates (``on_update``);
 - a key already stored is left alone, so a second import adds nothing.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.archive import (
+from monitor.archive.format import (
+    ArchiveEntry,
     ArchiveError,
     archive_filename,
     entry_to_item,
     format_archive,
     item_to_entry,
-    iter_archive_paths,
-    read_archive_file,
+    parse_archive,
 )
-from monitor.config import LoadedConfig, RetentionConfig, parse_duration
 from monitor.errors import MonitorError
-from monitor.items import canonical_url
 from monitor.match import RuleSet
-from monitor.opml import OpmlError, feed_slug, feeds_to_opml, feeds_to_yaml, opml_to_feeds
-from monitor.secrets import Masker
 from monitor.store import Store
-from monitor.types import Item, PruneStats
+from monitor.types import Item
 
-log = logging.getLogger("monitor.history")
+log = logging.getLogger("monitor.archive")
 
 DEFAULT_IMPORT_FEED = "archive"
+# The id a config feed may have (config's id pattern): imported items are recorded as
+# seen in it, so it must be one a feed could later be configured with.
 FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 ErrorFn = Callable[[str], None]
 ProgressFn = Callable[[int], None]
 
 
+# -- reading files -------------------------------------------------------------------------
+
+
+def read_archive_file(path: str | Path) -> ArchiveEntry:
+    """Read and parse one file, with no newline translation (writing gives the same bytes)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ArchiveError(f"cannot read: {e.strerror or e}", str(path)) from e
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ArchiveError(f"not UTF-8 (byte {e.start}: {e.reason})", str(path), line) from e
+    return parse_archive(text, str(path))
+
+
+def iter_archive_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Files named, ``*.md`` under folders (recursively) and glob matches; sorted, once each.
+
+    Hidden files and folders (``.git``) under a folder are skipped. A name that
+    does not exist, or a glob that matches nothing, is an error rather than an
+    empty import.
+    """
+    found: set[Path] = set()
+    for raw in paths:
+        name = str(raw)
+        if glob.has_magic(name):
+            matches = [Path(p) for p in glob.glob(name, recursive=True)]
+            if not matches:
+                raise ArchiveError("the pattern matches no files", name)
+        else:
+            matches = [Path(name)]
+        for p in matches:
+            if p.is_dir():
+                found.update(f for f in p.rglob("*.md") if f.is_file()
+                             and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            elif p.is_file():
+                found.add(p)
+            else:
+                raise ArchiveError("no such file or folder", name)
+    yield from sorted(found)
+
+
 # -- import --------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ImportReport:
     files: int = 0
     new: int = 0  # items stored
     duplicate: int = 0  # files whose key was stored already (or earlier in this import)
     invalid: int = 0  # files that are not in the archive format
     matched: int = 0  # rule matches recorded for the new items (never alerted)
-    errors: list[str] = field(default_factory=list)
+    errors: tuple[str, ...] = ()
 
 
 def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
@@ -81,41 +123,44 @@ def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
     if not FEED_ID.match(feed_id):
         raise MonitorError(f"--feed: {feed_id!r} is not a feed id (letters, digits, '_.-')")
     files = list(iter_archive_paths(paths))  # a missing path is an error before any work
-    report = ImportReport(files=len(files))
     if on_files:
         on_files(len(files))
     # Matched as if seen in every configured feed: a rule limited to /tw must not alert
     # when /tw later carries an article the archive already had.
     seen_in = frozenset(feed_ids) | {feed_id}
     seen_keys: set[str] = set()
+    errors: list[str] = []
+    new = duplicate = matched = 0
     for start in range(0, len(files), batch_size):
         chunk = files[start:start + batch_size]
         fresh: list[Item] = []
         for path in chunk:
-            item = _read_item(path, feed_id, report, on_error)
+            item = _read_item(path, feed_id, errors, on_error)
             if item is None:
                 continue
             if item.key in seen_keys:
-                report.duplicate += 1
+                duplicate += 1
                 continue
             seen_keys.add(item.key)
             fresh.append(item)
         # Keys stored already are not matched at all: matching costs more than reading,
         # and a second import of the same folder should cost little more than reading it.
         stored = store.history.stored_keys([it.key for it in fresh])
-        report.duplicate += len(stored)
+        duplicate += len(stored)
         batch = [(it, rules.match(it, seen_in)) for it in fresh if it.key not in stored]
         added = store.history.import_items(feed_id, batch, now_ms)
-        report.new += len(added)
-        report.duplicate += len(batch) - len(added)
-        report.matched += sum(len(hits) for it, hits in batch if it.key in added)
+        new += len(added)
+        duplicate += len(batch) - len(added)
+        matched += sum(len(hits) for it, hits in batch if it.key in added)
         if on_progress:
             on_progress(len(chunk))
-    return report
+    return ImportReport(files=len(files), new=new, duplicate=duplicate, invalid=len(errors),
+                        matched=matched, errors=tuple(errors))
 
 
-def _read_item(path: Path, feed_id: str, report: ImportReport,
+def _read_item(path: Path, feed_id: str, errors: list[str],
                on_error: ErrorFn | None) -> Item | None:
+    """The file's item, or None with its error appended to ``errors`` and reported."""
     try:
         return entry_to_item(read_archive_file(path), feed_id)
     except ArchiveError as e:
@@ -123,8 +168,7 @@ def _read_item(path: Path, feed_id: str, report: ImportReport,
         message = str(ArchiveError(e.message, str(path), e.line))
     except (ValueError, UnicodeError) as e:  # e.g. a malformed IPv6 host in the URL
         message = f"{path}: {e.__class__.__name__}: {e}"
-    report.invalid += 1
-    report.errors.append(message)
+    errors.append(message)
     if on_error:
         on_error(message)
     return None
@@ -133,7 +177,7 @@ def _read_item(path: Path, feed_id: str, report: ImportReport,
 # -- export --------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ExportReport:
     written: int = 0
     unchanged: int = 0  # the file was there with exactly these bytes
@@ -157,19 +201,19 @@ def export_archive(store: Store, out_dir: str | Path, *, since_ms: int | None = 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise MonitorError(f"{out}: cannot create the folder: {e.strerror or e}") from e
-    report = ExportReport()
+    written = unchanged = pruned = no_url = 0
     for row in store.history.export_rows(since_ms, until_ms, rule, feed_ids):
         if row.pruned:
-            report.pruned += 1
+            pruned += 1
         elif not row.item.url:
-            report.no_url += 1
+            no_url += 1
         elif write_item(out, row.item):
-            report.written += 1
+            written += 1
         else:
-            report.unchanged += 1
+            unchanged += 1
         if on_progress:
             on_progress(1)
-    return report
+    return ExportReport(written=written, unchanged=unchanged, pruned=pruned, no_url=no_url)
 
 
 def write_item(folder: Path, item: Item) -> bool:
@@ -201,6 +245,9 @@ def write_item(folder: Path, item: Item) -> bool:
     return True
 
 
+# -- rule archives -------------------------------------------------------------------------
+
+
 def write_rule_archives(alerted: Sequence[tuple[str, Item]], folders: Mapping[str, str]
                         ) -> int:
     """Write each alerted item into its rule's ``archive`` folder; the files written.
@@ -222,68 +269,3 @@ def write_rule_archives(alerted: Sequence[tuple[str, Item]], folders: Mapping[st
             log.error("rule '%s': cannot write %s to its archive folder %s: %s", rule,
                       item.url, folder, e)
     return written
-
-
-def parse_when(text: str, now_ms: int, flag: str) -> int:
-    """Epoch ms of ``--since``/``--until``: a duration back from now (``7d``), a date
-    (``2023-09-26``, midnight UTC) or a date and time (``2023-09-26T08:00``, UTC
-    unless it names an offset)."""
-    try:
-        return now_ms - int(parse_duration(text) * 1000)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise MonitorError(f"{flag}: expected a duration (7d), a date (2023-09-26) or a "
-                           f"date and time (2023-09-26T08:00, UTC), got {text!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
-
-
-# -- retention -----------------------------------------------------------------------------
-
-
-def prune(store: Store, retention: RetentionConfig, now_ms: int) -> PruneStats:
-    """Apply ``retention``: bodies of items older than ``items`` emptied, items older
-    than ``keys`` deleted; items with an alert still waiting are left whole."""
-    bodies = None if retention.items is None else now_ms - int(retention.items * 1000)
-    keys = None if retention.keys is None else now_ms - int(retention.keys * 1000)
-    return store.history.prune(now_ms, bodies, keys)
-
-
-# -- OPML ----------------------------------------------------------------------------------
-
-
-def opml_import(loaded: LoadedConfig, path: str | Path) -> tuple[str, list[str]]:
-    """The ``feeds:`` YAML for the OPML file's feeds the config lacks, and a note per
-    feed left out because its URL is configured already."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise OpmlError(f"cannot read: {e.strerror or e}", str(path)) from e
-    cfg = loaded.config
-    configured = {canonical_url(f.url): f.id for f in cfg.feeds}
-    found = opml_to_feeds(data, str(path), existing_ids=[f.id for f in cfg.feeds])
-    new, notes = [], []
-    taken = {f.id for f in cfg.feeds}
-    for feed in found:
-        known = configured.get(canonical_url(feed["url"]))
-        if known is None:
-            # Ids again, among the feeds kept: a skipped feed leaves no gap ("rfi-3").
-            feed["id"] = feed_slug(feed["title"], feed["url"], taken)
-            taken.add(feed["id"])
-            new.append(feed)
-        else:
-            notes.append(f"{feed['url']} is configured already as feed '{known}'")
-    return feeds_to_yaml(new), notes
-
-
-def opml_export(loaded: LoadedConfig, reveal_secrets: bool = False) -> str:
-    """OPML of the configured feeds; secrets in their URLs masked unless revealed."""
-    masker = Masker(loaded.secrets)
-    for f in loaded.config.feeds:
-        masker.add_userinfo(f.url)
-    return feeds_to_opml([(f.id, f.url if reveal_secrets else masker(f.url), f.title)
-                          for f in loaded.config.feeds])

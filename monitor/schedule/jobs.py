@@ -1,8 +1,9 @@
-"""APScheduler adapter: the only module that imports apscheduler.
+"""APScheduler adapter: short in-process jobs that never overlap themselves.
 
-APScheduler runs two short in-process jobs (claim due feeds, deliver the
-outbox). Feed schedules themselves live in the database, never in an
-APScheduler job store, so restarts and several processes work.
+APScheduler runs the daemon's short jobs (claim due feeds, deliver the outbox,
+watch the config file). Feed schedules themselves live in the database, never in
+an APScheduler job store, so restarts and several processes work. Cron
+expressions are read in ``monitor.schedule.cron``.
 """
 
 from __future__ import annotations
@@ -10,36 +11,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
 
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
+
+from monitor.clock import SYSTEM_CLOCK
+from monitor.types import Clock
 
 log = logging.getLogger("monitor.scheduler")
-
-
-def check_cron(expr: str, timezone: str) -> None:
-    """Raise ValueError for a cron expression APScheduler cannot read."""
-    try:
-        CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
-    except ValueError as e:
-        raise ValueError(f"invalid cron expression {expr!r}: {e}") from None
-
-
-def next_cron_time(expr: str, timezone: str, after: datetime) -> datetime:
-    """The first time the cron expression fires strictly after ``after``."""
-    trigger = CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
-    fire = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
-    assert fire is not None
-    return fire
 
 
 class JobRunner:
     """Periodic jobs that never overlap themselves and can be woken early."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
         self._sched = BackgroundScheduler(
             executors={"default": JobExecutor(8)},
             # Two instances: the second finds the job running and only asks it to go
@@ -74,8 +61,11 @@ class JobRunner:
                 lock.release()
 
         self._sched.add_job(run, "interval", seconds=every, id=name, name=name,
-                            next_run_time=datetime.now().astimezone() + timedelta(
-                                seconds=first_in), replace_existing=True)
+                            next_run_time=self._time_in(first_in), replace_existing=True)
+
+    def _time_in(self, seconds: float) -> datetime:
+        # APScheduler compares run times with its own reading of the wall clock.
+        return datetime.fromtimestamp(self._clock.now_ms() / 1000 + seconds, UTC)
 
     def reschedule(self, name: str, every: float) -> None:
         self._sched.reschedule_job(name, trigger="interval", seconds=every)
@@ -87,7 +77,7 @@ class JobRunner:
             self._again[name].set()
             return
         try:
-            self._sched.modify_job(name, next_run_time=datetime.now().astimezone())
+            self._sched.modify_job(name, next_run_time=self._time_in(0.0))
         except Exception:  # the scheduler may be shutting down
             pass
 

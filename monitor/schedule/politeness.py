@@ -2,7 +2,7 @@
 
 Everything here takes the current time (epoch seconds) and, where randomness is
 wanted, a uniform sample in [0, 1) as arguments, so the rules can be tested with
-tables and the scheduler (``monitor.app``) stays a thin caller.
+tables and the poll pipeline that calls them stays thin.
 
 After a success the feed's interval is the floor, and what the server says about
 freshness may raise it: ``Cache-Control: max-age``, ``Expires`` and RSS ``<ttl>``

@@ -1,0 +1,327 @@
+"""The run loop: claims due feeds onto the poll workers, delivers, reloads the config when
+it changes, prunes daily, answers health, and stops within a grace period; ``once``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from monitor.app import Parts, build
+from monitor.clock import SYSTEM_CLOCK
+from monitor.config import load_config
+from monitor.deliver import DeliveryStats
+from monitor.errors import ConfigError, MonitorError, StoreError
+from monitor.poll import PollResult, poll_feed
+from monitor.retention import apply_retention
+from monitor.schedule.jobs import JobRunner
+from monitor.secrets import Masker
+from monitor.types import Clock, FeedRow, IngestStats, PollOutcome
+from monitor.web import WebServer
+
+log = logging.getLogger("monitor")
+
+ConfigSignature = tuple[int, int, int, str]
+
+
+@dataclass(frozen=True)
+class OnceReport:
+    """What ``feed-monitor once`` did: each feed's poll, and the totals."""
+
+    results: tuple[PollResult, ...]
+    ingest: IngestStats
+    delivery: DeliveryStats
+
+
+def config_signature(path: str) -> ConfigSignature | None:
+    """What tells one version of the config file from another.
+
+    The content's hash as well as the mtime: two saves within one tick of a coarse
+    filesystem clock keep the mtime, and an edit must never go unnoticed.
+    """
+    try:
+        st = os.stat(path)
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+    except OSError:  # being replaced, or gone: the running config stays
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino, digest
+
+
+class Daemon:
+    """The daemon's jobs over the built parts. ``run`` serves until stopped; ``once`` polls
+    every feed."""
+
+    def __init__(self, parts: Parts, config_path: str,
+                 config_seen: ConfigSignature | None = None) -> None:
+        self.parts = parts
+        self.config_path = config_path
+        self._config_seen = config_seen
+        workers = parts.runtime.loaded.config.scheduler.workers
+        self.jobs = JobRunner(parts.clock)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="poll")
+        self._in_flight: dict[str, Future[PollResult]] = {}
+        # Polls finished since the last claim, whether that claim filled every worker,
+        # and how many finished polls call the next one.
+        self._finished = 0
+        self._backlog = True
+        self._claim_batch = max(1, workers // 8)
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
+        self._reload_lock = threading.Lock()
+        self.last_reload_error: str | None = None
+        self.abandoned = 0  # polls and sends still running when the grace period ended
+
+    @classmethod
+    def open(cls, config_path: str, *, clock: Clock = SYSTEM_CLOCK,
+             masker: Masker | None = None) -> Daemon:
+        """Load the config at ``config_path`` and build the parts from it."""
+        # Taken before reading, so an edit made while starting is reloaded, not missed.
+        seen = config_signature(config_path)
+        parts = build(load_config(config_path), clock=clock, masker=masker)
+        return cls(parts, config_path, seen)
+
+    # -- reloading -----------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config; on error keep the running one and remember why."""
+        # SIGHUP and the file watcher may ask at the same moment: one reload at a time.
+        with self._reload_lock:
+            if self.stopping.is_set():
+                return False
+            return self._reload()
+
+    def _reload(self) -> bool:
+        parts = self.parts
+        old_runtime = parts.runtime
+        try:
+            loaded = load_config(self.config_path)
+            if loaded.config.database != old_runtime.loaded.config.database:
+                raise ConfigError("changing the database needs a restart", loaded.path,
+                                  loaded.line_of("database"), "database")
+            runtime = parts.rebuild(loaded)
+        except MonitorError as e:
+            # Several errors on one line each, joined: one log line, one /healthz reason.
+            self.last_reload_error = "; ".join(parts.masker(str(e)).splitlines())
+            parts.metrics.reloads.labels("failed").inc()
+            log.error("config reload failed, keeping the running config: %s",
+                      self.last_reload_error)
+            return False
+        runtime.deliverer.stopping = old_runtime.deliverer.stopping
+        runtime.deliverer.adopt_limits(old_runtime.deliverer)
+        old = old_runtime.loaded.config
+        parts.runtime = runtime
+        cfg = loaded.config
+        if self.jobs.running:
+            if cfg.scheduler.tick != old.scheduler.tick:
+                self.jobs.reschedule("tick", cfg.scheduler.tick)
+            if cfg.delivery.interval != old.delivery.interval:
+                self.jobs.reschedule("deliver", cfg.delivery.interval)
+        if cfg.scheduler.workers != old.scheduler.workers:
+            log.warning("config reload: 'scheduler.workers' changes only at the next restart")
+        if cfg.http != old.http:
+            log.warning("config reload: 'http' changes only at the next restart")
+        self.last_reload_error = None
+        parts.metrics.reloads.labels("ok").inc()
+        log.info("config reloaded: %d feeds, %d rules, %d channels", len(runtime.feeds),
+                 len(cfg.rules), len(cfg.channels))
+        if self.jobs.running:
+            # New feeds are due now; alerts queued for a channel that came back can go.
+            self.jobs.wake("tick")
+            self.jobs.wake("deliver")
+        return True
+
+    def _check_config_changed(self) -> None:
+        seen = config_signature(self.config_path)
+        if seen is not None and seen != self._config_seen:
+            self._config_seen = seen
+            self.reload()
+
+    # -- polling -------------------------------------------------------------------------
+
+    def poll(self, row: FeedRow) -> PollResult:
+        """One poll of one claimed feed along the whole path."""
+        result = poll_feed(self.parts, self.parts.runtime, row, self.parts.clock.now_ms())
+        if result.stats.alerts:
+            self.jobs.wake("deliver")
+        return result
+
+    def tick(self) -> None:
+        """Claim the feeds that are due, as many as there are free workers."""
+        if self.stopping.is_set():
+            return
+        runtime = self.parts.runtime
+        with self._lock:
+            for fid, fut in list(self._in_flight.items()):
+                if fut.done():
+                    del self._in_flight[fid]
+            free = runtime.loaded.config.scheduler.workers - len(self._in_flight)
+            self._finished = 0
+        lease_ms = int(runtime.loaded.config.feed_lease_seconds() * 1000)
+        rows = self.parts.store.feeds.claim_due(self.parts.owner, self.parts.clock.now_ms(),
+                                                free, lease_ms, runtime.feed_ids)
+        with self._lock:
+            # Every worker got a feed: more may be due, so finished polls call the next
+            # claim (see _poll_safely). Otherwise the tick's own schedule suffices.
+            self._backlog = len(rows) >= free
+            for row in rows:
+                self._in_flight[row.id] = self.pool.submit(self._poll_safely, row)
+
+    def _poll_safely(self, row: FeedRow) -> PollResult:
+        try:
+            return self.poll(row)
+        except Exception:
+            log.exception("feed '%s': unexpected error during poll", row.id)
+            return PollResult(row.id, PollOutcome.ERROR)
+        finally:
+            if not self.stopping.is_set() and self._claim_more():
+                self.jobs.wake("tick")
+
+    def _claim_more(self) -> bool:
+        """Whether a finished poll should call a claim now: when feeds wait for workers
+        and a batch of workers is free (one claim per finished poll would make claims as
+        many as polls)."""
+        with self._lock:
+            self._finished += 1
+            return self._backlog and self._finished >= self._claim_batch
+
+    def deliver(self) -> DeliveryStats:
+        """Deliver what is due; a full batch means more may be waiting, so go on."""
+        total = DeliveryStats()
+        while True:
+            deliverer = self.parts.runtime.deliverer
+            stats = deliverer.deliver_due(self.parts.clock.now_ms())
+            total.add(stats)
+            if (stats.leased < deliverer.config.batch or stats.touched == 0
+                    or deliverer.stopping.is_set()):
+                return total
+
+    def prune(self) -> None:
+        """The daily retention job (feed-monitor prune does the same once)."""
+        retention = self.parts.runtime.loaded.config.retention
+        if retention.items is None and retention.keys is None:
+            return
+        stats = apply_retention(self.parts.store, retention, self.parts.clock.now_ms())
+        log.info("retention: %d item bodies emptied, %d items deleted, %d old items kept "
+                 "while their alerts wait", stats.emptied, stats.deleted, stats.kept)
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(self, grace: float = 20.0) -> int:
+        """Serve until SIGTERM or SIGINT; then stop claiming, finish, release, exit 0."""
+        parts = self.parts
+        cfg = parts.runtime.loaded.config
+        self._install_signals()
+        self.jobs.add("tick", self.tick, every=cfg.scheduler.tick)
+        self.jobs.add("deliver", self.deliver, every=cfg.delivery.interval, first_in=0.5)
+        # Checking the file's mtime each second is cheap and works on every
+        # filesystem, bind mounts and editors that replace the file included.
+        self.jobs.add("watch-config", self._check_config_changed, every=1.0, first_in=1.0)
+        # Daily, first a few minutes after start: a daemon restarted more often than
+        # daily still prunes.
+        self.jobs.add("prune", self.prune, every=86400.0, first_in=300.0)
+        self.jobs.start()
+        parts.metrics.watch_outbox(parts.store.readouts.alert_summary)
+        web = None
+        if cfg.http.enabled:
+            try:
+                web = WebServer(*cfg.http.host_port(), parts.metrics, self.health)
+            except OSError as e:
+                raise MonitorError(f"cannot listen on {cfg.http.listen} (http.listen): "
+                                   f"{e.strerror or e}") from e
+            web.start()
+        log.info("feed-monitor running: %d feeds, %d rules, %d channels, database %s",
+                 len(parts.runtime.feeds), len(cfg.rules), len(cfg.channels),
+                 parts.store.safe_url)
+        while not self.stopping.wait(1.0):
+            pass
+        code = self._shutdown(grace)
+        if web is not None:
+            web.stop()
+        return code
+
+    def health(self) -> list[str]:
+        """Reasons the daemon is unhealthy; empty when all is well."""
+        problems = []
+        if not self.jobs.running or self.stopping.is_set():
+            problems.append("scheduler not running")
+        try:
+            self.parts.store.ping()
+        except StoreError as e:
+            problems.append(self.parts.masker(str(e)))
+        if self.last_reload_error:
+            problems.append(f"config reload failed: {self.last_reload_error}")
+        return problems
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: object) -> None:
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
+                target=self.reload, daemon=True).start())
+
+    def _shutdown(self, grace: float) -> int:
+        """Stop claiming; give in-flight polls and sends ``grace`` seconds to finish;
+        release the leases of whatever still runs, so the next start takes it up."""
+        clock = self.parts.clock
+        deadline = clock.monotonic() + grace
+
+        def left() -> float:
+            return max(0.0, deadline - clock.monotonic())
+
+        self.jobs.pause("tick")
+        self.jobs.pause("watch-config")
+        self.jobs.pause("prune")
+        self.parts.runtime.deliverer.stopping.set()
+        # A tick that was claiming when the signal came registers its polls before it
+        # returns: wait for it, so every claimed feed is among the futures below.
+        self.jobs.wait_idle("tick", left())
+        with self._lock:
+            futures = list(self._in_flight.values())
+        _, running = wait(futures, timeout=left())
+        delivering = not self.jobs.wait_idle("deliver", left())
+        self.jobs.shutdown()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.parts.store.feeds.release_leases(self.parts.owner)
+        self.parts.store.outbox.release_leases(self.parts.owner)
+        self.abandoned = len(running) + int(delivering)
+        if self.abandoned:
+            log.warning("grace period of %g s over: %d poll(s)%s still running; their "
+                        "feeds and alerts are released for the next start", grace,
+                        len(running), " and a delivery" if delivering else "")
+        self.parts.close()
+        log.info("stopped")
+        return 0
+
+    def once(self) -> OnceReport:
+        """Poll every configured feed now, deliver what is due, and report."""
+        parts = self.parts
+        runtime = parts.runtime
+        ids = runtime.feed_ids
+        # Every feed, due or not; but not one another daemon holds right now, and on a
+        # lease that expires like any other should this process die.
+        rows = parts.store.feeds.claim_due(
+            parts.owner, parts.clock.now_ms(), len(ids),
+            int(runtime.loaded.config.feed_lease_seconds() * 1000), ids, due_ms=2**62)
+        results = tuple(self.pool.map(self._poll_safely, rows))
+        self.pool.shutdown(wait=True)
+        delivered = DeliveryStats()
+        while True:
+            d = self.deliver()
+            delivered.add(d)
+            if d.touched == 0:
+                break
+        parts.close()
+        total = IngestStats()
+        for r in results:
+            total.add(r.stats)
+        return OnceReport(results, total, delivered)

@@ -1,0 +1,84 @@
+"""The feedparser reader, for every body the fast reader declines: ill-formed XML,
+DOCTYPEs and entities, Atom 0.3, CDF, ... It gets our decoded UTF-8, so both readers
+see the same characters."""
+
+from __future__ import annotations
+
+import calendar
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import feedparser
+
+from monitor.parse.build import RawEntry, RawFeed, build
+from monitor.parse.decode import Decoded, prepare
+from monitor.types import ParsedFeed, PollOutcome
+
+
+def _fp_entry(fp_entry: Mapping[str, Any]) -> RawEntry:
+    # dict.get, not FeedParserDict.get: the latter maps missing keys onto others
+    # (updated_parsed -> published_parsed) and warns about it.
+    def get(key: str) -> Any:
+        return dict.get(fp_entry, key)  # type: ignore[call-overload]
+
+    link = get("link") or ""
+    if get("guidislink") and not link.lower().startswith(("http://", "https://")):
+        link = ""  # an opaque guid feedparser took for a link (see xml._rss_entry)
+    content = get("content") or []
+    published, updated = get("published_parsed"), get("updated_parsed")
+    return RawEntry(
+        link=link, entry_id=get("id") or "", title=get("title") or "",
+        summary=get("summary") or "", content=content[0].get("value", "") if content else "",
+        author=get("author") or "",
+        categories=[t.get("term") or "" for t in get("tags") or []],
+        published_ms=calendar.timegm(published) * 1000 if published else None,
+        updated_ms=calendar.timegm(updated) * 1000 if updated else None,
+    )
+
+
+def _feedparser_feed(xml: bytes, headers: Mapping[str, str]) -> tuple[RawFeed, bool]:
+    """Read with feedparser; (feed, looks like a feed at all)."""
+    # feedparser.parse() opens a bytes argument as a file name if it can, and fetches a
+    # str that looks like a URL: only ever hand it a stream.
+    result = feedparser.parse(io.BytesIO(xml), response_headers=dict(headers),
+                              sanitize_html=False, resolve_relative_uris=False)
+    warnings: list[str] = []
+    if result.get("bozo"):
+        exc = result.get("bozo_exception")
+        detail = str(exc).splitlines()[0][:80] if exc else ""
+        warnings.append(f"not well-formed: {type(exc).__name__}: {detail}".rstrip(": "))
+    entries = [_fp_entry(e) for e in result.get("entries", [])]
+    meta = result.get("feed", {})
+    is_feed = bool(result.get("version")) or bool(entries)
+    return RawFeed(entries, title=meta.get("title") or "", ttl=meta.get("ttl") or "",
+                   warnings=warnings), is_feed
+
+
+def _utf8_headers(headers: Mapping[str, str], content_type: str) -> dict[str, str]:
+    """Headers for feedparser: lower-case names (it looks them up that way) and the
+    charset we decoded with, since it gets our UTF-8 bytes."""
+    out = {k.lower(): v for k, v in headers.items() if k.lower() != "content-location"}
+    mime = content_type.split(";", 1)[0].strip() or "application/xml"
+    out["content-type"] = f"{mime}; charset=utf-8"
+    return out
+
+
+def parse_with_feedparser(body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: int,
+                          base_url: str = "") -> ParsedFeed:
+    """The feedparser reader alone (after our decoding), classified."""
+    decoded, xml, content_type = prepare(body, headers)
+    return classify_with_feedparser(xml, decoded, headers, content_type, feed_id, now_ms,
+                                    base_url)
+
+
+def classify_with_feedparser(xml: bytes, decoded: Decoded, headers: Mapping[str, str],
+                             content_type: str, feed_id: str, now_ms: int,
+                             base_url: str) -> ParsedFeed:
+    """Read ``xml`` (``decoded`` as UTF-8 bytes) with feedparser: Items, or not-a-feed."""
+    feed, is_feed = _feedparser_feed(xml, _utf8_headers(headers, content_type))
+    if not is_feed:
+        return ParsedFeed(PollOutcome.NOT_A_FEED, (), ("no RSS, Atom or JSON Feed found",
+                                                  *decoded.warnings))
+    feed.warnings[:0] = decoded.warnings
+    return build(feed, feed_id, now_ms, base_url)
