@@ -14,6 +14,7 @@ from monitor.errors import StoreError
 from monitor.items import title_key
 from monitor.store import Store, migrate
 from monitor.store.schema import metadata
+from tests.support.schema import database_at
 
 
 def test_migrations_match_declared_tables(db_url: str) -> None:
@@ -42,19 +43,13 @@ def test_current_revision_is_head_after_start(db_url: str) -> None:
 
 
 def test_upgrade_from_the_first_schema_keeps_items_and_alerts(db_url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        migrate.upgrade(conn, "0001")
-        conn.execute(text(
-            "INSERT INTO items (id, key, url, title, summary, content, author, categories, "
-            "published_ms, first_seen_ms, updated_ms) VALUES (1, 'https://x.org/a', "
-            "'https://x.org/a', '中俄', '', '', '', '[]', 1, 1, 1)"))
-        conn.execute(text(
-            "INSERT INTO alerts (rule, item_id, channel, keywords, snippet, status, attempts, "
-            "created_ms, next_attempt_ms) VALUES ('r', 1, 'mail', '[]', '', 'pending', 0, 1, 1)"))
-    engine.dispose()
+    database_at(
+        db_url, "0001",
+        "INSERT INTO items (id, key, url, title, summary, content, author, categories, "
+        "published_ms, first_seen_ms, updated_ms) VALUES (1, 'https://x.org/a', "
+        "'https://x.org/a', '中俄', '', '', '', '[]', 1, 1, 1)",
+        "INSERT INTO alerts (rule, item_id, channel, keywords, snippet, status, attempts, "
+        "created_ms, next_attempt_ms) VALUES ('r', 1, 'mail', '[]', '', 'pending', 0, 1, 1)")
     store = Store(db_url)  # upgrades to head at start
     assert store.schema_revision()[0] == migrate.head_revision() != "0001"
     assert store.readouts.counts() == {"items": 1, "alerts": 1}

@@ -6,16 +6,9 @@ from collections.abc import Collection
 
 import pytest
 
-from monitor.items import canonical_url
 from monitor.store import Store
 from monitor.types import FeedSpec, Item, MatchingFunctions, RuleMatch
-
-T0 = 1_679_494_503_000
-
-
-def item(url: str, ts: int = T0, title: str = "中俄关系", feed: str = "cn") -> Item:
-    return Item(key=canonical_url(url), url=url, title=title, published_ms=ts, feed_id=feed,
-                content="<p>正文</p>")
+from tests.support.factories import T0, item, route
 
 
 def match_all(item: Item, feeds: Collection[str]) -> list[RuleMatch]:
@@ -32,8 +25,7 @@ def match_title(word: str):
     return match
 
 
-def channels(rule: str) -> list[str]:
-    return ["mail", "chat"] if rule == "all" else ["mail"]
+channels = route({"all": ["mail", "chat"]}, default=["mail"])
 
 
 def test_repeat_is_ignored_and_shared_timestamps_are_all_kept(store: Store) -> None:
