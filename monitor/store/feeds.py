@@ -81,7 +81,8 @@ class FeedSchedule:
 
         The statement leaves out the feeds in the database that are not in ``feed_ids``;
         a row it takes that is not in ``feed_ids`` (another daemon's config added it) is
-        handed back untouched (see docs/architecture.md, 'Claim statements').
+        handed back untouched and left out from then on (see docs/architecture.md, 'Claim
+        statements').
         """
         if limit <= 0 or not feed_ids:
             return []
