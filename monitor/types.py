@@ -260,6 +260,24 @@ class Fetcher(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one send through one channel came to; ``error`` is masked, "" when ok."""
+
+    ok: bool
+    error: str = ""
+
+
+class Notifier(Protocol):
+    """Sends one rendered message through one channel (all of its URLs).
+
+    Never raises for a failed send: the outcome says so, with the service's error text,
+    secrets masked. ``message_id`` is the alert's stable id (email uses it as Message-ID,
+    so a resend carries the same one)."""
+
+    def send(self, title: str, body: str, message_id: str) -> SendOutcome: ...
+
+
 class Parser(Protocol):
     """Turns a response body into Items; never raises for bad input (the outcome and
     the warnings say what was wrong)."""

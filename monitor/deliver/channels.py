@@ -15,6 +15,7 @@ from monitor.deliver import apprise_glue
 from monitor.deliver.settings import ChannelSettings
 from monitor.deliver.templates import MessageTemplates
 from monitor.secrets import Masker, mask_url
+from monitor.types import Notifier, SendOutcome
 
 log = logging.getLogger("monitor.deliver")
 
@@ -47,11 +48,34 @@ class RateLimiter:
         self._sent = previous._sent
 
 
+class AppriseNotifier:
+    """``types.Notifier`` through one Apprise object (every URL of a channel)."""
+
+    def __init__(self, obj: apprise.Apprise, body_format: str, masker: Masker) -> None:
+        self.apprise = obj
+        self.format = apprise.NotifyFormat(body_format)
+        self.masker = masker
+
+    def send(self, title: str, body: str, message_id: str) -> SendOutcome:
+        with apprise_glue.captured(message_id) as captured:
+            try:
+                ok = bool(self.apprise.notify(title=title, body=body, body_format=self.format))
+            except Exception as e:  # a plugin that raises is a failed send, not a crash
+                ok = False
+                captured.append(f"{e.__class__.__name__}: {e}")
+        if ok:
+            return SendOutcome(True)
+        details = "\n".join(captured).strip()
+        return SendOutcome(False, self.masker(details.splitlines()[-1] if details
+                                              else "notification failed"))
+
+
 @dataclass(frozen=True)
 class Channel:
     name: str
     settings: ChannelSettings
-    apprise: apprise.Apprise = field(repr=False)
+    apprise: apprise.Apprise = field(repr=False)  # its plugins, for notify-test
+    notifier: Notifier = field(repr=False)
     templates: MessageTemplates = field(repr=False)
     limiter: RateLimiter | None = None
 
@@ -76,7 +100,8 @@ def build_channels(settings: Mapping[str, ChannelSettings], masker: Masker,
                 plugin.request_rate_per_sec = 0
         limiter = RateLimiter(ch.rate_limit.count, ch.rate_limit.per_s) \
             if ch.rate_limit else None
-        out[name] = Channel(name, ch, obj, MessageTemplates.for_channel(ch, source), limiter)
+        out[name] = Channel(name, ch, obj, AppriseNotifier(obj, ch.body_format, masker),
+                            MessageTemplates.for_channel(ch, source), limiter)
     return out
 
 
