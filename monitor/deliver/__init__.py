@@ -12,7 +12,7 @@
 
 from monitor.deliver.apprise_glue import install
 from monitor.deliver.channels import Channel, RateLimiter, UrlOutcome, build_channels, notify_test
-from monitor.deliver.deliverer import Deliverer, DeliveryStats, message_id
+from monitor.deliver.deliverer import Deliverer, message_id
 from monitor.deliver.settings import (
     ChannelSettings,
     DeliverySettings,
@@ -27,7 +27,6 @@ __all__ = [
     "ChannelSettings",
     "Deliverer",
     "DeliverySettings",
-    "DeliveryStats",
     "DigestSchedule",
     "MessageTemplates",
     "QuietHours",

@@ -14,7 +14,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -25,7 +24,7 @@ from monitor.deliver.templates import alert_context
 from monitor.deliver.timing import hold_until_ms
 from monitor.errors import StoreError
 from monitor.secrets import Masker
-from monitor.types import AlertRow, AlertState, Clock, Outbox, Silence
+from monitor.types import AlertRow, AlertState, Clock, DeliveryStats, Outbox, Silence
 
 log = logging.getLogger("monitor.deliver")
 
@@ -42,28 +41,6 @@ def _send_pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(64, thread_name_prefix="deliver")
         return _pool
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryStats:
-    """What one delivery run did; runs add up with ``+``."""
-
-    sent: int = 0  # alerts delivered (a digest counts all it carried)
-    messages: int = 0
-    failed: int = 0
-    dead: int = 0
-    held: int = 0
-    silenced: int = 0
-    deferred: int = 0
-    leased: int = 0
-
-    def __add__(self, other: DeliveryStats) -> DeliveryStats:
-        return DeliveryStats(*(getattr(self, f.name) + getattr(other, f.name)
-                               for f in fields(self)))
-
-    @property
-    def touched(self) -> int:
-        return self.sent + self.failed + self.dead + self.held + self.silenced
 
 
 def message_id(alerts: Sequence[AlertRow]) -> str:
