@@ -182,7 +182,7 @@ def test_a_missing_path_is_an_error_before_anything_is_imported(
     assert (code, out) == (1, "")
     assert err == f"error: {tmp_path / 'missing'}: no such file or folder\n"
     code, _, err = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"), "--feed", "a b")
-    assert code == 1 and err == "error: --feed: 'a b' is not a feed id (letters, digits, '_.-')\n"
+    assert code == 2 and err == "error: --feed: 'a b' is not a feed id (letters, digits, '_.-')\n"
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     assert store.readouts.counts()["items"] == 0
     store.close()

@@ -33,7 +33,7 @@ from monitor.archive.format import (
     item_to_entry,
     parse_archive,
 )
-from monitor.errors import MonitorError
+from monitor.errors import MonitorError, UsageError
 from monitor.match import RuleSet
 from monitor.store import Store
 from monitor.types import Item
@@ -121,7 +121,7 @@ def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
     ``on_files`` gets the number of files found, ``on_progress`` each step.
     """
     if not FEED_ID.match(feed_id):
-        raise MonitorError(f"--feed: {feed_id!r} is not a feed id (letters, digits, '_.-')")
+        raise UsageError(f"--feed: {feed_id!r} is not a feed id (letters, digits, '_.-')")
     files = list(iter_archive_paths(paths))  # a missing path is an error before any work
     if on_files:
         on_files(len(files))
