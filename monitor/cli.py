@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from monitor import __version__
 from monitor._malloc import limit_arenas
 from monitor.app import open_store
-from monitor.archive.files import export_archive, import_archive
+from monitor.archive.files import NOT_ARCHIVE, export_archive, import_archive
 from monitor.archive.opml import opml_export, opml_import
 from monitor.backtest import backtest
 from monitor.clock import SYSTEM_CLOCK, utc_text
@@ -471,13 +471,19 @@ def cmd_import(args: argparse.Namespace, clock: Clock) -> int:
                 store, args.paths, rules=rules,
                 feed_ids=[f.id for f in loaded.config.feeds], feed_id=args.feed,
                 now_ms=clock.now_ms(), on_error=progress.error, on_files=progress.total,
-                on_progress=progress.advance)
+                on_progress=progress.advance, on_skip=progress.error)
     finally:
         store.close()
+    skipped = "".join(
+        f"; {n} {what}" for n, what in (
+            (report.skipped, f"skipped: {NOT_ARCHIVE}"),
+            (report.outside, f"symlink{'s' if report.outside != 1 else ''} leading outside "
+                             "the folder not followed")) if n)
     print(f"{report.files} file{'s' if report.files != 1 else ''}: {report.new} new, "
-          f"{report.duplicate} duplicate, {report.invalid} invalid; {report.matched} rule "
-          f"matches recorded as seen (feed '{args.feed}'), no alerts")
-    return 1 if report.invalid else 0
+          f"{report.duplicate} duplicate, {report.invalid} invalid{skipped}; "
+          f"{report.matched} rule matches recorded as seen (feed '{args.feed}'), no alerts")
+    # Notes beside the archive files are no failure; a malformed archive file is.
+    return EXIT_ERROR if report.invalid else 0
 
 
 def parse_when(text: str, now_ms: int, flag: str) -> int:
