@@ -34,9 +34,9 @@ from monitor.config import (
     parse_duration,
 )
 from monitor.daemon import Daemon
-from monitor.deliver import build_channels, install, notify_test
+from monitor.deliver import build_channels, install, notify_test, undeliverable
 from monitor.deliver.from_config import channel_settings
-from monitor.errors import ConfigError, MonitorError, UsageError
+from monitor.errors import ConfigError, ConfigErrors, MonitorError, UsageError
 from monitor.match import compile_rules
 from monitor.retention import apply_retention
 from monitor.secrets import Masker, MaskingFilter, mask_url
@@ -245,8 +245,40 @@ def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
     LOG_MASKER.add(loaded.secrets)
     compile_rules(loaded.rule_specs())
+    channel_problems(loaded)
     print(render_summary(loaded))
+    cfg = loaded.config
+    if not any(f.enabled for f in cfg.feeds):
+        which = "every feed is disabled" if cfg.feeds else "no feeds are configured"
+        print(f"warning: {loaded.path}: {which}: nothing is watched", file=sys.stderr)
+    elif not cfg.rules:
+        print(f"warning: {loaded.path}: no rules are configured: nothing alerts",
+              file=sys.stderr)
     return 0
+
+
+def channel_problems(loaded: LoadedConfig) -> None:
+    """ConfigErrors for every channel URL Apprise could never deliver through, located
+    at the URL's line with Apprise's reason (secrets masked)."""
+    masker = Masker(loaded.secrets)
+    found: list[tuple[str, str, int, str]] = []
+    for name, ch in loaded.config.channels.items():
+        for i, url in enumerate(ch.urls):
+            masker.add_url(url)
+            problem = undeliverable(url)
+            if problem:
+                found.append((name, url, i, problem))
+    if not found:
+        return
+    wanted = [(("channels", n, "urls", i), ("channels", n, "url"), ("channels", n))
+              for n, _, i, _ in found]
+    lines = loaded.lines_of(p for paths in wanted for p in paths)
+    raise ConfigErrors([
+        ConfigError(f"Apprise can never deliver through {masker(mask_url(url))}: "
+                    f"{masker(problem)}", loaded.path,
+                    next((lines[p] for p in paths if p in lines), None),
+                    f"channels.{name}.urls[{i}]")
+        for (name, url, i, problem), paths in zip(found, wanted, strict=True)])
 
 
 def render_summary(loaded: LoadedConfig) -> str:

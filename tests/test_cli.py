@@ -198,3 +198,55 @@ def test_once_with_no_feeds_is_not_a_failure(tmp_path: Path,
                           rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
     code, out, _ = cli(capsys, "once", "-c", str(config))
     assert code == 0 and out.startswith("items: 0 new")
+
+
+# -- check: channels that can never deliver, a config that watches nothing ------------------
+
+def test_check_refuses_channels_apprise_can_never_deliver_through(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "m.yaml"
+    config.write_text(f"""\
+database: sqlite:///{tmp_path / 'm.db'}
+feeds: [{{id: cn, url: "https://www.rfi.fr/cn/rss"}}]
+channels:
+  fine: console://
+  several:
+    urls:
+      - console://
+      - bogus-scheme://x
+  mail:
+    url: mailtos://alerts:s3cretpw@smtp.example.com?to=notanemail
+  nobody: "mailtos://alerts:s3cretpw@smtp.example.com?to=,"
+rules: [{{name: r, any: [x], notify: [fine, several, mail, nobody]}}]
+""", encoding="utf-8")
+    code, out, err = cli(capsys, "check", "-c", str(config))
+    assert code == 2 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 3 and "Traceback" not in err
+    assert lines[0] == (
+        f"error: {config}:8 channels.several.urls[1]: Apprise can never deliver through "
+        "bogus-scheme://x: unknown Apprise scheme 'bogus-scheme' (Unparseable URL scheme://x)")
+    assert lines[1].startswith(f"{config}:10 channels.mail.urls[0]: Apprise can never "
+                               "deliver through mailtos://alerts:****@smtp.example.com")
+    assert lines[1].endswith(": Dropped invalid To email (notanemail) specified.; There are "
+                             "no Email recipients to notify")
+    assert lines[2].startswith(f"{config}:11 channels.nobody.urls[0]: ")
+    assert lines[2].endswith(": There are no Email recipients to notify")
+    assert "s3cretpw" not in err
+
+
+@pytest.mark.parametrize(("text", "warning"), [
+    ("", "no feeds are configured: nothing is watched"),
+    ("# nothing yet\n", "no feeds are configured: nothing is watched"),
+    ("feeds: [{id: cn, url: 'https://www.rfi.fr/cn/rss', enabled: false}]\n",
+     "every feed is disabled: nothing is watched"),
+    ("feeds: [{id: cn, url: 'https://www.rfi.fr/cn/rss'}]\n",
+     "no rules are configured: nothing alerts"),
+])
+def test_check_warns_when_nothing_is_watched(text: str, warning: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "m.yaml"
+    config.write_text(text, encoding="utf-8")
+    code, out, err = cli(capsys, "check", "-c", str(config))
+    assert code == 0 and out.startswith(f"{config}: OK\n")
+    assert err == f"warning: {config}: {warning}\n"
