@@ -402,8 +402,8 @@ def cmd_silence(args: argparse.Namespace, clock: Clock) -> int:
                       f"{note}")
         else:
             if not store.outbox.expire_silence(args.id, now):
-                print(f"error: no active silence {args.id}", file=sys.stderr)
-                return 1
+                ids = ", ".join(str(x.id) for x in store.outbox.silences(now)) or "none"
+                raise UsageError(f"no active silence {args.id} (active silences: {ids})")
             print(f"silence {args.id} expired")
     finally:
         store.close()

@@ -98,6 +98,7 @@ def test_config_flag_before_the_command_in_a_real_process(config: Path) -> None:
      "error: --channel: unknown channel 'nosuch' in CONFIG (channels: alt, console)"),
     (["silence", "add", "--rule", "china", "--for", "soon"], "error: --for: "),
     (["silence", "add", "--rule", "china", "--for", "0s"], "error: --for must be longer"),
+    (["silence", "expire", "7"], "error: no active silence 7 (active silences: none)"),
     (["redeliver", "--channel", "nosuch"],
      "error: --channel: unknown channel 'nosuch' in CONFIG (channels: alt, console)"),
     (["redeliver", "--rule", "nosuch"],
