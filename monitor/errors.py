@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from monitor.types import PollOutcome
+
 
 def shown_name(name: str) -> str:
     """A file name as printed: what is not printable (a line break, ESC, a bidi override,
@@ -78,7 +80,7 @@ class RuleError(ConfigError):
 class FeedError(MonitorError):
     """A poll that failed; ``outcome`` classifies it for status and logs."""
 
-    def __init__(self, feed: str, url: str, outcome: str, message: str,
+    def __init__(self, feed: str, url: str, outcome: PollOutcome, message: str,
                  retry_after: float | None = None, status: int | None = None) -> None:
         self.status = status
         self.feed = feed

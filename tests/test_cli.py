@@ -13,17 +13,11 @@ import pytest
 
 from monitor.cli import main
 from monitor.store import Store
-from monitor.types import Item, RuleMatch
-from tests.daemon import REPO, write_config
+from monitor.types import Item, MatchingFunctions, RuleMatch
+from tests.daemon import write_config
 from tests.support import FeedItem, FeedServer, rss_feed
-
-T0 = 1_700_000_000_000
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.support.cli import REPO, cli
+from tests.support.factories import T0
 
 
 @pytest.fixture
@@ -139,9 +133,8 @@ def test_redeliver_a_configured_channel_or_a_rule_with_matches(
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     item = Item(key="https://x.org/1", url="https://x.org/1", title="t", published_ms=T0,
                 feed_id="cn", content="")
-    store.items.ingest("cn", [item], T0,
-                       lambda it, feeds: [RuleMatch("old-rule", ("t",), "t")],
-                       lambda rule: ["alt"])
+    store.items.ingest("cn", [item], T0, MatchingFunctions(
+        lambda it, feeds: [RuleMatch("old-rule", ("t",), "t")], lambda rule: ["alt"]))
     store.close()
     code, out, err = cli(capsys, "redeliver", "--rule", "old-rule", "-c", str(config))
     assert code == 0, err
@@ -155,7 +148,8 @@ def test_output_into_a_closed_pipe_ends_quietly(config: Path, tmp_path: Path) ->
     items = [Item(key=f"https://x.org/{i}", url=f"https://x.org/{i}",
                   title=f"乌克兰新闻 {i}", published_ms=T0 + i, feed_id="cn",
                   content="<p>乌克兰 " + "新闻" * 40 + "</p>") for i in range(1500)]
-    store.items.ingest("cn", items, T0, lambda it, feeds: [], lambda rule: [])
+    store.items.ingest("cn", items, T0, MatchingFunctions(lambda it, feeds: [],
+                                                          lambda rule: []))
     store.close()
     errors = tmp_path / "stderr.txt"
     with errors.open("w") as err:

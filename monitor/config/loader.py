@@ -116,7 +116,7 @@ class _Builder:
         self.secrets: set[str] = set()
         self.errors: list[ConfigError] = []
         self._parser = parser
-        self._events: Iterator[yaml.Event] = iter(())
+        self._events: Iterator[Any] = iter(())
         self._anchors: dict[str, Any] = {}
         self._weights: dict[str, int] = {}  # values under each anchor, aliases expanded
         self._values = 0  # values so far, aliases expanded
