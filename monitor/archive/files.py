@@ -34,6 +34,7 @@ from monitor.archive.format import (
     looks_like_archive,
     parse_archive,
 )
+from monitor.config.models import ID_PATTERN
 from monitor.errors import MonitorError, UsageError, shown_name
 from monitor.match import RuleSet
 from monitor.store import Store
@@ -44,7 +45,7 @@ log = logging.getLogger("monitor.archive")
 DEFAULT_IMPORT_FEED = "archive"
 # The id a config feed may have (config's id pattern): imported items are recorded as
 # seen in it, so it must be one a feed could later be configured with.
-FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+FEED_ID = re.compile(ID_PATTERN)
 ErrorFn = Callable[[str], None]
 ProgressFn = Callable[[int], None]
 NOT_ARCHIVE = "not an archive file"
