@@ -11,7 +11,14 @@
 """
 
 from monitor.deliver.apprise_glue import install
-from monitor.deliver.channels import Channel, RateLimiter, UrlOutcome, build_channels, notify_test
+from monitor.deliver.channels import (
+    Channel,
+    RateLimiter,
+    UrlOutcome,
+    build_channels,
+    notify_test,
+    undeliverable,
+)
 from monitor.deliver.deliverer import Deliverer, message_id
 from monitor.deliver.settings import (
     ChannelSettings,
@@ -39,4 +46,5 @@ __all__ = [
     "install",
     "message_id",
     "notify_test",
+    "undeliverable",
 ]

@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import apprise
+from apprise.manager_plugins import NotificationManager
 from apprise.plugins.base import NotifyBase
+from apprise.plugins.email.base import NotifyEmail
 
 from monitor.deliver import apprise_glue
 from monitor.deliver.settings import ChannelSettings
@@ -20,6 +22,7 @@ from monitor.types import Notifier, SendOutcome
 log = logging.getLogger("monitor.deliver")
 
 _GENERIC_THROTTLE = NotifyBase.request_rate_per_sec
+_PLUGINS = NotificationManager()  # Apprise's own registry of schemes (a shared singleton)
 
 
 class RateLimiter:
@@ -127,3 +130,25 @@ def notify_test(channel: Channel, masker: Masker, title: str, body: str) -> list
         details = "\n".join(captured).strip()
         out.append(UrlOutcome(shown, ok, masker(details.splitlines()[-1]) if details else ""))
     return out
+
+
+def undeliverable(url: str) -> str | None:
+    """Why nothing sent through ``url`` could ever arrive, in Apprise's words (secrets
+    not masked: the caller masks), or None. ``check`` refuses such a channel: a scheme
+    Apprise does not know, a URL its plugin cannot read, an email URL left with no
+    recipient (its send would fail with "There are no Email recipients")."""
+    apprise_glue.install()
+    with apprise_glue.captured() as said:
+        obj = apprise.Apprise()
+        added = obj.add(url)
+    if not added:
+        reason = "; ".join(said) or "Apprise cannot read this URL"
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if scheme.lower() not in _PLUGINS:
+            return f"unknown Apprise scheme '{scheme}' ({reason})" if scheme \
+                else f"not a URL (no scheme://; {reason})"
+        return reason
+    for plugin in obj:
+        if isinstance(plugin, NotifyEmail) and not plugin.targets:
+            return "; ".join([*said, "There are no Email recipients to notify"])
+    return None

@@ -539,6 +539,7 @@ def compile_rules(specs: Sequence[RuleSpec]) -> RuleSet:
     return _compile(specs)
 
 
-def compile_query(query: str, name: str = "--query") -> RuleSet:
-    """A one-rule set from a query string, for ``feed-monitor test-rule --query``."""
+def compile_query(query: str, name: str = "query") -> RuleSet:
+    """A one-rule set from a query string, for ``feed-monitor test-rule --query``; the rule
+    is called ``query`` in its output and rendered messages."""
     return _compile([RuleSpec(name=name, query=query)])
