@@ -1,5 +1,6 @@
 """The run loop: claims due feeds onto the poll workers, delivers, reloads the config when
-it changes, prunes daily, answers health, and stops within a grace period; ``once``.
+it changes, prunes daily, logs a heartbeat, answers health, and stops within a grace period;
+``once``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from monitor.app import Parts, build
 from monitor.clock import SYSTEM_CLOCK
 from monitor.config import load_config
 from monitor.errors import ConfigError, MonitorError, StoreError
+from monitor.heartbeat import Heartbeat
 from monitor.poll import poll_feed
 from monitor.retention import apply_retention
 from monitor.schedule.jobs import JobRunner
@@ -73,6 +75,7 @@ class Daemon:
         self._reload_lock = threading.Lock()
         self.last_reload_error: str | None = None
         self.abandoned = 0  # polls and sends still running when the grace period ended
+        self.activity = Heartbeat(parts.clock.now_ms())
 
     @classmethod
     def open(cls, config_path: str, *, clock: Clock = SYSTEM_CLOCK,
@@ -119,6 +122,8 @@ class Daemon:
                 self.jobs.reschedule("tick", cfg.scheduler.tick)
             if cfg.delivery.interval != old.delivery.interval:
                 self.jobs.reschedule("deliver", cfg.delivery.interval)
+            if cfg.log.heartbeat != old.log.heartbeat:
+                self._schedule_heartbeat(cfg.log.heartbeat)
         if cfg.scheduler.workers != old.scheduler.workers:
             log.warning("config reload: 'scheduler.workers' changes only at the next restart")
         if cfg.http != old.http:
@@ -171,10 +176,13 @@ class Daemon:
 
     def _poll_safely(self, row: FeedRow) -> PollResult:
         try:
-            return self.poll(row)
+            result = self.poll(row)
         except Exception:
             log.exception("feed '%s': unexpected error during poll", row.id)
-            return PollResult(row.id, PollOutcome.ERROR)
+            result = PollResult(row.id, PollOutcome.ERROR)
+        try:
+            self.activity.polled(result)
+            return result
         finally:
             if not self.stopping.is_set() and self._claim_more():
                 self.jobs.wake("tick")
@@ -193,6 +201,7 @@ class Daemon:
         while True:
             deliverer = self.parts.runtime.deliverer
             stats = deliverer.deliver_due(self.parts.clock.now_ms())
+            self.activity.delivered(stats)
             total += stats
             if (stats.leased < deliverer.settings.batch or stats.touched == 0
                     or deliverer.stopping.is_set()):
@@ -206,6 +215,19 @@ class Daemon:
         stats = apply_retention(self.parts.store, retention, self.parts.clock.now_ms())
         log.info("retention: %d item bodies emptied, %d items deleted, %d old items kept "
                  "while their alerts wait", stats.emptied, stats.deleted, stats.kept)
+
+    def heartbeat(self) -> None:
+        """Log one line: what the daemon did since the last one, so a quiet daemon shows
+        it is alive (``log.heartbeat``)."""
+        log.info("%s", self.activity.beat(self.parts.clock.now_ms()).line())
+
+    def _schedule_heartbeat(self, every: float) -> None:
+        if every <= 0:
+            self.jobs.remove("heartbeat")
+            return
+        # The first line a minute after start (or sooner, for a shorter interval): what
+        # a new user sees in the first minute.
+        self.jobs.add("heartbeat", self.heartbeat, every=every, first_in=min(every, 60.0))
 
     # -- running -------------------------------------------------------------------------
 
@@ -222,6 +244,7 @@ class Daemon:
         # Daily, first a few minutes after start: a daemon restarted more often than
         # daily still prunes.
         self.jobs.add("prune", self.prune, every=86400.0, first_in=300.0)
+        self._schedule_heartbeat(cfg.log.heartbeat)
         self.jobs.start()
         parts.metrics.watch_outbox(parts.store.readouts.alert_summary)
         web = None
@@ -278,6 +301,7 @@ class Daemon:
         self.jobs.pause("tick")
         self.jobs.pause("watch-config")
         self.jobs.pause("prune")
+        self.jobs.pause("heartbeat")
         self.parts.runtime.deliverer.stopping.set()
         # A tick that was claiming when the signal came registers its polls before it
         # returns: wait for it, so every claimed feed is among the futures below.

@@ -271,6 +271,15 @@ class HttpConfig(_Model):
         return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class LogConfig(_Model):
+    """What the daemon says on its own while it runs."""
+
+    heartbeat: Duration = Field(
+        300, ge=0, description="Every this long, 'run' logs one line: feeds polled, new "
+        "items, alerts sent and failures since the last line (the first a minute after "
+        "start); 0 turns it off.")
+
+
 class RetentionConfig(_Model):
     """How long stored items are kept; by default, forever."""
 
@@ -301,6 +310,7 @@ class Config(_Model):
     scheduler: SchedulerConfig = SchedulerConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     http: HttpConfig = HttpConfig()
+    log: LogConfig = Field(LogConfig(), description="What the daemon logs on its own.")
     feeds: list[FeedConfig] = Field(default_factory=list, description="Feeds to poll.")
     channels: dict[str, ChannelConfig] = Field(
         default_factory=dict, description="Channels by name, used in rules[].notify.")

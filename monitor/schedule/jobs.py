@@ -81,6 +81,13 @@ class JobRunner:
         except Exception:  # the scheduler may be shutting down
             pass
 
+    def remove(self, name: str) -> None:
+        """Stop running job ``name``; nothing happens if there is none."""
+        try:
+            self._sched.remove_job(name)
+        except Exception:  # no such job
+            pass
+
     def pause(self, name: str) -> None:
         try:
             self._sched.pause_job(name)
