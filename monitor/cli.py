@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -36,6 +37,7 @@ from monitor.config import (
 from monitor.daemon import Daemon
 from monitor.deliver import build_channels, install, notify_test, undeliverable
 from monitor.deliver.from_config import channel_settings
+from monitor.demo import DEFAULT_LISTEN, Demo
 from monitor.errors import ConfigError, ConfigErrors, MonitorError, UsageError
 from monitor.match import compile_rules
 from monitor.retention import apply_retention
@@ -90,16 +92,19 @@ def setup_logging(level: str, fmt: str) -> None:
     logging.getLogger("apprise").propagate = False
 
 
-def _common_flags(parser: argparse.ArgumentParser, top: bool) -> None:
+def _common_flags(parser: argparse.ArgumentParser, top: bool, config: bool = True) -> None:
     """``-c``, ``--log-level``, ``--log-format``: on the top parser with their defaults, and
     on every command's parser without any, so a flag given after the command overrides one
-    given before it and leaving it out there keeps the one before (or the default)."""
+    given before it and leaving it out there keeps the one before (or the default).
+    ``config=False`` leaves out ``-c`` (``demo`` writes its own config)."""
     def default(value: str) -> str:
         return value if top else argparse.SUPPRESS
 
-    parser.add_argument("-c", "--config",
-                        default=default(os.environ.get("FEED_MONITOR_CONFIG", DEFAULT_CONFIG)),
-                        help=f"config file (default: $FEED_MONITOR_CONFIG or {DEFAULT_CONFIG})")
+    if config:
+        parser.add_argument(
+            "-c", "--config",
+            default=default(os.environ.get("FEED_MONITOR_CONFIG", DEFAULT_CONFIG)),
+            help=f"config file (default: $FEED_MONITOR_CONFIG or {DEFAULT_CONFIG})")
     parser.add_argument("--log-level",
                         default=default(os.environ.get("FEED_MONITOR_LOG_LEVEL", "info")),
                         choices=["debug", "info", "warning", "error"])
@@ -114,7 +119,26 @@ def _parser() -> argparse.ArgumentParser:
     _common_flags(p, top=True)
     common = argparse.ArgumentParser(add_help=False)
     _common_flags(common, top=False)
+    logging_only = argparse.ArgumentParser(add_help=False)
+    _common_flags(logging_only, top=False, config=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo", parents=[logging_only],
+        help="see it work, offline: real RFI articles replayed as live feeds, alerts "
+        "printed as they arrive")
+    demo.add_argument("--dir", default="demo-data", metavar="DIR",
+                      help="folder for the demo's config and database (default: demo-data)")
+    demo.add_argument("--fresh", action="store_true",
+                      help="start over: remove the database of an earlier run (by default "
+                      "a run resumes where the last one stopped)")
+    demo.add_argument("--every", type=float, default=5.0, metavar="SECONDS",
+                      help="publish a new article every SECONDS (default 5)")
+    demo.add_argument("--listen", metavar="HOST:PORT",
+                      help=f"address of the web console, /healthz and /metrics (default "
+                      f"{DEFAULT_LISTEN}, or a free port when that one is taken)")
+    demo.add_argument("--verbose", action="store_true",
+                      help="also log every poll and send, as `run` does")
+    demo.add_argument("--grace", type=float, default=20.0, help=argparse.SUPPRESS)
     run = sub.add_parser("run", parents=[common], help="run the daemon until stopped")
     run.add_argument("--grace", type=float, default=20.0,
                      help="seconds to finish in-flight work on SIGTERM (default 20)")
@@ -317,8 +341,37 @@ def _mask_db(url: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace, clock: Clock) -> int:
-    daemon = Daemon.open(args.config, clock=clock, masker=LOG_MASKER)
-    code = daemon.run(grace=args.grace)
+    return _serve(Daemon.open(args.config, clock=clock, masker=LOG_MASKER), args.grace)
+
+
+def cmd_demo(args: argparse.Namespace, clock: Clock) -> int:
+    if not args.verbose and logging.getLogger().level == logging.INFO:
+        # The alerts are the show: of the daemon's log, only warnings, the heartbeat and
+        # the demo's own lines (a story published).
+        logging.getLogger("monitor").setLevel(logging.WARNING)
+        for name in ("monitor.demo", "monitor.heartbeat"):
+            logging.getLogger(name).setLevel(logging.INFO)
+    demo = Demo(Path(args.dir), fresh=args.fresh, every=args.every, listen=args.listen,
+                clock=clock)
+    try:
+        daemon = Daemon.open(str(demo.config_path), clock=clock, masker=LOG_MASKER)
+    except BaseException:
+        demo.close()
+        raise
+    print(demo.banner(daemon.parts.runtime.loaded, verbose=args.verbose), end="\n\n",
+          flush=True)
+    code = _serve(daemon, args.grace, before_exit=demo.close)
+    print(demo.farewell(), flush=True)
+    return code
+
+
+def _serve(daemon: Daemon, grace: float,
+           before_exit: Callable[[], None] = lambda: None) -> int:
+    """The daemon's run loop until SIGTERM or SIGINT; ``before_exit`` runs once it stops."""
+    try:
+        code = daemon.run(grace=grace)
+    finally:
+        before_exit()
     if daemon.abandoned:
         # Polls or sends still running after the grace period hold no lease any more
         # (their feeds and alerts are taken up again on the next start); waiting for
@@ -654,7 +707,8 @@ def _check_channel(loaded: LoadedConfig, name: str, flag: str | None = None) -> 
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Clock], int]] = {
-    "schema": cmd_schema, "check": cmd_check, "run": cmd_run, "once": cmd_once,
+    "schema": cmd_schema, "check": cmd_check, "run": cmd_run, "demo": cmd_demo,
+    "once": cmd_once,
     "db": cmd_db, "silence": cmd_silence, "redeliver": cmd_redeliver,
     "notify-test": cmd_notify_test, "status": cmd_status, "test-rule": cmd_test_rule,
     "import": cmd_import, "export": cmd_export, "prune": cmd_prune, "feeds": cmd_feeds,

@@ -33,6 +33,7 @@ from monitor.types import (
 from monitor.web import WebServer
 
 log = logging.getLogger("monitor")
+heartbeat_log = logging.getLogger("monitor.heartbeat")
 
 ConfigSignature = tuple[int, int, int, str]
 
@@ -219,7 +220,7 @@ class Daemon:
     def heartbeat(self) -> None:
         """Log one line: what the daemon did since the last one, so a quiet daemon shows
         it is alive (``log.heartbeat``)."""
-        log.info("%s", self.activity.beat(self.parts.clock.now_ms()).line())
+        heartbeat_log.info("%s", self.activity.beat(self.parts.clock.now_ms()).line())
 
     def _schedule_heartbeat(self, every: float) -> None:
         if every <= 0:
