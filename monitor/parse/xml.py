@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from urllib.parse import urljoin
 
 from lxml import etree
 
 from monitor.parse.build import RawEntry, RawFeed, build, date_ms
 from monitor.parse.decode import prepare
+from monitor.parse.links import document_base, join_url
 from monitor.types import ParsedFeed
 
 _ATOM = "{http://www.w3.org/2005/Atom}"
@@ -44,7 +44,20 @@ def _text(el: etree._Element | None) -> str:
     return el.text or ""
 
 
-def _rss_entry(item: etree._Element, about: str = "") -> RawEntry:
+def _resolved(el: etree._Element, ref: str) -> str:
+    """``ref`` resolved against the xml:base in scope at ``el`` (relative if that is; the
+    document's base comes later, in build). Left as written when malformed: build
+    reports it."""
+    base = el.base
+    if not base or not ref:
+        return ref
+    try:
+        return join_url(base, ref)
+    except ValueError:
+        return ref
+
+
+def _rss_entry(item: etree._Element, about: str = "", xml_base: bool = False) -> RawEntry:
     e = RawEntry(entry_id=about)
     guid_link = ""
     for child in item:
@@ -57,7 +70,7 @@ def _rss_entry(item: etree._Element, about: str = "") -> RawEntry:
             if local == "title":
                 e.title = _text(child)
             elif local == "link":
-                e.link = _text(child)
+                e.link = _resolved(child, _text(child).strip()) if xml_base else _text(child)
             elif local == "guid":
                 e.entry_id = _text(child).strip()
                 if child.get("isPermaLink", "true").lower() != "false":
@@ -94,6 +107,26 @@ def _atom_text(el: etree._Element | None) -> str:
     return _text(el)
 
 
+def _atom_href(link: etree._Element) -> str:
+    """The target of an Atom link, resolved against xml:base: its href, else its text
+    (some feeds write ``<link rel="alternate">http://...</link>``; feedparser reads it)."""
+    href = link.get("href")
+    if href is None:
+        if len(link):
+            raise Decline("markup inside a link")
+        href = link.text or ""
+    return _resolved(link, href.strip())
+
+
+def _atom_link(parent: etree._Element) -> str:
+    """The alternate HTML link among ``parent``'s children, as _atom_entry picks it."""
+    for child in parent.iterchildren(f"{_ATOM}link"):
+        if (child.get("rel", "alternate") == "alternate"
+                and child.get("type", "text/html") in ("text/html", "application/xhtml+xml")):
+            return _atom_href(child)
+    return ""
+
+
 def _atom_entry(entry: etree._Element) -> RawEntry:
     e = RawEntry()
     for child in entry:
@@ -109,9 +142,7 @@ def _atom_entry(entry: etree._Element) -> RawEntry:
             rel = child.get("rel", "alternate")
             kind = child.get("type", "text/html")
             if not e.link and rel == "alternate" and kind in ("text/html", "application/xhtml+xml"):
-                href = child.get("href", "")
-                base = child.base
-                e.link = urljoin(base, href) if base else href
+                e.link = _atom_href(child)
         elif local == "published":
             e.published_ms = date_ms(_text(child))
         elif local == "updated":
@@ -132,6 +163,12 @@ def _atom_entry(entry: etree._Element) -> RawEntry:
     return e
 
 
+def _channel_link(link: etree._Element | None) -> str:
+    if link is None or len(link):
+        return ""  # no link, or markup where a URL belongs: the feed's entries still count
+    return _resolved(link, (link.text or "").strip())
+
+
 def read_xml(xml: bytes) -> RawFeed:
     """The entries of an RSS, RDF or Atom document; Decline when feedparser must read it."""
     # A DOCTYPE in the prolog sends the body to feedparser, which keeps only harmless
@@ -145,23 +182,27 @@ def read_xml(xml: bytes) -> RawFeed:
         root = etree.fromstring(xml, _parser())
     except etree.XMLSyntaxError as exc:
         raise Decline(str(exc)) from exc
+    # xml:base is rare in RSS: look for it in scope only where the document has one.
+    xml_base = b"xml:base" in xml
     if root.tag == "rss":
         channel = root.find("channel")
         if channel is None:
             raise Decline("rss without channel")
-        return RawFeed([_rss_entry(i) for i in channel.iterfind("item")],
-                       title=_text(channel.find("title")), ttl=_text(channel.find("ttl")))
+        return RawFeed([_rss_entry(i, xml_base=xml_base) for i in channel.iterfind("item")],
+                       title=_text(channel.find("title")), ttl=_text(channel.find("ttl")),
+                       link=_channel_link(channel.find("link")))
     if root.tag == f"{_RDF}RDF":
         for ns in _RSS1:
             channel = root.find(f"{ns}channel")
             if channel is not None:
-                entries = [_rss_entry(i, i.get(f"{_RDF}about", ""))
+                entries = [_rss_entry(i, i.get(f"{_RDF}about", ""), xml_base)
                            for i in root.iterfind(f"{ns}item")]
-                return RawFeed(entries, title=_text(channel.find(f"{ns}title")))
+                return RawFeed(entries, title=_text(channel.find(f"{ns}title")),
+                               link=_channel_link(channel.find(f"{ns}link")))
         raise Decline("rdf without channel")
     if root.tag == f"{_ATOM}feed":
         return RawFeed([_atom_entry(e) for e in root.iterfind(f"{_ATOM}entry")],
-                       title=_atom_text(root.find(f"{_ATOM}title")))
+                       title=_atom_text(root.find(f"{_ATOM}title")), link=_atom_link(root))
     raise Decline(f"root element {root.tag!r}")
 
 
@@ -174,4 +215,4 @@ def parse_fast(body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: in
     except Decline:
         return None
     feed.warnings[:0] = decoded.warnings
-    return build(feed, feed_id, now_ms, base_url)
+    return build(feed, feed_id, now_ms, document_base(base_url, headers))
