@@ -17,14 +17,25 @@ from monitor.parse.links import document_base
 from monitor.types import ParsedFeed, PollOutcome
 
 
+def _alternate(links: list[Mapping[str, Any]] | None) -> str:
+    """The first alternate HTML link, as the lxml reader picks it (feedparser's ``link``
+    can be an enclosure that came first)."""
+    for link in links or ():
+        if (link.get("rel", "alternate") == "alternate"
+                and link.get("type", "text/html") in ("text/html", "application/xhtml+xml")):
+            return str(link.get("href") or "")
+    return ""
+
+
 def _fp_entry(fp_entry: Mapping[str, Any]) -> RawEntry:
     # dict.get, not FeedParserDict.get: the latter maps missing keys onto others
     # (updated_parsed -> published_parsed) and warns about it.
     def get(key: str) -> Any:
         return dict.get(fp_entry, key)  # type: ignore[call-overload]
 
-    link = get("link") or ""
-    if get("guidislink") and not link.lower().startswith(("http://", "https://")):
+    link = _alternate(get("links")) or get("link") or ""
+    if (get("guidislink") and link == get("id")
+            and not link.lower().startswith(("http://", "https://"))):
         link = ""  # an opaque guid feedparser took for a link (see xml._rss_entry)
     content = get("content") or []
     published, updated = get("published_parsed"), get("updated_parsed")

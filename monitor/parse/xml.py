@@ -18,8 +18,12 @@ _ATOM = "{http://www.w3.org/2005/Atom}"
 _RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 _RSS1 = ("{http://purl.org/rss/1.0/}", "{http://my.netscape.com/rdf/simple/0.9/}")
 _DC = "{http://purl.org/dc/elements/1.1/}"
+_DCTERMS = "{http://purl.org/dc/terms/}"
+_XHTML_BODY = "{http://www.w3.org/1999/xhtml}body"
 _CONTENT_ENCODED = "{http://purl.org/rss/1.0/modules/content/}encoded"
-_XHTML_TYPES = ("xhtml", "application/xhtml+xml")
+# Atom text constructs read as they are written; any other type (xhtml, base64-encoded
+# media types, ...) goes to feedparser.
+_TEXT_TYPES = ("text", "html", "text/plain", "text/html")
 _FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
 
 
@@ -46,20 +50,26 @@ def _text(el: etree._Element | None) -> str:
 
 def _resolved(el: etree._Element, ref: str) -> str:
     """``ref`` resolved against the xml:base in scope at ``el`` (relative if that is; the
-    document's base comes later, in build). Left as written when malformed: build
-    reports it."""
-    base = el.base
-    if not base or not ref:
+    document's base comes later, in build). A malformed xml:base is passed over for the
+    one of an enclosing element, as feedparser does; a malformed ``ref`` is left as
+    written, for build to report."""
+    if not ref:
         return ref
-    try:
-        return join_url(base, ref)
-    except ValueError:
-        return ref
+    for scope in (el, *el.iterancestors()):
+        base = scope.base
+        if not base:
+            return ref
+        try:
+            return join_url(base, ref)
+        except ValueError:
+            continue
+    return ref
 
 
 def _rss_entry(item: etree._Element, about: str = "", xml_base: bool = False) -> RawEntry:
     e = RawEntry(entry_id=about)
     guid_link = ""
+    summaries = 0
     for child in item:
         tag = child.tag
         if not isinstance(tag, str):
@@ -77,12 +87,16 @@ def _rss_entry(item: etree._Element, about: str = "", xml_base: bool = False) ->
                     guid_link = e.entry_id
             elif local == "pubDate":
                 e.published_ms = date_ms(_text(child))
-            elif local == "description":
-                e.summary = _text(child)
+            elif local == "description" or local == "summary":
+                summaries = _summary(e, _text(child), summaries)
             elif local == "author":
                 e.author = _text(child)
             elif local == "category":
                 e.categories.append(_text(child))
+            elif local == "tags":  # a comma-separated list some aggregators write
+                e.categories.extend(t for t in _text(child).split(","))
+            elif local == "fullitem" or local == "body":  # the whole item, as HTML
+                e.content = e.content or _text(child)
         elif ns == _DC:
             if local == "creator" or local == "author":
                 e.author = _text(child)
@@ -90,8 +104,19 @@ def _rss_entry(item: etree._Element, about: str = "", xml_base: bool = False) ->
                 e.updated_ms = date_ms(_text(child))
             elif local == "subject":
                 e.categories.append(_text(child))
+            elif local == "title":
+                e.title = e.title or _text(child)
+            elif local == "description":
+                summaries = _summary(e, _text(child), summaries)
+        elif ns == _DCTERMS:
+            if local == "issued":
+                e.published_ms = date_ms(_text(child))
+            elif local == "modified":
+                e.updated_ms = date_ms(_text(child))
         elif tag == _CONTENT_ENCODED and not e.content:
             e.content = _text(child)
+        elif tag == _XHTML_BODY:
+            raise Decline("xhtml body")
     if not e.link.strip() and guid_link.lower().startswith(("http://", "https://")):
         # RSS: a permalink guid is the link (only when it is one: many feeds omit
         # isPermaLink="false" on opaque ids).
@@ -99,11 +124,22 @@ def _rss_entry(item: etree._Element, about: str = "", xml_base: bool = False) ->
     return e
 
 
+def _summary(e: RawEntry, text: str, seen: int) -> int:
+    """A description or summary: the first is the summary, a second one the content, as
+    feedparser reads them. Returns how many were seen."""
+    if not seen:
+        e.summary = text
+    elif not e.content:
+        e.content = text
+    return seen + 1
+
+
 def _atom_text(el: etree._Element | None) -> str:
     if el is None:
         return ""
-    if el.get("type", "text") in _XHTML_TYPES:
-        raise Decline("xhtml text construct")
+    kind = el.get("type", "text")
+    if kind not in _TEXT_TYPES:
+        raise Decline(f"{kind} text construct")
     return _text(el)
 
 
@@ -189,7 +225,8 @@ def read_xml(xml: bytes) -> RawFeed:
         if channel is None:
             raise Decline("rss without channel")
         return RawFeed([_rss_entry(i, xml_base=xml_base) for i in channel.iterfind("item")],
-                       title=_text(channel.find("title")), ttl=_text(channel.find("ttl")),
+                       title=_text(channel.find("title")) or _text(channel.find(f"{_DC}title")),
+                       ttl=_text(channel.find("ttl")),
                        link=_channel_link(channel.find("link")))
     if root.tag == f"{_RDF}RDF":
         for ns in _RSS1:
@@ -201,6 +238,8 @@ def read_xml(xml: bytes) -> RawFeed:
                                link=_channel_link(channel.find(f"{ns}link")))
         raise Decline("rdf without channel")
     if root.tag == f"{_ATOM}feed":
+        if root.find(f"{_ATOM}item") is not None:
+            raise Decline("atom item elements")  # feedparser reads them as entries
         return RawFeed([_atom_entry(e) for e in root.iterfind(f"{_ATOM}entry")],
                        title=_atom_text(root.find(f"{_ATOM}title")), link=_atom_link(root))
     raise Decline(f"root element {root.tag!r}")
