@@ -28,7 +28,7 @@ from monitor.errors import RuleError, UsageError
 from monitor.match import RuleSet, compile_query, compile_rules
 from monitor.match.normalize import plain_text
 from monitor.store import Store
-from monitor.types import AlertRow, Clock, RuleMatch, RuleSpec, StoredItem
+from monitor.types import AlertRow, AlertState, Clock, RuleMatch, RuleSpec, StoredItem
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class Renderer:
 
     def context(self, hit: Hit, now_ms: int) -> dict[str, object]:
         # The alert the daemon would have stored for this match; it exists only here.
-        alert = AlertRow(id=0, rule=hit.match.rule, channel=self.name, status="backtest",
+        alert = AlertRow(id=0, rule=hit.match.rule, channel=self.name, status=AlertState.PENDING,
                          attempts=0, keywords=hit.match.keywords, snippet=hit.match.snippet,
                          created_ms=now_ms, item=hit.stored.item, feeds=hit.stored.feeds)
         return alert_context(alert, self.feed_titles, self.tz, self.name)

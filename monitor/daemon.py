@@ -321,7 +321,5 @@ class Daemon:
             if d.touched == 0:
                 break
         parts.close()
-        total = IngestStats()
-        for r in results:
-            total.add(r.stats)
+        total = sum((r.stats for r in results), IngestStats())
         return OnceReport(results, total, delivered)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from monitor.types import PollOutcome
+
 
 class MonitorError(Exception):
     """Root of every error this package raises on purpose."""
@@ -68,7 +70,7 @@ class RuleError(ConfigError):
 class FeedError(MonitorError):
     """A poll that failed; ``outcome`` classifies it for status and logs."""
 
-    def __init__(self, feed: str, url: str, outcome: str, message: str,
+    def __init__(self, feed: str, url: str, outcome: PollOutcome, message: str,
                  retry_after: float | None = None, status: int | None = None) -> None:
         self.status = status
         self.feed = feed

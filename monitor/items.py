@@ -1,4 +1,5 @@
-"""Item identity and text: canonical URLs, dedupe keys, plain titles. Pure functions."""
+"""Item identity and text: canonical URLs, dedupe keys, plain titles, title keys across
+editions. Pure functions."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url
 
+from monitor.match.normalize import normalize_text
+
 # Query parameters that only track the reader; they never change the article.
 TRACKING_PARAMS = re.compile(r"^(utm_.*|xtor|at_.*|fbclid|gclid|mc_cid|mc_eid|_ga)$", re.I)
 _SLASHES = re.compile(r"/{2,}")
+_NOT_ALNUM = re.compile(r"[\W_]+")  # Unicode-aware: what is not a letter or digit
+# Shorter folded titles ("快讯", "Live") are too generic to call two articles one story.
+_TITLE_KEY_MIN = 4
+# Long enough to tell headlines apart, short enough for any B-tree index entry.
+_TITLE_KEY_MAX = 200
 
 # A URL that ``canonical_url`` returns as it is, but for the scheme (http becomes
 # https) and the fragment (dropped): a lower-case host name without port or user,
@@ -143,3 +151,14 @@ def plain_title(markup: str) -> str:
     if "<" in markup:
         markup = _TAG.sub("", markup)
     return _SPACE.sub(" ", markup).strip()
+
+
+def title_key(title: str) -> str | None:
+    """The title as compared across editions, or None when it is too short to trust.
+
+    ``fold_text`` of the plain title (NFKC, case folding, Traditional to Simplified),
+    then only letters and digits: the /tw edition writes 「」 where /cn writes “”,
+    and full-width punctuation is not part of the story.
+    """
+    key = _NOT_ALNUM.sub("", normalize_text(title, markup=False))[:_TITLE_KEY_MAX]
+    return key if len(key) >= _TITLE_KEY_MIN else None

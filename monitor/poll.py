@@ -97,9 +97,8 @@ def _poll(parts: Parts, rt: Runtime, row: FeedRow, start_ms: int) -> PollResult:
             # Retention may have deleted the key of an item this old that a feed still
             # lists: it is recorded, never alerted again.
             floor = max(floor or 0, clock.now_ms() - int(keys_kept * 1000))
-        stats = store.items.ingest(feed.id, parsed.items, clock.now_ms(), rt.match,
-                                   rt.channels_for, alert_min_published_ms=floor,
-                                   options=rt.options_for)
+        stats = store.items.ingest(feed.id, parsed.items, clock.now_ms(), rt,
+                                   alert_min_published_ms=floor)
         nxt = politeness.after_success(interval, d.jitter, fetched.headers,
                                        parsed.ttl_seconds, clock.now_ms() / 1000,
                                        clock.random())

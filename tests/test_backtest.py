@@ -17,7 +17,7 @@ import pytest
 
 from monitor.cli import main
 from monitor.store import Store
-from monitor.types import Item, RuleMatch
+from monitor.types import Item, MatchingFunctions, RuleMatch
 from tests.daemon import write_config
 from tests.support import WebhookReceiver
 
@@ -75,12 +75,12 @@ def setup(tmp_path: Path, webhook_receiver: WebhookReceiver) -> tuple[Path, Webh
     for feed, key, title, body, published in ITEMS:
         item = Item(key=key, url=key, title=title, published_ms=published, feed_id=feed,
                     content=body)
-        store.items.ingest(feed, [item], NOW_MS, no_match, lambda rule: [])
+        store.items.ingest(feed, [item], NOW_MS, MatchingFunctions(no_match, lambda rule: []))
     # The first article was also seen in the Traditional feed: one item, two feeds.
     first = ITEMS[0]
-    store.items.ingest("rfi-tw", [Item(key=first[1], url=first[1], title=first[2],
-                                 published_ms=first[4], feed_id="rfi-tw", content=first[3])],
-                 NOW_MS, no_match, lambda rule: [])
+    tw = Item(key=first[1], url=first[1], title=first[2], published_ms=first[4],
+              feed_id="rfi-tw", content=first[3])
+    store.items.ingest("rfi-tw", [tw], NOW_MS, MatchingFunctions(no_match, lambda rule: []))
     assert store.readouts.counts() == {"items": 4, "alerts": 0}
     store.close()
     return config, webhook_receiver

@@ -17,29 +17,16 @@ import pytest
 
 from monitor.archive.files import import_archive, read_archive_file, write_item
 from monitor.archive.format import archive_filename, entry_to_item
-from monitor.cli import main
 from monitor.daemon import Daemon
-from monitor.items import canonical_url
 from monitor.store import Store
-from monitor.types import Item, RuleMatch
+from monitor.types import Item, MatchingFunctions, RuleMatch
 from tests.conftest import shared_dir
 from tests.daemon import write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
+from tests.support.cli import cli
+from tests.support.factories import T0, article, route
 
-T0 = 1_700_000_000_000
 DAY = 86_400_000
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def item(n: int, ts: int = T0, title: str | None = None, body: str = "<p>新闻</p>") -> Item:
-    url = f"https://www.rfi.fr/cn/{n}"
-    return Item(key=canonical_url(url), url=url, title=title or f"标题 {n}", published_ms=ts,
-                feed_id="archive", content=body)
 
 
 def write_items(folder: Path, items: list[Item]) -> list[Path]:
@@ -118,7 +105,7 @@ def test_second_import_adds_nothing(tmp_path: Path, capsys: pytest.CaptureFixtur
     config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
                           channels={"c": "console://"},
                           rules=[{"name": "r", "any": ["新闻"], "notify": ["c"]}])
-    write_items(tmp_path / "a", [item(i) for i in range(30)])
+    write_items(tmp_path / "a", [article(i) for i in range(30)])
     code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"))
     assert code == 0 and out.startswith("30 files: 30 new, 0 duplicate, 0 invalid; 30 rule")
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
@@ -134,7 +121,7 @@ def test_items_sharing_one_timestamp_are_all_imported(
     config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
                           channels={"c": "console://"},
                           rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
-    paths = write_items(tmp_path / "a", [item(i, ts=T0) for i in range(12)])
+    paths = write_items(tmp_path / "a", [article(i, ts=T0) for i in range(12)])
     assert len(set(paths)) == 12
     code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a" / "*.md"))
     assert code == 0 and "12 new" in out
@@ -153,7 +140,7 @@ def test_invalid_files_get_one_line_each_and_the_rest_is_imported(
                           channels={"c": "console://"},
                           rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
     folder = tmp_path / "a"
-    write_items(folder, [item(1), item(2)])
+    write_items(folder, [article(1), article(2)])
     (folder / "bad-stamp.md").write_text("<!--soon-->\n[t](https://x.org/1)\n------\n\nb\n",
                                          encoding="utf-8")
     (folder / "bad-link.md").write_text("<!--1-->\n[t] https://x.org/1\n------\n\nb\n",
@@ -176,7 +163,7 @@ def test_a_missing_path_is_an_error_before_anything_is_imported(
     config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
                           channels={"c": "console://"},
                           rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
-    write_items(tmp_path / "a", [item(1)])
+    write_items(tmp_path / "a", [article(1)])
     code, out, err = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"),
                          str(tmp_path / "missing"))
     assert (code, out) == (1, "")
@@ -193,7 +180,7 @@ def test_progress_bar_only_on_request_or_a_terminal(
     config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
                           channels={"c": "console://"},
                           rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
-    write_items(tmp_path / "a", [item(i) for i in range(3)])
+    write_items(tmp_path / "a", [article(i) for i in range(3)])
     _, _, err = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"))
     assert err == ""  # stderr is not a terminal here
     _, out, err = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"), "--progress")
@@ -204,7 +191,7 @@ def test_feed_option_records_the_items_as_seen_in_that_feed(
         tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
         capsys: pytest.CaptureFixture[str]) -> None:
     config = config_for(tmp_path, feed_server, webhook_receiver)
-    known = [item(1, body="<p>旧的新闻</p>"), item(2, body="<p>旧的新闻</p>")]
+    known = [article(1, content="<p>旧的新闻</p>"), article(2, content="<p>旧的新闻</p>")]
     write_items(tmp_path / "a", known)
     code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"), "--feed", "tw")
     assert code == 0 and "feed 'tw'" in out
@@ -230,13 +217,12 @@ def match_word(item: Item, feeds: Collection[str]) -> list[RuleMatch]:
         [RuleMatch("tw-word", ("乌克兰",))] if "tw" in feeds else [])
 
 
-def channels(rule: str) -> list[str]:
-    return ["mail"]
+channels = route(default=["mail"])
 
 
 def test_imported_items_never_alert_when_a_feed_carries_them(store: Store) -> None:
-    plain = item(1, title="法国新闻")
-    ukraine = item(2, title="乌克兰新闻")
+    plain = article(1, title="法国新闻")
+    ukraine = article(2, title="乌克兰新闻")
     assert store.history.import_items(
         "archive", [(plain, []), (ukraine, match_word(ukraine, {"tw"}))], T0 + DAY
     ) == {plain.key, ukraine.key}
@@ -249,17 +235,17 @@ def test_imported_items_never_alert_when_a_feed_carries_them(store: Store) -> No
     live = [replace(plain, url=plain.url.replace("https", "http"), title="乌克兰战事",
                     published_ms=T0 + 60_000, feed_id="tw"),
             replace(ukraine, published_ms=T0, feed_id="tw")]
-    stats = store.items.ingest("tw", live, T0 + 1, match_word, channels)
+    stats = store.items.ingest("tw", live, T0 + 1, MatchingFunctions(match_word, channels))
     assert (stats.new, stats.updated, stats.repeats, stats.alerts) == (0, 1, 1, 0)
     assert stats.matched == 2  # 'word' and 'tw-word' for the first, recorded not alerted
     # From now on they are ordinary items: a real update alerts where a rule newly matches.
     again = store.items.ingest("cn", [replace(plain, title="法国新闻", published_ms=T0 + 120_000,
-                                        feed_id="cn", content="<p>无关</p>")],
-                         T0 + 2, match_word, channels)
+                                        feed_id="cn", content="<p>无关</p>")], T0 + 2,
+                               MatchingFunctions(match_word, channels))
     assert (again.updated, again.alerts) == (1, 0)
     assert store.readouts.counts()["alerts"] == 0
-    fresh = store.items.ingest("cn", [replace(item(3, title="乌克兰"), feed_id="cn")], T0 + 3,
-                         match_word, channels)
+    fresh = store.items.ingest("cn", [replace(article(3, title="乌克兰"), feed_id="cn")], T0 + 3,
+                         MatchingFunctions(match_word, channels))
     assert (fresh.new, fresh.alerts) == (1, 1)
 
 
@@ -269,7 +255,7 @@ def test_duplicates_across_batches_count_once(tmp_path: Path, sqlite_url: str) -
     from monitor.types import RuleSpec
 
     folder = tmp_path / "a"
-    write_items(folder, [item(i) for i in range(5)])
+    write_items(folder, [article(i) for i in range(5)])
     shutil.copy(next(folder.iterdir()), folder / "zz-copy.md")  # a duplicate, last
     store = Store(sqlite_url)
     errors: list[str] = []

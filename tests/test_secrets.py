@@ -6,18 +6,16 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from monitor.secrets import Masker, MaskingFilter, mask_url
-from tests.daemon import REPO, Daemon, write_config
+from tests.daemon import Daemon, write_config
 from tests.support import FeedItem, FeedServer, SmtpSink, rss_feed
+from tests.support.cli import run_cli
 from tests.support.net import free_port
 
 T0 = 1_700_000_000_000
@@ -34,12 +32,6 @@ def leaks(text: str | bytes) -> list[str]:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return [s for s in SECRETS if s in text or quote(s, safe="") in text]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=REPO,
-                          env={**os.environ, **ENV, "COLUMNS": "250"}, capture_output=True,
-                          text=True, encoding="utf-8", timeout=60)
 
 
 def mailto(port: int, password: str) -> str:
@@ -74,7 +66,8 @@ def test_passwords_and_tokens_appear_nowhere(tmp_path: Path, feed_server: FeedSe
             daemon.wait_for_line("feed 'private'")
             assert daemon.stop() == 0
         assert mail.login == "user"  # the ${ENV} password was substituted and accepted
-        once = cli("once", "-c", str(config), "--log-format", "json", "--log-level", "debug")
+        once = run_cli("once", "-c", str(config), "--log-format", "json", "--log-level", "debug",
+                       env=ENV)
     assert once.returncode == 0, once.stderr
 
     # Logs, text and JSON: they name the feed and the channels, and mask the secrets.
@@ -88,9 +81,9 @@ def test_passwords_and_tokens_appear_nowhere(tmp_path: Path, feed_server: FeedSe
     assert "private: connection-error" in once.stdout
 
     # status (tables and JSON) and check.
-    status = cli("status", "-c", str(config))
-    status_json = cli("status", "--json", "-c", str(config))
-    check = cli("check", "-c", str(config))
+    status = run_cli("status", "-c", str(config), env=ENV)
+    status_json = run_cli("status", "--json", "-c", str(config), env=ENV)
+    check = run_cli("check", "-c", str(config), env=ENV)
     for out in (status, status_json, check):
         assert out.returncode == 0, out.stderr
         assert leaks(out.stdout) == [] and leaks(out.stderr) == []
@@ -115,7 +108,7 @@ def test_passwords_and_tokens_appear_nowhere(tmp_path: Path, feed_server: FeedSe
 def test_a_config_error_quoting_an_env_value_masks_it(tmp_path: Path) -> None:
     config = tmp_path / "monitor.yaml"
     config.write_text("defaults:\n  interval: ${SMTP_PASSWORD}\n", encoding="utf-8")
-    out = cli("check", "-c", str(config))
+    out = run_cli("check", "-c", str(config), env=ENV)
     assert out.returncode == 2
     assert f"{config}:2 defaults.interval: expected a duration" in out.stderr
     assert leaks(out.stderr) == [] and leaks(out.stdout) == []

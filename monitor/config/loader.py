@@ -110,7 +110,7 @@ class _Builder:
         self.secrets: set[str] = set()
         self.errors: list[ConfigError] = []
         self._parser = parser
-        self._events: Iterator[yaml.Event] = iter(())
+        self._events: Iterator[Any] = iter(())
         self._anchors: dict[str, Any] = {}
         self._strings: dict[str, str] = {}  # one object per distinct string
         self._resolver = yaml.resolver.Resolver()
