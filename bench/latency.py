@@ -31,8 +31,7 @@ import apprise  # noqa: E402
 
 from bench.support import FarmProcess, SmtpSink, rss, wait_until, write_config  # noqa: E402
 from monitor.daemon import Daemon  # noqa: E402
-from monitor.poll import PollResult  # noqa: E402
-from monitor.types import FeedRow  # noqa: E402
+from monitor.types import FeedRow, PollResult  # noqa: E402
 
 NS = "latency"  # the farm namespace of this benchmark
 # (published ms, title, url, html body) of one article

@@ -185,7 +185,7 @@ def _runtime(loaded: LoadedConfig, store: Store, owner: str, masker: Masker,
         if outcome == "sent":
             metrics.delivery_latency.labels(channel).observe(latency_s)
 
-    deliverer = Deliverer(store, owner, delivery_settings(cfg.delivery), channels, masker,
+    deliverer = Deliverer(store.outbox, owner, delivery_settings(cfg.delivery), channels, masker,
                           feed_titles=lambda: titles, on_result=delivered,
                           rule_digests=rule_digests(cfg.rules),
                           rule_editions={name: o.edition_window_ms

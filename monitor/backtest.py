@@ -22,8 +22,9 @@ from zoneinfo import ZoneInfo
 
 from monitor.app import open_store
 from monitor.clock import SYSTEM_CLOCK, utc_text
-from monitor.config import ChannelConfig, LoadedConfig, parse_duration
+from monitor.config import LoadedConfig, parse_duration
 from monitor.deliver import MessageTemplates, alert_context
+from monitor.deliver.from_config import channel_settings
 from monitor.errors import RuleError, UsageError
 from monitor.match import RuleSet, compile_query, compile_rules
 from monitor.match.normalize import plain_text
@@ -130,13 +131,10 @@ class Renderer:
             known = ", ".join(sorted(cfg.channels)) or "none defined"
             raise UsageError(f"--render: unknown channel '{channel}' (channels: {known})")
         self.name = channel
-        self.config: ChannelConfig = cfg.channels[channel]
-        self.format = self.config.body_format()
-        self.templates = MessageTemplates(
-            channel, self.format, self.config.language, self.config.title_template,
-            self.config.body_template, self.config.digest_title_template,
-            self.config.digest_body_template, loaded.path)
-        self.tz = ZoneInfo(self.config.timezone)
+        settings = channel_settings(channel, cfg.channels[channel])
+        self.format = settings.body_format
+        self.templates = MessageTemplates.for_channel(settings, loaded.path)
+        self.tz = ZoneInfo(settings.timezone)
         self.feed_titles = cfg.feed_titles()
 
     def context(self, hit: Hit, now_ms: int) -> dict[str, object]:

@@ -5,28 +5,17 @@ record the outcome and the next poll time, count it in the metrics.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 from monitor.app import Parts, Runtime
 from monitor.archive.files import write_rule_archives
 from monitor.errors import FeedError, StoreError
 from monitor.metrics import Metrics
 from monitor.schedule import politeness
-from monitor.types import FeedRow, IngestStats, PollOutcome
+from monitor.types import FeedRow, PollOutcome, PollResult
 
 log = logging.getLogger("monitor")
 
 NO_BACKLOG_ALERTS = 2**62  # a published-time floor no item reaches
-
-
-@dataclass(frozen=True)
-class PollResult:
-    feed: str
-    outcome: PollOutcome
-    stats: IngestStats = field(default_factory=IngestStats)
-    error: str | None = None
-    status: int | None = None
-    fetch_seconds: float | None = None
 
 
 def poll_feed(parts: Parts, runtime: Runtime, row: FeedRow, now_ms: int) -> PollResult:

@@ -8,7 +8,7 @@ says otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Final, Protocol
 
@@ -259,6 +259,65 @@ class Fetcher(Protocol):
               last_modified: str | None = None) -> FetchResult: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class PollResult:
+    feed: str
+    outcome: PollOutcome
+    stats: IngestStats = field(default_factory=IngestStats)
+    error: str | None = None
+    status: int | None = None
+    fetch_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStats:
+    """What one delivery run did; runs add up with ``+``."""
+
+    sent: int = 0  # alerts delivered (a digest counts all it carried)
+    messages: int = 0
+    failed: int = 0
+    dead: int = 0
+    held: int = 0
+    silenced: int = 0
+    deferred: int = 0
+    leased: int = 0
+
+    def __add__(self, other: DeliveryStats) -> DeliveryStats:
+        return DeliveryStats(*(getattr(self, f.name) + getattr(other, f.name)
+                               for f in fields(self)))
+
+    @property
+    def touched(self) -> int:
+        return self.sent + self.failed + self.dead + self.held + self.silenced
+
+
+@dataclass(frozen=True)
+class OnceReport:
+    """What ``feed-monitor once`` did: each feed's poll, and the totals."""
+
+    results: tuple[PollResult, ...]
+    ingest: IngestStats
+    delivery: DeliveryStats
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one send through one channel came to; ``error`` is masked, "" when ok."""
+
+    ok: bool
+    error: str = ""
+
+
+class Notifier(Protocol):
+    """Sends one rendered message through one channel (all of its URLs).
+
+    Never raises for a failed send: the outcome says so, with the service's error text,
+    secrets masked. ``message_id`` is the alert's stable id (email uses it as Message-ID,
+    so a resend carries the same one)."""
+
+    def send(self, title: str, body: str, message_id: str) -> SendOutcome: ...
 
 
 class Parser(Protocol):

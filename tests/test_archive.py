@@ -180,7 +180,7 @@ def test_malformed_text_names_source_line_and_expectation(text: str, line: int,
 
 
 @pytest.mark.parametrize(("name", "line", "expected"), [
-    ("not-an-item.md", 1, "expected the timestamp comment"),
+    ("not-an-item.md", 1, "not an archive file"),
     ("short-separator.md", 3, "expected the separator line"),
     ("unclosed-front-matter.md", 1, "never closed"),
 ])

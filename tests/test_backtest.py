@@ -150,7 +150,7 @@ def test_query_from_the_command_line(setup: tuple[Path, WebhookReceiver],
         "https://www.rfi.fr/tw/2", "https://www.rfi.fr/cn/3"]
     assert "【台湾】总统大选：选民关注经济" in found[1]
     assert found[0].split("\n")[2] == "  keywords: 烏克蘭"
-    assert out.strip().splitlines()[-1].startswith("rule '--query': 2 matches in 4 stored")
+    assert out.strip().splitlines()[-1].startswith("rule 'query': 2 matches in 4 stored")
     code, out, _ = run(capsys, config, "--query", "体育")
     assert code == 0 and blocks(out) == []
     assert "0 matches in 4 stored items" in out
@@ -217,10 +217,10 @@ def test_render_html_channel_in_its_language_and_time_zone(
     assert code == 0, err
     [found] = blocks(out)
     assert "┌─ message to 'mail' (html)" in found
-    assert "│ title: [--query] 习近平结束访俄，北京与莫斯科建立" in found
+    assert "│ title: [query] 习近平结束访俄，北京与莫斯科建立" in found
     html = found.split("│ ", 3)[-1]
     assert html.startswith('<p><a href="https://www.rfi.fr/cn/1"><strong>')
-    assert "来源: RFI 简体, RFI 繁體<br>规则: --query<br>关键词: 普京<br>" in html
+    assert "来源: RFI 简体, RFI 繁體<br>规则: query<br>关键词: 普京<br>" in html
     assert "<blockquote>中国国家主席习近平周三离开莫斯科。【普京】和习近平说" in html
     assert " CST</p>" in html  # Asia/Shanghai
 

@@ -90,7 +90,7 @@ def make_deliverer(store: Store, clock: FakeClock, urls: Mapping[str, str],
     channels = build_channels({name: ChannelSettings(name, (url,), "text",
                                                      rate_limit=rate_limit)
                                for name, url in urls.items()}, masker)
-    return Deliverer(store, "test-owner", dataclasses.replace(SETTINGS, **settings), channels,
+    return Deliverer(store.outbox, "test-owner", dataclasses.replace(SETTINGS, **settings), channels,
                      masker, clock=clock)
 
 

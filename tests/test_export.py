@@ -112,11 +112,11 @@ def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert files(out) == [archive_filename(article(1, T0, "乌克兰"))]
     assert main(["export", "-c", str(config), "--out", str(out), "--rule", "ukrane"]) == 2
     assert capsys.readouterr().err == (
-        f"error: {config} --rule: unknown rule 'ukrane' with no stored matches "
+        f"error: --rule: unknown rule 'ukrane' in {config} with no stored matches "
         "(rules: ukraine)\n")
     assert main(["export", "-c", str(config), "--out", str(out), "--feed", "nope"]) == 2
     assert "--feed: no feed 'nope'" in capsys.readouterr().err
-    assert main(["export", "-c", str(config), "--out", str(out), "--since", "last week"]) == 1
+    assert main(["export", "-c", str(config), "--out", str(out), "--since", "last week"]) == 2
     assert capsys.readouterr().err.startswith("error: --since: expected a duration (7d)")
 
 

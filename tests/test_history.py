@@ -310,11 +310,11 @@ def test_prune_command_without_retention_and_with_bad_overrides(
                           rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
     assert main(["prune", "-c", str(config)]) == 0
     assert capsys.readouterr().out.startswith("nothing to prune")
-    assert main(["prune", "-c", str(config), "--items", "90d", "--keys", "30d"]) == 1
+    assert main(["prune", "-c", str(config), "--items", "90d", "--keys", "30d"]) == 2
     assert capsys.readouterr().err == (
         "error: --items/--keys (retention): retention.keys must be at least retention.items: "
         "a key deleted before its body would let the item alert again\n")
-    assert main(["prune", "-c", str(config), "--items", "soon"]) == 1
+    assert main(["prune", "-c", str(config), "--items", "soon"]) == 2
     assert capsys.readouterr().err.startswith("error: --items: expected a duration")
     assert main(["prune", "-c", str(config), "--keys", "400d"]) == 0
     assert capsys.readouterr().out == "0 item bodies emptied, 0 items deleted\n"

@@ -10,9 +10,9 @@ import pytest
 import monitor.app
 from monitor.app import build
 from monitor.config import load_config
-from monitor.daemon import Daemon, OnceReport
+from monitor.daemon import Daemon
 from monitor.poll import poll_feed
-from monitor.types import PollOutcome
+from monitor.types import OnceReport, PollOutcome
 from tests.daemon import write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
 from tests.support.clock import FakeClock

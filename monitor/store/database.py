@@ -71,11 +71,8 @@ class Database:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            # IMMEDIATE takes the write lock up front: a deferred transaction that
-            # reads and then writes fails at once (SQLITE_BUSY) when another thread
-            # wrote in between, and busy_timeout cannot save it. Sent on the driver's
-            # connection: every transaction starts here, and SQLAlchemy's statement
-            # machinery (events, execution context) would cost more than the BEGIN.
+            # The write lock up front, sent on the driver's connection: see
+            # docs/architecture.md, 'SQLite by default', 'BEGIN IMMEDIATE on the driver'.
             conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
 
         return engine
@@ -136,13 +133,8 @@ def _cause(e: SQLAlchemyError) -> str:
 
 
 def _ping_when_idle(engine: Engine, clock: Clock) -> None:
-    """Pessimistic disconnect handling, for connections that sat idle in the pool.
-
-    A connection unused for ``IDLE_PING_S`` is pinged when taken (a server restart or a
-    firewall's idle cut shows there, and the pool then connects afresh); a busy daemon's
-    connections go back and forth many times a second and are not pinged, where
-    ``pool_pre_ping`` would add a round trip to every transaction.
-    """
+    """Ping a pooled connection when taken after ``IDLE_PING_S`` idle, else never (see
+    docs/architecture.md, 'Idle pings')."""
 
     @event.listens_for(engine, "checkin")
     def _checkin(_dbapi_conn: Any, record: Any) -> None:
@@ -173,11 +165,7 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *ret
     has no RETURNING; it also has one writer at a time, so what this transaction
     looked up is exact and every row goes in).
 
-    Written as driver SQL, multi-row VALUES in chunks of 2^k rows (at most 256; so a
-    few statement texts, which SQLite keeps prepared, serve every poll): SQLAlchemy's
-    insert processes every row's parameters in Python, which cost more than the
-    database's work for a poll's matches and alerts. SQLite counts the rows it
-    inserted itself (one writer at a time); else RETURNING tells.
+    Driver SQL in chunks of 2^k rows: see docs/architecture.md, 'Multi-row INSERT'.
     """
     if not rows:
         return 0 if count else []

@@ -79,11 +79,10 @@ class FeedSchedule:
         transaction has locked; a row whose lease another claimer set in between fails
         the re-checked ``free`` condition. So concurrent claimers get disjoint sets.
 
-        "Configured" is said by exclusion: the statement leaves out the feeds this store
-        has seen in the database but not in ``feed_ids`` (usually none: feeds removed from
-        the config), so its text and parameters do not grow with the number of feeds. A
-        row it takes that is not in ``feed_ids`` (added meanwhile by another daemon with a
-        different config) is handed back untouched and excluded from then on.
+        The statement leaves out the feeds in the database that are not in ``feed_ids``;
+        a row it takes that is not in ``feed_ids`` (another daemon's config added it) is
+        handed back untouched and left out from then on (see docs/architecture.md, 'Claim
+        statements').
         """
         if limit <= 0 or not feed_ids:
             return []
@@ -164,15 +163,8 @@ class FeedSchedule:
         return foreign
 
     def _among(self, column: Any, values: Collection[str]) -> Any:
-        """``column IN values``; on PostgreSQL with one parameter, unnested in a subquery.
-
-        Every claim names all configured feeds: hundreds of IN parameters cost more to
-        render and parse than the claim itself. One parameter keeps the statement text
-        fixed, so psycopg prepares it and PostgreSQL soon switches to a generic plan;
-        in that plan ``= ANY(param)`` would compare each row with every value, while
-        ``IN (SELECT unnest(param))`` hashes the values once. Feed ids (slugs, no commas)
-        travel as one comma-joined string, cheaper to send than an array.
-        """
+        """``column IN values``; on PostgreSQL one parameter unnested in a subquery (see
+        docs/architecture.md, 'Claim statements')."""
         if self._db.is_sqlite:
             return column.in_(list(values))
         param: Any

@@ -1,5 +1,5 @@
 """History: archive imports and exports, and retention (SQL only; the files, progress and
-reports are in ``monitor.history``).
+reports are in ``monitor.archive.files``).
 
 - **Imports** store items as already seen: ``imported`` is set, the rules'
   matches are recorded as not alerted, and no alert row is written. The first
