@@ -10,7 +10,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -345,12 +346,6 @@ def cmd_run(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, clock: Clock) -> int:
-    if not args.verbose and logging.getLogger().level == logging.INFO:
-        # The alerts are the show: of the daemon's log, only warnings, the heartbeat and
-        # the demo's own lines (a story published).
-        logging.getLogger("monitor").setLevel(logging.WARNING)
-        for name in ("monitor.demo", "monitor.heartbeat"):
-            logging.getLogger(name).setLevel(logging.INFO)
     demo = Demo(Path(args.dir), fresh=args.fresh, every=args.every, listen=args.listen,
                 clock=clock)
     try:
@@ -358,11 +353,33 @@ def cmd_demo(args: argparse.Namespace, clock: Clock) -> int:
     except BaseException:
         demo.close()
         raise
-    print(demo.banner(daemon.parts.runtime.loaded, verbose=args.verbose), end="\n\n",
-          flush=True)
-    code = _serve(daemon, args.grace, before_exit=demo.close)
+    quiet = not args.verbose and logging.getLogger().level == logging.INFO
+    logged = ("each story published, a heartbeat every 30 s, warnings (--verbose: every "
+              "poll and send)" if quiet else
+              "every poll and send, as `run` logs them" if args.verbose else
+              f"at --log-level {args.log_level}")
+    with _demo_log(quiet):
+        print(demo.banner(daemon.parts.runtime.loaded, logged), end="\n\n", flush=True)
+        code = _serve(daemon, args.grace, before_exit=demo.close)
     print(demo.farewell(), flush=True)
     return code
+
+
+@contextmanager
+def _demo_log(quiet: bool) -> Iterator[None]:
+    """When ``quiet``, of the daemon's log only warnings, the heartbeat and the demo's own
+    lines (a story published): the alerts are the show. Levels are restored after."""
+    names = ("monitor", "monitor.demo", "monitor.heartbeat")
+    before = {name: logging.getLogger(name).level for name in names}
+    if quiet:
+        logging.getLogger("monitor").setLevel(logging.WARNING)
+        for name in names[1:]:
+            logging.getLogger(name).setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _serve(daemon: Daemon, grace: float,

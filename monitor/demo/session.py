@@ -187,8 +187,9 @@ class Demo:
 
     # -- what the user is told -----------------------------------------------------------
 
-    def banner(self, loaded: LoadedConfig, verbose: bool = False) -> str:
-        """What the demo does, where, and what to try: printed before the first alert."""
+    def banner(self, loaded: LoadedConfig, logged: str) -> str:
+        """What the demo does, where, and what to try: printed before the first alert.
+        ``logged`` says what the log shows."""
         total, out = len(self.stories), self.replay.start
         start = self.start
         if start.resumed and out >= total:
@@ -216,9 +217,7 @@ class Demo:
             f"{self.replay.every:g} s",
             "  rules    " + ";\n           ".join(rules),
             "  alerts   printed below as they arrive (channel console://)",
-            "  log      " + ("every poll and send, as `run` logs them" if verbose else
-                             "each story published, a heartbeat every 30 s, warnings "
-                             "(--verbose: every poll and send)"),
+            f"  log      {logged}",
             f"  console  http://{host}:{port}/  (also /healthz and /metrics)"
             + (f"; {self.listen_note}" if self.listen_note else ""),
             f"  data     {self.folder}/: {how}",
