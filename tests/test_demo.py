@@ -150,6 +150,9 @@ def test_fresh_removes_the_earlier_database_and_a_foreign_config_is_refused(
     code, _, err = cli(capsys, "demo", "--dir", str(mine), "--fresh")
     assert code == 2 and "was not written by the demo" in err
     assert (mine / "monitor.yaml").read_text(encoding="utf-8") == "feeds: []\n"
+    code, _, err = cli(capsys, "demo", "--dir", str(mine / "monitor.yaml"))
+    assert code == 1 and err.startswith("error: ") and "cannot create the demo folder" in err
+    assert cli(capsys, "demo", "--dir", str(folder), "--every", "0")[0] == 2
 
 
 # -- the command, as a user runs it ----------------------------------------------------------

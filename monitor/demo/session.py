@@ -116,7 +116,11 @@ class Demo:
             raise MonitorError(f"demo: cannot start the feed server on 127.0.0.1: "
                                f"{e.strerror or e}") from e
         self.server.start()
-        self._write_config()
+        try:
+            self._write_config()
+        except BaseException:
+            self.server.stop()
+            raise
         log.debug("demo: %d stories, %d out", total, self.replay.start)
 
     # -- the folder ----------------------------------------------------------------------
@@ -129,8 +133,12 @@ class Demo:
             raise MonitorError(f"{folder}: cannot create the demo folder: "
                                f"{e.strerror or e}") from e
         if self.config_path.exists():
-            head = self.config_path.read_text(encoding="utf-8", errors="replace")[:len(MARK)]
-            if head != MARK:
+            try:
+                head = self.config_path.read_text(encoding="utf-8", errors="replace")
+            except OSError as e:
+                raise MonitorError(f"{self.config_path}: cannot read: {e.strerror or e}") \
+                    from e
+            if not head.startswith(MARK):
                 raise UsageError(f"--dir {folder}: {self.config_path} was not written by "
                                  "the demo; choose another folder (--dir)")
         db = folder / DB_NAME
