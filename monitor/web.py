@@ -26,7 +26,11 @@ class WebServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 path = self.path.split("?", 1)[0]
                 if path == "/healthz":
-                    problems = health()
+                    try:
+                        problems = health()
+                    except Exception as e:  # a check that broke is a reason too
+                        log.exception("health check failed")
+                        problems = [f"health check failed: {e.__class__.__name__}"]
                     body = json.dumps({"status": "fail" if problems else "ok",
                                        "problems": problems}, ensure_ascii=False).encode()
                     self._send(503 if problems else 200, "application/json", body)
