@@ -160,6 +160,23 @@ def test_a_429_with_retry_after_pauses_the_whole_channel_then_it_resumes_in_orde
     assert [r.json["title"] for r in calls[1:]] == TITLES[:6]  # in order, each once
 
 
+def test_template_syntax_in_an_item_is_sent_as_text_never_evaluated(
+        sqlite_store: Store, webhook_receiver: WebhookReceiver) -> None:
+    clock = FakeClock()
+    hostile = "{{ 7 * 7 }} {% for x in range(3) %}x{% endfor %} {{ config }}"
+    item = Item(key=canonical_url("https://www.rfi.fr/cn/t"), url="https://www.rfi.fr/cn/t",
+                title=f"中俄 {hostile}", published_ms=T0, feed_id="cn",
+                content=f"<p>{hostile}</p>")
+    matching = MatchingFunctions(
+        lambda item, feeds: [RuleMatch("china-russia", ("中俄",))], lambda rule: ["hook"])
+    assert sqlite_store.items.ingest("cn", [item], clock.now_ms(), matching).alerts == 1
+    deliverer = make_deliverer(sqlite_store, clock, {"hook": webhook_receiver.apprise_url()})
+    assert deliverer.deliver_due().sent == 1
+    [sent] = webhook_receiver.received
+    assert sent.json["title"] == f"[china-russia] 中俄 {hostile}"
+    assert "49" not in sent.json["title"] and "xxx" not in sent.json["message"]
+
+
 def test_a_429_without_retry_after_keeps_the_backoff_of_a_failed_send(
         sqlite_store: Store, webhook_receiver: WebhookReceiver) -> None:
     clock = FakeClock()
