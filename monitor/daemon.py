@@ -28,7 +28,7 @@ from monitor.types import (
     PollOutcome,
     PollResult,
 )
-from monitor.web import WebServer
+from monitor.web import ConsoleSource, WebServer
 
 log = logging.getLogger("monitor")
 
@@ -227,7 +227,8 @@ class Daemon:
         web = None
         if cfg.http.enabled:
             try:
-                web = WebServer(*cfg.http.host_port(), parts.metrics, self.health)
+                web = WebServer(*cfg.http.host_port(), parts.metrics, self.health,
+                                self._console() if cfg.http.console else None)
             except OSError as e:
                 raise MonitorError(f"cannot listen on {cfg.http.listen} (http.listen): "
                                    f"{e.strerror or e}") from e
@@ -241,6 +242,14 @@ class Daemon:
         if web is not None:
             web.stop()
         return code
+
+    def _console(self) -> ConsoleSource:
+        """What the web console reads: the config in force follows reloads."""
+        token = self.parts.runtime.loaded.config.http.admin_token
+        if token:
+            self.parts.masker.add([token])
+        return ConsoleSource(self.parts.store, self.parts.clock, self.parts.masker,
+                             lambda: self.parts.runtime.loaded)
 
     def health(self) -> list[str]:
         """Reasons the daemon is unhealthy; empty when all is well."""
