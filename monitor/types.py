@@ -548,6 +548,8 @@ class Readouts(Protocol):
 
     def latest_alert_id(self) -> int: ...
 
+    def feed_row(self, feed_id: str) -> FeedRow | None: ...
+
     def feed_items(self, feed_id: str, limit: int) -> list[ItemSummary]:
         """The items most recently first seen in the feed."""
 

@@ -23,6 +23,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 T0 = 1_700_000_000_000
 TOKEN = "console-test-token-0123"
+SECRET = "feed-password-4711"
 
 HOSTILE = FeedItem(
     '<script>window.pwned=1</script>乌克兰 {{ 7*7 }} **bold** [x](javascript:alert(1))',
@@ -73,7 +74,8 @@ def start(tmp_path: Path, feed_server: FeedServer, **http: Any) -> tuple[Daemon,
         http={"enabled": True, "listen": f"127.0.0.1:{port}", **http},
         feeds=[{"id": "rfi-cn", "url": feed_server.url("/cn/rss"), "title": "RFI 中文"},
                {"id": "rfi-tw", "url": feed_server.url("/tw/rss")},
-               {"id": "gone", "url": feed_server.url("/missing")}],
+               {"id": "gone", "url": feed_server.url("/missing").replace(
+                   "http://", f"http://reader:{SECRET}@")}],
         # A webhook nobody listens on: its alerts fail once and become dead letters.
         channels={"console": {"urls": ["console://"]},
                   "hook": {"urls": [f"json://127.0.0.1:{free_port()}/"]}},
@@ -173,6 +175,11 @@ def test_pages_show_feeds_alerts_and_matches_and_escape_hostile_items(
         assert page.locator("#items tbody tr").count() == 4
         assert "ukraine" in page.locator("main").inner_text()
         page.screenshot(path=str(tmp_path / "feed.png"), full_page=True)
+        # Secrets are masked as in 'status': a feed URL's password shows nowhere.
+        page.goto(base + "/feeds/gone")
+        assert "reader:" in page.locator("main").inner_text()
+        for path in ("/", "/feeds/gone", "/alerts", "/rules/ukraine"):
+            assert SECRET not in http_get(base + path)[1]
 
         # Without a token no action endpoint exists.
         assert post(base + "/actions/silence", {"rule": "ukraine", "for": "1h"}) == 404

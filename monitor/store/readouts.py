@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, tuple_
+from sqlalchemy import ColumnElement, func, select
 
 from monitor.store.database import Database
 from monitor.store.rows import feed_row
@@ -64,6 +64,11 @@ class Readouts:
 
     # -- the web console ----------------------------------------------------------------
 
+    def feed_row(self, feed_id: str) -> FeedRow | None:
+        with self._db.connect("reading a feed's schedule") as conn:
+            row = conn.execute(select(feeds).where(feeds.c.id == feed_id)).mappings().first()
+        return None if row is None else feed_row(row)
+
     def alert_page(self, where: AlertFilter, before_id: int | None,
                    limit: int) -> tuple[list[ConsoleAlert], int | None]:
         cond = _alert_conditions(where)
@@ -92,8 +97,11 @@ class Readouts:
                 select(alerts, silences.c.comment.label("s_comment"),
                        silences.c.ends_ms.label("s_ends"))
                 .outerjoin(silences, silences.c.id == alerts.c.silence_id)
-                .where(tuple_(alerts.c.rule, alerts.c.item_id).in_(pairs), *cond)
+                .where(alerts.c.rule.in_({p[0] for p in pairs}),
+                       alerts.c.item_id.in_({p[1] for p in pairs}), *cond)
                 .order_by(alerts.c.channel)).mappings().all()
+            wanted = set(pairs)
+            full = [r for r in full if (r["rule"], r["item_id"]) in wanted]
             item_ids = sorted({p[1] for p in pairs})
             summaries = {r.id: _summary(r) for r in conn.execute(
                 select(*_SUMMARY).where(items.c.id.in_(item_ids)))}

@@ -125,7 +125,8 @@ Index("ix_alerts_due", alerts.c.status, alerts.c.next_attempt_ms)
 Index("ix_alerts_rule_id", alerts.c.rule, alerts.c.id)
 Index("ix_alerts_channel_id", alerts.c.channel, alerts.c.id)
 Index("ix_alerts_status_id", alerts.c.status, alerts.c.id)
-Index("ix_alerts_item", alerts.c.item_id)
+# The outbox summed per channel and state (status, the console) from the index alone.
+Index("ix_alerts_channel_state", alerts.c.channel, alerts.c.status, alerts.c.attempts)
 
 # Silences, as in Alertmanager: alerts of a rule (and optionally one channel)
 # created while a silence is active are recorded as silenced and never sent.

@@ -23,6 +23,7 @@ from monitor.web.text import Text, followable, marked, shown_title
 
 HERE = Path(__file__).parent
 PAGE = 50  # alerts per page
+FEED_PAGE = 200  # feeds per page of the overview
 STATES = ("pending", "retrying", "held", "silenced", "dead", "sent")
 BACKTEST_SINCE = {"7d": 7, "30d": 30, "all": None}
 BACKTEST_SHOWN = 100
@@ -89,6 +90,13 @@ def console_app(source: ConsoleSource) -> Flask:
         # Unhealthy first, then failing, then by id.
         feeds.sort(key=lambda f: (f["healthy"], -(f["row"].failures if f["row"] else 0),
                                   f["id"]))
+        # Paged: a page of 5,000 rows would take longer to render than to read.
+        start = (_int_arg("feeds") or 0) * FEED_PAGE
+        shown = feeds[start:start + FEED_PAGE]
+        paging = {"start": start + 1 if shown else 0, "end": start + len(shown),
+                  "total": len(feeds), "page": start // FEED_PAGE,
+                  "pages": max(1, -(-len(feeds) // FEED_PAGE)),
+                  "unhealthy": sum(not f["healthy"] for f in feeds)}
         outbox = store.readouts.alert_summary()
         empty = dict.fromkeys(STATES, 0)
         channels = [{"name": n, "configured": True, **empty, **outbox.get(n, {})}
@@ -99,7 +107,7 @@ def console_app(source: ConsoleSource) -> Flask:
         week = store.readouts.rule_match_counts(now - 7 * 86_400_000)
         rules = [{"name": r.name, "day": day.get(r.name, 0), "week": week.get(r.name, 0)}
                  for r in cfg.rules]
-        return render_template("overview.html", feeds=feeds, channels=channels,
+        return render_template("overview.html", feeds=shown, paging=paging, channels=channels,
                                rules=rules, silences=store.outbox.silences(now),
                                counts=store.readouts.counts(), states=STATES)
 
@@ -130,7 +138,7 @@ def console_app(source: ConsoleSource) -> Flask:
     def feed_page(feed_id: str) -> str:
         cfg = source.config().config
         feed = next((f for f in cfg.feeds if f.id == feed_id), None)
-        row = next((r for r in store.readouts.feed_rows() if r.id == feed_id), None)
+        row = store.readouts.feed_row(feed_id)
         if feed is None and row is None:
             abort(404)
         rules = [r.name for r in cfg.rules if not r.feeds or feed_id in r.feeds]

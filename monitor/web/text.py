@@ -40,7 +40,8 @@ ZH: dict[str, str] = {
     "by silence": "静默", "error": "错误", "all feeds": "全部订阅源",
     "Items": "条目", "alerts": "警报", "items": "条目", "Times in": "时区",
     "no link": "无链接", "Query error": "查询错误", "alerted": "已警报",
-    "recorded only": "仅记录", "no matches": "无匹配",
+    "recorded only": "仅记录", "no matches": "无匹配", "Previous": "上一页",
+    "Next": "下一页",
 }
 
 
