@@ -1,7 +1,7 @@
 """Benchmark: the web console's pages at 5,000 feeds and 100,000 alerts, rendered on the
 server, against /healthz (the floor: routing and a database ping) in the same run.
 
-    python bench/web.py [--feeds 5000] [--alerts 100000] [--repeat 7] [--quick]
+    python bench/web.py [--feeds 5000] [--alerts 100000] [--repeat 7] [--quick] [--json F]
 
 A fresh SQLite file is seeded directly (SQLAlchemy Core, no polling): ``--feeds`` feed
 rows, one in twenty failing; ``--alerts / 2`` items spread over the last 60 days, each
@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert
 
@@ -120,12 +121,17 @@ def timed(client, url: str, repeat: int) -> list[float]:  # type: ignore[no-unty
     return out
 
 
+def _figure(times: list[float]) -> dict[str, float]:
+    return {"median_ms": round(statistics.median(times), 1), "worst_ms": round(max(times), 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--feeds", type=int, default=5000)
     ap.add_argument("--alerts", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="500 feeds, 10,000 alerts, 3 runs")
+    ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     if args.quick:
         args.feeds, args.alerts, args.repeat = 500, 10_000, 3
@@ -155,14 +161,23 @@ def main() -> None:
             ("feed page", "/feeds/feed-00042"),
             ("rule page", f"/rules/{RULES[3]}"),
         ]
-        print(f"{'page':34} {'median ms':>10} {'worst ms':>10}")
-        for label, url in pages:
-            times = timed(client, url, args.repeat)
-            print(f"{label:34} {statistics.median(times):10.1f} {max(times):10.1f}")
-        times = timed(client, f"/rules/{RULES[3]}?q=%E4%B9%8C%E5%85%8B%E5%85%B0&since=7d",
-                      max(1, args.repeat // 3))
-        print(f"{'rule page + backtest (7 d)':34} {statistics.median(times):10.1f} "
-              f"{max(times):10.1f}")
+        figures: dict[str, Any] = {"feeds": args.feeds, "alerts": args.alerts,
+                                   "repeat": args.repeat, "pages": {}}
+        print(f"\n{args.feeds:,} feeds, {args.alerts:,} alerts; {args.repeat} requests a "
+              "page after a warm-up\n")
+        print("| page | URL | median ms | worst ms |")
+        print("|---|---|---:|---:|")
+        backtest = f"/rules/{RULES[3]}?q=%E4%B9%8C%E5%85%8B%E5%85%B0&since=7d"
+        for label, url in [*pages, ("rule page + backtest over 7 days", backtest)]:
+            times = timed(client, url, args.repeat if url != backtest
+                          else max(1, args.repeat // 3))
+            figures["pages" if url != backtest else "backtest"] = (
+                figures["pages"] | {label: _figure(times)} if url != backtest
+                else _figure(times))
+            print(f"| {label} | `{url}` | {statistics.median(times):.1f} | "
+                  f"{max(times):.1f} |")
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1))
         store.close()
 
 

@@ -106,13 +106,13 @@ class Readouts:
             summaries = {r.id: _summary(r) for r in conn.execute(
                 select(*_SUMMARY).where(items.c.id.in_(item_ids)))}
             seen: dict[int, list[str]] = {}
-            for r in conn.execute(select(item_feeds.c.item_id, item_feeds.c.feed_id)
+            for f in conn.execute(select(item_feeds.c.item_id, item_feeds.c.feed_id)
                                   .where(item_feeds.c.item_id.in_(item_ids))
                                   .order_by(item_feeds.c.first_seen_ms)):
-                seen.setdefault(r.item_id, []).append(r.feed_id)
+                seen.setdefault(f.item_id, []).append(f.feed_id)
         grouped: dict[tuple[str, int], list[Any]] = {}
-        for r in full:
-            grouped.setdefault((r["rule"], r["item_id"]), []).append(r)
+        for a in full:
+            grouped.setdefault((a["rule"], a["item_id"]), []).append(a)
         out = []
         for pair in pairs:
             group = grouped.get(pair)

@@ -76,7 +76,7 @@ def console_app(source: ConsoleSource) -> Flask:
         cfg = loaded.config
         now = source.clock.now_ms()
         rows = {r.id: r for r in store.readouts.feed_rows()}
-        feeds = []
+        feeds: list[dict[str, Any]] = []
         for f in cfg.feeds:
             r = rows.get(f.id)
             sick = bool(r and unhealthy(r.failures, cfg.defaults.unhealthy_after))
