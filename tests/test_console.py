@@ -49,7 +49,10 @@ def browser() -> Iterator[Any]:
     except ImportError:
         _no_browser("the playwright package is not installed (the 'test' extra)")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        except Exception as e:  # a broken install: say why, as for a missing one
+            _no_browser(f"{CHROMIUM} did not start: {str(e).splitlines()[0]}")
         yield b
         b.close()
 
@@ -207,6 +210,13 @@ def test_actions_need_the_token_and_a_csrf_token_and_are_logged(
         page.fill("#token", TOKEN)
         page.click("#login")
         assert page.locator("header .badge").inner_text() == "管理"
+        # Logged in, but a form without the session's CSRF token is still refused.
+        forged = page.request.post(base + "/actions/silence",
+                                   form={"rule": "ukraine", "for": "1h"})
+        assert forged.status == 403
+        forged = page.request.post(base + "/actions/silence",
+                                   form={"rule": "ukraine", "for": "1h", "csrf": "guess"})
+        assert forged.status == 403
 
         page.goto(base + "/rules/ukraine")
         page.click("#silence")
