@@ -279,6 +279,20 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class PollRecord:
+    """One finished poll as the console's feed page lists it."""
+
+    started_ms: int
+    seconds: float  # the whole poll: fetch, parse, store, match
+    outcome: PollOutcome
+    status: int | None
+    new: int
+    updated: int
+    alerts: int
+    error: str | None
+
+
+@dataclass(frozen=True)
 class ConsoleAlert:
     """One rule's alert about one item, with its delivery state per channel."""
 

@@ -176,11 +176,16 @@ def test_pages_show_feeds_alerts_and_matches_and_escape_hostile_items(
 
         page.goto(base + "/feeds/rfi-cn")
         assert page.locator("#items tbody tr").count() == 4
+        # Its recent polls: outcome, status code, time taken.
+        polls = page.locator("#polls tbody tr")
+        assert polls.count() >= 2
+        assert "304" in polls.first.inner_text() and " s" in polls.first.inner_text()
         assert "ukraine" in page.locator("main").inner_text()
         page.screenshot(path=str(tmp_path / "feed.png"), full_page=True)
         # Secrets are masked as in 'status': a feed URL's password shows nowhere.
         page.goto(base + "/feeds/gone")
         assert "reader:" in page.locator("main").inner_text()
+        assert "HTTP 404" in page.locator("#polls tbody tr").first.inner_text()
         for path in ("/", "/feeds/gone", "/alerts", "/rules/ukraine"):
             assert SECRET not in http_get(base + path)[1]
 

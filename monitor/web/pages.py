@@ -18,7 +18,7 @@ from monitor.match import compile_query
 from monitor.schedule.politeness import unhealthy, unhealthy_reason
 from monitor.secrets import Masker
 from monitor.store import Store
-from monitor.types import AlertFilter, AlertState, Clock
+from monitor.types import AlertFilter, AlertState, Clock, PollRecord
 from monitor.web.text import Text, followable, marked, shown_title
 
 HERE = Path(__file__).parent
@@ -38,6 +38,8 @@ class ConsoleSource:
     clock: Clock
     masker: Masker
     config: Callable[[], LoadedConfig]
+    # This daemon's recent polls of a feed, newest first (none outside a daemon).
+    recent_polls: Callable[[str], list[PollRecord]] = lambda _feed: []
 
 
 def console_app(source: ConsoleSource) -> Flask:
@@ -147,6 +149,7 @@ def console_app(source: ConsoleSource) -> Flask:
             url=masker(feed.url if feed else row.url if row else ""),
             error=masker(row.last_error) if row and row.last_error else None,
             items=store.readouts.feed_items(feed_id, 50),
+            polls=source.recent_polls(feed_id),
             healthy=not (row and unhealthy(row.failures, cfg.defaults.unhealthy_after)))
 
     @app.get("/rules/<name>")

@@ -41,7 +41,8 @@ ZH: dict[str, str] = {
     "Items": "条目", "alerts": "警报", "items": "条目", "Times in": "时区",
     "no link": "无链接", "Query error": "查询错误", "alerted": "已警报",
     "recorded only": "仅记录", "no matches": "无匹配", "Previous": "上一页",
-    "Next": "下一页",
+    "Next": "下一页", "Recent polls": "最近抓取", "time taken": "耗时", "new": "新增",
+    "updated": "更新", "none since this daemon started": "本进程启动以来尚无",
 }
 
 
