@@ -332,3 +332,22 @@ def test_a_gb18030_body_without_declaration_is_still_decoded() -> None:
     parsed = parse_feed(body, {"Content-Type": "application/rss+xml; charset=gb2312"}, "f", 0)
     assert parsed.title == "中文新闻标题和更多的中文内容"
     assert parsed.items[0].title == "标题：俄罗斯与乌克兰的关系"
+
+
+@pytest.mark.parametrize("ref", ["&#xD800;", "&#55296;", "&#xdfff;", "&#x0000D800;",
+                                 "&#x110000;", "&#99999999999999999999999;", "&#0;", "\x00"])
+def test_references_to_no_character_become_u_fffd_and_the_rest_is_read(ref: str) -> None:
+    body = (f'<rss version="2.0"><channel><title>t</title>'
+            f'<item><title>x{ref}y</title><link>https://x.org/a</link></item>'
+            f'<item><title>fine &#x4E2D;</title><link>https://x.org/b</link></item>'
+            f'</channel></rss>').encode()
+    parsed = parse_feed(body, RSS, "f", NOW)
+    assert [i.title for i in parsed.items] == ["x\ufffdy", "fine 中"]
+    assert any("replaced by U+FFFD" in w for w in parsed.warnings)
+
+
+def test_json_feed_lone_surrogates_and_nul_become_u_fffd() -> None:
+    body = (b'{"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": ['
+            b'{"id": "1", "url": "https://x.org/a", "title": "x\\ud800y\\u0000z"}]}')
+    [item] = parse_feed(body, {"Content-Type": "application/feed+json"}, "f", NOW).items
+    assert item.title == "x\ufffdy\ufffdz"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import calendar
 import io
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,13 +38,47 @@ def _fp_entry(fp_entry: Mapping[str, Any]) -> RawEntry:
     )
 
 
+# A numeric character reference as feedparser's loose parser reads one (";" required).
+_CHARREF = re.compile(rb"&#([0-9]+|[xX][0-9a-fA-F]+);")
+
+
+def _no_charref_to_nowhere(xml: bytes) -> tuple[bytes, int]:
+    """``xml`` with NUL bytes and each character reference to a code point that is no
+    character (a lone surrogate such as ``&#xD800;``, beyond U+10FFFF, or NUL) replaced by
+    U+FFFD, and how many there were. feedparser's loose parser raises on the references,
+    and keeps NUL, which PostgreSQL refuses in text; lxml declines all of them."""
+    bad = xml.count(b"\x00")
+    if bad:
+        xml = xml.replace(b"\x00", "\ufffd".encode())
+    if b"&#" not in xml:
+        return xml, bad
+
+    def fix(m: re.Match[bytes]) -> bytes:
+        nonlocal bad
+        ref = m.group(1)
+        hexa = ref[:1] in (b"x", b"X")
+        digits = (ref[1:] if hexa else ref).lstrip(b"0") or b"0"
+        if len(digits) <= (6 if hexa else 7):
+            code = int(digits, 16 if hexa else 10)
+            if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
+                return m.group(0)
+        bad += 1
+        return b"&#xFFFD;"
+
+    return _CHARREF.sub(fix, xml), bad
+
+
 def _feedparser_feed(xml: bytes, headers: Mapping[str, str]) -> tuple[RawFeed, bool]:
     """Read with feedparser; (feed, looks like a feed at all)."""
+    xml, replaced = _no_charref_to_nowhere(xml)
     # feedparser.parse() opens a bytes argument as a file name if it can, and fetches a
     # str that looks like a URL: only ever hand it a stream.
     result = feedparser.parse(io.BytesIO(xml), response_headers=dict(headers),
                               sanitize_html=False, resolve_relative_uris=False)
     warnings: list[str] = []
+    if replaced:
+        warnings.append(f"{replaced} NUL or invalid character reference"
+                        f"{'s' if replaced > 1 else ''} replaced by U+FFFD")
     if result.get("bozo"):
         exc = result.get("bozo_exception")
         detail = str(exc).splitlines()[0][:80] if exc else ""
