@@ -14,8 +14,8 @@ from monitor.daemon import Daemon
 from monitor.poll import poll_feed
 from monitor.types import OnceReport, PollOutcome
 from tests.daemon import write_config
-from tests.support.cli import status_json
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
+from tests.support.cli import status_json
 from tests.support.clock import FakeClock
 
 T0 = 1_700_000_000_000
@@ -219,3 +219,38 @@ def test_an_unexpected_error_in_a_poll_is_a_failure_of_the_feed(
     finally:
         parts.close()
     assert "UnicodeEncodeError" in status_json(config)["feeds"][0]["error"]
+
+
+def test_an_undated_entry_keeps_its_first_seen_time_and_alerts_once(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    def serve(date: str = "") -> None:
+        undated = (f"<item><title>中俄 undated</title><link>https://x.org/u</link>{date}"
+                   "<description>x</description></item>")
+        # No ETag, no Last-Modified: every poll gets the whole body again.
+        feed_server.set_feed("/cn", rss_feed([undated]), etag=False, last_modified=False)
+
+    serve()
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"},
+                   on_update="always")
+    clock = FakeClock(start_ms=T0)
+
+    def poll() -> OnceReport:
+        clock.advance(60)
+        return Daemon.open(str(config), clock=clock).once()
+
+    assert poll().ingest.new == 1
+    for _ in range(3):
+        report = poll()
+        assert (report.ingest.updated, report.ingest.repeats) == (0, 1)
+    assert titles(webhook_receiver) == ["[china-russia] 中俄 undated"]
+    parts = build(load_config(config), clock=clock)
+    try:
+        [stored] = parts.store.items.iter_stored()
+        assert stored.item.published_ms == T0 + 60_000  # the first poll's time
+    finally:
+        parts.close()
+    # A date that appears is an update (on_update: always alerts again); then it holds.
+    serve("<pubDate>Tue, 26 Sep 2023 09:15:01 GMT</pubDate>")
+    assert poll().ingest.updated == 1
+    assert poll().ingest.updated == 0
+    assert len(webhook_receiver.received) == 2

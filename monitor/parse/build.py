@@ -108,7 +108,9 @@ def build(feed: RawFeed, feed_id: str, now_ms: int, base_url: str) -> ParsedFeed
             continue
         seen_keys.add(key)
         published = e.published_ms if e.published_ms is not None else e.updated_ms
+        dated = published is not None
         if published is None:
+            # First seen now: the store keeps the time it first saw the key (Item.dated).
             undated += 1
             published = now_ms
         summary, content = e.summary.strip(), e.content.strip()
@@ -119,6 +121,7 @@ def build(feed: RawFeed, feed_id: str, now_ms: int, base_url: str) -> ParsedFeed
             key=key, url=url, title=plain_title(e.title), published_ms=published,
             feed_id=feed_id, entry_id=entry_id, summary=summary, content=content,
             author=e.author.strip(), categories=tuple(c.strip() for c in e.categories if c.strip()),
+            dated=dated,
         ))
     if skipped:
         warnings.append(f"{_entries(skipped)} without link or id skipped")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, bindparam, exists, select, text, update
@@ -76,7 +76,8 @@ class ItemStore:
         """Store one poll's items and, in the same transaction, the alerts they cause.
 
         Same key and timestamp: a repeat (only the feed is recorded). Same key,
-        new timestamp: an update, stored and re-matched. A rule alerts for an
+        new timestamp: an update, stored and re-matched. An undated item
+        (``Item.dated`` False) keeps the stored time: never an update. A rule alerts for an
         item once: only rules that did not match it before create alerts.
         ``alert_min_published_ms`` holds back alerts for older items (a new
         feed's backlog); their matches are still recorded so they never alert.
@@ -178,6 +179,10 @@ class _Batch:
         """What storing ``it`` means, given its stored row (or None) and where it was seen."""
         if row is None:
             return _Plan(it, None, "new", True, list(self.rules.match(it, {self.feed_id})))
+        if not it.dated and it.published_ms != row.published_ms:
+            # No date in the feed: the time first seen stays, and only a date that appears
+            # (or changes) makes an update.
+            it = replace(it, published_ms=row.published_ms)
         changed = row.published_ms != it.published_ms
         seen_in_feeds = set(seen.get(row.id, ()))
         new_feed = self.feed_id not in seen_in_feeds
