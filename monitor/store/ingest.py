@@ -24,6 +24,7 @@ from monitor.store.rows import (
     feeds_of,
     item_rows,
     item_values,
+    keys_pruned_before,
     matched_rules,
     row_item,
     seen_in,
@@ -81,6 +82,8 @@ class ItemStore:
         item once: only rules that did not match it before create alerts.
         ``alert_min_published_ms`` holds back alerts for older items (a new
         feed's backlog); their matches are still recorded so they never alert.
+        Likewise a new item published before the horizon of a past key prune
+        (``History.prune``): its key may be one retention deleted.
         ``rules.options_for`` gives each rule's ``on_update`` policy and
         cross-edition settings. An item an import stored is recorded quietly the
         first time a poll carries it.
@@ -123,6 +126,7 @@ class _Batch:
         self.now_ms = now_ms
         self.rules = rules
         self.floor = alert_min_published_ms
+        self.keys_horizon: int | None = None  # retention deleted keys published before it
         self.matched = 0
         self.alerts = 0
         self.per_rule: dict[str, int] = {}
@@ -144,6 +148,9 @@ class _Batch:
         ids: dict[str, int] = {}
         lost: list[str] = []
         if new:
+            # Read after the keys: a prune committing in between has recorded its horizon
+            # before deleting anything.
+            self.keys_horizon = keys_pruned_before(conn)
             ids = self._insert_items([p.item for p in new])
             lost = [p.item.key for p in new if p.item.key not in ids]
             if lost:  # another process stored these keys since our SELECT: not new here
@@ -206,6 +213,9 @@ class _Batch:
     def _may_alert(self, w: _Work, rule: str) -> bool:
         if w.quiet or (self.floor is not None and w.item.published_ms < self.floor):
             return False
+        if (w.kind == "new" and self.keys_horizon is not None
+                and w.item.published_ms < self.keys_horizon):
+            return False  # its key was probably pruned after it was seen (and alerted)
         return not (w.kind == "updated" and self.rules.options_for(rule).on_update == "ignore")
 
     def _record_matches(self, hit: list[_Work]) -> None:
