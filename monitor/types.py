@@ -90,6 +90,7 @@ class ParsedFeed:
     warnings: tuple[str, ...] = ()
     title: str | None = None
     ttl_seconds: int | None = None  # RSS <ttl>, when the feed states one
+    link: str | None = None  # the feed's web site (RSS channel link, Atom alternate link)
 
 
 @dataclass(frozen=True, slots=True)
