@@ -4,12 +4,14 @@ random and mutated files to the archive reader (parse_archive).
 The documented outcomes are the only ones allowed: parse_feed never raises and returns a
 ParsedFeed whose items a database can store (UTF-8 text, no NUL); parse_archive returns
 an entry that writes back byte for byte, or raises ArchiveError. Bounded for the suite:
-a few hundred examples each, no per-example deadline (the machine may be busy).
+150 examples each (FEED_MONITOR_FUZZ_EXAMPLES=5000 for a longer hunt), no per-example
+deadline (the machine may be busy).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -25,7 +27,8 @@ FEEDS = sorted(p for p in (FIXTURES / "feeds").iterdir() if p.suffix != ".py")
 ARCHIVES = sorted((FIXTURES / "archive").rglob("*.md"))
 NOW = 1_700_000_000_000
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(os.environ.get("FEED_MONITOR_FUZZ_EXAMPLES", "150")),
+                deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # What a hostile or broken feed puts in a body: markup, references to no character,
 # encodings, DOCTYPEs, CDATA ends, control bytes, JSON pieces.

@@ -475,3 +475,23 @@ def test_no_url_anywhere_raises(link: str, guid: str, base: str, location: str,
         assert ours == fast
     # (feedparser, reading what lxml declines, loses every link under an xml:base that is
     # not a URL: its own resolution fails.)
+
+
+def test_a_declaration_feedparser_cannot_decode_is_read_after_replacement() -> None:
+    # Found by tests/test_fuzz.py: not UTF-8, detected as UTF-8 with a replacement, and
+    # handed to feedparser as sent, whose declaration sniffing raised UnicodeDecodeError.
+    body = (b'<?xml version="1.0" encoding="\x80utf-8"?><feed xmlns="http://www.w3.org/2005/'
+            b'Atom"><title></title><entry><title></title><link href="\x1b"/><id>\x1b</id>'
+            b'<updated></updated><content type="html"></content></entry></feed>')
+    parsed = parse_feed(body, {}, "f", NOW)
+    assert "undecodable bytes replaced" in parsed.warnings
+    assert len(parsed.items) == 1
+
+
+def test_markup_that_trips_feedparser_is_not_a_feed_with_the_reason() -> None:
+    # Found by tests/test_fuzz.py: feedparser's loose parser raised KeyError('links').
+    body = (b'<rss version="2.0"><channel><item><title>t</title><link>/link><pubDate>Wed, 22 '
+            b'Mar 2023 10:15:03 GMT</pubDate></item//x.org/1</link></item></channel></rss>')
+    parsed = parse_feed(body, {}, "f", NOW)
+    assert parsed.outcome == "not-a-feed"
+    assert "not readable: KeyError: 'links'" in parsed.warnings

@@ -82,12 +82,23 @@ def _no_charref_to_nowhere(xml: bytes) -> tuple[bytes, int]:
 
 def _feedparser_feed(xml: bytes, headers: Mapping[str, str]) -> tuple[RawFeed, bool]:
     """Read with feedparser; (feed, looks like a feed at all)."""
-    xml, replaced = _no_charref_to_nowhere(xml)
-    # feedparser.parse() opens a bytes argument as a file name if it can, and fetches a
-    # str that looks like a URL: only ever hand it a stream.
-    result = feedparser.parse(io.BytesIO(xml), response_headers=dict(headers),
-                              sanitize_html=False, resolve_relative_uris=False)
     warnings: list[str] = []
+    try:
+        xml.decode("utf-8")
+    except UnicodeDecodeError:
+        # A body read as UTF-8 with replacements (detected, or the last resort) reaches
+        # here as sent; feedparser's declaration sniffing needs real UTF-8.
+        xml = xml.decode("utf-8", "replace").encode("utf-8")
+    xml, replaced = _no_charref_to_nowhere(xml)
+    try:
+        # feedparser.parse() opens a bytes argument as a file name if it can, and fetches
+        # a str that looks like a URL: only ever hand it a stream.
+        result = feedparser.parse(io.BytesIO(xml), response_headers=dict(headers),
+                                  sanitize_html=False, resolve_relative_uris=False)
+    except Exception as exc:  # its loose parser trips over some broken markup (fuzzing)
+        detail = (str(exc).splitlines() or [""])[0][:80]
+        warnings.append(f"not readable: {type(exc).__name__}: {detail}".rstrip(": "))
+        return RawFeed([], warnings=warnings), False
     if replaced:
         warnings.append(f"{replaced} NUL or invalid character reference"
                         f"{'s' if replaced > 1 else ''} replaced by U+FFFD")
@@ -129,7 +140,8 @@ def read_with_feedparser(xml: bytes, decoded: Decoded, headers: Mapping[str, str
     ParsedFeed of a body that is no feed."""
     feed, is_feed = _feedparser_feed(xml, _utf8_headers(headers, content_type))
     if not is_feed:
+        unreadable = [w for w in feed.warnings if w.startswith("not readable")]
         return ParsedFeed(PollOutcome.NOT_A_FEED, (), ("no RSS, Atom or JSON Feed found",
-                                                  *decoded.warnings))
+                                                  *unreadable, *decoded.warnings))
     feed.warnings[:0] = decoded.warnings
     return feed
