@@ -18,7 +18,13 @@ from xml.sax.saxutils import escape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.archive.format import ArchiveError, entry_to_item, format_archive, parse_archive
+from monitor.archive.format import (
+    ArchiveError,
+    entry_to_item,
+    format_archive,
+    looks_like_archive,
+    parse_archive,
+)
 from monitor.parse import parse_feed
 from monitor.types import Item, ParsedFeed, PollOutcome
 
@@ -176,11 +182,13 @@ def test_mutated_generated_feeds_never_break_the_parser(body: bytes) -> None:
 
 
 def check_archive(text: str) -> None:
+    looks = looks_like_archive(text)
     try:
         entry = parse_archive(text, "fuzz.md")
     except ArchiveError as e:
         assert e.source == "fuzz.md" and (e.line or 0) >= 1
         return
+    assert looks, "import would skip a well-formed archive file as a note"
     assert format_archive(entry) == text
     try:
         item = entry_to_item(entry, "archive")
@@ -194,7 +202,8 @@ archive_text = st.one_of(
     st.lists(st.sampled_from(["---", "a: 1", "b: [x", "*a", "&a [1]", "", "<!--1-->",
                               "<!---5-->", "<!--0017-->", "<!--" + "9" * 30 + "-->",
                               "[t](u)", "[a](b)](c)", "[](x)", "------", "-----", "<p>x</p>",
-                              "\ufeff", "\r", "\x00", "tags: [a, b]", "author: x"]),
+                              "\ufeff", "\r", "\x00", "tags: [a, b]", "author: x",
+                              "a: x\x1c---", "b: \u2028", " ---", "--- "]),
              max_size=12).flatmap(
         lambda rows: st.sampled_from(["\n", "\r\n"]).map(lambda nl: nl.join(rows))),
 )
