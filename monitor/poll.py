@@ -129,7 +129,7 @@ def _poll(parts: Parts, rt: Runtime, row: FeedRow, start_ms: int) -> PollResult:
                        clock.monotonic() - started)
 
 
-def _failed(parts: Parts, rt: Runtime, row: FeedRow, outcome: str, msg: str,
+def _failed(parts: Parts, rt: Runtime, row: FeedRow, outcome: PollOutcome, msg: str,
             status: int | None, retry_after: float | None, elapsed: float) -> PollResult:
     """Record a failed poll on the feed (``msg`` already masked): outcome and error for
     ``status``, one failure more, the next poll after the back-off."""
@@ -152,7 +152,7 @@ def _failed(parts: Parts, rt: Runtime, row: FeedRow, outcome: str, msg: str,
                     feed.id, politeness.unhealthy_reason(failures, d.unhealthy_after,
                                                          outcome, msg),
                     max(interval, d.max_backoff))
-    return PollResult(feed.id, PollOutcome(outcome), error=msg, status=status)
+    return PollResult(feed.id, outcome, error=msg, status=status)
 
 
 def _log_recovery(rt: Runtime, feed_id: str, failures: int) -> None:

@@ -95,9 +95,9 @@ def _feedparser_feed(xml: bytes, headers: Mapping[str, str]) -> tuple[RawFeed, b
         # a str that looks like a URL: only ever hand it a stream.
         result = feedparser.parse(io.BytesIO(xml), response_headers=dict(headers),
                                   sanitize_html=False, resolve_relative_uris=False)
-    except Exception as exc:  # its loose parser trips over some broken markup (fuzzing)
-        detail = (str(exc).splitlines() or [""])[0][:80]
-        warnings.append(f"not readable: {type(exc).__name__}: {detail}".rstrip(": "))
+    except Exception as failed:  # its loose parser trips over some broken markup (fuzzing)
+        detail = (str(failed).splitlines() or [""])[0][:80]
+        warnings.append(f"not readable: {type(failed).__name__}: {detail}".rstrip(": "))
         return RawFeed([], warnings=warnings), False
     if replaced:
         warnings.append(f"{replaced} NUL or invalid character reference"
