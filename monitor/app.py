@@ -23,7 +23,7 @@ from monitor.fetch import Fetcher, FetchLimits
 from monitor.match import RuleSet, compile_rules
 from monitor.metrics import Metrics
 from monitor.parse import parse_feed
-from monitor.secrets import Masker
+from monitor.secrets import Masker, masker_for
 from monitor.store import Store
 from monitor.store.history import DEFAULT_OPTIONS
 from monitor.types import Clock, FeedSpec, Item, Parser, RuleMatch, RuleOptions
@@ -163,9 +163,7 @@ def build(loaded: LoadedConfig, *, clock: Clock = SYSTEM_CLOCK,
 def _runtime(loaded: LoadedConfig, store: Store, owner: str, masker: Masker,
              metrics: Metrics, clock: Clock, *, reloading: bool) -> Runtime:
     """Everything a config determines; raises ConfigError before touching the store."""
-    masker.add(loaded.secrets)
-    for f in loaded.config.feeds:
-        masker.add_userinfo(f.url)
+    masker_for(loaded, masker)
     rules = compile_rules(loaded.rule_specs())
     channels = build_channels(channels_settings(loaded.config.channels), masker, loaded.path)
     cfg = loaded.config

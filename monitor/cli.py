@@ -38,7 +38,7 @@ from monitor.deliver.from_config import channel_settings
 from monitor.errors import ConfigError, MonitorError, UsageError
 from monitor.match import compile_rules
 from monitor.retention import apply_retention
-from monitor.secrets import Masker, MaskingFilter, mask_url
+from monitor.secrets import Masker, MaskingFilter, mask_url, masker_for
 from monitor.status import collect_status, print_status
 from monitor.types import Clock
 
@@ -202,9 +202,15 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> i
         return 130
 
 
-def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
+def _load(args: argparse.Namespace) -> LoadedConfig:
+    """The config of ``-c``; what it makes secret is masked in every output from now on."""
     loaded = load_config(args.config)
-    LOG_MASKER.add(loaded.secrets)
+    masker_for(loaded, LOG_MASKER)
+    return loaded
+
+
+def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
+    loaded = _load(args)
     compile_rules(loaded.rule_specs())
     print(render_summary(loaded))
     return 0
@@ -212,8 +218,8 @@ def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
 
 def render_summary(loaded: LoadedConfig) -> str:
     cfg = loaded.config
-    masker = Masker(loaded.secrets)
-    lines = [f"{loaded.path}: OK", f"database: {_mask_db(cfg.database)}",
+    masker = masker_for(loaded)
+    lines = [f"{loaded.path}: OK", f"database: {masker(_mask_db(cfg.database))}",
              f"feeds ({len(cfg.feeds)}):"]
     for f in cfg.feeds:
         every = f.interval or cfg.defaults.interval
@@ -221,8 +227,6 @@ def render_summary(loaded: LoadedConfig) -> str:
         lines.append(f"  {f.id}: {masker(f.url)} every {every:g} s{off}")
     lines.append(f"channels ({len(cfg.channels)}):")
     for name, ch in cfg.channels.items():
-        for url in ch.urls:
-            masker.add_url(url)
         lines.append(f"  {name}: " + ", ".join(masker(mask_url(u)) for u in ch.urls))
     lines.append(f"rules ({len(cfg.rules)}):")
     for r in cfg.rules:
@@ -278,7 +282,7 @@ def cmd_once(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     store = open_store(loaded.config, clock=clock)
     try:
         report = collect_status(loaded, store, clock.now_ms())
@@ -292,7 +296,7 @@ def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_silence(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     cfg = loaded.config
     seconds = 0.0
     if args.silence_command == "add":
@@ -338,7 +342,7 @@ def cmd_silence(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_redeliver(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     store = open_store(loaded.config, clock=clock)
     try:
         n = store.outbox.redeliver(clock.now_ms(), channel=args.channel, rule=args.rule)
@@ -352,12 +356,12 @@ def cmd_redeliver(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_notify_test(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     cfg = loaded.config
     if args.channel not in cfg.channels:
         known = ", ".join(cfg.channels) or "none"
         raise ConfigError(f"unknown channel '{args.channel}' (channels: {known})", loaded.path)
-    masker = Masker(loaded.secrets)
+    masker = masker_for(loaded)
     settings = channel_settings(args.channel, cfg.channels[args.channel])
     channel = build_channels({args.channel: settings}, masker, loaded.path)[args.channel]
     results = notify_test(channel, masker, "feed-monitor test",
@@ -372,7 +376,7 @@ def cmd_notify_test(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_test_rule(args: argparse.Namespace, clock: Clock) -> int:
-    return backtest(load_config(args.config), name=args.name, query=args.query,
+    return backtest(_load(args), name=args.name, query=args.query,
                     since=args.since, feeds=args.feed, render=args.render,
                     out=sys.stdout, err=sys.stderr, clock=clock)
 
@@ -416,8 +420,7 @@ class _Progress:
 
 
 def cmd_import(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
-    LOG_MASKER.add(loaded.secrets)
+    loaded = _load(args)
     rules = compile_rules(loaded.rule_specs())
     store = open_store(loaded.config, clock=clock)
     try:
@@ -454,7 +457,7 @@ def parse_when(text: str, now_ms: int, flag: str) -> int:
 
 
 def cmd_export(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     now = clock.now_ms()
     since = parse_when(args.since, now, "--since") if args.since else None
     until = parse_when(args.until, now, "--until") if args.until else None
@@ -486,7 +489,7 @@ def cmd_export(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_prune(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     overrides: dict[str, float] = {}
     for name in ("items", "keys"):
         value = getattr(args, name)
@@ -517,8 +520,7 @@ def cmd_prune(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_feeds(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
-    LOG_MASKER.add(loaded.secrets)
+    loaded = _load(args)
     if args.feeds_command == "import":
         text, notes = opml_import(loaded, args.file)
         for note in notes:
@@ -542,7 +544,7 @@ def cmd_db(args: argparse.Namespace, clock: Clock) -> int:
     """``db upgrade`` migrates whatever the policy; ``db current`` only looks, and under
     ``database_upgrade: never`` an older schema ends it with the refusal every other
     command gives."""
-    loaded = load_config(args.config)
+    loaded = _load(args)
     cfg = loaded.config
     store = open_store(cfg, clock=clock,
                        upgrade="force" if args.db_command == "upgrade" else "inspect")
