@@ -24,6 +24,7 @@ from monitor.app import open_store
 from monitor.clock import SYSTEM_CLOCK, utc_text
 from monitor.config import ChannelConfig, LoadedConfig, parse_duration
 from monitor.deliver import MessageTemplates, alert_context
+from monitor.deliver.sanitize import is_email_channel
 from monitor.errors import RuleError, UsageError
 from monitor.match import RuleSet, compile_query, compile_rules
 from monitor.match.normalize import plain_text
@@ -135,7 +136,8 @@ class Renderer:
         self.templates = MessageTemplates(
             channel, self.format, self.config.language, self.config.title_template,
             self.config.body_template, self.config.digest_title_template,
-            self.config.digest_body_template, loaded.path)
+            self.config.digest_body_template, loaded.path,
+            email=is_email_channel(self.config.urls))
         self.tz = ZoneInfo(self.config.timezone)
         self.feed_titles = cfg.feed_titles()
 
