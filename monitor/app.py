@@ -142,7 +142,7 @@ def build(loaded: LoadedConfig, *, clock: Clock = SYSTEM_CLOCK,
     The CLI passes the masker its log handler uses: whatever a config makes secret is
     then masked in every log line, not only in the ones that ask.
     """
-    masker = masker if masker is not None else Masker()
+    masker = masker_for(loaded, masker)  # before anything may fail quoting a URL
     cfg = loaded.config
     store = open_store(cfg, clock=clock)
     d = cfg.defaults

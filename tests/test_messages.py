@@ -20,12 +20,13 @@ import markdown
 import pytest
 from markdown_it import MarkdownIt
 
+from monitor.backtest import Hit, format_hit
 from monitor.deliver import ChannelSettings, Deliverer, DeliverySettings, build_channels
 from monitor.deliver.sanitize import EMAIL_LINE_MAX, TITLE_MAX, wrap_lines
 from monitor.deliver.templates import MessageTemplates, alert_context
 from monitor.secrets import Masker
 from monitor.store import Store
-from monitor.types import AlertRow, Item, RuleMatch
+from monitor.types import AlertRow, Item, RuleMatch, StoredItem
 from tests.support import SmtpSink, WebhookReceiver
 from tests.support.clock import FakeClock
 
@@ -249,3 +250,12 @@ def test_email_body_lines_are_at_most_998_octets() -> None:
                                  "<p>{{ item.summary }}</p>" + "<i>z</i>" * 500, email=True)
     body = templates.render(alert_context(alert(), {}, UTC, "ch")).body
     assert all(len(line.encode()) <= EMAIL_LINE_MAX for line in body.split("\n"))
+
+
+def test_test_rule_prints_item_fields_without_control_characters() -> None:
+    row = alert(f"中俄{CONTROLS}新闻\nforged line", "https://www.rfi.fr/cn/x1\x1b[2J",
+                snippet=f"【中俄】{CONTROLS}")
+    hit = Hit(StoredItem(1, row.item, ("cn\x07",)), RuleMatch("r", ("中俄",), row.snippet))
+    printed = format_hit(hit)
+    assert not FORBIDDEN.search(printed)
+    assert len(printed.splitlines()) == 4  # time+title, URL, keywords, snippet
