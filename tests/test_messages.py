@@ -18,6 +18,8 @@ from pathlib import Path
 
 import markdown
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from monitor.backtest import Hit, format_hit
@@ -259,3 +261,15 @@ def test_test_rule_prints_item_fields_without_control_characters() -> None:
     printed = format_hit(hit)
     assert not FORBIDDEN.search(printed)
     assert len(printed.splitlines()) == 4  # time+title, URL, keywords, snippet
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*"ab 中1.#-+*_`~[]()<>!&;\\|=:/\"'", "&amp;", "http://x",
+                                  "&#x41;", "\n"]), max_size=30).map("".join))
+def test_any_title_shows_as_its_text_on_a_markdown_channel(title: str) -> None:
+    _, body = render("markdown", alert(title), "{{ item.title }}")
+    shown = MarkdownIt("commonmark").render(body)
+    expected = " ".join(title.split())
+    if expected:
+        assert re.fullmatch(r"<p>.*</p>\n", shown, re.S), shown
+        assert html.unescape(shown[3:-5]) == expected

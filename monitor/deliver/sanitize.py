@@ -90,7 +90,7 @@ class WebUrl(str):
 
 # Escapes CommonMark and Python-Markdown (Apprise's converter for mail) both read.
 _MD_INLINE = re.compile(r"[\\`*_{}\[\]()]")
-_MD_LINE_START = re.compile(r"^(\s*)([#+-]|\d+(?=\.))", re.M)
+_MD_LINE_START = re.compile(r"^(\s*)([#+~-]|\d+(?=\.))", re.M)
 _URL_UNSAFE = {c: f"%{ord(c):02X}" for c in " ()<>[]\\\"`*{}|^"}
 
 
