@@ -3,7 +3,7 @@
     python bench/cycle.py [--quick] [--feeds 500,1000,2500,5000] [--rules 1000]
                           [--profile] [--json PATH]
 
-A feed farm (bench/farm.py, one asyncio process on 127.0.0.1) serves the feeds: 80 %
+A feed farm (bench/support/farm.py, one asyncio process on 127.0.0.1) serves the feeds: 80 %
 unchanged (304 to a conditional GET), 15 % changed 50-item RFI feeds of about 270 KB
 (3 new items per cycle), 5 % faults (hung, HTTP 500, malformed). Each client has its
 own farm namespace, so each sees the same changes since its own last poll.
@@ -59,10 +59,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-import workload  # noqa: E402
-from workload import Daemon, FarmProcess, feed_id, machine, machine_line  # noqa: E402
+from bench.support import (  # noqa: E402
+    Daemon,
+    FarmProcess,
+    farm_config,
+    feed_id,
+    machine,
+    machine_line,
+    proc_status,
+    watch_rules,
+)
 
 CHILD_TIMEOUT = 1200  # seconds: a cycle that takes longer is a failure, not a figure
 
@@ -110,7 +119,7 @@ def child_reader(db: str, urls_file: str, workers: int, timeout: float, advance:
         with urllib.request.urlopen(url, timeout=120) as resp:
             resp.read()
     measured = cycle()
-    status = workload.proc_status(os.getpid())
+    status = proc_status(os.getpid())
     r.close()
     Path(out).write_text(json.dumps({
         "client": "reader", **measured, "warmup_s": warm["wall_s"], "drained_s": None,
@@ -125,7 +134,7 @@ class Bench:
         self.args = args
         self.farm = farm
         self.work = work
-        self.rules = workload.watch_rules(args.rules)
+        self.rules = watch_rules(args.rules)
         self._n = 0
 
     def ours(self, db: Path, ns: str, n: int, workers: int, label: str,
@@ -134,9 +143,9 @@ class Bench:
         feeds = [(feed_id(i), self.farm.url(ns, i)) for i in range(n)]
         # Interval 1 h: nothing is due unless the benchmark says so. Tick 0.2 s: a due
         # feed waits at most that for a worker (a finished poll also wakes the tick).
-        cfg = workload.write_config(self.work / f"{label}.yaml", database=db, feeds=feeds,
-                                    rules=self.rules, workers=workers,
-                                    timeout=self.args.timeout, interval="1h", tick=0.2)
+        cfg = farm_config(self.work / f"{label}.yaml", database=db, feeds=feeds,
+                          rules=self.rules, workers=workers,
+                          timeout=self.args.timeout, interval="1h", tick=0.2)
         t0 = time.monotonic()
         # The farm moves on before the warm-up as well: the changed feeds then answer
         # 200 in both cycles, as they do every interval, so the process has seen them
@@ -185,7 +194,7 @@ class Bench:
                 [sys.executable, __file__, "--child", "reader", "--db", str(db), "--urls",
                  str(urls), "--workers", str(workers), "--timeout", str(self.args.timeout),
                  "--advance", advance, "--out", str(out)],
-                stdout=subprocess.DEVNULL, stderr=err, timeout=CHILD_TIMEOUT, cwd=workload.REPO)
+                stdout=subprocess.DEVNULL, stderr=err, timeout=CHILD_TIMEOUT, cwd=REPO)
         if proc.returncode != 0 or not out.exists():
             tail = (self.work / f"{label}.log").read_text(errors="replace")[-3000:]
             raise SystemExit(f"{label}: reader exited with {proc.returncode}:\n{tail}")

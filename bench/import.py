@@ -3,9 +3,9 @@ measured in the same run.
 
     python bench/import.py [--items 10000] [--repeat 3] [--pg URL] [--quick]
 
-Writes ``--items`` RFI-shaped items (tests.support.rss.rfi_like_items: ~3 KB HTML
-bodies of nested spans, percent-encoded Chinese URLs, five items per timestamp as
-mirrors stamp them) as ``<!--ms-->`` files into a temporary folder, then times:
+Writes ``--items`` RFI-shaped items (bench/support/articles.py: ~3 KB HTML bodies of
+nested spans, percent-encoded Chinese URLs, five items per timestamp as mirrors stamp
+them) as ``<!--ms-->`` files into a temporary folder, then times:
 
 - **read + parse**: reading and parsing every file into an Item, nothing else;
   the floor no import can go below;
@@ -42,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.support.articles import rfi_like_articles  # noqa: E402
 from monitor.archive.files import (  # noqa: E402
     import_archive,
     iter_archive_paths,
@@ -53,8 +54,7 @@ from monitor.config import load_config  # noqa: E402
 from monitor.items import item_key  # noqa: E402
 from monitor.match import compile_rules  # noqa: E402
 from monitor.store import Store  # noqa: E402
-from monitor.types import Item  # noqa: E402
-from tests.support.rss import rfi_like_items  # noqa: E402
+from monitor.types import Item, MatchingFunctions  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus"
 NO_ALERTS = 2**62
@@ -64,11 +64,11 @@ NOW = 1_800_000_000_000
 def synthesize(folder: Path, n: int) -> int:
     """``n`` RFI-like items as archive files; returns the bytes written."""
     total = 0
-    for fi in rfi_like_items(n, per_stamp=5):
-        key = item_key(fi.link, None)
+    for article in rfi_like_articles(n, per_stamp=5):
+        key = item_key(article.link, None)
         assert key is not None
-        item = Item(key=key, url=fi.link, title=fi.title, published_ms=fi.pub_ms,
-                    feed_id="archive", content=fi.description_html)
+        item = Item(key=key, url=article.link, title=article.title,
+                    published_ms=article.pub_ms, feed_id="archive", content=article.html)
         write_item(folder, item)
         total += (folder / archive_filename(item)).stat().st_size
     return total
@@ -144,10 +144,11 @@ def main() -> None:
 
         def naive() -> object:
             store = Store(f"sqlite:///{db}")
+            matching = MatchingFunctions(lambda i, f: rules.match(i, feed_ids), lambda r: ())
             try:
                 for it in sample_items:
-                    store.items.ingest("archive", [it], NOW, lambda i, f: rules.match(i, feed_ids),
-                                 lambda r: (), alert_min_published_ms=NO_ALERTS)
+                    store.items.ingest("archive", [it], NOW, matching,
+                                       alert_min_published_ms=NO_ALERTS)
             finally:
                 store.close()
             return None

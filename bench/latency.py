@@ -1,11 +1,12 @@
 """Alert latency: from a poll finishing to the SMTP server receiving the mail.
 
 Runs the daemon's real parts in this process (scheduler jobs, poller, outbox,
-deliverer, Apprise's email plugin) against a local feed server and a local
-aiosmtpd server. New matching items are published in small batches; for each
-alert, latency = time the SMTP server got the mail - time the poll that stored
-the item returned. The baseline, measured in the same run, is Apprise sending
-the same kind of mail directly to the same server (no daemon in between).
+deliverer, Apprise's email plugin) against the feed farm (bench/support/farm.py, no
+answer delay; the benchmark publishes the feed's items) and a local aiosmtpd server.
+New matching items are published in small batches; for each alert, latency = time the
+SMTP server got the mail - time the poll that stored the item returned. The baseline,
+measured in the same run, is Apprise sending the same kind of mail directly to the
+same server (no daemon in between).
 
 Usage: python bench/latency.py [--alerts 250] [--batch 10] [--every 0.5]
 """
@@ -28,11 +29,13 @@ sys.path.insert(0, str(REPO))
 
 import apprise  # noqa: E402
 
+from bench.support import FarmProcess, SmtpSink, rss, wait_until, write_config  # noqa: E402
 from monitor.daemon import Daemon  # noqa: E402
-from monitor.poll import PollResult  # noqa: E402
-from monitor.store import FeedRow  # noqa: E402
-from tests.daemon import write_config  # noqa: E402
-from tests.support import FeedItem, FeedServer, SmtpSink, rss_feed, wait_until  # noqa: E402
+from monitor.types import FeedRow, PollResult  # noqa: E402
+
+NS = "latency"  # the farm namespace of this benchmark
+# (published ms, title, url, html body) of one article
+Article = tuple[int, str, str, str]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -51,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="fm-latency-"))
-    with FeedServer() as feeds, SmtpSink() as sink:
+    with FarmProcess(0, latency="0", hang=0) as farm, SmtpSink() as sink:
         # Baseline: Apprise straight to the SMTP server, one mail at a time.
         direct = apprise.Apprise()
         direct.add(sink.apprise_url())
@@ -63,25 +66,27 @@ def main() -> None:
             direct.notify(title=f"baseline {i}", body="<p>x</p>",
                           body_format=apprise.NotifyFormat.HTML)
             base.append(time.time() - t)
-        wait_until(lambda: len(sink.mails) >= 50, timeout=30)
+        wait_until(lambda: len(sink.mails) >= 50, 30, "the baseline's mails")
         sink.clear()
 
-        published: list[FeedItem] = []
-        feeds.set_feed("/cn", rss_feed([]))
+        published: list[Article] = []
+        farm.publish(NS, 0, rss("RFI - 中国", []))
         cfg = write_config(
-            tmp / "monitor.yaml", db=tmp / "monitor.db",
-            feeds=[{"id": "cn", "url": feeds.url("/cn"), "backlog": "all"}],
+            tmp / "monitor.yaml", database=f"sqlite:///{tmp / 'monitor.db'}",
+            feeds=[{"id": "cn", "url": farm.url(NS, 0), "backlog": "all"}],
             channels={"mail": {"urls": [sink.apprise_url()]}},
             rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["mail"]}],
-            defaults={"interval": "0.2s"}, scheduler={"tick": 0.1},
-            delivery={"interval": 1.0})
+            defaults={"interval": "0.2s", "jitter": 0, "timeout": "5s", "backlog": "none",
+                      "allowed_networks": ["127.0.0.0/8", "::1/128"]},
+            scheduler={"tick": 0.1, "workers": 4},
+            delivery={"interval": 1.0, "backoff": 0.2, "max_backoff": 1})
         monitor = Daemon.open(str(cfg))
         item_polled: dict[str, float] = {}  # title -> when the poll that stored it returned
         lock = threading.Lock()
         original_poll = monitor.poll
 
         def poll(row: FeedRow) -> PollResult:
-            before = {i.title for i in published}
+            before = {title for _, title, _, _ in published}
             result = original_poll(row)
             done = time.time()
             if result.stats.new:
@@ -98,15 +103,14 @@ def main() -> None:
         t0 = time.time()
         n = 0
         while n < args.alerts:
-            batch = [FeedItem(f"中俄新闻 {n + i}", f"https://www.rfi.fr/cn/lat{n + i}",
-                              "<p>中俄关系</p>", 1_700_000_000_000 + n + i)
+            batch = [(1_700_000_000_000 + n + i, f"中俄新闻 {n + i}",
+                      f"https://www.rfi.fr/cn/lat{n + i}", "<p>中俄关系</p>")
                      for i in range(min(args.batch, args.alerts - n))]
             published.extend(batch)
             n += len(batch)
-            feeds.set_feed("/cn", rss_feed(list(reversed(published))))
+            farm.publish(NS, 0, rss("RFI - 中国", list(reversed(published))))
             time.sleep(args.every)
-        wait_until(lambda: len(sink.mails) >= args.alerts, timeout=120,
-                   message="not every alert arrived")
+        wait_until(lambda: len(sink.mails) >= args.alerts, 120, "every alert")
         wall = time.time() - t0
         monitor.stopping.set()
         monitor.jobs.shutdown()

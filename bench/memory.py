@@ -4,7 +4,7 @@
     python bench/memory.py [--quick] [--feeds 5000] [--rules 10000] [--cycles 12]
                            [--workers 32] [--json PATH]
 
-The real daemon (``python -m monitor run``) polls the feed farm (bench/farm.py: 80 %
+The real daemon (``python -m monitor run``) polls the feed farm (bench/support/farm.py: 80 %
 304, 15 % changed 50-item RFI feeds, 5 % faults) with a SQLite file in a temporary
 folder and alerts to ``console://`` (output discarded). Its interval is 1 h, so it polls
 only when told to: after its first polls (the warm-up), each cycle the farm moves on
@@ -35,13 +35,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-import workload  # noqa: E402
-from workload import (  # noqa: E402
+from bench.support import (  # noqa: E402
     Daemon,
     FarmProcess,
     db_scalar,
+    farm_config,
     feed_id,
     machine,
     machine_line,
@@ -55,7 +56,7 @@ def import_baseline() -> float:
     code = ("import monitor.app, monitor.cli; print(int(open('/proc/self/status').read()"
             ".split('VmRSS:')[1].split()[0]) / 1024)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=workload.REPO, check=True, timeout=120)
+                         cwd=REPO, check=True, timeout=120)
     return float(out.stdout.strip())
 
 
@@ -73,9 +74,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             feeds = [(feed_id(i), farm.url("mem", i)) for i in range(n)]
             # Interval 1 h: nothing is due unless the benchmark says so; tick 0.2 s so a
             # due feed waits at most that long for a free worker to be noticed.
-            cfg = workload.write_config(work / "monitor.yaml", database=db, feeds=feeds,
-                                        rules=watch_rules(args.rules), workers=args.workers,
-                                        timeout=args.timeout, interval="1h", tick=0.2)
+            cfg = farm_config(work / "monitor.yaml", database=db, feeds=feeds,
+                              rules=watch_rules(args.rules), workers=args.workers,
+                              timeout=args.timeout, interval="1h", tick=0.2)
             t0 = time.monotonic()
             with Daemon(cfg, db, work / "daemon.log") as daemon:
                 daemon.wait_started(n)

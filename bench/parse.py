@@ -40,7 +40,7 @@ from monitor import items as items_module  # noqa: E402
 from monitor.parse import parse_fast, parse_feed, parse_with_feedparser  # noqa: E402
 from monitor.store import Store  # noqa: E402
 from monitor.store.schema import items as items_table  # noqa: E402
-from monitor.types import Item, RuleMatch, RuleSpec  # noqa: E402
+from monitor.types import Item, MatchingFunctions, RuleMatch, RuleSpec  # noqa: E402
 
 RFI = REPO.parent / "shared" / "corpus" / "rfi"
 HEADERS = {"Content-Type": "application/rss+xml; charset=utf-8"}
@@ -211,7 +211,7 @@ def stored(items: list[tuple[int, str, str, str]], body: bytes, runs: int,
             return ("console",)
 
         def ingest(batch: Sequence[Item]) -> object:
-            return store.items.ingest("rfi", batch, 1, match, channels)
+            return store.items.ingest("rfi", batch, 1, MatchingFunctions(match, channels))
 
         def forget(which: Sequence[str]) -> None:
             # Deleting items cascades to where they were seen, matches and alerts.
@@ -253,7 +253,7 @@ def stored(items: list[tuple[int, str, str, str]], body: bytes, runs: int,
              lambda: [match(it, ("rfi",)) for it in parsed]),
             ("all 50 new, no rule matches: parse_feed + Store.ingest", all_new,
              lambda: store.items.ingest("rfi", parse_feed(body, HEADERS, "rfi", 0).items, 1,
-                                  nothing_matches, channels)),
+                                        MatchingFunctions(nothing_matches, channels))),
             ("5 new, 45 repeats: parse_feed + Store.ingest", five_new, poll),
             ("  of which Store.ingest (incl. matching)", five_new, lambda: ingest(parsed)),
             ("unchanged (50 repeats): parse_feed + Store.ingest", none, poll),

@@ -3,11 +3,11 @@
     python bench/rules.py [--quick] [--counts 100,300,1000,3000,10000] [--items 2000]
                           [--json PATH]
 
-Items are RFI 中文 articles (../shared/corpus/rfi, as bench/farm.py serves them; every
-second one converted to Traditional Chinese, as the /tw feed serves them). Two rule
+Items are RFI 中文 articles (../shared/corpus/rfi, as bench/support/farm.py serves them;
+every second one converted to Traditional Chinese, as the /tw feed serves them). Two rule
 sets of each size, both compiled by ``monitor.match.compile_rules``:
 
-- **watch list**: bench/workload.py's ``watch_rules``, the rule set of the cycle and
+- **watch list**: bench/support/watchlist.py's ``watch_rules``, the rule set of the cycle and
   memory benchmarks: mostly keywords absent from the day's news, 5 % cut from it;
 - **news words**: every keyword cut from the same articles (found in at most 5 % of
   them), so almost every rule can hit; an upper bound on hits and snippets.
@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workload import machine, machine_line, watch_rules  # noqa: E402
+from bench.support import corpus_articles, machine, machine_line, watch_rules  # noqa: E402
 
 _HAN_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
 _TAG = re.compile(r"<[^>]+>")
@@ -40,7 +40,6 @@ _TAG = re.compile(r"<[^>]+>")
 
 def make_items(count: int) -> list[Any]:
     import opencc
-    from farm import corpus_articles
 
     from monitor.types import Item
 
@@ -58,8 +57,6 @@ def make_items(count: int) -> list[Any]:
 
 def news_rules(count: int, seed: int = 11) -> list[dict[str, Any]]:
     """Rules whose keywords are all cut from the articles (at most 5 % of them each)."""
-    from farm import corpus_articles
-
     rng = random.Random(seed)
     articles, _ = corpus_articles()
     texts = [t + _TAG.sub("", b) for t, _, b in articles]

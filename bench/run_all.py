@@ -38,9 +38,9 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(REPO))
 
-from workload import machine, machine_line  # noqa: E402
+from bench.support import machine, machine_line  # noqa: E402
 
 RESULTS = BENCH / "results"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # as .ci/run uses
@@ -353,9 +353,10 @@ def cycle_md(results: dict[str, Any]) -> list[str]:
         return [f"Not run: {_status(results, 'cycle')}."]
     farm = c["farm"]
     lines = [
-        f"`bench/cycle.py`: a feed farm (`bench/farm.py`, one asyncio process on 127.0.0.1, "
-        f"every answer delayed {farm['latency']} s) serves 80 % feeds that answer 304 to a "
-        f"conditional GET, 15 % changed 50-item RFI feeds of about 270 KB ({farm['source']}; "
+        f"`bench/cycle.py`: a feed farm (`bench/support/farm.py`, one asyncio process on "
+        f"127.0.0.1, every answer delayed {farm['latency']} s) serves 80 % feeds that "
+        f"answer 304 to a conditional GET, 15 % changed 50-item RFI feeds of about 270 KB "
+        f"({farm['source']}; "
         "3 new items per cycle, 47 repeats) and 5 % faults (hung until the client's "
         "timeout, HTTP 500, malformed). Each client runs in a process of its own: a warm-up "
         "cycle, then the measured one; the farm moves on before each, so the changed feeds "

@@ -3,7 +3,7 @@
     FEED_MONITOR_TEST_PG=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         python bench/scale.py [--feeds 600] [--cycles 3] [--processes 1,3] [--quick]
 
-A feed farm (bench/scale_farm.py, its own process) serves ``--feeds`` feeds on
+A feed farm (bench/support/farm.py, its own process, weighted mix) serves ``--feeds`` feeds on
 127.0.0.1, each answer delayed 50-100 ms as a distant server's would be, in a mix of
 unchanged feeds with validators (304), unchanged feeds without (full download, all
 repeats) and feeds with new articles. In one run:
@@ -43,11 +43,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -55,9 +53,10 @@ from sqlalchemy.exc import SQLAlchemyError
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.support import FarmProcess, cpu_seconds, machine, write_config  # noqa: E402
 from monitor.store.schema import feeds  # noqa: E402
 
-FARM = Path(__file__).with_name("scale_farm.py")
+NS = "scale"  # the farm namespace of this benchmark
 
 
 def bench_database(url: str) -> str:
@@ -83,48 +82,17 @@ def reset(engine: Engine) -> None:
         conn.execute(text("CREATE SCHEMA public"))
 
 
-def start_farm(n_feeds: int, latency: str, mix: str) -> tuple[subprocess.Popen[str], int]:
-    farm = subprocess.Popen([sys.executable, str(FARM), "--feeds", str(n_feeds),
-                             "--latency", latency, "--mix", mix], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    assert farm.stdout is not None
-    line = farm.stdout.readline()
-    if not line.startswith("PORT "):
-        farm.kill()
-        raise SystemExit(f"the feed farm did not start: {line!r}")
-    return farm, int(line.split()[1])
-
-
-def farm_get(port: int, path: str) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-        return r.read().decode()
-
-
-def write_config(path: Path, database: str, port: int, n_feeds: int, workers: int) -> Path:
-    cfg: dict[str, Any] = {
-        "database": database,
-        "defaults": {"interval": "1h", "jitter": 0, "timeout": "10s", "backlog": "none",
-                     "per_host_concurrency": workers,
-                     "allowed_networks": ["127.0.0.0/8"]},
-        "scheduler": {"tick": 0.2, "workers": workers},
-        "delivery": {"interval": 1},
-        "http": {"enabled": False},
-        "feeds": [{"id": f"feed{i:04d}", "url": f"http://127.0.0.1:{port}/feed/{i:04d}"}
-                  for i in range(n_feeds)],
-        "channels": {"out": {"urls": ["console://"]}},
-        "rules": [{"name": "china-russia", "any": ["中俄"], "notify": ["out"]},
-                  {"name": "ukraine", "any": ["乌克兰", "烏克蘭"], "notify": ["out"]},
-                  {"name": "summit", "all": ["峰会", "总统"], "notify": ["out"]}],
-    }
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
+def scale_config(path: Path, database: str, farm: FarmProcess, n_feeds: int,
+                 workers: int) -> Path:
+    return write_config(
+        path, database=database,
+        feeds=[{"id": f"feed{i:04d}", "url": farm.url(NS, i)} for i in range(n_feeds)],
+        rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["out"]},
+               {"name": "ukraine", "any": ["乌克兰", "烏克蘭"], "notify": ["out"]},
+               {"name": "summit", "all": ["峰会", "总统"], "notify": ["out"]}],
+        defaults={"interval": "1h", "jitter": 0, "timeout": "10s", "backlog": "none",
+                  "per_host_concurrency": workers, "allowed_networks": ["127.0.0.0/8"]},
+        scheduler={"tick": 0.2, "workers": workers}, delivery={"interval": 1})
 
 
 def server_version(url: str) -> str:
@@ -134,12 +102,6 @@ def server_version(url: str) -> str:
             return str(conn.execute(text("SHOW server_version")).scalar_one()).split(" ")[0]
     finally:
         engine.dispose()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def backend_cpu(engine: Engine) -> dict[int, float]:
@@ -216,11 +178,12 @@ class Cluster:
                 proc.kill()
 
 
-def cycle(engine: Engine, cluster: Cluster, port: int, n_feeds: int, farm_pid: int
+def cycle(engine: Engine, cluster: Cluster, farm: FarmProcess, n_feeds: int
           ) -> dict[str, float]:
     """One poll cycle: its seconds, and the CPU seconds the daemons, PostgreSQL, the farm
     and everything else on the machine used meanwhile."""
-    farm_get(port, "/_advance")
+    farm.advance(NS, n_feeds)
+    farm_pid = farm.pid
     cpu0, pg0, farm0, busy0 = cluster.cpu(), backend_cpu(engine), cpu_seconds(farm_pid), \
         machine_busy()
     due = int(time.time() * 1000) + 300
@@ -276,18 +239,18 @@ def main() -> None:
         args.feeds, args.cycles, args.rounds = 200, 1, 1
     database = bench_database(args.database)
     counts = [int(x) for x in args.processes.split(",")]
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cpus, Linux {platform.release()}, "
+    print(f"machine: {machine()['cpu']}, {os.cpu_count()} cpus, Linux {platform.release()}, "
           f"Python {platform.python_version()}, PostgreSQL {server_version(database)}")
     print(f"farm: {args.feeds} feeds ({args.mix}), latency {args.latency} s per answer; "
           f"{args.workers} workers per process; load average before: "
           f"{os.getloadavg()[0]:.2f}", flush=True)
-    farm, port = start_farm(args.feeds, args.latency, args.mix)
+    farm = FarmProcess(args.feeds, args.latency, mix=args.mix)
     engine = create_engine(database)
     results: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
     try:
         with tempfile.TemporaryDirectory(prefix="feed-monitor-scale-") as tmp:
             workdir = Path(tmp)
-            config = write_config(workdir / "bench.yaml", database, port, args.feeds,
+            config = scale_config(workdir / "bench.yaml", database, farm, args.feeds,
                                   args.workers)
             # Warm-up, once: every feed's first poll (backlogs stored, ETags learnt).
             reset(engine)
@@ -305,8 +268,8 @@ def main() -> None:
                     cluster = Cluster(n, config, workdir, f"{r}-{n}")
                     try:
                         wait_for(cluster.running, 60, "the daemons to start")
-                        cycle(engine, cluster, port, args.feeds, farm.pid)  # settling
-                        block = [cycle(engine, cluster, port, args.feeds, farm.pid)
+                        cycle(engine, cluster, farm, args.feeds)  # settling
+                        block = [cycle(engine, cluster, farm, args.feeds)
                                  for _ in range(args.cycles)]
                     finally:
                         cluster.stop()
@@ -317,10 +280,9 @@ def main() -> None:
                         times += f" (WARNING: {failed} failed polls: see the daemon logs)"
                     print(f"  round {r + 1}, {n} process(es): cycles {times} s; load average "
                           f"{os.getloadavg()[0]:.2f}", flush=True)
-        stats = farm_get(port, "/_stats")
+        stats = farm.get(f"/_stats?ns={NS}")
     finally:
-        farm.terminate()
-        farm.wait(10)
+        farm.close()
         engine.dispose()
     def median(n: int, key: str) -> float:
         return statistics.median(c[key] for c in results[n])

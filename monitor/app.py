@@ -25,8 +25,15 @@ from monitor.metrics import Metrics
 from monitor.parse import parse_feed
 from monitor.secrets import Masker, masker_for
 from monitor.store import Store
-from monitor.store.history import DEFAULT_OPTIONS
-from monitor.types import Clock, FeedSpec, Item, Parser, RuleMatch, RuleOptions
+from monitor.types import (
+    DEFAULT_RULE_OPTIONS,
+    Clock,
+    FeedSpec,
+    Item,
+    Parser,
+    RuleMatch,
+    RuleOptions,
+)
 
 Upgrade = Literal["policy", "force", "inspect"]
 
@@ -45,10 +52,10 @@ def open_store(config: Config, *, clock: Clock = SYSTEM_CLOCK, upgrade: Upgrade 
     if must_exist:
         _require_sqlite_file(url)
     if upgrade == "force":
-        return Store(url, upgrade=True)
+        return Store(url, upgrade=True, clock=clock)
     if upgrade == "inspect":
-        return Store(url, upgrade=None)
-    return Store(url, upgrade=config.database_upgrade == "auto")
+        return Store(url, upgrade=None, clock=clock)
+    return Store(url, upgrade=config.database_upgrade == "auto", clock=clock)
 
 
 def _require_sqlite_file(url: str) -> None:
@@ -104,7 +111,7 @@ class Runtime:
         return self.notify.get(rule, ())
 
     def options_for(self, rule: str) -> RuleOptions:
-        return self.options.get(rule, DEFAULT_OPTIONS)
+        return self.options.get(rule, DEFAULT_RULE_OPTIONS)
 
 
 @dataclass
@@ -176,7 +183,7 @@ def _runtime(loaded: LoadedConfig, store: Store, owner: str, masker: Masker,
         if outcome == "sent":
             metrics.delivery_latency.labels(channel).observe(latency_s)
 
-    deliverer = Deliverer(store, owner, delivery_settings(cfg.delivery), channels, masker,
+    deliverer = Deliverer(store.outbox, owner, delivery_settings(cfg.delivery), channels, masker,
                           feed_titles=lambda: titles, on_result=delivered,
                           rule_digests=rule_digests(cfg.rules),
                           rule_editions={name: o.edition_window_ms

@@ -22,14 +22,15 @@ from zoneinfo import ZoneInfo
 
 from monitor.app import open_store
 from monitor.clock import SYSTEM_CLOCK, utc_text
-from monitor.config import ChannelConfig, LoadedConfig, parse_duration
+from monitor.config import LoadedConfig, parse_duration
 from monitor.deliver import MessageTemplates, alert_context
-from monitor.deliver.sanitize import is_email_channel, one_line
+from monitor.deliver.from_config import channel_settings
+from monitor.deliver.sanitize import one_line
 from monitor.errors import RuleError, UsageError
 from monitor.match import RuleSet, compile_query, compile_rules
 from monitor.match.normalize import plain_text
 from monitor.store import Store
-from monitor.types import AlertRow, Clock, RuleMatch, RuleSpec, StoredItem
+from monitor.types import AlertRow, AlertState, Clock, RuleMatch, RuleSpec, StoredItem
 
 
 @dataclass(frozen=True)
@@ -133,19 +134,15 @@ class Renderer:
             known = ", ".join(sorted(cfg.channels)) or "none defined"
             raise UsageError(f"--render: unknown channel '{channel}' (channels: {known})")
         self.name = channel
-        self.config: ChannelConfig = cfg.channels[channel]
-        self.format = self.config.body_format()
-        self.templates = MessageTemplates(
-            channel, self.format, self.config.language, self.config.title_template,
-            self.config.body_template, self.config.digest_title_template,
-            self.config.digest_body_template, loaded.path,
-            email=is_email_channel(self.config.urls))
-        self.tz = ZoneInfo(self.config.timezone)
+        settings = channel_settings(channel, cfg.channels[channel])
+        self.format = settings.body_format
+        self.templates = MessageTemplates.for_channel(settings, loaded.path)
+        self.tz = ZoneInfo(settings.timezone)
         self.feed_titles = cfg.feed_titles()
 
     def context(self, hit: Hit, now_ms: int) -> dict[str, object]:
         # The alert the daemon would have stored for this match; it exists only here.
-        alert = AlertRow(id=0, rule=hit.match.rule, channel=self.name, status="backtest",
+        alert = AlertRow(id=0, rule=hit.match.rule, channel=self.name, status=AlertState.PENDING,
                          attempts=0, keywords=hit.match.keywords, snippet=hit.match.snippet,
                          created_ms=now_ms, item=hit.stored.item, feeds=hit.stored.feeds)
         return alert_context(alert, self.feed_titles, self.tz, self.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import io
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from sqlalchemy.engine import make_url
 from monitor import __version__
 from monitor._malloc import limit_arenas
 from monitor.app import open_store
-from monitor.archive.files import export_archive, import_archive
+from monitor.archive.files import NOT_ARCHIVE, export_archive, import_archive
 from monitor.archive.opml import opml_export, opml_import
 from monitor.backtest import backtest
 from monitor.clock import SYSTEM_CLOCK, utc_text
@@ -33,16 +34,23 @@ from monitor.config import (
     parse_duration,
 )
 from monitor.daemon import Daemon
-from monitor.deliver import build_channels, install, notify_test
+from monitor.deliver import build_channels, install, notify_test, undeliverable
 from monitor.deliver.from_config import channel_settings
-from monitor.errors import ConfigError, MonitorError, UsageError
+from monitor.errors import ConfigError, ConfigErrors, MonitorError, UsageError
 from monitor.match import compile_rules
 from monitor.retention import apply_retention
 from monitor.secrets import Masker, MaskingFilter, mask_url, masker_for
 from monitor.status import collect_status, print_status
-from monitor.types import Clock
+from monitor.types import Clock, PollOutcome
 
 DEFAULT_CONFIG = "config/monitor.yaml"
+# Exit codes (README "Exit codes"): argparse's own usage errors exit 2 too.
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOTHING_POLLED = 3  # `once`: there were feeds to poll and every poll failed
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as for a command the signal ends
+# The outcomes of a poll that reached its feed; `once` fails when no poll had one.
+POLLED = frozenset({PollOutcome.OK, PollOutcome.OK_WITH_WARNINGS, PollOutcome.NOT_MODIFIED})
 log = logging.getLogger("monitor")
 
 # Every secret the process learns (``${ENV}`` values, Apprise URL passwords and tokens)
@@ -82,18 +90,30 @@ def setup_logging(level: str, fmt: str) -> None:
     logging.getLogger("apprise").propagate = False
 
 
+def _common_flags(parser: argparse.ArgumentParser, top: bool) -> None:
+    """``-c``, ``--log-level``, ``--log-format``: on the top parser with their defaults, and
+    on every command's parser without any, so a flag given after the command overrides one
+    given before it and leaving it out there keeps the one before (or the default)."""
+    def default(value: str) -> str:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument("-c", "--config",
+                        default=default(os.environ.get("FEED_MONITOR_CONFIG", DEFAULT_CONFIG)),
+                        help=f"config file (default: $FEED_MONITOR_CONFIG or {DEFAULT_CONFIG})")
+    parser.add_argument("--log-level",
+                        default=default(os.environ.get("FEED_MONITOR_LOG_LEVEL", "info")),
+                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default=default("text"), choices=["text", "json"])
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="feed-monitor",
         description="Watch news feeds and send alerts when an article matches your rules.")
     p.add_argument("--version", action="version", version=f"feed-monitor {__version__}")
+    _common_flags(p, top=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", default=os.environ.get("FEED_MONITOR_CONFIG",
-                                                                 DEFAULT_CONFIG),
-                        help=f"config file (default: $FEED_MONITOR_CONFIG or {DEFAULT_CONFIG})")
-    common.add_argument("--log-level", default=os.environ.get("FEED_MONITOR_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"])
-    common.add_argument("--log-format", default="text", choices=["text", "json"])
+    _common_flags(common, top=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", parents=[common], help="run the daemon until stopped")
     run.add_argument("--grace", type=float, default=20.0,
@@ -116,8 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common],
                             help="feeds, channels and rules as the database sees them")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    sub.add_parser("schema", help="print the JSON Schema of the config file (for editors)")
-    silence = sub.add_parser("silence", help="silence a rule for a while: add, list, expire")
+    sub.add_parser("schema", parents=[common],
+                   help="print the JSON Schema of the config file (for editors)")
+    silence = sub.add_parser("silence", parents=[common],
+                             help="silence a rule for a while: add, list, expire")
     sil_sub = silence.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
     sil_add = sil_sub.add_parser("add", parents=[common], help="silence a rule")
     sil_add.add_argument("--rule", required=True, help="rule name")
@@ -158,7 +180,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="apply retention now: empty old bodies, delete old keys")
     prune.add_argument("--items", metavar="DURATION", help="instead of retention.items")
     prune.add_argument("--keys", metavar="DURATION", help="instead of retention.keys")
-    feeds = sub.add_parser("feeds", help="the feed list as OPML: import, export")
+    feeds = sub.add_parser("feeds", parents=[common],
+                           help="the feed list as OPML: import, export")
     feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
     feeds_imp = feeds_sub.add_parser(
         "import", parents=[common],
@@ -169,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     feeds_exp.add_argument("--out", metavar="FILE", help="file to write (default: stdout)")
     feeds_exp.add_argument("--reveal-secrets", action="store_true",
                            help="write ${ENV} secrets in feed URLs as they are, not masked")
-    db = sub.add_parser("db", help="database schema: upgrade, current")
+    db = sub.add_parser("db", parents=[common], help="database schema: upgrade, current")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", parents=[common], help="migrate the schema to this version")
     db_sub.add_parser("current", parents=[common], help="print the schema revision")
@@ -191,15 +214,31 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock = SYSTEM_CLOCK) -> i
     setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     install()  # Apprise knows console:// before a command reads a channel's URL
     try:
-        return COMMANDS[args.command](args, clock)
+        code = COMMANDS[args.command](args, clock)
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except (ConfigError, UsageError) as e:
         print(f"error: {LOG_MASKER(str(e))}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except MonitorError as e:
         print(f"error: {LOG_MASKER(str(e))}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed the pipe (``| head -1``): stop quietly, as a command killed
+    by SIGPIPE would, and keep the interpreter from failing to flush at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # stdout is not a file (a test's capture): nothing to flush at exit
+    return EXIT_BROKEN_PIPE
 
 
 def _load(args: argparse.Namespace) -> LoadedConfig:
@@ -212,8 +251,39 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
 def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
     loaded = _load(args)
     compile_rules(loaded.rule_specs())
+    channel_problems(loaded)
     print(render_summary(loaded))
+    cfg = loaded.config
+    if not any(f.enabled for f in cfg.feeds):
+        which = "every feed is disabled" if cfg.feeds else "no feeds are configured"
+        print(f"warning: {loaded.path}: {which}: nothing is watched", file=sys.stderr)
+    elif not cfg.rules:
+        print(f"warning: {loaded.path}: no rules are configured: nothing alerts",
+              file=sys.stderr)
     return 0
+
+
+def channel_problems(loaded: LoadedConfig) -> None:
+    """ConfigErrors for every channel URL Apprise could never deliver through, located
+    at the URL's line with Apprise's reason (secrets masked)."""
+    masker = masker_for(loaded)
+    found: list[tuple[str, str, int, str]] = []
+    for name, ch in loaded.config.channels.items():
+        for i, url in enumerate(ch.urls):
+            problem = undeliverable(url)
+            if problem:
+                found.append((name, url, i, problem))
+    if not found:
+        return
+    wanted = [(("channels", n, "urls", i), ("channels", n, "url"), ("channels", n))
+              for n, _, i, _ in found]
+    lines = loaded.lines_of(p for paths in wanted for p in paths)
+    raise ConfigErrors([
+        ConfigError(f"Apprise can never deliver through {masker(mask_url(url))}: "
+                    f"{masker(problem)}", loaded.path,
+                    next((lines[p] for p in paths if p in lines), None),
+                    f"channels.{name}.urls[{i}]")
+        for (name, url, i, problem), paths in zip(found, wanted, strict=True)])
 
 
 def render_summary(loaded: LoadedConfig) -> str:
@@ -278,6 +348,10 @@ def cmd_once(args: argparse.Namespace, clock: Clock) -> int:
     print(f"items: {ing.new} new, {ing.updated} updated, {ing.repeats} repeats; "
           f"alerts: {ing.alerts} created, {dlv.sent} sent, {dlv.failed} failed, "
           f"{dlv.dead} dead")
+    polled = [r for r in report.results if r.outcome is not PollOutcome.REMOVED]
+    if polled and not any(r.outcome in POLLED for r in polled):
+        print(f"error: no feed could be polled ({len(polled)} tried)", file=sys.stderr)
+        return EXIT_NOTHING_POLLED
     return 0
 
 
@@ -300,17 +374,15 @@ def cmd_silence(args: argparse.Namespace, clock: Clock) -> int:
     cfg = loaded.config
     seconds = 0.0
     if args.silence_command == "add":
-        if args.rule not in {r.name for r in cfg.rules}:
-            known = ", ".join(r.name for r in cfg.rules) or "none"
-            raise ConfigError(f"unknown rule '{args.rule}' (rules: {known})", loaded.path)
-        if args.channel and args.channel not in cfg.channels:
-            raise ConfigError(f"unknown channel '{args.channel}'", loaded.path)
+        _check_rule(loaded, args.rule, "--rule")
+        if args.channel:
+            _check_channel(loaded, args.channel, "--channel")
         try:
             seconds = parse_duration(args.duration)
         except ValueError as e:
-            raise ConfigError(f"--for: {e}") from None
+            raise UsageError(f"--for: {e}") from None
         if seconds <= 0:
-            raise ConfigError("--for must be longer than zero")
+            raise UsageError("--for must be longer than zero")
     store = open_store(cfg, clock=clock)
     now = clock.now_ms()
     try:
@@ -333,8 +405,8 @@ def cmd_silence(args: argparse.Namespace, clock: Clock) -> int:
                       f"{note}")
         else:
             if not store.outbox.expire_silence(args.id, now):
-                print(f"error: no active silence {args.id}", file=sys.stderr)
-                return 1
+                ids = ", ".join(str(x.id) for x in store.outbox.silences(now)) or "none"
+                raise UsageError(f"no active silence {args.id} (active silences: {ids})")
             print(f"silence {args.id} expired")
     finally:
         store.close()
@@ -343,8 +415,14 @@ def cmd_silence(args: argparse.Namespace, clock: Clock) -> int:
 
 def cmd_redeliver(args: argparse.Namespace, clock: Clock) -> int:
     loaded = _load(args)
+    if args.channel:
+        # Alerts put back for a channel the config no longer has could never be sent.
+        _check_channel(loaded, args.channel, "--channel")
     store = open_store(loaded.config, clock=clock)
     try:
+        if args.rule and not store.history.count_matches(args.rule):
+            # A rule since removed from the config may still have dead letters to send.
+            _check_rule(loaded, args.rule, "--rule", " with no stored matches")
         n = store.outbox.redeliver(clock.now_ms(), channel=args.channel, rule=args.rule)
     finally:
         store.close()
@@ -358,9 +436,7 @@ def cmd_redeliver(args: argparse.Namespace, clock: Clock) -> int:
 def cmd_notify_test(args: argparse.Namespace, clock: Clock) -> int:
     loaded = _load(args)
     cfg = loaded.config
-    if args.channel not in cfg.channels:
-        known = ", ".join(cfg.channels) or "none"
-        raise ConfigError(f"unknown channel '{args.channel}' (channels: {known})", loaded.path)
+    _check_channel(loaded, args.channel)
     masker = masker_for(loaded)
     settings = channel_settings(args.channel, cfg.channels[args.channel])
     channel = build_channels({args.channel: settings}, masker, loaded.path)[args.channel]
@@ -429,13 +505,19 @@ def cmd_import(args: argparse.Namespace, clock: Clock) -> int:
                 store, args.paths, rules=rules,
                 feed_ids=[f.id for f in loaded.config.feeds], feed_id=args.feed,
                 now_ms=clock.now_ms(), on_error=progress.error, on_files=progress.total,
-                on_progress=progress.advance)
+                on_progress=progress.advance, on_skip=progress.error)
     finally:
         store.close()
+    skipped = "".join(
+        f"; {n} {what}" for n, what in (
+            (report.skipped, f"skipped: {NOT_ARCHIVE}"),
+            (report.outside, f"symlink{'s' if report.outside != 1 else ''} leading outside "
+                             "the folder not followed")) if n)
     print(f"{report.files} file{'s' if report.files != 1 else ''}: {report.new} new, "
-          f"{report.duplicate} duplicate, {report.invalid} invalid; {report.matched} rule "
-          f"matches recorded as seen (feed '{args.feed}'), no alerts")
-    return 1 if report.invalid else 0
+          f"{report.duplicate} duplicate, {report.invalid} invalid{skipped}; "
+          f"{report.matched} rule matches recorded as seen (feed '{args.feed}'), no alerts")
+    # Notes beside the archive files are no failure; a malformed archive file is.
+    return EXIT_ERROR if report.invalid else 0
 
 
 def parse_when(text: str, now_ms: int, flag: str) -> int:
@@ -449,7 +531,7 @@ def parse_when(text: str, now_ms: int, flag: str) -> int:
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise MonitorError(f"{flag}: expected a duration (7d), a date (2023-09-26) or a "
+        raise UsageError(f"{flag}: expected a duration (7d), a date (2023-09-26) or a "
                            f"date and time (2023-09-26T08:00, UTC), got {text!r}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -463,18 +545,14 @@ def cmd_export(args: argparse.Namespace, clock: Clock) -> int:
     until = parse_when(args.until, now, "--until") if args.until else None
     store = open_store(loaded.config, clock=clock)
     try:
-        configured = {r.name for r in loaded.config.rules}
-        if (args.rule and args.rule not in configured
-                and not store.history.count_matches(args.rule)):
-            known = ", ".join(sorted(configured)) or "none"
-            raise ConfigError(f"--rule: unknown rule '{args.rule}' with no stored matches "
-                              f"(rules: {known})", loaded.path)
+        if args.rule and not store.history.count_matches(args.rule):
+            _check_rule(loaded, args.rule, "--rule", " with no stored matches")
         if args.feed:
             known_feeds = {f.id for f in loaded.config.feeds} | store.history.known_feed_ids()
             for fid in args.feed:
                 if fid not in known_feeds:
-                    raise ConfigError(f"--feed: no feed '{fid}' in the config or the "
-                                      "database", loaded.path)
+                    raise UsageError(f"--feed: no feed '{fid}' in {loaded.path} or the "
+                                     "database")
         with _Progress(args.progress, "exporting") as progress:
             report = export_archive(store, args.out, since_ms=since, until_ms=until,
                                     rule=args.rule, feed_ids=args.feed,
@@ -497,13 +575,13 @@ def cmd_prune(args: argparse.Namespace, clock: Clock) -> int:
             try:
                 overrides[name] = parse_duration(value)
             except ValueError as e:
-                raise MonitorError(f"--{name}: {e}") from None
+                raise UsageError(f"--{name}: {e}") from None
     try:
         retention = RetentionConfig(**{**loaded.config.retention.model_dump(), **overrides})
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "retention"
-        raise MonitorError(f"--items/--keys ({where}): "
+        raise UsageError(f"--items/--keys ({where}): "
                            f"{err['msg'].removeprefix('Value error, ')}") from None
     if retention.items is None and retention.keys is None:
         print("nothing to prune: retention.items and retention.keys are not set "
@@ -557,6 +635,23 @@ def cmd_db(args: argparse.Namespace, clock: Clock) -> int:
     if current != head and cfg.database_upgrade == "never":
         open_store(cfg, clock=clock).close()  # raises the policy's StoreError
     return 0
+
+
+def _check_rule(loaded: LoadedConfig, name: str, flag: str, unless: str = "") -> None:
+    """UsageError for a rule the config does not have, listing the rules it has."""
+    rules = [r.name for r in loaded.config.rules]
+    if name not in rules:
+        raise UsageError(f"{flag}: unknown rule '{name}' in {loaded.path}{unless} "
+                         f"(rules: {', '.join(rules) or 'none defined'})")
+
+
+def _check_channel(loaded: LoadedConfig, name: str, flag: str | None = None) -> None:
+    """UsageError for a channel the config does not have, listing the channels it has."""
+    channels = sorted(loaded.config.channels)
+    if name not in channels:
+        where = f"{flag}: " if flag else ""
+        raise UsageError(f"{where}unknown channel '{name}' in {loaded.path} "
+                         f"(channels: {', '.join(channels) or 'none defined'})")
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Clock], int]] = {

@@ -10,32 +10,29 @@ import os
 import signal
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 
 from monitor.app import Parts, build
 from monitor.clock import SYSTEM_CLOCK
 from monitor.config import load_config
-from monitor.deliver import DeliveryStats
 from monitor.errors import ConfigError, MonitorError, StoreError
-from monitor.poll import PollResult, poll_feed
+from monitor.poll import poll_feed
 from monitor.retention import apply_retention
 from monitor.schedule.jobs import JobRunner
 from monitor.secrets import Masker
-from monitor.types import Clock, FeedRow, IngestStats, PollOutcome
+from monitor.types import (
+    Clock,
+    DeliveryStats,
+    FeedRow,
+    IngestStats,
+    OnceReport,
+    PollOutcome,
+    PollResult,
+)
 from monitor.web import WebServer
 
 log = logging.getLogger("monitor")
 
 ConfigSignature = tuple[int, int, int, str]
-
-
-@dataclass(frozen=True)
-class OnceReport:
-    """What ``feed-monitor once`` did: each feed's poll, and the totals."""
-
-    results: tuple[PollResult, ...]
-    ingest: IngestStats
-    delivery: DeliveryStats
 
 
 def config_signature(path: str) -> ConfigSignature | None:
@@ -321,7 +318,5 @@ class Daemon:
             if d.touched == 0:
                 break
         parts.close()
-        total = IngestStats()
-        for r in results:
-            total.add(r.stats)
+        total = sum((r.stats for r in results), IngestStats())
         return OnceReport(results, total, delivered)

@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from monitor.types import PollOutcome
+
+
+def shown_name(name: str) -> str:
+    """A file name as printed: what is not printable (a line break, ESC, a bidi override,
+    a byte that is not UTF-8) escaped as in a Python string, so a name can neither start
+    a line of output of its own nor restyle the terminal."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
 
 class MonitorError(Exception):
     """Root of every error this package raises on purpose."""
@@ -19,7 +30,8 @@ class FileError(MonitorError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        source = shown_name(self.source)
+        where = source if self.line is None else f"{source}:{self.line}"
         return f"{where}: {self.message}"
 
 
@@ -68,7 +80,7 @@ class RuleError(ConfigError):
 class FeedError(MonitorError):
     """A poll that failed; ``outcome`` classifies it for status and logs."""
 
-    def __init__(self, feed: str, url: str, outcome: str, message: str,
+    def __init__(self, feed: str, url: str, outcome: PollOutcome, message: str,
                  retry_after: float | None = None, status: int | None = None) -> None:
         self.status = status
         self.feed = feed

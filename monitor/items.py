@@ -1,4 +1,5 @@
-"""Item identity and text: canonical URLs, dedupe keys, plain titles. Pure functions."""
+"""Item identity and text: canonical URLs, dedupe keys, plain titles, title keys across
+editions. Pure functions."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from w3lib.url import canonicalize_url
 
+from monitor.match.normalize import normalize_text
+
 # Query parameters that only track the reader; they never change the article.
 TRACKING_PARAMS = re.compile(r"^(utm_.*|xtor|at_.*|fbclid|gclid|mc_cid|mc_eid|_ga)$", re.I)
 _SLASHES = re.compile(r"/{2,}")
+_NOT_ALNUM = re.compile(r"[\W_]+")  # Unicode-aware: what is not a letter or digit
+# Shorter folded titles ("快讯", "Live") are too generic to call two articles one story.
+_TITLE_KEY_MIN = 4
+# Long enough to tell headlines apart, short enough for any B-tree index entry.
+_TITLE_KEY_MAX = 200
 
 # A URL that ``canonical_url`` returns as it is, but for the scheme (http becomes
 # https) and the fragment (dropped): a lower-case host name without port or user,
@@ -83,19 +91,44 @@ def _canonical(url: str) -> str:
 _slow_canonical = functools.lru_cache(maxsize=65536)(_canonical)
 
 
+def link_key(link: str) -> str | None:
+    """The canonical URL of an http(s) link; None for any other scheme.
+
+    Raises ValueError for a link that is not a URL at all (``http://example.c[o.test/``);
+    ``item_key`` then falls back to the entry id.
+    """
+    link = link.strip()
+    fast = _fast_canonical(link)
+    if fast is not None:
+        return fast
+    if urlsplit(link).scheme.lower() in ("http", "https"):
+        return canonical_url(link)
+    return None
+
+
+def id_key(entry_id: str) -> str:
+    """Dedupe key of an entry known by its id alone: the canonical URL when the id is an
+    http(s) URL, else ``id:<entry id>``. Never raises."""
+    ident = entry_id.strip()
+    try:
+        key = link_key(ident)
+    except ValueError:  # looks like a URL but is none: an opaque id
+        key = None
+    return key if key is not None else f"id:{ident}"
+
+
 def item_key(link: str | None, entry_id: str | None) -> str | None:
-    """Dedupe key: the canonical link, else the entry id, else nothing."""
+    """Dedupe key: the canonical link, else the entry id, else nothing. Never raises: a
+    malformed link gives way to the entry id."""
     if link:
-        fast = _fast_canonical(link.strip())
-        if fast is not None:
-            return fast
-        if urlsplit(link.strip()).scheme.lower() in ("http", "https"):
-            return canonical_url(link)
-    if entry_id:
-        ident = entry_id.strip()
-        if urlsplit(ident).scheme.lower() in ("http", "https"):
-            return canonical_url(ident)
-        return f"id:{ident}"
+        try:
+            key = link_key(link)
+        except ValueError:
+            key = None
+        if key is not None:
+            return key
+    if entry_id and entry_id.strip():
+        return id_key(entry_id)
     return None
 
 
@@ -118,3 +151,14 @@ def plain_title(markup: str) -> str:
     if "<" in markup:
         markup = _TAG.sub("", markup)
     return _SPACE.sub(" ", markup).strip()
+
+
+def title_key(title: str) -> str | None:
+    """The title as compared across editions, or None when it is too short to trust.
+
+    ``fold_text`` of the plain title (NFKC, case folding, Traditional to Simplified),
+    then only letters and digits: the /tw edition writes 「」 where /cn writes “”,
+    and full-width punctuation is not part of the story.
+    """
+    key = _NOT_ALNUM.sub("", normalize_text(title, markup=False))[:_TITLE_KEY_MAX]
+    return key if len(key) >= _TITLE_KEY_MIN else None

@@ -5,28 +5,17 @@ record the outcome and the next poll time, count it in the metrics.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 from monitor.app import Parts, Runtime
 from monitor.archive.files import write_rule_archives
 from monitor.errors import FeedError, StoreError
 from monitor.metrics import Metrics
 from monitor.schedule import politeness
-from monitor.types import FeedRow, IngestStats, PollOutcome
+from monitor.types import FeedRow, PollOutcome, PollResult
 
 log = logging.getLogger("monitor")
 
 NO_BACKLOG_ALERTS = 2**62  # a published-time floor no item reaches
-
-
-@dataclass(frozen=True)
-class PollResult:
-    feed: str
-    outcome: PollOutcome
-    stats: IngestStats = field(default_factory=IngestStats)
-    error: str | None = None
-    status: int | None = None
-    fetch_seconds: float | None = None
 
 
 def poll_feed(parts: Parts, runtime: Runtime, row: FeedRow, now_ms: int) -> PollResult:
@@ -97,9 +86,8 @@ def _poll(parts: Parts, rt: Runtime, row: FeedRow, start_ms: int) -> PollResult:
             # Retention may have deleted the key of an item this old that a feed still
             # lists: it is recorded, never alerted again.
             floor = max(floor or 0, clock.now_ms() - int(keys_kept * 1000))
-        stats = store.items.ingest(feed.id, parsed.items, clock.now_ms(), rt.match,
-                                   rt.channels_for, alert_min_published_ms=floor,
-                                   options=rt.options_for)
+        stats = store.items.ingest(feed.id, parsed.items, clock.now_ms(), rt,
+                                   alert_min_published_ms=floor)
         nxt = politeness.after_success(interval, d.jitter, fetched.headers,
                                        parsed.ttl_seconds, clock.now_ms() / 1000,
                                        clock.random())

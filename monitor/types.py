@@ -7,10 +7,10 @@ says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol
 
 
 class PollOutcome(StrEnum):
@@ -81,11 +81,12 @@ class Item:
 class ParsedFeed:
     """What the parser made of one response body."""
 
-    outcome: str  # "ok", "ok-with-warnings", "not-a-feed", "empty"
+    outcome: PollOutcome  # OK, OK_WITH_WARNINGS, NOT_A_FEED or EMPTY
     items: tuple[Item, ...]
     warnings: tuple[str, ...] = ()
     title: str | None = None
     ttl_seconds: int | None = None  # RSS <ttl>, when the feed states one
+    link: str | None = None  # the feed's web site (RSS channel link, Atom alternate link)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +164,7 @@ class AlertRow:
     id: int
     rule: str
     channel: str
-    status: str
+    status: AlertState
     attempts: int
     keywords: tuple[str, ...]
     snippet: str
@@ -174,24 +175,27 @@ class AlertRow:
     revision: int = 0  # times on_update: always re-armed it
 
 
-@dataclass
+@dataclass(frozen=True)
 class IngestStats:
+    """What storing one poll's items did; ``+`` adds up several polls."""
+
     new: int = 0
     updated: int = 0
     repeats: int = 0
     alerts: int = 0
     matched: int = 0
-    rules: dict[str, int] = field(default_factory=dict)  # new matches per rule
+    rules: Mapping[str, int] = field(default_factory=dict)  # new matches per rule
     # (rule, item) for every alert created or re-armed, and every edition joined to
     # one: what rules[].archive folders receive once the transaction has committed.
-    alerted: list[tuple[str, Item]] = field(default_factory=list)
+    alerted: tuple[tuple[str, Item], ...] = ()
 
-    def add(self, other: IngestStats) -> None:
-        for name in ("new", "updated", "repeats", "alerts", "matched"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+    def __add__(self, other: IngestStats) -> IngestStats:
+        rules = dict(self.rules)
         for rule, n in other.rules.items():
-            self.rules[rule] = self.rules.get(rule, 0) + n
-        self.alerted.extend(other.alerted)
+            rules[rule] = rules.get(rule, 0) + n
+        return IngestStats(self.new + other.new, self.updated + other.updated,
+                           self.repeats + other.repeats, self.alerts + other.alerts,
+                           self.matched + other.matched, rules, self.alerted + other.alerted)
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,9 @@ class RuleOptions:
     on_update: str = "rematch"  # "ignore", "rematch" or "always"
     edition_window_ms: int | None = None  # cross-edition dedupe when set
     hold_ms: int = 0  # new alerts wait this long, so a sibling edition can join them
+
+
+DEFAULT_RULE_OPTIONS: Final = RuleOptions()
 
 
 @dataclass(frozen=True)
@@ -213,7 +220,7 @@ class Edition:
     published_ms: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class PruneStats:
     emptied: int = 0  # bodies removed, keys kept
     deleted: int = 0  # items (and their keys) removed
@@ -254,9 +261,251 @@ class Fetcher(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class PollResult:
+    feed: str
+    outcome: PollOutcome
+    stats: IngestStats = field(default_factory=IngestStats)
+    error: str | None = None
+    status: int | None = None
+    fetch_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStats:
+    """What one delivery run did; runs add up with ``+``."""
+
+    sent: int = 0  # alerts delivered (a digest counts all it carried)
+    messages: int = 0
+    failed: int = 0
+    dead: int = 0
+    held: int = 0
+    silenced: int = 0
+    deferred: int = 0
+    leased: int = 0
+
+    def __add__(self, other: DeliveryStats) -> DeliveryStats:
+        return DeliveryStats(*(getattr(self, f.name) + getattr(other, f.name)
+                               for f in fields(self)))
+
+    @property
+    def touched(self) -> int:
+        return self.sent + self.failed + self.dead + self.held + self.silenced
+
+
+@dataclass(frozen=True)
+class OnceReport:
+    """What ``feed-monitor once`` did: each feed's poll, and the totals."""
+
+    results: tuple[PollResult, ...]
+    ingest: IngestStats
+    delivery: DeliveryStats
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What one send through one channel came to; ``error`` is masked, "" when ok."""
+
+    ok: bool
+    error: str = ""
+
+
+class Notifier(Protocol):
+    """Sends one rendered message through one channel (all of its URLs).
+
+    Never raises for a failed send: the outcome says so, with the service's error text,
+    secrets masked. ``message_id`` is the alert's stable id (email uses it as Message-ID,
+    so a resend carries the same one)."""
+
+    def send(self, title: str, body: str, message_id: str) -> SendOutcome: ...
+
+
 class Parser(Protocol):
     """Turns a response body into Items; never raises for bad input (the outcome and
     the warnings say what was wrong)."""
 
     def __call__(self, body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: int,
                  base_url: str = "") -> ParsedFeed: ...
+
+
+class Matching(Protocol):
+    """What ingest needs of the rules: which match an item seen in ``feeds``, where each
+    rule's alerts go, and its update and cross-edition options. Called inside the
+    store's transaction: it must not touch the store."""
+
+    def match(self, item: Item, feeds: Collection[str]) -> Sequence[RuleMatch]: ...
+
+    def channels_for(self, rule: str) -> Sequence[str]: ...
+
+    def options_for(self, rule: str) -> RuleOptions: ...
+
+
+def _default_options(_rule: str) -> RuleOptions:
+    return DEFAULT_RULE_OPTIONS
+
+
+@dataclass(frozen=True)
+class MatchingFunctions:
+    """``Matching`` made of three functions (rules that a reload may swap; tests)."""
+
+    match: Callable[[Item, Collection[str]], Sequence[RuleMatch]]
+    channels_for: Callable[[str], Sequence[str]]
+    options_for: Callable[[str], RuleOptions] = _default_options
+
+
+# -- storage ------------------------------------------------------------------------------
+#
+# The contract of every storage part: a method either does all it says or raises
+# monitor.errors.StoreError (never a driver's error), whose message names the database
+# (password masked) and the cause. Times are UTC epoch milliseconds. Work is taken with
+# leases: a row leased by ``owner`` until ``now_ms + lease_ms`` is left alone by other
+# owners until then, and the updates that finish it only apply while ``owner`` holds it,
+# so work whose lease expired (and that another owner took) is never overwritten.
+
+
+class FeedSchedule(Protocol):
+    """Each configured feed's schedule: next poll time, validators, failures, leases."""
+
+    def sync(self, specs: Iterable[FeedSpec], now_ms: int, first_spread_s: float) -> None:
+        """Add rows for new feeds (first poll spread at random over ``first_spread_s``)
+        and update the URLs and titles of known ones; a changed URL drops its validators,
+        a shortened interval applies now."""
+
+    def claim_due(self, owner: str, now_ms: int, limit: int, lease_ms: int,
+                  feed_ids: Collection[str], due_ms: int | None = None) -> list[FeedRow]:
+        """Lease up to ``limit`` of ``feed_ids`` whose poll is due by ``due_ms`` (default
+        ``now_ms``) and that nobody else holds; concurrent claimers get disjoint sets."""
+
+    def finish_poll(self, feed_id: str, owner: str, *, now_ms: int, next_poll_ms: int,
+                    outcome: PollOutcome, error: str | None, status: int | None,
+                    failures: int, etag: str | None = None, last_modified: str | None = None,
+                    keep_validators: bool = True,
+                    first_poll_done: bool | None = None) -> None:
+        """Record a poll's outcome and the next poll time, and release the lease."""
+
+    def release_leases(self, owner: str) -> None:
+        """Hand back every feed ``owner`` holds (shutdown, a failed poll)."""
+
+
+class ItemStore(Protocol):
+    """Items and their dedupe history; alerts are written with them (the outbox)."""
+
+    def ingest(self, feed_id: str, parsed: Sequence[Item], now_ms: int, rules: Matching,
+               alert_min_published_ms: int | None = None) -> IngestStats:
+        """Store one poll's items and, in the same transaction, the alerts they cause.
+
+        Same key and timestamp: a repeat. Same key, new timestamp: an update, re-matched;
+        a rule alerts for an item once unless its ``on_update`` says otherwise. Items
+        published before ``alert_min_published_ms`` record their matches without alerting.
+        """
+
+    def iter_stored(self, since_ms: int | None = None, feed_ids: Collection[str] = (),
+                    batch: int = 500) -> Iterator[StoredItem]:
+        """Stored items, oldest first, with the feeds each was seen in."""
+
+
+class Outbox(Protocol):
+    """The alerts waiting for delivery and what became of them; silences."""
+
+    def lease(self, owner: str, now_ms: int, limit: int, lease_ms: int,
+              channels: Collection[str]) -> list[AlertRow]:
+        """Lease up to ``limit`` due alerts (pending or held) of ``channels``, oldest first."""
+
+    def mark_sent(self, ids: Sequence[int], owner: str, now_ms: int) -> None: ...
+
+    def mark_failed(self, ids: Sequence[int], owner: str, error: str, next_attempt_ms: int,
+                    dead: bool) -> None:
+        """Count an attempt; retry at ``next_attempt_ms``, or a dead letter if ``dead``."""
+
+    def hold(self, ids: Sequence[int], owner: str, release_ms: int) -> None:
+        """Keep alerts back until ``release_ms`` (a digest or quiet hours)."""
+
+    def defer(self, ids: Sequence[int], owner: str, next_attempt_ms: int) -> None:
+        """Put alerts back for later without counting an attempt (a rate limit)."""
+
+    def mark_silenced(self, ids: Sequence[int], owner: str, silence_id: int) -> None: ...
+
+    def held_release(self, channel: str, rule: str | None, now_ms: int) -> int | None:
+        """When alerts already held for this channel (and rule) will be released."""
+
+    def redeliver(self, now_ms: int, channel: str | None = None,
+                  rule: str | None = None) -> int:
+        """Dead letters back to pending; how many."""
+
+    def release_leases(self, owner: str) -> None: ...
+
+    def editions(self, item_id: int, rule: str, window_ms: int) -> list[Edition]:
+        """The item and its other editions the rule matched, the item first."""
+
+    def add_silence(self, rule: str, channel: str | None, starts_ms: int, ends_ms: int,
+                    comment: str, created_by: str, now_ms: int) -> int: ...
+
+    def silences(self, now_ms: int, include_expired: bool = False) -> list[Silence]: ...
+
+    def expire_silence(self, silence_id: int, now_ms: int) -> bool:
+        """End a silence now; False if it had already ended or does not exist."""
+
+
+class History(Protocol):
+    """Archive imports and exports, and retention."""
+
+    def import_items(self, feed_id: str, batch: Sequence[tuple[Item, Sequence[RuleMatch]]],
+                     now_ms: int) -> set[str]:
+        """Store archive items as already seen (matches recorded, no alerts); the keys
+        this call added. A stored key is left as it is."""
+
+    def stored_keys(self, keys: Collection[str]) -> set[str]: ...
+
+    def export_rows(self, since_ms: int | None = None, until_ms: int | None = None,
+                    rule: str | None = None, feed_ids: Collection[str] = (),
+                    batch: int = 500) -> Iterator[ExportRow]: ...
+
+    def count_matches(self, rule: str) -> int: ...
+
+    def known_feed_ids(self) -> set[str]: ...
+
+    def prune(self, now_ms: int, bodies_before_ms: int | None, keys_before_ms: int | None,
+              batch: int = 1000) -> PruneStats:
+        """Empty old bodies, delete old keys; an item with a waiting alert stays whole."""
+
+
+class Readouts(Protocol):
+    """Counts for ``status``, the console and /metrics."""
+
+    def counts(self) -> dict[str, int]: ...
+
+    def alert_summary(self) -> dict[str, dict[str, int]]:
+        """Per channel: pending, retrying, held, sent, dead, silenced."""
+
+    def rule_match_counts(self, since_ms: int) -> dict[str, int]: ...
+
+    def feed_rows(self) -> list[FeedRow]: ...
+
+
+class Storage(Protocol):
+    """The whole store: its parts share one database."""
+
+    @property
+    def feeds(self) -> FeedSchedule: ...
+
+    @property
+    def items(self) -> ItemStore: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def history(self) -> History: ...
+
+    @property
+    def readouts(self) -> Readouts: ...
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL with its password masked."""
+
+    def ping(self) -> None: ...
+
+    def schema_revision(self) -> tuple[str | None, str]: ...
+
+    def close(self) -> None: ...

@@ -26,11 +26,12 @@ from monitor.archive.format import (
 )
 from monitor.errors import MonitorError
 from monitor.items import canonical_url
-from monitor.types import Item
+from tests.support import factories
 
 FIXTURES = Path(__file__).parent / "fixtures" / "archive"
 GOOD = sorted((FIXTURES / "good").rglob("*.md"))
 REPO_ROOT = Path(__file__).resolve().parents[1]
+URL = "https://www.rfi.fr/cn/a"
 
 
 def shared_dir() -> Path:
@@ -179,7 +180,7 @@ def test_malformed_text_names_source_line_and_expectation(text: str, line: int,
 
 
 @pytest.mark.parametrize(("name", "line", "expected"), [
-    ("not-an-item.md", 1, "expected the timestamp comment"),
+    ("not-an-item.md", 1, "not an archive file"),
     ("short-separator.md", 3, "expected the separator line"),
     ("unclosed-front-matter.md", 1, "never closed"),
 ])
@@ -223,15 +224,6 @@ def test_entries_that_would_not_read_back_are_refused(kwargs: dict[str, object])
 # --- writing items ---------------------------------------------------------------------------
 
 
-def _item(**kw: object) -> Item:
-    fields: dict[str, object] = {
-        "key": "https://www.rfi.fr/cn/a", "url": "https://www.rfi.fr/cn/a",
-        "title": "t", "published_ms": 1679494503000, "feed_id": "rfi-cn",
-        "content": "<p>b</p>"}
-    fields.update(kw)
-    return Item(**fields)  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(("title", "raw"), [
     ('中俄"特殊"关系', "中俄&quot;特殊&quot;关系"),  # as the RFI mirror writes it
     ("柳向阳&王家新", "柳向阳&王家新"),  # a lone & stays raw, as in the archives
@@ -257,35 +249,35 @@ def test_any_title_survives_escaping(title: str) -> None:
        categories=st.lists(st.text(min_size=1), unique=True).map(tuple))
 def test_any_item_survives_write_and_read(title: str, body: str, ms: int, author: str,
                                           categories: tuple[str, ...]) -> None:
-    item = _item(title=title, content=body, published_ms=ms, author=author,
-                 categories=categories)
+    item = factories.item(URL, ms, title, "rfi-cn", content=body, author=author,
+                          categories=categories)
     back = entry_to_item(parse_archive(format_archive(item_to_entry(item))), "rfi-cn")
     assert back == item
 
 
 def test_url_with_spaces_or_link_bracket_is_percent_escaped() -> None:
-    entry = item_to_entry(_item(url="https://example.org/a b](c)\n"))
+    entry = item_to_entry(factories.item("https://example.org/a b](c)\n"))
     assert entry.url == "https://example.org/a%20b%5D(c)%0A"
     assert parse_archive(format_archive(entry)).url == entry.url
 
 
 def test_item_without_url_cannot_be_archived() -> None:
     with pytest.raises(ArchiveError, match="no URL"):
-        item_to_entry(_item(url="", key="id:123"))
+        item_to_entry(factories.item("", key="id:123"))
 
 
 def test_body_falls_back_to_summary() -> None:
-    assert item_to_entry(_item(content="", summary="<p>s</p>")).body == "<p>s</p>"
+    assert item_to_entry(factories.item(URL, content="", summary="<p>s</p>")).body == "<p>s</p>"
 
 
 def test_archive_filenames_sort_by_time() -> None:
-    names = [archive_filename(_item(published_ms=ms, key=f"k{ms}"))
+    names = [archive_filename(factories.item(URL, ms, key=f"k{ms}"))
              for ms in (1679494503000, 999, 1000000000000)]
     assert sorted(names) == [names[1], names[2], names[0]]
     assert names[1].startswith("0000000000999-") and names[1].endswith(".md")
     # Same key, another time (an update) gets another name; same item, same name.
-    assert archive_filename(_item()) == archive_filename(_item())
-    assert archive_filename(_item()) != archive_filename(_item(published_ms=1))
+    assert archive_filename(factories.item(URL)) == archive_filename(factories.item(URL))
+    assert archive_filename(factories.item(URL)) != archive_filename(factories.item(URL, 1))
 
 
 # --- finding files ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 
 from monitor.cli import main
 from monitor.store import Store
-from monitor.types import Item, RuleMatch
+from monitor.types import Item, MatchingFunctions, RuleMatch
 from tests.daemon import write_config
 from tests.support import WebhookReceiver
 
@@ -75,12 +75,12 @@ def setup(tmp_path: Path, webhook_receiver: WebhookReceiver) -> tuple[Path, Webh
     for feed, key, title, body, published in ITEMS:
         item = Item(key=key, url=key, title=title, published_ms=published, feed_id=feed,
                     content=body)
-        store.items.ingest(feed, [item], NOW_MS, no_match, lambda rule: [])
+        store.items.ingest(feed, [item], NOW_MS, MatchingFunctions(no_match, lambda rule: []))
     # The first article was also seen in the Traditional feed: one item, two feeds.
     first = ITEMS[0]
-    store.items.ingest("rfi-tw", [Item(key=first[1], url=first[1], title=first[2],
-                                 published_ms=first[4], feed_id="rfi-tw", content=first[3])],
-                 NOW_MS, no_match, lambda rule: [])
+    tw = Item(key=first[1], url=first[1], title=first[2], published_ms=first[4],
+              feed_id="rfi-tw", content=first[3])
+    store.items.ingest("rfi-tw", [tw], NOW_MS, MatchingFunctions(no_match, lambda rule: []))
     assert store.readouts.counts() == {"items": 4, "alerts": 0}
     store.close()
     return config, webhook_receiver
@@ -150,7 +150,7 @@ def test_query_from_the_command_line(setup: tuple[Path, WebhookReceiver],
         "https://www.rfi.fr/tw/2", "https://www.rfi.fr/cn/3"]
     assert "【台湾】总统大选：选民关注经济" in found[1]
     assert found[0].split("\n")[2] == "  keywords: 烏克蘭"
-    assert out.strip().splitlines()[-1].startswith("rule '--query': 2 matches in 4 stored")
+    assert out.strip().splitlines()[-1].startswith("rule 'query': 2 matches in 4 stored")
     code, out, _ = run(capsys, config, "--query", "体育")
     assert code == 0 and blocks(out) == []
     assert "0 matches in 4 stored items" in out
@@ -217,10 +217,10 @@ def test_render_html_channel_in_its_language_and_time_zone(
     assert code == 0, err
     [found] = blocks(out)
     assert "┌─ message to 'mail' (html)" in found
-    assert "│ title: [--query] 习近平结束访俄，北京与莫斯科建立" in found
+    assert "│ title: [query] 习近平结束访俄，北京与莫斯科建立" in found
     html = found.split("│ ", 3)[-1]
     assert html.startswith('<p><a href="https://www.rfi.fr/cn/1"><strong>')
-    assert "来源: RFI 简体, RFI 繁體<br>规则: --query<br>关键词: 普京<br>" in html
+    assert "来源: RFI 简体, RFI 繁體<br>规则: query<br>关键词: 普京<br>" in html
     assert "<blockquote>中国国家主席习近平周三离开莫斯科。【普京】和习近平说" in html
     assert " CST</p>" in html  # Asia/Shanghai
 

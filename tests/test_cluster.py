@@ -14,8 +14,6 @@ import random
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -29,26 +27,20 @@ from sqlalchemy.engine import Engine
 
 from monitor.config import parse_config
 from monitor.errors import ConfigError
-from monitor.store import Store, migrate
+from monitor.store import Store
 from monitor.store.schema import alerts, feeds, items
 from tests.conftest import postgres_url, reset_postgres
-from tests.daemon import REPO, Daemon, write_config
+from tests.daemon import Daemon, write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed, wait_until
+from tests.support.cli import run_cli
+from tests.support.schema import database_at
 
 # -- database_upgrade: never ------------------------------------------------------------
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=REPO, text=True,
-                          capture_output=True, timeout=60)
-
-
 def test_database_upgrade_never_refuses_an_old_schema_until_db_upgrade(
         db_url: str, tmp_path: Path, feed_server: FeedServer) -> None:
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        migrate.upgrade(conn, "0001")  # the database as the first release left it
-    engine.dispose()
+    database_at(db_url, "0001")  # the database as the first release left it
     feed_server.set_feed("/cn", rss_feed([]))
     config = write_config(
         tmp_path / "monitor.yaml", database=db_url, database_upgrade="never",
@@ -91,7 +83,6 @@ ALERT_LEASE = 3.0  # delivery.lease
 LATENCY = 0.1  # the feed server answers each request after this long, as the internet would
 SEND_LATENCY = 0.05  # ... and the webhook receiver too, so alerts are in flight when we kill
 TOLERANCE = 0.05  # clock and rounding slack when comparing poll times
-TAKEOVER_SLACK = 1.5  # tick, latency and a loaded 2-core machine, on top of lease + interval
 LINK = re.compile(r"https://www\.rfi\.fr/cn/cluster-\d{4}")
 T0 = 1_700_000_000_000
 
@@ -222,7 +213,14 @@ def test_three_daemons_poll_each_feed_once_per_interval_alert_once_and_survive_a
                 .where(alerts.c.lease_owner.like(prefix + "%"),
                        alerts.c.status == "pending"))}
 
-        time.sleep(FEED_LEASE + INTERVAL + TAKEOVER_SLACK + 1.0)
+        # Until every feed, the dead one's included, has been polled again. How soon (a
+        # lease plus an interval) is the store's promise: tests/test_takeover.py.
+        def all_polled_again() -> bool:
+            return {r.path for r in feed_server.requests if r.time > killed_at + 0.5} \
+                == set(paths)
+
+        wait_until(all_polled_again, timeout=60, interval=0.2,
+                   message="not every feed was polled again after the kill")
         publisher.halt.set()
         publisher.join()
         expected = set(publisher.matching)
@@ -267,26 +265,26 @@ def test_three_daemons_poll_each_feed_once_per_interval_alert_once_and_survive_a
     total = sum(before_kill.values())
     shares = {ua: round(n / total, 2) for ua, n in sorted(before_kill.items())}
     print(f"\npolls before the kill: {total}, share per daemon: {shares}")
+    # Every daemon took part; how the claims share the feeds out is the store's promise
+    # (tests/test_takeover.py), which real time on a loaded machine cannot check.
     assert set(before_kill) == {f"cluster-test/{n}" for n in range(3)}
-    assert all(n >= 0.1 * total for n in before_kill.values()), shares
     for d in daemons:
         assert re.search(r"feed 'f\d{3}': ok", d.output), "a daemon logged no polls"
 
     # After the kill: only the survivors poll, and every feed, the dead one's included,
-    # is polled again within a lease plus an interval.
-    deadline = killed_at + FEED_LEASE + INTERVAL + TAKEOVER_SLACK
-    late, slowest = [], 0.0
+    # is polled again.
+    never, slowest = [], 0.0
     for path, polls in by_path.items():
         after = [t for t, ua in polls if t > killed_at + 0.5]  # +0.5: responses in flight
         assert all(not ua.startswith(victim_ua) for t, ua in polls if t > killed_at + 0.5)
-        first = after[0] if after else float("inf")
-        slowest = max(slowest, first - killed_at)
-        if first > deadline:
-            late.append((path, round(first - killed_at, 2)))
-    assert late == [], f"feeds not taken over in time (seconds after the kill): {late[:10]}"
+        if not after:
+            never.append(path)
+        else:
+            slowest = max(slowest, after[0] - killed_at)
+    assert never == [], f"feeds never polled again after the kill: {never[:10]}"
     print(f"closest two polls of one feed: {closest:.3f} s (interval {INTERVAL} s); every "
-          f"feed polled again {slowest:.2f} s after the kill at the latest (bound "
-          f"{deadline - killed_at:.1f} s)")
+          f"feed polled again {slowest:.2f} s after the kill at the latest (lease "
+          f"{FEED_LEASE} s + interval {INTERVAL} s)")
 
     # -- what was alerted, how often (the webhook receiver) ----------------------------
     delivered = Counter(link for _, link in links_of(webhook_receiver))

@@ -8,7 +8,6 @@ without asserting how long anything took.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
 import subprocess
 import sys
@@ -36,9 +35,10 @@ from monitor.deliver.timing import hold_until_ms, quiet_end
 from monitor.items import canonical_url
 from monitor.secrets import Masker
 from monitor.store import Store
-from monitor.types import Item, RuleMatch
+from monitor.types import Item, MatchingFunctions, RuleMatch
 from tests.daemon import REPO, Daemon, write_config
 from tests.support import FeedItem, FeedServer, SmtpSink, WebhookReceiver, rss_feed, wait_until
+from tests.support.cli import status_json
 from tests.support.clock import FakeClock
 
 T0 = 1_700_000_000_000
@@ -57,12 +57,6 @@ def config(tmp_path: Path, feed_server: FeedServer, channels: dict[str, Any],
         channels=channels,
         rules=rules or [{"name": "china-russia", "any": ["中俄"], "notify": list(channels)}],
         **extra)
-
-
-def status_json(cfg: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "monitor", "status", "--json", "-c", str(cfg)],
-                         cwd=REPO, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
 
 
 # -- in-process, on a fake clock -------------------------------------------------------
@@ -85,8 +79,8 @@ def enqueue(store: Store, channels: list[str], n: int, now_ms: int, start: int =
                   published_ms=T0 + i, feed_id="cn", content="<p>正文</p>")
              for i in range(start, start + n)]
     stats = store.items.ingest("cn", batch, now_ms,
-                               lambda item, feeds: [RuleMatch("china-russia", ("中俄",))],
-                               lambda rule: channels)
+                               MatchingFunctions(lambda item, feeds: [RuleMatch("china-russia", ("中俄",))],
+                               lambda rule: channels))
     assert stats.alerts == n * len(channels)
 
 
@@ -96,7 +90,7 @@ def make_deliverer(store: Store, clock: FakeClock, urls: Mapping[str, str],
     channels = build_channels({name: ChannelSettings(name, (url,), "text",
                                                      rate_limit=rate_limit)
                                for name, url in urls.items()}, masker)
-    return Deliverer(store, "test-owner", dataclasses.replace(SETTINGS, **settings), channels,
+    return Deliverer(store.outbox, "test-owner", dataclasses.replace(SETTINGS, **settings), channels,
                      masker, clock=clock)
 
 

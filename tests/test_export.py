@@ -14,22 +14,13 @@ from monitor.archive.format import archive_filename, entry_to_item
 from monitor.cli import main, parse_when
 from monitor.daemon import Daemon
 from monitor.errors import MonitorError
-from monitor.items import canonical_url
 from monitor.store import Store
-from monitor.types import Item, RuleMatch
+from monitor.types import Item, MatchingFunctions, RuleMatch
 from tests.daemon import write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
+from tests.support.factories import T0, article
 
-T0 = 1_700_000_000_000
 DAY = 86_400_000
-
-
-def item(n: int, ts: int = T0, title: str | None = None, feed: str = "cn",
-         body: str = '<p>新闻 "引号" &amp; <b>正文</b></p>') -> Item:
-    url = f"https://www.rfi.fr/{feed}/{n}"
-    return Item(key=canonical_url(url), url=url, title=title or f'标题 "{n}" & 更多',
-                published_ms=ts, feed_id=feed, content=body, author="RFI",
-                categories=("国际", "中国"))
 
 
 def match_ukraine(it: Item, feeds: Collection[str]) -> list[RuleMatch]:
@@ -46,8 +37,8 @@ def files(folder: Path) -> list[str]:
 
 def test_export_writes_one_file_per_item_that_reads_back_as_the_item(
         store: Store, tmp_path: Path) -> None:
-    stored = [item(i, ts=T0 + (i % 3) * 1000) for i in range(9)]
-    store.items.ingest("cn", stored, T0, match_ukraine, no_channels)
+    stored = [article(i, ts=T0 + (i % 3) * 1000) for i in range(9)]
+    store.items.ingest("cn", stored, T0, MatchingFunctions(match_ukraine, no_channels))
     report = export_archive(store, tmp_path / "out")
     assert (report.written, report.unchanged) == (9, 0)
     # Names sort by publish time; items sharing one timestamp each get their own file.
@@ -64,8 +55,8 @@ def test_export_round_trips_through_import(store: Store, tmp_path: Path, db_url:
     from monitor.match import compile_rules
     from monitor.types import RuleSpec
 
-    stored = [item(i, ts=T0) for i in range(20)]  # one timestamp for all
-    store.items.ingest("cn", stored, T0, match_ukraine, no_channels)
+    stored = [article(i, ts=T0) for i in range(20)]  # one timestamp for all
+    store.items.ingest("cn", stored, T0, MatchingFunctions(match_ukraine, no_channels))
     export_archive(store, tmp_path / "out")
     other = Store(f"sqlite:///{tmp_path / 'other.db'}")
     report = import_archive(other, [tmp_path / "out"], rules=compile_rules(
@@ -77,10 +68,12 @@ def test_export_round_trips_through_import(store: Store, tmp_path: Path, db_url:
 
 
 def test_export_filters_by_rule_feed_and_time(store: Store, tmp_path: Path) -> None:
-    cn = [item(1, T0, "乌克兰 1"), item(2, T0 + DAY, "乌克兰 2"), item(3, T0 + 2 * DAY, "法国")]
-    tw = [item(4, T0 + DAY, "烏克蘭", feed="tw"), item(5, T0 + 3 * DAY, "乌克兰 5", feed="tw")]
-    store.items.ingest("cn", cn, T0, match_ukraine, no_channels)
-    store.items.ingest("tw", tw, T0, match_ukraine, no_channels)
+    cn = [article(1, T0, "乌克兰 1"), article(2, T0 + DAY, "乌克兰 2"),
+          article(3, T0 + 2 * DAY, "法国")]
+    tw = [article(4, T0 + DAY, "烏克蘭", feed="tw"),
+          article(5, T0 + 3 * DAY, "乌克兰 5", feed="tw")]
+    store.items.ingest("cn", cn, T0, MatchingFunctions(match_ukraine, no_channels))
+    store.items.ingest("tw", tw, T0, MatchingFunctions(match_ukraine, no_channels))
 
     def urls(**kw: object) -> list[str]:
         out = tmp_path / f"out-{len(list(tmp_path.iterdir()))}"
@@ -95,12 +88,13 @@ def test_export_filters_by_rule_feed_and_time(store: Store, tmp_path: Path) -> N
 
 
 def test_export_skips_items_whose_body_retention_emptied(store: Store, tmp_path: Path) -> None:
-    store.items.ingest("cn", [item(1, T0), item(2, T0 + 100 * DAY)], T0, match_ukraine, no_channels)
+    store.items.ingest("cn", [article(1, T0), article(2, T0 + 100 * DAY)], T0, MatchingFunctions(match_ukraine,
+                       no_channels))
     stats = store.history.prune(T0 + 101 * DAY, bodies_before_ms=T0 + DAY, keys_before_ms=None)
     assert stats.emptied == 1
     report = export_archive(store, tmp_path / "out")
     assert (report.written, report.pruned) == (1, 1)
-    assert files(tmp_path / "out") == [archive_filename(item(2, T0 + 100 * DAY))]
+    assert files(tmp_path / "out") == [archive_filename(article(2, T0 + 100 * DAY))]
 
 
 def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,21 +102,21 @@ def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
                           channels={"c": "console://"},
                           rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["c"]}])
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    store.items.ingest("cn", [item(1, T0, "乌克兰"), item(2, T0 + DAY)], T0, match_ukraine,
-                 no_channels)
+    store.items.ingest("cn", [article(1, T0, "乌克兰"), article(2, T0 + DAY)], T0, MatchingFunctions(match_ukraine,
+                 no_channels))
     store.close()
     out = tmp_path / "out"
     assert main(["export", "-c", str(config), "--out", str(out), "--rule", "ukraine",
                  "--since", "2023-11-14", "--until", "2023-11-15T00:00+00:00"]) == 0
     assert capsys.readouterr().out == f"{out}: 1 written, 0 unchanged\n"
-    assert files(out) == [archive_filename(item(1, T0, "乌克兰"))]
+    assert files(out) == [archive_filename(article(1, T0, "乌克兰"))]
     assert main(["export", "-c", str(config), "--out", str(out), "--rule", "ukrane"]) == 2
     assert capsys.readouterr().err == (
-        f"error: {config} --rule: unknown rule 'ukrane' with no stored matches "
+        f"error: --rule: unknown rule 'ukrane' in {config} with no stored matches "
         "(rules: ukraine)\n")
     assert main(["export", "-c", str(config), "--out", str(out), "--feed", "nope"]) == 2
     assert "--feed: no feed 'nope'" in capsys.readouterr().err
-    assert main(["export", "-c", str(config), "--out", str(out), "--since", "last week"]) == 1
+    assert main(["export", "-c", str(config), "--out", str(out), "--since", "last week"]) == 2
     assert capsys.readouterr().err.startswith("error: --since: expected a duration (7d)")
 
 

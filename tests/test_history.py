@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,21 +15,17 @@ from sqlalchemy import create_engine, select, text
 
 from monitor.cli import main
 from monitor.daemon import Daemon
-from monitor.items import canonical_url
+from monitor.items import title_key
 from monitor.store import Store, migrate
-from monitor.store.history import title_key
 from monitor.store.schema import alerts, items
-from monitor.types import Item, RuleMatch, RuleOptions
+from monitor.types import Item, MatchingFunctions, RuleMatch, RuleOptions
 from tests.daemon import write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
+from tests.support.factories import item
+from tests.support.schema import database_at
 
 T0 = 1_700_000_000_000
 DAY = 86_400_000
-
-
-def item(url: str, title: str, ts: int = T0, feed: str = "cn", body: str = "") -> Item:
-    return Item(key=canonical_url(url), url=url, title=title, published_ms=ts, feed_id=feed,
-                content=body)
 
 
 def match_words(it: Item, feeds: Collection[str]) -> list[RuleMatch]:
@@ -39,6 +35,13 @@ def match_words(it: Item, feeds: Collection[str]) -> list[RuleMatch]:
 
 def mail(rule: str) -> list[str]:
     return ["mail"]
+
+
+def words(options: Callable[[str], RuleOptions] | None = None) -> MatchingFunctions:
+    """Rules named after the words they match, alerting by mail, with ``options``."""
+    if options is None:
+        return MatchingFunctions(match_words, mail)
+    return MatchingFunctions(match_words, mail, options)
 
 
 def alert_rows(store: Store) -> list[dict[str, Any]]:
@@ -59,9 +62,9 @@ def test_on_update_policies(store: Store, policy: str, alerts_per_step: list[int
     url = "https://www.rfi.fr/cn/x"
     got, sent = [], []
     for step in range(3):
-        stats = store.items.ingest("cn", [item(url, f"乌克兰 第{step}版", T0 + step * 60_000)],
-                             T0 + step, match_words, mail,
-                             options=lambda r: policies.get(r, RuleOptions()))
+        version = item(url, T0 + step * 60_000, f"乌克兰 第{step}版")
+        stats = store.items.ingest("cn", [version], T0 + step,
+                                   words(lambda r: policies.get(r, RuleOptions())))
         got.append(stats.alerts)
         for a in store.outbox.lease("w", T0 + 10, 10, 1000, ["mail"]):
             sent.append((a.revision, a.item.title))
@@ -78,10 +81,10 @@ def test_on_update_policies(store: Store, policy: str, alerts_per_step: list[int
 def test_always_refreshes_an_alert_still_waiting_instead_of_adding_one(store: Store) -> None:
     always = RuleOptions(on_update="always")
     url = "https://www.rfi.fr/cn/w"
-    store.items.ingest("cn", [item(url, "乌克兰 一")], T0, match_words, mail, options=lambda r: always)
-    upd = store.items.ingest("cn", [item(url, "乌克兰 二", T0 + 60_000)], T0 + 1,
-                       lambda it, f: [RuleMatch("乌克兰", ("乌克兰",), "…乌克兰 二…")], mail,
-                       options=lambda r: always)
+    store.items.ingest("cn", [item(url, title="乌克兰 一")], T0, words(lambda r: always))
+    hit = RuleMatch("乌克兰", ("乌克兰",), "…乌克兰 二…")
+    upd = store.items.ingest("cn", [item(url, T0 + 60_000, "乌克兰 二")], T0 + 1,
+                             MatchingFunctions(lambda it, f: [hit], mail, lambda r: always))
     assert upd.alerts == 0
     [row] = alert_rows(store)
     assert (row["status"], row["revision"], row["snippet"]) == ("pending", 0, "…乌克兰 二…")
@@ -92,15 +95,15 @@ def test_always_refreshes_an_alert_still_waiting_instead_of_adding_one(store: St
 def test_ignore_records_a_newly_matching_update_without_alerting(store: Store) -> None:
     ignore = {"乌克兰": RuleOptions(on_update="ignore")}
     url = "https://www.rfi.fr/cn/y"
-    store.items.ingest("cn", [item(url, "法国")], T0, match_words, mail,
-                 options=lambda r: ignore.get(r, RuleOptions()))
-    upd = store.items.ingest("cn", [item(url, "乌克兰 普京", T0 + 60_000)], T0 + 1, match_words, mail,
-                       options=lambda r: ignore.get(r, RuleOptions()))
+    store.items.ingest("cn", [item(url, title="法国")], T0,
+                       words(lambda r: ignore.get(r, RuleOptions())))
+    upd = store.items.ingest("cn", [item(url, T0 + 60_000, "乌克兰 普京")], T0 + 1,
+                             words(lambda r: ignore.get(r, RuleOptions())))
     assert (upd.matched, upd.alerts) == (2, 1)  # 普京 (rematch) alerts; 乌克兰 is recorded
     assert [r["rule"] for r in alert_rows(store)] == ["普京"]
     # Recorded: seen in another feed later, it still does not alert for 乌克兰.
-    again = store.items.ingest("tw", [item(url, "乌克兰 普京", T0 + 60_000, "tw")], T0 + 2,
-                         match_words, mail, options=lambda r: ignore.get(r, RuleOptions()))
+    again = store.items.ingest("tw", [item(url, T0 + 60_000, "乌克兰 普京", "tw")], T0 + 2,
+                               words(lambda r: ignore.get(r, RuleOptions())))
     assert again.alerts == 0
 
 
@@ -186,12 +189,13 @@ def test_an_edition_polled_later_joins_the_held_alert(
 
 def test_an_edition_after_the_alert_was_sent_gives_no_second_alert(store: Store) -> None:
     cross = RuleOptions(edition_window_ms=DAY)
-    cn = item("https://www.rfi.fr/cn/s", "中俄峰会举行 普京", T0)
-    tw = item("https://www.rfi.fr/tw/s", "中俄峰會舉行 普京", T0 + 3_600_000, "tw")
-    assert store.items.ingest("cn", [cn], T0, match_words, mail, options=lambda r: cross).alerts == 1
+    cn = item("https://www.rfi.fr/cn/s", T0, "中俄峰会举行 普京")
+    tw = item("https://www.rfi.fr/tw/s", T0 + 3_600_000, "中俄峰會舉行 普京", "tw")
+    assert store.items.ingest("cn", [cn], T0, words(lambda r: cross)).alerts == 1
     [sent] = store.outbox.lease("w", T0, 10, 1000, ["mail"])
     store.outbox.mark_sent([sent.id], "w", T0 + 1)
-    later = store.items.ingest("tw", [tw], T0 + 5, match_words, mail, options=lambda r: cross)
+    later = store.items.ingest("tw", [tw], T0 + 5,
+                               words(lambda r: cross))
     assert (later.new, later.matched, later.alerts) == (1, 1, 0)
     # Redelivered or not, the alert now names both editions.
     eds = store.outbox.editions(sent.item_id, "普京", DAY)
@@ -200,16 +204,16 @@ def test_an_edition_after_the_alert_was_sent_gives_no_second_alert(store: Store)
 
 def test_what_is_not_another_edition(store: Store) -> None:
     cross = RuleOptions(edition_window_ms=DAY)
-    base = item("https://www.rfi.fr/cn/a", "中俄峰会举行 普京", T0)
-    store.items.ingest("cn", [base], T0, match_words, mail, options=lambda r: cross)
+    base = item("https://www.rfi.fr/cn/a", T0, "中俄峰会举行 普京")
+    store.items.ingest("cn", [base], T0, words(lambda r: cross))
     cases = [
-        ("cn", item("https://www.rfi.fr/cn/b", "中俄峰会举行 普京", T0 + 60_000)),  # same feed
-        ("tw", item("https://www.rfi.fr/tw/c", "中俄峰會舉行 普京", T0 + 2 * DAY, "tw")),  # late
-        ("tw", item("https://www.rfi.fr/tw/d", "中俄另一场峰会 普京", T0, "tw")),  # other title
+        ("cn", item("https://www.rfi.fr/cn/b", T0 + 60_000, "中俄峰会举行 普京")),  # same feed
+        ("tw", item("https://www.rfi.fr/tw/c", T0 + 2 * DAY, "中俄峰會舉行 普京", "tw")),  # late
+        ("tw", item("https://www.rfi.fr/tw/d", T0, "中俄另一场峰会 普京", "tw")),  # other title
     ]
     for feed, it in cases:
-        assert store.items.ingest(feed, [it], T0 + 1, match_words, mail,
-                            options=lambda r: cross).alerts == 1, it.url
+        assert store.items.ingest(feed, [it], T0 + 1,
+                                  words(lambda r: cross)).alerts == 1, it.url
 
 
 def test_editions_arriving_at_once_on_postgresql_give_one_alert(db_url: str) -> None:
@@ -219,16 +223,16 @@ def test_editions_arriving_at_once_on_postgresql_give_one_alert(db_url: str) -> 
     stores = [Store(db_url), Store(db_url)]
     for round_no in range(5):
         title = f"中俄峰会举行 第{round_no}轮 普京"
-        pairs = [("cn", item(f"https://www.rfi.fr/cn/{round_no}", title)),
-                 ("tw", item(f"https://www.rfi.fr/tw/{round_no}", title, feed="tw"))]
+        pairs = [("cn", item(f"https://www.rfi.fr/cn/{round_no}", title=title)),
+                 ("tw", item(f"https://www.rfi.fr/tw/{round_no}", title=title, feed="tw"))]
         barrier = threading.Barrier(2)
         results: list[int] = []
 
         def run(s: Store, feed: str, it: Item, barrier: threading.Barrier,
                 results: list[int]) -> None:
             barrier.wait()
-            results.append(s.items.ingest(feed, [it], T0, match_words, mail,
-                                    options=lambda r: cross).alerts)
+            results.append(s.items.ingest(feed, [it], T0,
+                                          words(lambda r: cross)).alerts)
 
         threads = [threading.Thread(target=run, args=(s, f, it, barrier, results))
                    for s, (f, it) in zip(stores, pairs, strict=True)]
@@ -246,14 +250,15 @@ def test_editions_arriving_at_once_on_postgresql_give_one_alert(db_url: str) -> 
 
 def test_prune_empties_bodies_then_deletes_keys_but_never_a_waiting_alert(store: Store) -> None:
     now = T0 + 500 * DAY
-    old = [item(f"https://www.rfi.fr/cn/{i}", f"普京 {i}", T0 + i * 100 * DAY,
-                body="<p>正文</p>") for i in range(5)]  # 0, 100, 200, 300, 400 days
-    store.items.ingest("cn", old, T0, match_words, mail)
+    old = [item(f"https://www.rfi.fr/cn/{i}", T0 + i * 100 * DAY, f"普京 {i}",
+                content="<p>正文</p>") for i in range(5)]  # 0, 100, 200, 300, 400 days
+    store.items.ingest("cn", old, T0, words())
     leased = store.outbox.lease("w", now, 10, 1000, ["mail"])
     for a in leased:
         if a.item.url != old[0].url:  # the oldest item's alert is still waiting
             store.outbox.mark_sent([a.id], "w", now)
-    stats = store.history.prune(now, bodies_before_ms=now - 250 * DAY, keys_before_ms=now - 350 * DAY)
+    stats = store.history.prune(now, bodies_before_ms=now - 250 * DAY,
+                                keys_before_ms=now - 350 * DAY)
     # 0 days: too old even for its key, but its alert waits: kept whole. 100 days: deleted.
     # 200 days: body emptied. 300 and 400: untouched.
     assert (stats.deleted, stats.emptied, stats.kept) == (1, 1, 1)
@@ -264,7 +269,7 @@ def test_prune_empties_bodies_then_deletes_keys_but_never_a_waiting_alert(store:
     [waiting] = store.outbox.lease("w2", now + 2000, 10, 1000, ["mail"])  # w's lease is over
     assert waiting.item.url == old[0].url and waiting.item.content == "<p>正文</p>"
     # The emptied item is still known: seen again in its feed, it is a repeat.
-    again = store.items.ingest("cn", [old[2]], now, match_words, mail)
+    again = store.items.ingest("cn", [old[2]], now, words())
     assert (again.repeats, again.alerts) == (1, 0)
     assert store.history.prune(now, now - 250 * DAY, now - 350 * DAY) .emptied == 0  # idempotent
 
@@ -305,11 +310,11 @@ def test_prune_command_without_retention_and_with_bad_overrides(
                           rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
     assert main(["prune", "-c", str(config)]) == 0
     assert capsys.readouterr().out.startswith("nothing to prune")
-    assert main(["prune", "-c", str(config), "--items", "90d", "--keys", "30d"]) == 1
+    assert main(["prune", "-c", str(config), "--items", "90d", "--keys", "30d"]) == 2
     assert capsys.readouterr().err == (
         "error: --items/--keys (retention): retention.keys must be at least retention.items: "
         "a key deleted before its body would let the item alert again\n")
-    assert main(["prune", "-c", str(config), "--items", "soon"]) == 1
+    assert main(["prune", "-c", str(config), "--items", "soon"]) == 2
     assert capsys.readouterr().err.startswith("error: --items: expected a duration")
     assert main(["prune", "-c", str(config), "--keys", "400d"]) == 0
     assert capsys.readouterr().out == "0 item bodies emptied, 0 items deleted\n"
@@ -330,19 +335,15 @@ def test_retention_config_errors_name_file_and_line(tmp_path: Path) -> None:
 
 
 def test_upgrade_to_0003_keeps_everything_and_fills_title_keys(db_url: str) -> None:
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        migrate.upgrade(conn, "0002")
-        conn.execute(text(
-            "INSERT INTO items (id, key, url, title, summary, content, author, categories, "
-            "published_ms, first_seen_ms, updated_ms) VALUES (1, 'https://x.org/a', "
-            "'https://x.org/a', '中俄峰會舉行', '', 'b', '', '[]', 1, 1, 1)"))
-        conn.execute(text("INSERT INTO item_feeds VALUES (1, 'tw', 1)"))
-        conn.execute(text("INSERT INTO matches VALUES (1, 'r', 1, true)"))
-        conn.execute(text(
-            "INSERT INTO alerts (rule, item_id, channel, keywords, snippet, status, attempts, "
-            "created_ms, next_attempt_ms) VALUES ('r', 1, 'mail', '[]', '', 'sent', 1, 1, 1)"))
-    engine.dispose()
+    database_at(
+        db_url, "0002",
+        "INSERT INTO items (id, key, url, title, summary, content, author, categories, "
+        "published_ms, first_seen_ms, updated_ms) VALUES (1, 'https://x.org/a', "
+        "'https://x.org/a', '中俄峰會舉行', '', 'b', '', '[]', 1, 1, 1)",
+        "INSERT INTO item_feeds VALUES (1, 'tw', 1)",
+        "INSERT INTO matches VALUES (1, 'r', 1, true)",
+        "INSERT INTO alerts (rule, item_id, channel, keywords, snippet, status, attempts, "
+        "created_ms, next_attempt_ms) VALUES ('r', 1, 'mail', '[]', '', 'sent', 1, 1, 1)")
     store = Store(db_url)
     assert store.schema_revision()[0] == migrate.head_revision()
     with store.engine.connect() as conn:
@@ -364,29 +365,26 @@ def test_upgrade_to_0003_keeps_everything_and_fills_title_keys(db_url: str) -> N
 
 
 def test_a_new_edition_finds_an_item_stored_before_0003(db_url: str) -> None:
-    engine = create_engine(db_url)
-    with engine.begin() as conn:
-        migrate.upgrade(conn, "0002")
-        conn.execute(text(
-            "INSERT INTO items (key, url, title, summary, content, author, categories, "
-            "published_ms, first_seen_ms, updated_ms) VALUES ('https://www.rfi.fr/cn/s', "
-            f"'https://www.rfi.fr/cn/s', '中俄峰会举行 普京', '', '', '', '[]', {T0}, 1, 1)"))
-        conn.execute(text("INSERT INTO item_feeds SELECT id, 'cn', 1 FROM items"))
-        conn.execute(text("INSERT INTO matches SELECT id, '普京', 1, true FROM items"))
-    engine.dispose()
+    database_at(
+        db_url, "0002",
+        "INSERT INTO items (key, url, title, summary, content, author, categories, "
+        "published_ms, first_seen_ms, updated_ms) VALUES ('https://www.rfi.fr/cn/s', "
+        f"'https://www.rfi.fr/cn/s', '中俄峰会举行 普京', '', '', '', '[]', {T0}, 1, 1)",
+        "INSERT INTO item_feeds SELECT id, 'cn', 1 FROM items",
+        "INSERT INTO matches SELECT id, '普京', 1, true FROM items")
     store = Store(db_url)
-    tw = item("https://www.rfi.fr/tw/s", "中俄峰會舉行 普京", T0 + 1000, "tw")
-    stats = store.items.ingest("tw", [tw], T0, match_words, mail,
-                         options=lambda r: RuleOptions(edition_window_ms=DAY))
+    tw = item("https://www.rfi.fr/tw/s", T0 + 1000, "中俄峰會舉行 普京", "tw")
+    stats = store.items.ingest("tw", [tw], T0,
+                               words(lambda r: RuleOptions(edition_window_ms=DAY)))
     assert (stats.matched, stats.alerts) == (1, 0)
     store.close()
 
 
 def test_updated_item_gets_its_body_back_after_pruning(store: Store) -> None:
     url = "https://www.rfi.fr/cn/p"
-    store.items.ingest("cn", [item(url, "x", T0, body="<p>a</p>")], T0, match_words, mail)
+    store.items.ingest("cn", [item(url, T0, "x", content="<p>a</p>")], T0, words())
     store.history.prune(T0 + DAY, bodies_before_ms=T0 + 1, keys_before_ms=None)
-    store.items.ingest("cn", [replace(item(url, "x", T0 + 60_000, body="<p>b</p>"))], T0, match_words,
-                 mail)
+    store.items.ingest("cn", [replace(item(url, T0 + 60_000, "x", content="<p>b</p>"))], T0,
+                       words())
     [row] = list(store.history.export_rows())
     assert (row.pruned, row.item.content) == (False, "<p>b</p>")

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
@@ -27,8 +25,9 @@ import pytest
 
 from monitor.daemon import Daemon as MonitorDaemon
 from monitor.store import Store
-from tests.daemon import REPO, Daemon, write_config
+from tests.daemon import Daemon, write_config
 from tests.support import FeedServer, wait_until
+from tests.support.cli import status_json
 from tests.support.hostile import HostileServer, fixture, gzip_bomb
 
 TIMEOUT = 3.0  # defaults.timeout of the daemon under test
@@ -119,14 +118,6 @@ EXPECTED: dict[str, tuple[str, str | None]] = {
     "drip-headers": ("timeout", "no complete response within 3 s"),
     "metadata": ("refused", "169.254.169.254 is a link-local address"),
 }
-
-
-def status_json(config: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "monitor", "status", "--json", "-c",
-                          str(config)], cwd=REPO, capture_output=True, text=True,
-                         encoding="utf-8", timeout=60)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def peak_rss(pid: int) -> int:
@@ -265,7 +256,7 @@ def _poll_once(monitor: Any, fid: str) -> Any:
 
 
 def _delay_s(monitor: Any, fid: str) -> float:
-    row = monitor.parts.store.get_feed(fid)
+    [row] = [r for r in monitor.parts.store.readouts.feed_rows() if r.id == fid]
     return (row.next_poll_ms - row.last_poll_ms) / 1000
 
 

@@ -8,17 +8,11 @@ import pytest
 import yaml
 
 from monitor.archive.opml import opml_to_feeds
-from monitor.cli import main
 from monitor.config import parse_config
 from tests.daemon import write_config
+from tests.support.cli import cli
 
 FIXTURES = Path(__file__).parent / "fixtures" / "opml"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

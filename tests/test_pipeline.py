@@ -10,9 +10,9 @@ import pytest
 import monitor.app
 from monitor.app import build
 from monitor.config import load_config
-from monitor.daemon import Daemon, OnceReport
+from monitor.daemon import Daemon
 from monitor.poll import poll_feed
-from monitor.types import PollOutcome
+from monitor.types import OnceReport, PollOutcome
 from tests.daemon import write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
 from tests.support.clock import FakeClock
@@ -179,3 +179,44 @@ def test_poll_feed_takes_its_times_from_the_clock(
         assert (stored.last_poll_ms, stored.next_poll_ms) == (T0, T0 + 1000)
     finally:
         parts.close()
+
+
+def _rss(items: str) -> str:
+    return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>{items}' \
+           "</channel></rss>"
+
+
+def test_malformed_urls_in_a_feed_spare_its_good_items(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    # One entry whose guid is no URL (feedparser's item_guid_isPermaLink_ValueError.xml)
+    # used to fail the whole poll with "ValueError: Invalid IPv6 URL".
+    body = _rss(
+        "<item><title>中俄 good</title><link>https://www.rfi.fr/cn/good</link></item>"
+        '<item><title>中俄 bad guid</title><guid isPermaLink="true">http://example.c[o.test/'
+        "</guid></item>"
+        "<item><title>中俄 bad link</title><link>http://[::1/broken</link></item>"
+        '<item xml:base="http://[bad/"><title>中俄 bad base</title><link>story/9</link>'
+        '<enclosure url="http://[bad/a.mp3" type="audio/mpeg" length="1"/></item>')
+    # Moved: relative links resolve against the URL after the redirect.
+    feed_server.set_feed("/new/rss", body)
+    feed_server.set_redirect("/cn", "/new/rss")
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    report = once(config)
+    assert [r.outcome for r in report.results] == ["ok-with-warnings"]
+    assert report.ingest.new == 3  # the bad link without an id is skipped
+    received = {r.json["title"]: r.json["message"] for r in webhook_receiver.received}
+    assert set(received) == {"[china-russia] 中俄 good", "[china-russia] 中俄 bad guid",
+                             "[china-russia] 中俄 bad base"}
+    assert "https://www.rfi.fr/cn/good" in received["[china-russia] 中俄 good"]
+    assert feed_server.url("/new/story/9") in received["[china-russia] 中俄 bad base"]
+
+
+def test_relative_links_resolve_against_content_location(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    feed_server.set_feed(
+        "/cn", _rss("<item><title>中俄 relative</title><link>20230322-a</link></item>"),
+        headers={"Content-Location": "https://www.rfi.fr/cn/"})
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    once(config)
+    [alert] = webhook_receiver.received
+    assert "https://www.rfi.fr/cn/20230322-a" in alert.json["message"]

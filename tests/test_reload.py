@@ -16,6 +16,7 @@ from typing import Any
 
 from tests.daemon import REPO, Daemon, http_get, write_config
 from tests.support import FeedItem, FeedServer, SmtpSink, WebhookReceiver, rss_feed, wait_until
+from tests.support.cli import status_json
 from tests.support.net import free_port
 
 T0 = 1_700_000_000_000
@@ -103,13 +104,6 @@ def test_edits_apply_within_5_s_and_bad_edits_are_refused_until_fixed(
     assert daemon.output.count("feed-monitor running") == 1  # never restarted
     assert daemon.output.count("config reloaded") == 2
     assert "Traceback" not in daemon.output
-
-
-def status_json(config: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "monitor", "status", "--json", "-c",
-                          str(config)], cwd=REPO, capture_output=True, text=True,
-                         encoding="utf-8", check=True)
-    return json.loads(out.stdout)
 
 
 def test_removed_feed_stops_changed_interval_applies_and_a_removed_channel_keeps_its_alerts(

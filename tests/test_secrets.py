@@ -6,10 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,8 +14,9 @@ import pytest
 
 from monitor.config import parse_config
 from monitor.secrets import Masker, MaskingFilter, looks_like_token, mask_url, masker_for
-from tests.daemon import REPO, Daemon, write_config
+from tests.daemon import Daemon, write_config
 from tests.support import FeedItem, FeedServer, SmtpSink, WebhookReceiver, rss_feed
+from tests.support.cli import run_cli
 from tests.support.net import free_port
 
 T0 = 1_700_000_000_000
@@ -35,12 +33,6 @@ def leaks(text: str | bytes) -> list[str]:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return [s for s in SECRETS if s in text or quote(s, safe="") in text]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=REPO,
-                          env={**os.environ, **ENV, "COLUMNS": "250"}, capture_output=True,
-                          text=True, encoding="utf-8", timeout=60)
 
 
 def mailto(port: int, password: str) -> str:
@@ -75,7 +67,8 @@ def test_passwords_and_tokens_appear_nowhere(tmp_path: Path, feed_server: FeedSe
             daemon.wait_for_line("feed 'private'")
             assert daemon.stop() == 0
         assert mail.login == "user"  # the ${ENV} password was substituted and accepted
-        once = cli("once", "-c", str(config), "--log-format", "json", "--log-level", "debug")
+        once = run_cli("once", "-c", str(config), "--log-format", "json", "--log-level", "debug",
+                       env=ENV)
     assert once.returncode == 0, once.stderr
 
     # Logs, text and JSON: they name the feed and the channels, and mask the secrets.
@@ -89,9 +82,9 @@ def test_passwords_and_tokens_appear_nowhere(tmp_path: Path, feed_server: FeedSe
     assert "private: connection-error" in once.stdout
 
     # status (tables and JSON) and check.
-    status = cli("status", "-c", str(config))
-    status_json = cli("status", "--json", "-c", str(config))
-    check = cli("check", "-c", str(config))
+    status = run_cli("status", "-c", str(config), env=ENV)
+    status_json = run_cli("status", "--json", "-c", str(config), env=ENV)
+    check = run_cli("check", "-c", str(config), env=ENV)
     for out in (status, status_json, check):
         assert out.returncode == 0, out.stderr
         assert leaks(out.stdout) == [] and leaks(out.stderr) == []
@@ -116,7 +109,7 @@ def test_passwords_and_tokens_appear_nowhere(tmp_path: Path, feed_server: FeedSe
 def test_a_config_error_quoting_an_env_value_masks_it(tmp_path: Path) -> None:
     config = tmp_path / "monitor.yaml"
     config.write_text("defaults:\n  interval: ${SMTP_PASSWORD}\n", encoding="utf-8")
-    out = cli("check", "-c", str(config))
+    out = run_cli("check", "-c", str(config), env=ENV)
     assert out.returncode == 2
     assert f"{config}:2 defaults.interval: expected a duration" in out.stderr
     assert leaks(out.stderr) == [] and leaks(out.stdout) == []
@@ -209,8 +202,9 @@ def test_one_policy_masks_every_secret_in_every_output(
             daemon.wait_for_line("feed 'private'")
             daemon.wait_for_line("feed 'pathtok'")
             assert daemon.stop() == 0
-        once = cli("once", "-c", str(config), "--log-format", "json", "--log-level", "debug")
-        notify = cli("notify-test", "hook", "-c", str(config))
+        once = run_cli("once", "-c", str(config), "--log-format", "json", "--log-level", "debug",
+                       env=ENV)
+        notify = run_cli("notify-test", "hook", "-c", str(config), env=ENV)
     outputs = {
         "run (text log)": daemon.output,
         "once (json log)": once.stdout + once.stderr,
@@ -221,16 +215,16 @@ def test_one_policy_masks_every_secret_in_every_output(
     assert any("feed 'pathtok'" in json.loads(line)["message"]
                for line in once.stderr.splitlines() if line.startswith("{"))
     for args in (["check"], ["status"], ["status", "--json"], ["feeds", "export"]):
-        out = cli(*args, "-c", str(config))
+        out = run_cli(*args, "-c", str(config), env=ENV)
         assert out.returncode == 0, (args, out.stderr)
         outputs[" ".join(args)] = out.stdout + out.stderr
     check = outputs["check"]
     assert "auth=****" in check and "access_code=****" in check and "token=****" in check
     assert "/feeds/****/e401" in check and "/hooks/****" in check
-    report = json.loads(cli("status", "--json", "-c", str(config)).stdout)
+    report = json.loads(run_cli("status", "--json", "-c", str(config), env=ENV).stdout)
     errors = {f["id"]: f["error"] for f in report["feeds"]}
     assert errors["private"] and errors["pathtok"]
-    revealed = cli("feeds", "export", "--reveal-secrets", "-c", str(config))
+    revealed = run_cli("feeds", "export", "--reveal-secrets", "-c", str(config), env=ENV)
     assert FEED_TOKEN in revealed.stdout  # asked for: the real URL
 
     # A config error quoting a URL masks its tokens too.
@@ -238,7 +232,7 @@ def test_one_policy_masks_every_secret_in_every_output(
     bad.write_text(config.read_text(encoding="utf-8").replace(
         feed_server.url(f"/feeds/{PATH_TOKEN}/e401"),
         f"ftp://127.0.0.1/feeds/{PATH_TOKEN}/rss?auth={AUTH_TOK}"), encoding="utf-8")
-    error = cli("check", "-c", str(bad))
+    error = run_cli("check", "-c", str(bad), env=ENV)
     assert error.returncode == 2 and f"{bad}:" in error.stderr
     assert "feed URL must be http" in error.stderr
     outputs["config error"] = error.stdout + error.stderr

@@ -6,16 +6,9 @@ from collections.abc import Collection
 
 import pytest
 
-from monitor.items import canonical_url
 from monitor.store import Store
-from monitor.types import FeedSpec, Item, RuleMatch
-
-T0 = 1_679_494_503_000
-
-
-def item(url: str, ts: int = T0, title: str = "中俄关系", feed: str = "cn") -> Item:
-    return Item(key=canonical_url(url), url=url, title=title, published_ms=ts, feed_id=feed,
-                content="<p>正文</p>")
+from monitor.types import FeedSpec, Item, MatchingFunctions, RuleMatch
+from tests.support.factories import T0, item, route
 
 
 def match_all(item: Item, feeds: Collection[str]) -> list[RuleMatch]:
@@ -32,15 +25,14 @@ def match_title(word: str):
     return match
 
 
-def channels(rule: str) -> list[str]:
-    return ["mail", "chat"] if rule == "all" else ["mail"]
+channels = route({"all": ["mail", "chat"]}, default=["mail"])
 
 
 def test_repeat_is_ignored_and_shared_timestamps_are_all_kept(store: Store) -> None:
     batch = [item(f"https://www.rfi.fr/cn/a{i}") for i in range(5)]  # one timestamp for all
-    stats = store.items.ingest("cn", batch, T0, match_all, channels)
+    stats = store.items.ingest("cn", batch, T0, MatchingFunctions(match_all, channels))
     assert (stats.new, stats.alerts) == (5, 10)
-    again = store.items.ingest("cn", batch, T0 + 1000, match_all, channels)
+    again = store.items.ingest("cn", batch, T0 + 1000, MatchingFunctions(match_all, channels))
     assert (again.new, again.repeats, again.alerts) == (0, 5, 0)
     assert store.readouts.counts() == {"items": 5, "alerts": 10}
 
@@ -49,20 +41,21 @@ def test_url_variants_are_one_item_and_one_alert(store: Store) -> None:
     urls = ["https://www.rfi.fr/cn/%E4%B8%AD/x", "http://www.rfi.fr/cn/中/x",
             "https://www.rfi.fr//cn/中/x"]
     for u in urls:
-        store.items.ingest("cn", [item(u)], T0, match_all, channels)
+        store.items.ingest("cn", [item(u)], T0, MatchingFunctions(match_all, channels))
     assert store.readouts.counts() == {"items": 1, "alerts": 2}
 
 
 def test_update_alerts_only_for_rules_that_newly_match(store: Store) -> None:
     url = "https://www.rfi.fr/cn/x"
-    first = store.items.ingest("cn", [item(url, title="无关")], T0, match_title("乌克兰"), channels)
+    first = store.items.ingest("cn", [item(url, title="无关")], T0,
+                               MatchingFunctions(match_title("乌克兰"), channels))
     assert (first.new, first.alerts) == (1, 0)
-    upd = store.items.ingest("cn", [item(url, T0 + 60_000, "乌克兰战事")], T0, match_title("乌克兰"),
-                       channels)
+    upd = store.items.ingest("cn", [item(url, T0 + 60_000, "乌克兰战事")], T0,
+                             MatchingFunctions(match_title("乌克兰"), channels))
     assert (upd.updated, upd.alerts) == (1, 1)
     # Updated again, still matching: no second alert for the same rule.
     again = store.items.ingest("cn", [item(url, T0 + 120_000, "乌克兰战事更新")], T0,
-                         match_title("乌克兰"), channels)
+                               MatchingFunctions(match_title("乌克兰"), channels))
     assert (again.updated, again.alerts) == (1, 0)
     stored = list(store.items.iter_stored())
     assert stored[0].item.title == "乌克兰战事更新"
@@ -70,9 +63,9 @@ def test_update_alerts_only_for_rules_that_newly_match(store: Store) -> None:
 
 def test_item_in_two_feeds_is_one_item_one_alert_naming_both(store: Store) -> None:
     url = "https://www.rfi.fr/cn/x"
-    store.items.ingest("cn", [item(url)], T0, match_all, channels)
+    store.items.ingest("cn", [item(url)], T0, MatchingFunctions(match_all, channels))
     stats = store.items.ingest("tw", [item(url.replace("https", "http"), feed="tw")], T0 + 5,
-                         match_all, channels)
+                               MatchingFunctions(match_all, channels))
     # The item is a repeat; only the rule limited to feed tw newly applies.
     assert (stats.new, stats.repeats, stats.alerts) == (0, 1, 1)
     leased = store.outbox.lease("w1", T0 + 10, 100, 60_000, ["mail", "chat"])
@@ -83,16 +76,17 @@ def test_item_in_two_feeds_is_one_item_one_alert_naming_both(store: Store) -> No
 def test_backlog_floor_records_matches_without_alerting(store: Store) -> None:
     old = item("https://x.org/old", T0)
     new = item("https://x.org/new", T0 + 3_600_000)
-    stats = store.items.ingest("cn", [old, new], T0, match_all, channels,
-                         alert_min_published_ms=T0 + 1)
+    stats = store.items.ingest("cn", [old, new], T0, MatchingFunctions(match_all, channels),
+                               alert_min_published_ms=T0 + 1)
     assert (stats.new, stats.matched, stats.alerts) == (2, 2, 2)  # only `new` alerts (2 ch.)
     # A later update of the backlog item does not alert for the rule it matched before.
-    stats = store.items.ingest("cn", [item("https://x.org/old", T0 + 5)], T0, match_all, channels)
+    stats = store.items.ingest("cn", [item("https://x.org/old", T0 + 5)], T0,
+                               MatchingFunctions(match_all, channels))
     assert stats.alerts == 0
 
 
 def test_leases_are_exclusive_and_expire(store: Store) -> None:
-    store.items.ingest("cn", [item("https://x.org/a")], T0, match_all, channels)
+    store.items.ingest("cn", [item("https://x.org/a")], T0, MatchingFunctions(match_all, channels))
     a = store.outbox.lease("w1", T0, 10, 60_000, ["mail", "chat"])
     assert len(a) == 2
     assert store.outbox.lease("w2", T0 + 1, 10, 60_000, ["mail", "chat"]) == []
@@ -100,7 +94,8 @@ def test_leases_are_exclusive_and_expire(store: Store) -> None:
     assert {x.id for x in b} == {x.id for x in a}
     # The first owner lost its lease: its late "sent" does not count.
     store.outbox.mark_sent([a[0].id], "w1", T0 + 60_002)
-    assert store.readouts.alert_summary()["mail"]["sent"] + store.readouts.alert_summary()["chat"]["sent"] == 0
+    summary = store.readouts.alert_summary()
+    assert summary["mail"]["sent"] + summary["chat"]["sent"] == 0
     for x in b:
         store.outbox.mark_sent([x.id], "w2", T0 + 60_003)
     summary = store.readouts.alert_summary()
@@ -108,7 +103,8 @@ def test_leases_are_exclusive_and_expire(store: Store) -> None:
 
 
 def test_failed_alert_retries_then_dies(store: Store) -> None:
-    store.items.ingest("cn", [item("https://x.org/a")], T0, match_title("中俄"), channels)
+    store.items.ingest("cn", [item("https://x.org/a")], T0,
+                       MatchingFunctions(match_title("中俄"), channels))
     [a] = store.outbox.lease("w", T0, 10, 60_000, ["mail"])
     store.outbox.mark_failed([a.id], "w", "boom", T0 + 30_000, dead=False)
     assert store.outbox.lease("w", T0 + 1, 10, 60_000, ["mail"]) == []  # backing off
@@ -140,7 +136,7 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced(
     (a restart, an idle cut) is replaced, and the next call succeeds."""
     from sqlalchemy import create_engine, text
 
-    from monitor.store import store as store_module
+    from monitor.store import database
     from tests.conftest import postgres_url, reset_postgres
 
     url = postgres_url()
@@ -156,7 +152,7 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced(
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
         killer.dispose()
         assert killed >= 1
-        monkeypatch.setattr(store_module, "IDLE_PING_S", 0.0)
+        monkeypatch.setattr(database, "IDLE_PING_S", 0.0)
         [row] = store.feeds.claim_due("w1", T0, 5, 60_000, ["cn"])
         assert row.id == "cn"
     finally:

@@ -18,22 +18,13 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import func, select
 
-from monitor.items import canonical_url
 from monitor.store import Store
 from monitor.store.schema import alerts, feeds, item_feeds, matches
-from monitor.types import FeedSpec, IngestStats, Item, RuleMatch
+from monitor.types import FeedSpec, IngestStats, Item, MatchingFunctions, RuleMatch
+from tests.support.factories import T0, item, route
 
-T0 = 1_679_494_503_000
 R = TypeVar("R")
-
-
-def item(url: str, feed: str, ts: int = T0, title: str = "中俄关系") -> Item:
-    return Item(key=canonical_url(url), url=url, title=title, published_ms=ts, feed_id=feed,
-                content="<p>正文</p>")
-
-
-def channels(rule: str) -> list[str]:
-    return ["mail", "chat"]
+channels = route(default=["mail", "chat"])
 
 
 @pytest.fixture
@@ -78,7 +69,7 @@ class Meeting:
 
 def gate(feed: str) -> Item:
     # "https://a.example/..." sorts before the "https://www.rfi.fr/..." items under test.
-    return item(f"https://a.example/gate-{feed}", feed)
+    return item(f"https://a.example/gate-{feed}", feed=feed)
 
 
 def count(store: Store, table: Any, *where: Any) -> int:
@@ -102,8 +93,8 @@ def test_same_new_items_from_two_feeds_at_once_are_one_item_and_one_alert_each(
         return [RuleMatch("china-russia", ("中俄",))]
 
     def poll(store: Store, feed: str, urls: list[str]) -> IngestStats:
-        batch = [gate(feed)] + [item(u, feed) for u in urls]
-        return store.items.ingest(feed, batch, T0, match, channels)
+        batch = [gate(feed)] + [item(u, feed=feed) for u in urls]
+        return store.items.ingest(feed, batch, T0, MatchingFunctions(match, channels))
 
     cn, tw = run_at_once([lambda: poll(stores[0], "cn", shared),
                           lambda: poll(stores[1], "tw", shared[::-1])])
@@ -135,11 +126,12 @@ def test_known_item_in_two_more_feeds_at_once_matches_a_scoped_rule_once(
             return []
         return [RuleMatch("tw-hk", ("中俄",))] if scoped & set(seen) else []
 
-    first = stores[0].items.ingest("cn", [item(url, "cn")], T0, match, channels)
+    first = stores[0].items.ingest("cn", [item(url)], T0, MatchingFunctions(match, channels))
     assert (first.new, first.alerts) == (1, 0)
 
     def poll(store: Store, feed: str) -> IngestStats:
-        return store.items.ingest(feed, [gate(feed), item(url, feed)], T0 + 1000, match, channels)
+        return store.items.ingest(feed, [gate(feed), item(url, feed=feed)], T0 + 1000, MatchingFunctions(match,
+                                  channels))
 
     tw, hk = run_at_once([lambda: poll(stores[1], "tw"), lambda: poll(stores[2], "hk")])
     assert meeting.met or stores[0].is_sqlite
@@ -215,8 +207,8 @@ def test_concurrent_alert_leases_are_disjoint_and_so_are_takeovers(stores: list[
     def match(it: Item, seen: Collection[str]) -> list[RuleMatch]:
         return [RuleMatch("r", ("中俄",))]
 
-    stats = stores[0].items.ingest("cn", [item(f"https://x.org/{i}", "cn") for i in range(150)], T0,
-                             match, lambda rule: ["mail"])
+    stats = stores[0].items.ingest("cn", [item(f"https://x.org/{i}") for i in range(150)], T0,
+                             MatchingFunctions(match, lambda rule: ["mail"]))
     assert stats.alerts == 150
     owners = [f"owner-{n}" for n in range(len(stores))]
     for now in (T0, T0 + 60_001):  # fresh, then after every lease expired

@@ -4,8 +4,6 @@ revision behind, with one message and one exit code, and leaves it as it was; on
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
 from monitor.store import migrate
-from tests.daemon import REPO, write_config
+from tests.daemon import write_config
+from tests.support.cli import run_cli
+from tests.support.schema import database_at
 
 HEAD = migrate.head_revision()
 PREVIOUS = ScriptDirectory.from_config(migrate.alembic_config()).get_revision(HEAD).down_revision
@@ -26,11 +26,6 @@ COMMANDS: list[tuple[str, ...]] = [
     ("silence", "expire", "1"), ("redeliver",), ("import", "{tmp}/archive.md"),
     ("export", "--out", "{tmp}/out"), ("prune", "--items", "30d"), ("db", "current"),
 ]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=REPO, text=True,
-                          capture_output=True, timeout=60)
 
 
 def revision(db: Path) -> str | None:
@@ -46,10 +41,7 @@ def revision(db: Path) -> str | None:
 def behind(tmp_path: Path) -> tuple[Path, Path]:
     """A config under ``never`` and its SQLite database at the revision before head."""
     db = tmp_path / "monitor.db"
-    engine = create_engine(f"sqlite:///{db}")
-    with engine.begin() as conn:
-        migrate.upgrade(conn, PREVIOUS)
-    engine.dispose()
+    database_at(f"sqlite:///{db}", PREVIOUS)
     config = write_config(
         tmp_path / "monitor.yaml", db=db, database_upgrade="never",
         # Never polled: a refused command must not get as far as the network.
@@ -65,7 +57,7 @@ def test_every_command_refuses_an_older_schema_alike(behind: tuple[Path, Path],
                                                       command: tuple[str, ...]) -> None:
     config, db = behind
     args = [a.replace("{tmp}", str(config.parent)) for a in command]
-    done = cli(*args, "-c", str(config))
+    done = run_cli(*args, "-c", str(config))
     expected = (f"error: database sqlite:///{db} has schema {PREVIOUS}, this version needs "
                 f"{HEAD}: run 'feed-monitor db upgrade'")
     assert done.returncode == 1, done.stderr
@@ -76,10 +68,10 @@ def test_every_command_refuses_an_older_schema_alike(behind: tuple[Path, Path],
 
 def test_db_upgrade_migrates_it(behind: tuple[Path, Path]) -> None:
     config, db = behind
-    upgraded = cli("db", "upgrade", "-c", str(config))
+    upgraded = run_cli("db", "upgrade", "-c", str(config))
     assert upgraded.returncode == 0, upgraded.stderr
     assert f"schema {HEAD}, up to date" in upgraded.stdout
     assert revision(db) == HEAD
-    current = cli("db", "current", "-c", str(config))
+    current = run_cli("db", "current", "-c", str(config))
     assert current.returncode == 0 and f"schema {HEAD}, up to date" in current.stdout
-    assert cli("status", "-c", str(config)).returncode == 0
+    assert run_cli("status", "-c", str(config)).returncode == 0

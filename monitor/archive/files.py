@@ -31,9 +31,11 @@ from monitor.archive.format import (
     entry_to_item,
     format_archive,
     item_to_entry,
+    looks_like_archive,
     parse_archive,
 )
-from monitor.errors import MonitorError
+from monitor.config.models import ID_PATTERN
+from monitor.errors import MonitorError, UsageError, shown_name
 from monitor.match import RuleSet
 from monitor.store import Store
 from monitor.types import Item
@@ -43,21 +45,34 @@ log = logging.getLogger("monitor.archive")
 DEFAULT_IMPORT_FEED = "archive"
 # The id a config feed may have (config's id pattern): imported items are recorded as
 # seen in it, so it must be one a feed could later be configured with.
-FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+FEED_ID = re.compile(ID_PATTERN)
 ErrorFn = Callable[[str], None]
 ProgressFn = Callable[[int], None]
+NOT_ARCHIVE = "not an archive file"
+OUTSIDE = "a symlink leading outside its folder, not followed"
 
 
 # -- reading files -------------------------------------------------------------------------
 
 
+class NotAnArchiveFile(ArchiveError):
+    """A file with no timestamp comment where an archive item's is (a notes file)."""
+
+
 def read_archive_file(path: str | Path) -> ArchiveEntry:
-    """Read and parse one file, with no newline translation (writing gives the same bytes)."""
+    """Read and parse one file, with no newline translation (writing gives the same bytes).
+
+    Raises NotAnArchiveFile for a file that does not mean to be an archive item (no
+    timestamp comment where one belongs), ArchiveError for one that is malformed.
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise ArchiveError(f"cannot read: {e.strerror or e}", str(path)) from e
+    if not looks_like_archive(data.decode("utf-8", errors="replace")):
+        raise NotAnArchiveFile(f"{NOT_ARCHIVE} (no <!--epoch ms--> timestamp comment)",
+                               str(path), 1)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -66,12 +81,14 @@ def read_archive_file(path: str | Path) -> ArchiveEntry:
     return parse_archive(text, str(path))
 
 
-def iter_archive_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
+def iter_archive_paths(paths: Iterable[str | Path],
+                       on_outside: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Files named, ``*.md`` under folders (recursively) and glob matches; sorted, once each.
 
-    Hidden files and folders (``.git``) under a folder are skipped. A name that
-    does not exist, or a glob that matches nothing, is an error rather than an
-    empty import.
+    Hidden files and folders (``.git``) under a folder are skipped, and so is a symlink
+    under a folder that leads outside it (given to ``on_outside``): importing a folder
+    reads that folder. Symlinked folders are not entered. A name that does not exist,
+    or a glob that matches nothing, is an error rather than an empty import.
     """
     found: set[Path] = set()
     for raw in paths:
@@ -84,8 +101,15 @@ def iter_archive_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
             matches = [Path(name)]
         for p in matches:
             if p.is_dir():
-                found.update(f for f in p.rglob("*.md") if f.is_file()
-                             and not any(part.startswith(".") for part in f.relative_to(p).parts))
+                root = p.resolve()
+                for f in p.rglob("*.md"):
+                    if any(part.startswith(".") for part in f.relative_to(p).parts):
+                        continue
+                    if f.is_symlink() and not f.resolve().is_relative_to(root):
+                        if on_outside:
+                            on_outside(f)
+                    elif f.is_file():
+                        found.add(f)
             elif p.is_file():
                 found.add(p)
             else:
@@ -101,7 +125,9 @@ class ImportReport:
     files: int = 0
     new: int = 0  # items stored
     duplicate: int = 0  # files whose key was stored already (or earlier in this import)
-    invalid: int = 0  # files that are not in the archive format
+    invalid: int = 0  # archive files that are malformed (or cannot be read)
+    skipped: int = 0  # files that are not archive files (notes beside them), left alone
+    outside: int = 0  # symlinks under a folder leading outside it, not followed
     matched: int = 0  # rule matches recorded for the new items (never alerted)
     errors: tuple[str, ...] = ()
 
@@ -110,10 +136,13 @@ def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
                    feed_ids: Collection[str], feed_id: str = DEFAULT_IMPORT_FEED,
                    now_ms: int, batch_size: int = 1000, on_error: ErrorFn | None = None,
                    on_files: Callable[[int], None] | None = None,
-                   on_progress: ProgressFn | None = None) -> ImportReport:
+                   on_progress: ProgressFn | None = None,
+                   on_skip: ErrorFn | None = None) -> ImportReport:
     """Store the archive files under ``paths`` (files, folders, globs) as already seen.
 
-    A file that cannot be read or is not in the format is reported through
+    A file that is not an archive file (no timestamp comment: a README beside them)
+    and a symlink leading out of its folder are skipped, counted and reported through
+    ``on_skip``. A file that cannot be read or is malformed is reported through
     ``on_error`` as ``path:line: message`` and skipped; the rest go in, in
     transactions of ``batch_size`` items, so an interrupted import keeps what it
     stored and running it again completes it. The first file of a key (in path
@@ -121,8 +150,22 @@ def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
     ``on_files`` gets the number of files found, ``on_progress`` each step.
     """
     if not FEED_ID.match(feed_id):
-        raise MonitorError(f"--feed: {feed_id!r} is not a feed id (letters, digits, '_.-')")
-    files = list(iter_archive_paths(paths))  # a missing path is an error before any work
+        raise UsageError(f"--feed: {feed_id!r} is not a feed id (letters, digits, '_.-')")
+    skips: list[str] = []
+    outside = 0
+
+    def skip(message: str) -> None:
+        skips.append(message)
+        if on_skip:
+            on_skip(message)
+
+    def not_followed(path: Path) -> None:
+        nonlocal outside
+        outside += 1
+        skip(f"{shown_name(str(path))}: skipped: {OUTSIDE}")
+
+    # A missing path is an error before any work.
+    files = list(iter_archive_paths(paths, not_followed))
     if on_files:
         on_files(len(files))
     # Matched as if seen in every configured feed: a rule limited to /tw must not alert
@@ -135,7 +178,7 @@ def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
         chunk = files[start:start + batch_size]
         fresh: list[Item] = []
         for path in chunk:
-            item = _read_item(path, feed_id, errors, on_error)
+            item = _read_item(path, feed_id, errors, on_error, skip)
             if item is None:
                 continue
             if item.key in seen_keys:
@@ -155,19 +198,24 @@ def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
         if on_progress:
             on_progress(len(chunk))
     return ImportReport(files=len(files), new=new, duplicate=duplicate, invalid=len(errors),
-                        matched=matched, errors=tuple(errors))
+                        skipped=len(skips) - outside, outside=outside, matched=matched,
+                        errors=tuple(errors))
 
 
-def _read_item(path: Path, feed_id: str, errors: list[str],
-               on_error: ErrorFn | None) -> Item | None:
-    """The file's item, or None with its error appended to ``errors`` and reported."""
+def _read_item(path: Path, feed_id: str, errors: list[str], on_error: ErrorFn | None,
+               skip: ErrorFn) -> Item | None:
+    """The file's item, or None with its error appended to ``errors`` and reported (or,
+    for a file that is no archive file, given to ``skip``)."""
     try:
         return entry_to_item(read_archive_file(path), feed_id)
+    except NotAnArchiveFile as e:
+        skip(f"{shown_name(str(path))}: skipped: {e.message}")
+        return None
     except ArchiveError as e:
         # entry_to_item knows no file name: put it in.
         message = str(ArchiveError(e.message, str(path), e.line))
     except (ValueError, UnicodeError) as e:  # e.g. a malformed IPv6 host in the URL
-        message = f"{path}: {e.__class__.__name__}: {e}"
+        message = f"{shown_name(str(path))}: {e.__class__.__name__}: {e}"
     errors.append(message)
     if on_error:
         on_error(message)

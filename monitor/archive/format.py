@@ -28,6 +28,7 @@ from typing import NoReturn
 
 import yaml
 
+from monitor.config.loader import load_yaml
 from monitor.errors import FileError
 from monitor.items import item_key
 from monitor.types import Item
@@ -38,6 +39,11 @@ _STAMP = re.compile(r"<!--(\d+)-->")
 # starts one must be written as "&amp;", any other "&" can stay as written.
 _CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
 _URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
+# What makes a file an archive file (well-formed or not): its first line after any front
+# matter is a timestamp comment, however malformed its number, or an HTML comment over a
+# [link line. A notes file (a README, a page opening with <!-- lint: off -->) is neither.
+_STAMPISH = re.compile(r"<!--\s*[0-9]+\s*-->")
+_COMMENT = re.compile(r"<!--.*-->")
 
 
 class ArchiveError(FileError):
@@ -136,6 +142,27 @@ def parse_archive(text: str, source: str = "<string>") -> ArchiveEntry:
     if final_newline:
         body = body[: -len(newline)]
     return ArchiveEntry(int(digits), title, url, body, front_matter, final_newline, newline)
+
+
+def looks_like_archive(text: str) -> bool:
+    """Whether ``text`` means to be an archive item, well-formed or not: ``import`` skips
+    other files (notes in the same folder) and reports malformed ones."""
+    rows = text.removeprefix("\ufeff").splitlines()
+    i = 0
+    if rows and rows[0].rstrip() == "---":
+        close = next((n for n in range(1, len(rows)) if rows[n].rstrip() == "---"), None)
+        if close is None:  # never closed: is there a timestamp comment under it at all?
+            return any(_STAMPISH.fullmatch(r.strip()) for r in rows[1:])
+        i = close + 1
+    while i < len(rows) and not rows[i].strip():
+        i += 1
+    if i >= len(rows):
+        return False
+    first = rows[i].strip()
+    if _STAMPISH.fullmatch(first):
+        return True
+    return bool(_COMMENT.fullmatch(first)) and i + 1 < len(rows) \
+        and rows[i + 1].startswith("[")
 
 
 def format_archive(entry: ArchiveEntry) -> str:
@@ -284,7 +311,7 @@ def _read_front_matter(lines: _Lines, source: str) -> str:
         lines.take("a blank line")
     block = lines.text[: lines.pos]
     try:
-        data = _load_yaml(_front_matter_yaml(block, lines.newline))
+        data = load_yaml(_front_matter_yaml(block, lines.newline), source)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line_no = opened_at + 1 + mark.line if mark is not None else opened_at
@@ -294,19 +321,6 @@ def _read_front_matter(lines: _Lines, source: str) -> str:
         raise ArchiveError("front matter must be a YAML mapping (key: value lines)",
                            source, opened_at)
     return block
-
-
-# libyaml's loader when PyYAML was built with it: front matter is parsed for every
-# imported post, and the pure-Python loader dominates a large import.
-_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def _load_yaml(text: str) -> object:
-    try:
-        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a safe loader)
-    except yaml.YAMLError:
-        # The pure-Python loader locates errors the way users count lines.
-        return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506
 
 
 def _front_matter_yaml(block: str, newline: str) -> str:
@@ -320,7 +334,7 @@ def _front_matter_fields(front_matter: str | None, newline: str) -> tuple[str, t
     if not front_matter:
         return "", ()
     try:
-        data = _load_yaml(_front_matter_yaml(front_matter, newline)) or {}
+        data = load_yaml(_front_matter_yaml(front_matter, newline)) or {}
     except yaml.YAMLError as e:
         raise ArchiveError(f"front matter is not valid YAML: {e}", "<entry>") from e
     if not isinstance(data, dict):

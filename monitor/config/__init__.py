@@ -1,6 +1,12 @@
 """The configuration: one YAML file read into validated, frozen models (the package face)."""
 
-from monitor.config.loader import LoadedConfig, load_config, parse_config
+from monitor.config.loader import (
+    MAX_ALIASED_VALUES,
+    LoadedConfig,
+    load_config,
+    load_yaml,
+    parse_config,
+)
 from monitor.config.models import (
     ChannelConfig,
     Config,
@@ -20,6 +26,7 @@ from monitor.config.schema import config_json_schema
 from monitor.config.units import parse_duration, parse_size
 
 __all__ = [
+    "MAX_ALIASED_VALUES",
     "ChannelConfig",
     "Config",
     "CrossEditionConfig",
@@ -36,6 +43,7 @@ __all__ = [
     "SchedulerConfig",
     "config_json_schema",
     "load_config",
+    "load_yaml",
     "parse_config",
     "parse_duration",
     "parse_size",

@@ -92,6 +92,11 @@ def key_path(loc: Iterable[Any]) -> str:
 # time: a config with thousands of feeds never exists as a tree of YAML nodes.
 _PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR_TAG = "tag:yaml.org,2002:str"
+# An alias is the value its anchor names, shared, not copied; but whoever walks the data
+# (validation, str(), a template) walks it as if expanded, and nine nested aliases of
+# nine make a billion values out of a few lines. A document whose aliases stand for more
+# values than this is refused, whatever it is (a config, an archive file's front matter).
+MAX_ALIASED_VALUES = 100_000
 
 
 class _Builder:
@@ -102,16 +107,20 @@ class _Builder:
     """
 
     def __init__(self, path: str, want: Container[tuple[Any, ...]] | None = None,
-                 parser: type[Any] = _PARSER) -> None:
+                 parser: type[Any] = _PARSER, environment: bool = True) -> None:
         self.path = path
+        self.environment = environment  # substitute ${VAR}: only in a config
         self.want = want
         self.lines: dict[tuple[Any, ...], int] = {}
         self.rule_lines = array("I")
         self.secrets: set[str] = set()
         self.errors: list[ConfigError] = []
         self._parser = parser
-        self._events: Iterator[yaml.Event] = iter(())
+        self._events: Iterator[Any] = iter(())
         self._anchors: dict[str, Any] = {}
+        self._weights: dict[str, int] = {}  # values under each anchor, aliases expanded
+        self._values = 0  # values so far, aliases expanded
+        self._aliased = 0  # of which reached through aliases
         self._strings: dict[str, str] = {}  # one object per distinct string
         self._resolver = yaml.resolver.Resolver()
         self._constructor = yaml.constructor.SafeConstructor()
@@ -133,11 +142,14 @@ class _Builder:
             return data
         finally:
             self._anchors.clear()
+            self._weights.clear()
             self._strings.clear()
 
     def _node(self, ev: Any, loc: tuple[Any, ...]) -> Any:
         if self.want is not None and loc in self.want:
             self.lines.setdefault(loc, ev.start_mark.line + 1)
+        start = self._values
+        self._values += 1
         if isinstance(ev, yaml.ScalarEvent):
             value = self._scalar(ev, loc)
         elif isinstance(ev, yaml.MappingStartEvent):
@@ -148,9 +160,17 @@ class _Builder:
             if ev.anchor not in self._anchors:
                 raise yaml.composer.ComposerError(
                     None, None, f"found undefined alias {ev.anchor!r}", ev.start_mark)
+            weight = self._weights[ev.anchor]
+            self._values += weight - 1
+            self._aliased += weight
+            if self._aliased > MAX_ALIASED_VALUES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"aliases stand for more than {MAX_ALIASED_VALUES:,} values "
+                    f"(at alias {ev.anchor!r}); write the values out instead", ev.start_mark)
             return self._anchors[ev.anchor]
         if ev.anchor is not None:
             self._anchors[ev.anchor] = value
+            self._weights[ev.anchor] = self._values - start
         return value
 
     def _mapping(self, loc: tuple[Any, ...]) -> dict[Any, Any]:
@@ -204,7 +224,7 @@ class _Builder:
                 c.constructed_objects.clear()
             if not isinstance(value, str):
                 return value
-        if "${" in value:
+        if self.environment and "${" in value:
             value = self._substitute(value, ev.start_mark.line + 1, loc)
         return self._strings.setdefault(value, value)
 
@@ -240,6 +260,19 @@ def _lines_of(text: str, path: str,
     except yaml.YAMLError:
         pass
     return builder.lines
+
+
+def load_yaml(text: str, source: str = "<string>") -> Any:
+    """Plain data from one YAML document that is not a config (an archive file's front
+    matter): no ``${VAR}``, a later duplicate key wins, aliases bounded as in a config.
+
+    Raises yaml.YAMLError, located as the pure-Python parser counts lines."""
+    try:
+        return _Builder(source, environment=False).build(text)
+    except yaml.YAMLError:
+        if _PARSER is yaml.SafeLoader:
+            raise
+        return _Builder(source, parser=yaml.SafeLoader, environment=False).build(text)
 
 
 def _yaml_error(e: yaml.YAMLError, text: str, path: str) -> ConfigError:

@@ -17,7 +17,7 @@ from monitor.config.fields import BACKLOG_SCHEMA, Duration, Size, TimeZone, also
 from monitor.config.units import RATE_PATTERN, backlog_seconds, check_backlog, parse_rate
 from monitor.schedule.cron import check_cron
 
-_SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # feed ids and channel names
 
 
 class _Model(BaseModel):
@@ -79,7 +79,7 @@ class Defaults(_Model):
 class FeedConfig(_Model):
     """One feed to poll: RSS, Atom or JSON Feed."""
 
-    id: str = Field(pattern=_SLUG, description="Short unique name used in rules and logs.")
+    id: str = Field(pattern=ID_PATTERN, description="Short unique name used in rules and logs.")
     url: str = Field(description="http:// or https:// URL of the feed.")
     title: str | None = Field(None, description="Name shown in alerts; default the id.")
     interval: Duration | None = Field(None, gt=0, description="Overrides defaults.interval.")
@@ -198,7 +198,7 @@ class CrossEditionConfig(_Model):
 class RuleConfig(_Model):
     """Keywords to look for, and the channels to alert."""
 
-    name: str = Field(pattern=_SLUG, description="Unique name, shown in alerts.")
+    name: str = Field(pattern=ID_PATTERN, description="Unique name, shown in alerts.")
     query: str | None = Field(None, description="Boolean query, e.g. '习近平 AND 普京'.")
     # Tuples: a rule list has thousands of entries, and an empty tuple costs nothing.
     any: tuple[str, ...] = Field((), description="Alert when any of these occurs.")

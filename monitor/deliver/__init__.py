@@ -11,8 +11,15 @@
 """
 
 from monitor.deliver.apprise_glue import install
-from monitor.deliver.channels import Channel, RateLimiter, UrlOutcome, build_channels, notify_test
-from monitor.deliver.deliverer import Deliverer, DeliveryStats, message_id
+from monitor.deliver.channels import (
+    Channel,
+    RateLimiter,
+    UrlOutcome,
+    build_channels,
+    notify_test,
+    undeliverable,
+)
+from monitor.deliver.deliverer import Deliverer, message_id
 from monitor.deliver.settings import (
     ChannelSettings,
     DeliverySettings,
@@ -27,7 +34,6 @@ __all__ = [
     "ChannelSettings",
     "Deliverer",
     "DeliverySettings",
-    "DeliveryStats",
     "DigestSchedule",
     "MessageTemplates",
     "QuietHours",
@@ -40,4 +46,5 @@ __all__ = [
     "install",
     "message_id",
     "notify_test",
+    "undeliverable",
 ]

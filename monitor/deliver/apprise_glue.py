@@ -71,7 +71,7 @@ def install() -> None:
         if _installed:
             return
         notify(on="console", name="Console (standard output)")(_print_to_console)
-        apprise_email.make_msgid = _alert_msgid  # type: ignore[attr-defined]
+        apprise_email.make_msgid = _alert_msgid
         _apprise_log.addHandler(_SendCapture())
         _installed = True
 

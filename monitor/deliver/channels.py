@@ -9,16 +9,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import apprise
+from apprise.manager_plugins import NotificationManager
 from apprise.plugins.base import NotifyBase
+from apprise.plugins.email.base import NotifyEmail
 
 from monitor.deliver import apprise_glue
 from monitor.deliver.settings import ChannelSettings
 from monitor.deliver.templates import MessageTemplates
 from monitor.secrets import Masker, mask_url
+from monitor.types import Notifier, SendOutcome
 
 log = logging.getLogger("monitor.deliver")
 
 _GENERIC_THROTTLE = NotifyBase.request_rate_per_sec
+_PLUGINS = NotificationManager()  # Apprise's own registry of schemes (a shared singleton)
 
 
 class RateLimiter:
@@ -47,11 +51,34 @@ class RateLimiter:
         self._sent = previous._sent
 
 
+class AppriseNotifier:
+    """``types.Notifier`` through one Apprise object (every URL of a channel)."""
+
+    def __init__(self, obj: apprise.Apprise, body_format: str, masker: Masker) -> None:
+        self.apprise = obj
+        self.format = apprise.NotifyFormat(body_format)
+        self.masker = masker
+
+    def send(self, title: str, body: str, message_id: str) -> SendOutcome:
+        with apprise_glue.captured(message_id) as captured:
+            try:
+                ok = bool(self.apprise.notify(title=title, body=body, body_format=self.format))
+            except Exception as e:  # a plugin that raises is a failed send, not a crash
+                ok = False
+                captured.append(f"{e.__class__.__name__}: {e}")
+        if ok:
+            return SendOutcome(True)
+        details = "\n".join(captured).strip()
+        return SendOutcome(False, self.masker(details.splitlines()[-1] if details
+                                              else "notification failed"))
+
+
 @dataclass(frozen=True)
 class Channel:
     name: str
     settings: ChannelSettings
-    apprise: apprise.Apprise = field(repr=False)
+    apprise: apprise.Apprise = field(repr=False)  # its plugins, for notify-test
+    notifier: Notifier = field(repr=False)
     templates: MessageTemplates = field(repr=False)
     limiter: RateLimiter | None = None
 
@@ -76,7 +103,8 @@ def build_channels(settings: Mapping[str, ChannelSettings], masker: Masker,
                 plugin.request_rate_per_sec = 0
         limiter = RateLimiter(ch.rate_limit.count, ch.rate_limit.per_s) \
             if ch.rate_limit else None
-        out[name] = Channel(name, ch, obj, MessageTemplates.for_channel(ch, source), limiter)
+        out[name] = Channel(name, ch, obj, AppriseNotifier(obj, ch.body_format, masker),
+                            MessageTemplates.for_channel(ch, source), limiter)
     return out
 
 
@@ -102,3 +130,25 @@ def notify_test(channel: Channel, masker: Masker, title: str, body: str) -> list
         details = "\n".join(captured).strip()
         out.append(UrlOutcome(shown, ok, masker(details.splitlines()[-1]) if details else ""))
     return out
+
+
+def undeliverable(url: str) -> str | None:
+    """Why nothing sent through ``url`` could ever arrive, in Apprise's words (secrets
+    not masked: the caller masks), or None. ``check`` refuses such a channel: a scheme
+    Apprise does not know, a URL its plugin cannot read, an email URL left with no
+    recipient (its send would fail with "There are no Email recipients")."""
+    apprise_glue.install()
+    with apprise_glue.captured() as said:
+        obj = apprise.Apprise()
+        added = obj.add(url)
+    if not added:
+        reason = "; ".join(said) or "Apprise cannot read this URL"
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if scheme.lower() not in _PLUGINS:
+            return f"unknown Apprise scheme '{scheme}' ({reason})" if scheme \
+                else f"not a URL (no scheme://; {reason})"
+        return reason
+    for plugin in obj:
+        if isinstance(plugin, NotifyEmail) and not plugin.targets:
+            return "; ".join([*said, "There are no Email recipients to notify"])
+    return None

@@ -14,26 +14,18 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import apprise
-
 from monitor.clock import SYSTEM_CLOCK
-from monitor.deliver import apprise_glue
 from monitor.deliver.channels import Channel
 from monitor.deliver.sanitize import one_line
 from monitor.deliver.settings import DeliverySettings, DigestSchedule
-from monitor.deliver.templates import Rendered, alert_context
+from monitor.deliver.templates import alert_context
 from monitor.deliver.timing import hold_until_ms
 from monitor.errors import StoreError
 from monitor.secrets import Masker
-from monitor.types import AlertRow, AlertState, Clock, Silence
-
-if TYPE_CHECKING:  # the store is passed in; importing it would load SQLAlchemy for `check`
-    from monitor.store import Store
+from monitor.types import AlertRow, AlertState, Clock, DeliveryStats, Outbox, Silence
 
 log = logging.getLogger("monitor.deliver")
 
@@ -52,28 +44,6 @@ def _send_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryStats:
-    """What one delivery run did; runs add up with ``+``."""
-
-    sent: int = 0  # alerts delivered (a digest counts all it carried)
-    messages: int = 0
-    failed: int = 0
-    dead: int = 0
-    held: int = 0
-    silenced: int = 0
-    deferred: int = 0
-    leased: int = 0
-
-    def __add__(self, other: DeliveryStats) -> DeliveryStats:
-        return DeliveryStats(*(getattr(self, f.name) + getattr(other, f.name)
-                               for f in fields(self)))
-
-    @property
-    def touched(self) -> int:
-        return self.sent + self.failed + self.dead + self.held + self.silenced
-
-
 def message_id(alerts: Sequence[AlertRow]) -> str:
     """The Message-ID of the mail carrying ``alerts``: the same for a resend."""
     first = alerts[0]
@@ -90,14 +60,14 @@ class Deliverer:
     story. ``on_result(channel, outcome, latency_s)`` hears of every alert sent or failed.
     """
 
-    def __init__(self, store: Store, owner: str, settings: DeliverySettings,
+    def __init__(self, outbox: Outbox, owner: str, settings: DeliverySettings,
                  channels: dict[str, Channel], masker: Masker,
                  feed_titles: Callable[[], Mapping[str, str]] = dict,
                  on_result: Callable[[str, str, float], None] | None = None,
                  rule_digests: Mapping[str, DigestSchedule] | None = None,
                  rule_editions: Mapping[str, int] | None = None,
                  clock: Clock = SYSTEM_CLOCK) -> None:
-        self.store = store
+        self.outbox = outbox
         self.owner = owner
         self.settings = settings
         self.channels = channels
@@ -126,17 +96,17 @@ class Deliverer:
         # Sending stops at half the lease and the rest goes back (below): once the lease
         # is over another daemon may take these alerts, and both would send them.
         send_until = self.clock.monotonic() + lease_s / 2
-        batch = self.store.outbox.lease(self.owner, now_ms, self.settings.batch,
+        batch = self.outbox.lease(self.owner, now_ms, self.settings.batch,
                                         int(lease_s * 1000), list(self.channels))
         if not batch:
             return DeliveryStats()
         silenced = held = 0
-        silences = [s for s in self.store.outbox.silences(now_ms) if s.active(now_ms)]
+        silences = [s for s in self.outbox.silences(now_ms) if s.active(now_ms)]
         groups: dict[tuple[str, str], list[AlertRow]] = {}
         for alert in batch:
             silence = _silence_for(silences, alert)
             if silence is not None:
-                self.store.outbox.mark_silenced([alert.id], self.owner, silence.id)
+                self.outbox.mark_silenced([alert.id], self.owner, silence.id)
                 silenced += 1
                 log.info("channel '%s': alert %d (rule '%s') silenced by silence %d",
                          alert.channel, alert.id, alert.rule, silence.id)
@@ -148,7 +118,7 @@ class Deliverer:
             groups.setdefault((alert.channel, group), []).append(alert)
         sent = self._send_all(list(groups.items()), self.feed_titles(), send_until)
         # Whatever was leased and not acted on (stopping) goes back at once.
-        self.store.outbox.release_leases(self.owner)
+        self.outbox.release_leases(self.owner)
         return sent + DeliveryStats(leased=len(batch), silenced=silenced, held=held)
 
     def _group(self, alert: AlertRow, now_ms: int) -> str | None:
@@ -164,12 +134,12 @@ class Deliverer:
         opened_ms = None
         if digest is not None and digest.window_s is not None:
             # A grouping window opens with the first alert and collects those that follow.
-            opened_ms = self.store.outbox.held_release(
+            opened_ms = self.outbox.held_release(
                 alert.channel, alert.rule if own_digest else None, now_ms)
         release_ms = hold_until_ms(now_ms, alert.created_ms, digest,
                                    channel.settings.quiet_hours, opened_ms)
         if release_ms is not None:
-            self.store.outbox.hold([alert.id], self.owner, release_ms)
+            self.outbox.hold([alert.id], self.owner, release_ms)
             log.info("channel '%s': alert %d (rule '%s') held until %s", alert.channel,
                      alert.id, alert.rule,
                      datetime.fromtimestamp(release_ms / 1000, UTC).isoformat(timespec="seconds"))
@@ -232,7 +202,7 @@ class Deliverer:
         wait = channel.limiter.wait(now)
         if wait > 0:
             later = self.clock.now_ms() + int(wait * 1000)
-            self.store.outbox.defer([a.id for a in alerts], self.owner, later)
+            self.outbox.defer([a.id for a in alerts], self.owner, later)
             return False
         channel.limiter.record(now)
         return True
@@ -247,10 +217,11 @@ class Deliverer:
             rendered = channel.templates.render(contexts[0])
         else:
             rendered = channel.templates.render_digest(contexts)
-        ok, error = self._notify(channel, rendered, message_id(alerts))
+        outcome = channel.notifier.send(rendered.title, rendered.body, message_id(alerts))
+        ok, error = outcome.ok, outcome.error
         now_ms = self.clock.now_ms()
         if ok:
-            self.store.outbox.mark_sent(ids, self.owner, now_ms)
+            self.outbox.mark_sent(ids, self.owner, now_ms)
             what = f"alert {ids[0]}" if len(ids) == 1 else f"digest of {len(ids)} alerts"
             log.info("channel '%s': sent %s (rule '%s'): %s", channel.name, what,
                      alerts[0].rule if len(ids) == 1 else ", ".join(sorted({a.rule for a in
@@ -265,7 +236,7 @@ class Deliverer:
         dead = attempts >= settings.max_attempts or age_s >= settings.max_age_s
         delay = min(settings.max_backoff_s, settings.backoff_s * 2 ** (attempts - 1))
         delay *= 0.8 + 0.4 * self.clock.random()  # ±20 %: retries of many alerts spread
-        self.store.outbox.mark_failed(ids, self.owner, error[:1000], now_ms + int(delay * 1000),
+        self.outbox.mark_failed(ids, self.owner, error[:1000], now_ms + int(delay * 1000),
                                       dead)
         if dead:
             log.error("channel '%s': alert %s is dead after %d attempts: %s", channel.name,
@@ -285,7 +256,7 @@ class Deliverer:
         if window is None or not alert.item_id:
             return None
         try:
-            found = self.store.outbox.editions(alert.item_id, alert.rule, window)
+            found = self.outbox.editions(alert.item_id, alert.rule, window)
         except StoreError as e:  # the message still goes out, with its own link
             log.warning("alert %d: cannot read the other editions: %s", alert.id,
                         self.masker(str(e)).splitlines()[0])
@@ -293,19 +264,6 @@ class Deliverer:
         return [{"feed": titles.get(e.feeds[0], e.feeds[0]) if e.feeds else "",
                  "feeds": [titles.get(f, f) for f in e.feeds], "url": e.url}
                 for e in found] or None
-
-    def _notify(self, channel: Channel, msg: Rendered, msgid: str) -> tuple[bool, str]:
-        fmt = apprise.NotifyFormat(channel.settings.body_format)
-        with apprise_glue.captured(msgid) as captured:
-            try:
-                ok = bool(channel.apprise.notify(title=msg.title, body=msg.body,
-                                                 body_format=fmt))
-            except Exception as e:  # a plugin that raises is a failed send, not a crash
-                ok = False
-                captured.append(f"{e.__class__.__name__}: {e}")
-        details = "\n".join(captured).strip()
-        error = self.masker(details.splitlines()[-1] if details else "notification failed")
-        return ok, error
 
     def _result(self, channel: str, outcome: str, latency_s: float) -> None:
         if self.on_result:

@@ -247,12 +247,8 @@ class Fetcher:
 
     def _prepare(self, url: str, headers: dict[str, str],
                  auth: tuple[str, str] | None) -> requests.PreparedRequest:
-        """The request ``session.get(url, headers=headers, auth=auth)`` would send.
-
-        Built here rather than by the session: Session.request merges its settings anew
-        on every call (copies of the cookie jar, header dicts), which cost more CPU than
-        the rest of a 304 poll. Headers are still validated (an ETag comes from the
-        server), cookies still come from the session's jar, which send() fills."""
+        """The request ``session.get(url, headers=headers, auth=auth)`` would send, built
+        here rather than by the session (see docs/architecture.md, 'Prepared requests')."""
         req = requests.PreparedRequest()
         req.method = "GET"
         req.url = self._url(url)

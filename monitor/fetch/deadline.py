@@ -68,12 +68,8 @@ class Attempt:
 
 
 class Watchdog:
-    """One thread for every fetch's deadline: a heap of (deadline, attempt), not a timer
-    thread per fetch. A finished fetch is only marked; its entry is dropped when due.
-
-    The thread waits on real sockets, so it waits in the seconds of ``clock.monotonic()``;
-    it ends when the heap is empty and the next ``watch`` starts it again.
-    """
+    """One thread for every fetch's deadline, in ``clock.monotonic()`` seconds (see
+    docs/architecture.md, 'One watchdog thread')."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock

@@ -1,12 +1,7 @@
 """Compiled rules: one Aho-Corasick automaton for every keyword, one formula per rule (pure).
 
-Per item, the fields the rules read are normalized together (one pass, one
-OpenCC call) and each is scanned once by the automaton; a rule is evaluated
-only when one of its *trigger* keywords hit (see ``_trigger``), so the cost per
-item follows the hits, not the number of rules. Regular expressions run lazily,
-only when a candidate rule's formula reaches them (rules anchored on a regex
-alone are evaluated for every item). Snippets are built only for the rules
-returned, and once per hit position however many rules share it.
+A rule is evaluated only when one of its *trigger* keywords hit (``_trigger``); how the
+cost per item follows the hits: docs/architecture.md, 'Matching cost'.
 """
 
 from __future__ import annotations
@@ -298,14 +293,8 @@ def _anchored(node: Node, positive: bool = True) -> bool:
 
 
 def _trigger_cost(trigger: frozenset[Atom], builder: _Builder) -> tuple[int, int, int, int]:
-    """Which side of an AND to index a rule under: the one least likely to hit.
-
-    Keyword-only triggers first (a regex trigger means evaluating the rule for
-    every item), then the fewest atoms. Among keywords: those fewer rules use (a
-    keyword that many rules share, a name such as 北京, is one that occurs
-    often), then the longest (longer words are rarer). "北京 AND 稀土出口" is thus
-    evaluated when 稀土出口 occurs, not for every article that mentions Beijing.
-    """
+    """Which side of an AND to index a rule under: the one least likely to hit (see
+    docs/architecture.md, 'Trigger keywords')."""
     keywords = [builder.by_id[kid] for kind, kid, _ in trigger if kind == "k"]
     return (len(keywords) < len(trigger), len(trigger),
             sum(builder.uses.get(kw.id, 0) for kw in keywords),
@@ -348,12 +337,8 @@ class RuleSet:
         self._fields = _mask_fields(builder.field_mask)
         self._automaton: ahocorasick_rs.BytesAhoCorasick | None = None
         if self._keywords:
-            # Patterns are given in keyword-id order, so a match's index is the id. The
-            # automaton reads UTF-16: two bytes a Chinese character instead of UTF-8's
-            # three make the scan a third shorter.
-            # A DFA scans about twice as fast as the default NFA but takes memory in
-            # proportion to keywords x byte classes: +4 MB at 500 keywords, +100 MB at
-            # 20,000 (where it is also slower, out of cache). Small rule sets use it.
+            # Patterns in keyword-id order, so a match's index is the id. UTF-16, and a
+            # DFA for small rule sets: see docs/architecture.md, 'The automaton'.
             dfa = len(self._keywords) <= _DFA_MAX_KEYWORDS
             self._automaton = ahocorasick_rs.BytesAhoCorasick(
                 [_utf16(kw.folded) for kw in self._keywords],
@@ -554,6 +539,7 @@ def compile_rules(specs: Sequence[RuleSpec]) -> RuleSet:
     return _compile(specs)
 
 
-def compile_query(query: str, name: str = "--query") -> RuleSet:
-    """A one-rule set from a query string, for ``feed-monitor test-rule --query``."""
+def compile_query(query: str, name: str = "query") -> RuleSet:
+    """A one-rule set from a query string, for ``feed-monitor test-rule --query``; the rule
+    is called ``query`` in its output and rendered messages."""
     return _compile([RuleSpec(name=name, query=query)])

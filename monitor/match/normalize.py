@@ -5,24 +5,9 @@ text in the item's own script (what snippets quote), ``fold_text`` turns plain
 text into the form the matcher compares (NFKC, case-folded, Simplified Chinese,
 whitespace collapsed). ``normalize_text`` is both steps at once.
 
-The matcher folds every article, so folding has fast paths, each exactly equal
-to the plain library calls (property-tested against them): ``nfkc`` replaces
-the few compatibility characters of a text (full-width punctuation) instead of
-normalizing all of it; ``to_simplified`` skips OpenCC for text containing no
-character or phrase t2s could change; ``fold_fields`` folds all fields of an
-item in one pass, one regex scan telling NFKC's replacements, whether t2s has
-anything to change and whether ``str.lower`` may stand in for case folding, and
-says when offsets need no map.
-
-Snippets need to point back from the folded text into the plain text. OpenCC's
-t2s tables are length-preserving code point for code point (checked for
-OpenCC 1.1.x, and for the TSPhrases, TSCharacters and CJK_Compatibility_Ideographs
-tables of 1.4.2: every entry maps k characters to k characters), so only
-NFKC and case folding can move offsets ("…" becomes "...", "ß" becomes "ss").
-``fold_with_offsets`` maps those expansions directly when NFKC replaced
-characters one by one, and otherwise folds chunk by chunk, mapping a chunk
-character by character only when folding changed its length; should a future
-OpenCC table change a length, that chunk is mapped proportionally instead.
+Folding has fast paths, each equal to the plain library calls (property-tested), and
+offsets map back to the plain text: docs/architecture.md, 'Text folding', 'NFKC',
+'Skipping OpenCC' and 'Snippet offsets'.
 """
 
 from __future__ import annotations
@@ -56,10 +41,8 @@ def _either_case(text: str) -> str:
 
 
 def _alternation(words: Iterable[str]) -> str:
-    """A case-insensitive regex alternation grouped by first letter: ``[dD](?:[iI][vV]|...)``
-    rather than ``div|dd|dt|dl`` under ``re.I``. The regex engine tries alternatives
-    one by one at every "<"; grouping and explicit case classes halve the cost of
-    stripping tags from a typical article."""
+    """A case-insensitive regex alternation grouped by first letter, ``[dD](?:[iI][vV]|...)``
+    (see docs/architecture.md, 'Tag stripping')."""
     groups: dict[str, list[str]] = {}
     for w in words:
         groups.setdefault(w[0].lower(), []).append(w[1:].lower())
@@ -71,10 +54,7 @@ def _alternation(words: Iterable[str]) -> str:
     return "|".join(parts)
 
 
-# The lookaheads only reject early what the alternation would reject anyway after trying
-# every branch: tags whose first letter starts no block tag, and the commonest inline
-# tags (news bodies are mostly <span>). Possessive [^>]*+ cannot backtrack (nothing
-# in it is ">") and is a little faster.
+# Lookaheads and a possessive [^>]*+: see docs/architecture.md, 'Tag stripping'.
 _FIRST_LETTERS = "".join(sorted({c for tag in BLOCK_TAGS for c in (tag[0], tag[0].upper())}))
 _INLINE_FAST = rf"(?=[{_FIRST_LETTERS}])(?!(?:span|strong|a|em|b|i|font|sup|sub|u)[\s>/])"
 _BLOCK_TAG = re.compile(rf"</?{_INLINE_FAST}(?:{_alternation(BLOCK_TAGS)})\b[^>]*+>")
@@ -93,11 +73,8 @@ def _t2s() -> opencc.OpenCC:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-# t2s as its config file names it: the phrase table TSPhrases, then the character
-# tables. The phrases that change text although each of their characters is left
-# alone by the character tables (沈默 -> 沉默, 瞭解 -> 了解, 藉口 -> 借口) are read from
-# the installed phrase table itself (a marisa trie after OpenCC's header); with any
-# other config, or a table that cannot be read, every text is converted.
+# The t2s config these tables are known for, and the .ocd2 header: see docs/architecture.md,
+# 'Skipping OpenCC'.
 _T2S_CONFIG_DIGEST = "96fe5cc374a80ccc49e3370006cce3aefe4af955868ae0b14fb3079ec695be4f"
 _OCD2_HEADER = b"OPENCC_MARISA_0.2.5"
 
@@ -144,16 +121,8 @@ class _T2SCheck:
 
 @lru_cache(maxsize=1)
 def _t2s_check() -> _T2SCheck | None:
-    """What t2s may change, or None when that is unknown.
-
-    t2s replaces dictionary keys by values of the same length, the longest key
-    first. A text changes only where it contains a key whose value differs: a
-    character that t2s changes on its own, or one of the phrases of its phrase table. Most
-    Simplified Chinese articles contain neither (the phrases' characters, such as
-    覆 in 覆盖, are common, the phrases are not). The character tables are read by
-    converting every BMP character once (a few milliseconds). Astral characters
-    and surrogates always convert.
-    """
+    """What t2s may change, or None when that is unknown (see docs/architecture.md,
+    'Skipping OpenCC')."""
     share = Path(opencc.__file__).parent / "clib" / "share" / "opencc"
     try:
         config = (share / "t2s.json").read_bytes()
@@ -218,10 +187,7 @@ def to_simplified(text: str) -> str:
         return str(_t2s().convert(_SURROGATE.sub("\ufffd", text)))
 
 
-# Code points scanned for characters that NFKC changes on their own: Latin-1 to the
-# end of the BMP without the unified ideographs (which have no decomposition), the
-# mathematical alphanumerics, enclosed alphanumerics and CJK compatibility
-# ideographs. Missing one costs speed, never correctness (see ``nfkc``).
+# Where characters that NFKC changes on their own are looked for: docs/architecture.md, 'NFKC'.
 _COMPAT_SCAN = ((0x00A0, 0x3400), (0x4DC0, 0x4E00), (0xA000, 0x10000), (0x1D400, 0x1D800),
                 (0x1F100, 0x1F300), (0x2F800, 0x2FA20))
 _COMPAT_MAX_DISTINCT = 32  # more distinct such characters in one text: normalize it whole
@@ -246,17 +212,8 @@ def _compat_table() -> tuple[re.Pattern[str], dict[str, str]]:
 
 
 def nfkc(text: str) -> str:
-    """``unicodedata.normalize("NFKC", text)``, computed faster for typical news text.
-
-    Chinese text is never NFKC already: its commas, colons and parentheses are
-    full-width, and ``unicodedata`` then decomposes and recomposes every
-    character. Replacing a character ``c`` by ``NFKC(c)`` anywhere in a text does
-    not change the NFKC form of the text (the full decomposition of ``NFKC(c)``
-    is that of ``c``, and composition only depends on the decomposed sequence), so
-    the few distinct such characters are replaced with ``str.replace``; if the
-    result passes the quick check it is the NFKC form, otherwise the normalizer
-    finishes the job (combining marks, Hangul jamo, characters not in the table).
-    """
+    """``unicodedata.normalize("NFKC", text)``, computed faster for typical news text (see
+    docs/architecture.md, 'NFKC')."""
     return _nfkc(text)[0]
 
 
@@ -354,16 +311,8 @@ def fold_fields(texts: Sequence[str], *, collapsed: bool = False
     original's i-th character (then a hit's offsets are the offsets in the original,
     and a snippet needs no offset map).
 
-    The texts are folded as one, joined with newlines: NFKC, case folding and
-    t2s all keep a newline as it is, and nothing composes or converts across it,
-    so each part is exactly ``fold_text`` of its text. A text that itself contains
-    a newline (plain text never does: ``plain_text`` collapses whitespace) makes
-    the texts be folded one by one.
-
-    Alignment: when NFKC only replaced characters one by one (``_nfkc``), each
-    character became one or more characters through NFKC and case folding, and
-    t2s maps k characters to k (module docstring); so a part as long as its
-    original, and unchanged by whitespace collapsing, is aligned.
+    The texts are folded as one, joined with newlines; why that is exact, and when a
+    part is aligned: docs/architecture.md, 'Text folding' and 'Snippet offsets'.
 
     ``collapsed``: the caller promises that every text is whitespace-collapsed
     (``" ".join(t.split()) == t``, as ``plain_text`` makes it); then the parts need
@@ -437,10 +386,9 @@ def _fused() -> _Fused | None:
 
 def _fold_joined(text: str) -> tuple[str, bool, bool]:
     """``to_simplified(nfkc(text).casefold())`` and ``_nfkc``'s one-by-one flag (and t2s
-    kept every length), from one scan of ``text``: the characters it finds tell which
-    NFKC replacements to make and whether t2s can change anything. Equal to the
-    step-by-step computation (tests/test_match_normalize.py). Third: False when
-    folding certainly turned no character into whitespace."""
+    kept every length), from one scan of ``text`` (see docs/architecture.md, 'Text
+    folding'). Equal to the step-by-step computation (tests/test_match_normalize.py).
+    Third: False when folding certainly turned no character into whitespace."""
     fused = _fused()
     if fused is None or fused.check.chars.search(text, 0, 256) is not None:
         # Traditional Chinese from the start (the title): t2s converts the text anyway,
@@ -579,7 +527,8 @@ def fold_with_offsets(plain: str) -> tuple[str, list[int]]:
         folded, offsets = _fold_chunks(plain)
     simplified = to_simplified(folded)
     if len(simplified) != len(folded):
-        # Not expected with current OpenCC tables (see module docstring): map proportionally.
+        # Not expected with current OpenCC tables (see docs/architecture.md, 'Snippet
+        # offsets'): map proportionally.
         n, m = len(simplified), len(folded)
         offsets = [offsets[min(j * m // n, m - 1)] for j in range(n)]
     if " ".join(simplified.split()) == simplified:

@@ -13,7 +13,18 @@ import feedparser
 
 from monitor.parse.build import RawEntry, RawFeed, build
 from monitor.parse.decode import Decoded, prepare
+from monitor.parse.links import document_base
 from monitor.types import ParsedFeed, PollOutcome
+
+
+def _alternate(links: list[Mapping[str, Any]] | None) -> str:
+    """The first alternate HTML link, as the lxml reader picks it (feedparser's ``link``
+    can be an enclosure that came first)."""
+    for link in links or ():
+        if (link.get("rel", "alternate") == "alternate"
+                and link.get("type", "text/html") in ("text/html", "application/xhtml+xml")):
+            return str(link.get("href") or "")
+    return ""
 
 
 def _fp_entry(fp_entry: Mapping[str, Any]) -> RawEntry:
@@ -22,8 +33,9 @@ def _fp_entry(fp_entry: Mapping[str, Any]) -> RawEntry:
     def get(key: str) -> Any:
         return dict.get(fp_entry, key)  # type: ignore[call-overload]
 
-    link = get("link") or ""
-    if get("guidislink") and not link.lower().startswith(("http://", "https://")):
+    link = _alternate(get("links")) or get("link") or ""
+    if (get("guidislink") and link == get("id")
+            and not link.lower().startswith(("http://", "https://"))):
         link = ""  # an opaque guid feedparser took for a link (see xml._rss_entry)
     content = get("content") or []
     published, updated = get("published_parsed"), get("updated_parsed")
@@ -51,13 +63,15 @@ def _feedparser_feed(xml: bytes, headers: Mapping[str, str]) -> tuple[RawFeed, b
     entries = [_fp_entry(e) for e in result.get("entries", [])]
     meta = result.get("feed", {})
     is_feed = bool(result.get("version")) or bool(entries)
-    return RawFeed(entries, title=meta.get("title") or "", ttl=meta.get("ttl") or "",
-                   warnings=warnings), is_feed
+    return RawFeed(entries, title=meta.get("title") or "", link=meta.get("link") or "",
+                   ttl=meta.get("ttl") or "", warnings=warnings), is_feed
 
 
 def _utf8_headers(headers: Mapping[str, str], content_type: str) -> dict[str, str]:
     """Headers for feedparser: lower-case names (it looks them up that way) and the
-    charset we decoded with, since it gets our UTF-8 bytes."""
+    charset we decoded with, since it gets our UTF-8 bytes. Without Content-Location:
+    feedparser resolves against xml:base only, and ``build`` against the document's base,
+    as for the lxml reader, so both readers give the same links."""
     out = {k.lower(): v for k, v in headers.items() if k.lower() != "content-location"}
     mime = content_type.split(";", 1)[0].strip() or "application/xml"
     out["content-type"] = f"{mime}; charset=utf-8"
@@ -68,17 +82,19 @@ def parse_with_feedparser(body: bytes, headers: Mapping[str, str], feed_id: str,
                           base_url: str = "") -> ParsedFeed:
     """The feedparser reader alone (after our decoding), classified."""
     decoded, xml, content_type = prepare(body, headers)
-    return classify_with_feedparser(xml, decoded, headers, content_type, feed_id, now_ms,
-                                    base_url)
+    feed = read_with_feedparser(xml, decoded, headers, content_type)
+    if isinstance(feed, ParsedFeed):
+        return feed
+    return build(feed, feed_id, now_ms, document_base(base_url, headers))
 
 
-def classify_with_feedparser(xml: bytes, decoded: Decoded, headers: Mapping[str, str],
-                             content_type: str, feed_id: str, now_ms: int,
-                             base_url: str) -> ParsedFeed:
-    """Read ``xml`` (``decoded`` as UTF-8 bytes) with feedparser: Items, or not-a-feed."""
+def read_with_feedparser(xml: bytes, decoded: Decoded, headers: Mapping[str, str],
+                         content_type: str) -> RawFeed | ParsedFeed:
+    """Read ``xml`` (``decoded`` as UTF-8 bytes) with feedparser: the entries, or the
+    ParsedFeed of a body that is no feed."""
     feed, is_feed = _feedparser_feed(xml, _utf8_headers(headers, content_type))
     if not is_feed:
         return ParsedFeed(PollOutcome.NOT_A_FEED, (), ("no RSS, Atom or JSON Feed found",
                                                   *decoded.warnings))
     feed.warnings[:0] = decoded.warnings
-    return build(feed, feed_id, now_ms, base_url)
+    return feed

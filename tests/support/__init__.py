@@ -5,6 +5,10 @@
 Every server starts on an ephemeral port in a background thread, works as a context
 manager (and through the fixtures in tests.support.fixtures), and keeps its port
 across stop()/start() so tests can simulate an outage.
+
+Beside the servers: ``factories`` (items, articles, rule-to-channels routing),
+``clock`` (FakeClock), ``cli`` (running commands), ``schema`` (a database at an older
+revision).
 """
 
 from .feed_server import FeedServer, RequestRecord
