@@ -28,7 +28,7 @@ from monitor.deliver.sanitize import EMAIL_LINE_MAX, TITLE_MAX, wrap_lines
 from monitor.deliver.templates import MessageTemplates, alert_context
 from monitor.secrets import Masker
 from monitor.store import Store
-from monitor.types import AlertRow, Item, RuleMatch, StoredItem
+from monitor.types import AlertRow, Item, MatchingFunctions, RuleMatch, StoredItem
 from tests.support import SmtpSink, WebhookReceiver
 from tests.support.clock import FakeClock
 
@@ -169,9 +169,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def enqueue(store: Store, channels: list[str], items: list[Item], now_ms: int) -> None:
-    stats = store.items.ingest("cn", items, now_ms,
-                               lambda item, feeds: [RuleMatch("r", ("中俄",), "【中俄】")],
-                               lambda rule: channels)
+    matching = MatchingFunctions(lambda item, feeds: [RuleMatch("r", ("中俄",), "【中俄】")],
+                                 lambda rule: channels)
+    stats = store.items.ingest("cn", items, now_ms, matching)
     assert stats.alerts == len(items) * len(channels)
 
 
@@ -180,7 +180,7 @@ def deliverer(store: Store, clock: FakeClock, channels: dict[str, tuple[str, str
     masker = Masker()
     built = build_channels({name: ChannelSettings(name, (url,), fmt)
                             for name, (url, fmt) in channels.items()}, masker)
-    return Deliverer(store, "test-owner", SETTINGS, built, masker, clock=clock)
+    return Deliverer(store.outbox, "test-owner", SETTINGS, built, masker, clock=clock)
 
 
 def hostile_item(i: int, title: str) -> Item:
