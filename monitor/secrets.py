@@ -38,7 +38,7 @@ _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P
 # the ones it knows, but shows custom headers (``+Authorization=``) and GET
 # parameters (``-apikey=``) of json://, form:// and xml:// as they are.
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|sig|cookie|session|credential|"
-                           r"auth|access|hmac|jwt|otp", re.I)
+                           r"auth(?!ors?(?:[^a-z]|$))|access|hmac|jwt|otp", re.I)
 # The same parameters in any text: ``?token=abc`` -> ``?token=****``.
 _SECRET_QUERY = re.compile(
     r"(?P<name>[?&;][^=&#\s\"'<>]*(?:" + _SECRET_PARAM.pattern + r")[^=&#\s\"'<>]*=)"
@@ -159,8 +159,9 @@ class Masker:
             self.add_userinfo(url)
         for url in channel_urls:
             self.add_url(url)
-        if database:
-            self.add_userinfo(database)
+        m = _USERINFO.search(database or "")
+        if m:  # the database URL's password; its path is a file name, not a token
+            self.add(_forms(m["pw"]))
 
     def __call__(self, text: str | None) -> str:
         if not text:

@@ -272,3 +272,15 @@ def test_query_and_path_credentials_are_masked_wherever_they_appear() -> None:
     for secret in ("pT7x9Qm2Lk4Rz8Wv", "AuthTok1", "Acc0de99", "hK3j8Zp1Xw6Nc5Vb", "NewValue7"):
         assert secret not in text
     assert "lang=zh" in text and "/feeds/****/rss?auth=****&access_code=****" in text
+
+
+def test_names_that_only_look_like_credentials_stay_readable(tmp_path: Path) -> None:
+    folder = tmp_path / "test_nowhere0_abcdefgh1"  # a path piece that looks like a token
+    folder.mkdir()
+    loaded = parse_config(
+        f"database: sqlite:///{folder}/monitor.db\n"
+        "feeds: [{id: a, url: 'https://h.example/feed?author=jdoe&cat=news'}]\n"
+        "channels: {c: 'console://'}\nrules: [{name: r, any: [x], notify: [c]}]\n")
+    masker = masker_for(loaded)
+    text = f"{folder}/monitor.db: https://h.example/feed?author=jdoe&cat=news"
+    assert masker(text) == text
