@@ -187,7 +187,8 @@ def test_one_policy_masks_every_secret_in_every_output(
                    f"?token=${{FEED_TOKEN}}&auth={AUTH_TOK}&access_code={ACCESS_CODE}")
     with SmtpSink(credentials={"user": ENV_PW}) as sink, WebhookReceiver() as hook:
         hook.set_down(True)  # every send fails: its error is logged and stored
-        hook_url = hook.apprise_url(f"/hooks/{HOOK_TOKEN}")
+        hook_url = hook.apprise_url(f"/hooks/{HOOK_TOKEN}").replace(
+            "json://", f"json://hookuser:{LITERAL_PW}@")  # userinfo in a channel URL too
         config = write_config(
             tmp_path / "monitor.yaml", db=db,
             feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"},
