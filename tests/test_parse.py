@@ -334,6 +334,25 @@ def test_a_gb18030_body_without_declaration_is_still_decoded() -> None:
     assert parsed.items[0].title == "标题：俄罗斯与乌克兰的关系"
 
 
+@pytest.mark.parametrize("ref", ["&#xD800;", "&#55296;", "&#xdfff;", "&#x0000D800;",
+                                 "&#x110000;", "&#99999999999999999999999;", "&#0;", "\x00"])
+def test_references_to_no_character_become_u_fffd_and_the_rest_is_read(ref: str) -> None:
+    body = (f'<rss version="2.0"><channel><title>t</title>'
+            f'<item><title>x{ref}y</title><link>https://x.org/a</link></item>'
+            f'<item><title>fine &#x4E2D;</title><link>https://x.org/b</link></item>'
+            f'</channel></rss>').encode()
+    parsed = parse_feed(body, RSS, "f", NOW)
+    assert [i.title for i in parsed.items] == ["x\ufffdy", "fine 中"]
+    assert any("replaced by U+FFFD" in w for w in parsed.warnings)
+
+
+def test_json_feed_lone_surrogates_and_nul_become_u_fffd() -> None:
+    body = (b'{"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": ['
+            b'{"id": "1", "url": "https://x.org/a", "title": "x\\ud800y\\u0000z"}]}')
+    [item] = parse_feed(body, {"Content-Type": "application/feed+json"}, "f", NOW).items
+    assert item.title == "x\ufffdy\ufffdz"
+
+
 # The cases feedparser's well-formed suite found (tests/test_parse_wellformed.py reads the
 # suite itself from ../shared; these fixtures guard them without it).
 READERS = {"parse_feed": parse_feed, "lxml": parse_fast, "feedparser": parse_with_feedparser}
@@ -456,3 +475,23 @@ def test_no_url_anywhere_raises(link: str, guid: str, base: str, location: str,
         assert ours == fast
     # (feedparser, reading what lxml declines, loses every link under an xml:base that is
     # not a URL: its own resolution fails.)
+
+
+def test_a_declaration_feedparser_cannot_decode_is_read_after_replacement() -> None:
+    # Found by tests/test_fuzz.py: not UTF-8, detected as UTF-8 with a replacement, and
+    # handed to feedparser as sent, whose declaration sniffing raised UnicodeDecodeError.
+    body = (b'<?xml version="1.0" encoding="\x80utf-8"?><feed xmlns="http://www.w3.org/2005/'
+            b'Atom"><title></title><entry><title></title><link href="\x1b"/><id>\x1b</id>'
+            b'<updated></updated><content type="html"></content></entry></feed>')
+    parsed = parse_feed(body, {}, "f", NOW)
+    assert "undecodable bytes replaced" in parsed.warnings
+    assert len(parsed.items) == 1
+
+
+def test_markup_that_trips_feedparser_is_not_a_feed_with_the_reason() -> None:
+    # Found by tests/test_fuzz.py: feedparser's loose parser raised KeyError('links').
+    body = (b'<rss version="2.0"><channel><item><title>t</title><link>/link><pubDate>Wed, 22 '
+            b'Mar 2023 10:15:03 GMT</pubDate></item//x.org/1</link></item></channel></rss>')
+    parsed = parse_feed(body, {}, "f", NOW)
+    assert parsed.outcome == "not-a-feed"
+    assert "not readable: KeyError: 'links'" in parsed.warnings

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.config import LoadedConfig
-from monitor.demo.articles import load_stories
+from monitor.demo.articles import EDITIONS, load_stories
 from monitor.demo.feeds import FEED_TITLES, FeedServer, Replay
 from monitor.errors import MonitorError, UsageError
+from monitor.store.lockfile import DaemonLock, lock_database
 from monitor.types import Clock
 
 log = logging.getLogger("monitor.demo")
@@ -104,24 +105,29 @@ class Demo:
         self.config_path = folder / CONFIG_NAME
         self._state = folder / STATE_NAME
         self.stories = load_stories()
+        self._lock: DaemonLock | None = None
+        self.server: FeedServer | None = None
+        try:
+            self._open(fresh, every, listen, clock)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, fresh: bool, every: float, listen: str | None, clock: Clock) -> None:
         self.start = self._prepare(fresh)
         self.listen, self.listen_note = _console_address(listen)
-        total = len(self.stories)
         self.replay = Replay(self.stories, start=max(self.start.published, BACKLOG),
                              every=every, clock=clock, on_publish=self._published)
         self._save(self.replay.start)
         try:
-            self.server = FeedServer(self.replay)
+            server = FeedServer(self.replay)
         except OSError as e:
             raise MonitorError(f"demo: cannot start the feed server on 127.0.0.1: "
                                f"{e.strerror or e}") from e
-        self.server.start()
-        try:
-            self._write_config()
-        except BaseException:
-            self.server.stop()
-            raise
-        log.debug("demo: %d stories, %d out", total, self.replay.start)
+        self.server = server
+        server.start()
+        self.feed_urls = {edition: server.url(edition) for edition in EDITIONS}
+        self._write_config()
 
     # -- the folder ----------------------------------------------------------------------
 
@@ -132,6 +138,10 @@ class Demo:
         except OSError as e:
             raise MonitorError(f"{folder}: cannot create the demo folder: "
                                f"{e.strerror or e}") from e
+        # The one-daemon lock of the demo's database, held for the whole run (the daemon
+        # the demo starts is its holder): a second demo on this folder stops here, before
+        # --fresh removed anything or the config was rewritten.
+        self._lock = lock_database(self._database_url())
         if self.config_path.exists():
             try:
                 head = self.config_path.read_text(encoding="utf-8", errors="replace")
@@ -180,13 +190,15 @@ class Demo:
             log.info("demo: all %d stories are out; the daemon keeps running (Ctrl-C stops, "
                      "--fresh replays them)", n)
 
+    def _database_url(self) -> str:
+        return f"sqlite:///{self.folder.resolve() / DB_NAME}"
+
     def _write_config(self) -> None:
-        database = f"sqlite:///{self.folder.resolve() / DB_NAME}"
         text = CONFIG.format(
-            config=self.config_path, database=_yaml(database),
+            config=self.config_path, database=_yaml(self._database_url()),
             listen=_yaml(self.listen), cn_title=_yaml(FEED_TITLES["cn"]),
-            tw_title=_yaml(FEED_TITLES["tw"]), cn_url=_yaml(self.server.url("cn")),
-            tw_url=_yaml(self.server.url("tw")))
+            tw_title=_yaml(FEED_TITLES["tw"]), cn_url=_yaml(self.feed_urls["cn"]),
+            tw_url=_yaml(self.feed_urls["tw"]))
         try:
             self.config_path.write_text(text, encoding="utf-8")
         except OSError as e:
@@ -220,7 +232,7 @@ class Demo:
         lines = [
             f"feed-monitor demo: {total} real RFI 中文 stories replayed as two live feeds "
             "on this machine (no internet needed)",
-            f"  feeds    {self.server.url('cn')} (简体) and {self.server.url('tw')} (繁體):",
+            f"  feeds    {self.feed_urls['cn']} (简体) and {self.feed_urls['tw']} (繁體):",
             f"           {min(out, total)} stories listed now, one more every "
             f"{self.replay.every:g} s",
             "  rules    " + ";\n           ".join(rules),
@@ -240,7 +252,13 @@ class Demo:
                 f"{self.folder}/), or with --fresh to start over.")
 
     def close(self) -> None:
-        self.server.stop()
+        """Stop the feed server and let the database go; safe to call more than once."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def _console_address(listen: str | None) -> tuple[str, str | None]:

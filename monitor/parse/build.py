@@ -112,11 +112,14 @@ def entry_item(e: RawEntry, feed_id: str, now_ms: int, base: str,
     if summary == content:
         # feedparser copies content into a missing summary; storing it twice helps no one.
         summary = ""
+    # Undated: first seen now, and the store keeps the time it first saw the key
+    # (Item.dated).
     return Item(
         key=key, url=url, title=plain_title(e.title),
         published_ms=published if published is not None else now_ms, feed_id=feed_id,
         entry_id=entry_id, summary=summary, content=content, author=e.author.strip(),
         categories=tuple(c.strip() for c in e.categories if c.strip()),
+        dated=published is not None,
     )
 
 

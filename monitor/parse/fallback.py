@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import calendar
 import io
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,13 +50,58 @@ def _fp_entry(fp_entry: Mapping[str, Any]) -> RawEntry:
     )
 
 
+# A numeric character reference as feedparser's loose parser reads one (";" required).
+_CHARREF = re.compile(rb"&#([0-9]+|[xX][0-9a-fA-F]+);")
+
+
+def _no_charref_to_nowhere(xml: bytes) -> tuple[bytes, int]:
+    """``xml`` with NUL bytes and each character reference to a code point that is no
+    character (a lone surrogate such as ``&#xD800;``, beyond U+10FFFF, or NUL) replaced by
+    U+FFFD, and how many there were. feedparser's loose parser raises on the references,
+    and keeps NUL, which PostgreSQL refuses in text; lxml declines all of them."""
+    bad = xml.count(b"\x00")
+    if bad:
+        xml = xml.replace(b"\x00", "\ufffd".encode())
+    if b"&#" not in xml:
+        return xml, bad
+
+    def fix(m: re.Match[bytes]) -> bytes:
+        nonlocal bad
+        ref = m.group(1)
+        hexa = ref[:1] in (b"x", b"X")
+        digits = (ref[1:] if hexa else ref).lstrip(b"0") or b"0"
+        if len(digits) <= (6 if hexa else 7):
+            code = int(digits, 16 if hexa else 10)
+            if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF:
+                return m.group(0)
+        bad += 1
+        return b"&#xFFFD;"
+
+    return _CHARREF.sub(fix, xml), bad
+
+
 def _feedparser_feed(xml: bytes, headers: Mapping[str, str]) -> tuple[RawFeed, bool]:
     """Read with feedparser; (feed, looks like a feed at all)."""
-    # feedparser.parse() opens a bytes argument as a file name if it can, and fetches a
-    # str that looks like a URL: only ever hand it a stream.
-    result = feedparser.parse(io.BytesIO(xml), response_headers=dict(headers),
-                              sanitize_html=False, resolve_relative_uris=False)
     warnings: list[str] = []
+    try:
+        xml.decode("utf-8")
+    except UnicodeDecodeError:
+        # A body read as UTF-8 with replacements (detected, or the last resort) reaches
+        # here as sent; feedparser's declaration sniffing needs real UTF-8.
+        xml = xml.decode("utf-8", "replace").encode("utf-8")
+    xml, replaced = _no_charref_to_nowhere(xml)
+    try:
+        # feedparser.parse() opens a bytes argument as a file name if it can, and fetches
+        # a str that looks like a URL: only ever hand it a stream.
+        result = feedparser.parse(io.BytesIO(xml), response_headers=dict(headers),
+                                  sanitize_html=False, resolve_relative_uris=False)
+    except Exception as failed:  # its loose parser trips over some broken markup (fuzzing)
+        detail = (str(failed).splitlines() or [""])[0][:80]
+        warnings.append(f"not readable: {type(failed).__name__}: {detail}".rstrip(": "))
+        return RawFeed([], warnings=warnings), False
+    if replaced:
+        warnings.append(f"{replaced} NUL or invalid character reference"
+                        f"{'s' if replaced > 1 else ''} replaced by U+FFFD")
     if result.get("bozo"):
         exc = result.get("bozo_exception")
         detail = str(exc).splitlines()[0][:80] if exc else ""
@@ -94,7 +140,8 @@ def read_with_feedparser(xml: bytes, decoded: Decoded, headers: Mapping[str, str
     ParsedFeed of a body that is no feed."""
     feed, is_feed = _feedparser_feed(xml, _utf8_headers(headers, content_type))
     if not is_feed:
+        unreadable = [w for w in feed.warnings if w.startswith("not readable")]
         return ParsedFeed(PollOutcome.NOT_A_FEED, (), ("no RSS, Atom or JSON Feed found",
-                                                  *decoded.warnings))
+                                                  *unreadable, *decoded.warnings))
     feed.warnings[:0] = decoded.warnings
     return feed
