@@ -137,7 +137,7 @@ class Database:
                     return
                 # On the driver's connection, so no transaction of SQLAlchemy's waits
                 # the full busy timeout first.
-                raw = conn.connection.driver_connection
+                raw: Any = conn.connection.driver_connection
                 raw.execute(f"PRAGMA busy_timeout={int(PING_WAIT_S * 1000)}")
                 try:
                     raw.execute("BEGIN IMMEDIATE")
