@@ -206,6 +206,13 @@ def test_demo_prints_alerts_serves_health_stops_on_ctrl_c_and_resumes(tmp_path: 
             "[ukraine]", "[xi-putin]", "[putin-not-ukraine]", "[china-russia]"})
         assert f"http://{listen}/" in "\n".join(first.out)
         assert http_get(f"http://{listen}/healthz")[0] == 200
+        # A second demo on the same folder (even with --fresh) leaves this one alone.
+        other = subprocess.run([sys.executable, "-m", "monitor", "demo", "--dir", str(folder),
+                                "--fresh"], cwd=REPO, capture_output=True, text=True,
+                               encoding="utf-8", timeout=120)
+        assert other.returncode == 1, other.stderr
+        assert "in use by another feed-monitor daemon" in other.stderr
+        assert (folder / "feed-monitor.db").exists()
     finally:
         code = first.interrupt()
     assert code == 0, "\n".join(first.err)
