@@ -173,7 +173,7 @@ def _runtime(loaded: LoadedConfig, store: Store, owner: str, masker: Masker,
     masker.add(loaded.secrets)
     for f in loaded.config.feeds:
         masker.add_userinfo(f.url)
-    rules = compile_rules(loaded.rule_specs())
+    rules = compile_rules(loaded.rule_specs(), loaded.config.aliases)
     channels = build_channels(channels_settings(loaded.config.channels), masker, loaded.path)
     cfg = loaded.config
     feeds = {f.id: f for f in cfg.feeds if f.enabled}

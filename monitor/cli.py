@@ -133,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="only items seen in this feed (repeatable)")
     test_rule.add_argument("--render", metavar="CHANNEL",
                            help="also show each message as this channel would receive it")
+    test_rule.add_argument("--explain", action="store_true",
+                           help="show every place a keyword occurred and why it counted or not")
     status = sub.add_parser("status", parents=[common],
                             help="feeds, channels and rules as the database sees them")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -244,7 +246,7 @@ def _reader_gone() -> int:
 def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
     LOG_MASKER.add(loaded.secrets)
-    compile_rules(loaded.rule_specs())
+    compile_rules(loaded.rule_specs(), loaded.config.aliases)
     channel_problems(loaded)
     print(render_summary(loaded))
     cfg = loaded.config
@@ -451,7 +453,7 @@ def cmd_notify_test(args: argparse.Namespace, clock: Clock) -> int:
 def cmd_test_rule(args: argparse.Namespace, clock: Clock) -> int:
     return backtest(load_config(args.config), name=args.name, query=args.query,
                     since=args.since, feeds=args.feed, render=args.render,
-                    out=sys.stdout, err=sys.stderr, clock=clock)
+                    out=sys.stdout, err=sys.stderr, clock=clock, explain=args.explain)
 
 
 class _Progress:
@@ -495,7 +497,7 @@ class _Progress:
 def cmd_import(args: argparse.Namespace, clock: Clock) -> int:
     loaded = load_config(args.config)
     LOG_MASKER.add(loaded.secrets)
-    rules = compile_rules(loaded.rule_specs())
+    rules = compile_rules(loaded.rule_specs(), loaded.config.aliases)
     store = open_store(loaded.config, clock=clock)
     try:
         with _Progress(args.progress, "importing") as progress:

@@ -637,6 +637,41 @@ class RuleSet:
                 out.append(self._report(rule, state))
         return out
 
+    def explain(self, item: Item, rule: int = 0) -> list[str]:
+        """For ``test-rule --explain``: every place a keyword of the rule occurs in the item
+        and why it counts or not (word boundary, alias, field, NOT); empty when none does."""
+        spec = self._rules[rule]
+        uses: dict[int, list[_TermUse]] = {}
+        for use in spec.terms:
+            uses.setdefault(use.keyword, []).append(use)
+        lines: list[str] = []
+        fields = item_fields(item, FIELD_ORDER)
+        for name, text in fields.items():
+            if not text.folded:
+                continue
+            _, matches = self._scan_all(text.folded)
+            for kid, start, end in sorted(matches, key=lambda m: (m[1], m[0])):
+                for use in uses.get(kid, ()):
+                    lines.append(f"{name} @{start}: {text.folded[start:end]} "
+                                 f"({use.label}): {self._why(use, name, text.folded, start, end)}")
+        return lines
+
+    def _why(self, use: _TermUse, name: str, text: str, start: int, end: int) -> str:
+        if not self._valid(use.keyword, text, start, end):
+            return "rejected: part of a longer Latin-script word"
+        if not use.mask & _BIT[name]:
+            return f"not counted: the rule does not look for it in the {name}"
+        reason = ""
+        if use.words:
+            verdict = words_check(text, start, end)
+            if not verdict.counted:
+                return f"rejected: {verdict.reason}"
+            reason = f" ({verdict.reason})"
+        if use.negated:
+            return f"counted, under NOT: it keeps the item out{reason}"
+        alias = " as another form of the keyword" if " ← " in use.label else ""
+        return f"counted{alias}{reason}"
+
     def _report(self, rule: _Rule, state: _ItemState) -> RuleMatch:
         labels: list[str] = []
         best: tuple[int, int, int, str] | None = None  # field rank, start, end, field
