@@ -123,6 +123,7 @@ class _ItemState:
     words: dict[tuple[int, str], int | None] = field(default_factory=dict)
     positions: dict[tuple[int, str, bool], list[int]] = field(default_factory=dict)
     nears: dict[int, NearPair | None] = field(default_factory=dict)  # id(_NearEval) -> pair
+    verdicts: dict[tuple[str, int, int], bool] = field(default_factory=dict)
     unions: dict[int, Container[int]] = field(default_factory=dict)  # mask -> keyword ids
     regex_results: dict[tuple[int, str], tuple[int, int] | None] = field(default_factory=dict)
     snippets: dict[tuple[str, int, int], str] = field(default_factory=dict)
@@ -160,9 +161,23 @@ class _ItemState:
         """Start of the keyword's first hit in field ``name`` that is a word of the text."""
         key = (kid, name)
         if key not in self.words:
-            got = self.all_positions(kid, name, True)
-            self.words[key] = got[0] if got else None
+            # Occurrences in order of their start, checked until one counts: a keyword
+            # that occurs many times costs one check when its first occurrence is a word.
+            first = None
+            text = self.fields[name].folded
+            for start in self.all_positions(kid, name, False):
+                if self.is_word(name, text, start, start + self.ruleset._lengths[kid]):
+                    first = start
+                    break
+            self.words[key] = first
         return self.words[key]
+
+    def is_word(self, name: str, text: str, start: int, end: int) -> bool:
+        key = (name, start, end)
+        got = self.verdicts.get(key)
+        if got is None:
+            got = self.verdicts[key] = words_check(text, start, end).counted
+        return got
 
     def word_hit(self, kid: int, mask: int) -> bool:
         for name in _mask_fields(mask):
@@ -184,7 +199,7 @@ class _ItemState:
                 for k, start, end in self.matches.get(name, ()):
                     if k != kid or not self.ruleset._valid(kid, text, start, end):
                         continue
-                    if words and not words_check(text, start, end).counted:
+                    if words and not self.is_word(name, text, start, end):
                         continue
                     got.append(start)
                 got.sort()
@@ -287,22 +302,44 @@ class _RuleCompiler:
         line = self.spec.line + node.line - 1 if self.spec.line is not None else None
         return RuleError(self.spec.name, message, self.spec.source, line, node.column or None)
 
+    def term(self, node: Term, positive: bool) -> tuple[int, int, bool]:
+        """A keyword's (id, field mask, whether its hits must be words), recorded."""
+        kw = self.builder.keyword(node.text)
+        if kw is None:
+            raise self.fail(f"keyword {node.text!r} is empty after normalization", node)
+        mask, kid = _mask(node.fields), kw.id
+        self.builder.field_mask |= mask
+        checked = kw.words and not node.exact
+        label = node.text if node.alias_of is None else f"{node.alias_of} ← {node.text}"
+        self.terms.append(_TermUse(label, kid, mask, not positive, checked))
+        if positive:
+            self.literals.append(_Literal(label, kid, None, _ranked(mask), checked))
+            self.positive.add(kid)
+        return kid, mask, checked
+
     def compile(self, node: Node, positive: bool = True) -> Eval:
         if isinstance(node, Term):
-            kw = self.builder.keyword(node.text)
-            if kw is None:
-                raise self.fail(f"keyword {node.text!r} is empty after normalization", node)
-            mask, kid = _mask(node.fields), kw.id
-            self.builder.field_mask |= mask
-            checked = kw.words and not node.exact
-            label = node.text if node.alias_of is None else f"{node.alias_of} ← {node.text}"
-            self.terms.append(_TermUse(label, kid, mask, not positive, checked))
-            if positive:
-                self.literals.append(_Literal(label, kid, None, _ranked(mask), checked))
-                self.positive.add(kid)
+            kid, mask, checked = self.term(node, positive)
             if checked:
                 return lambda st: kid in st.hit(mask) and st.word_hit(kid, mask)
             return lambda st: kid in st.hit(mask)
+        if isinstance(node, Or) and all(isinstance(c, Term) for c in node.children):
+            # Every form of a name (alias expansion), or an any: list: one closure.
+            infos = [self.term(c, positive) for c in node.children]  # type: ignore[arg-type]
+            if len({m for _, m, _ in infos}) == 1:
+                mask = infos[0][1]
+                plain = tuple(k for k, _, c in infos if not c)
+                words_ = tuple(k for k, _, c in infos if c)
+
+                def any_form(st: _ItemState) -> bool:
+                    hit = st.hit(mask)
+                    for k in plain:
+                        if k in hit:
+                            return True
+                    return any(k in hit and st.word_hit(k, mask) for k in words_)
+                return any_form
+            parts_ = [_term_eval(k, m, c) for k, m, c in infos]
+            return lambda st: any(p(st) for p in parts_)
         if isinstance(node, Pattern):
             try:
                 rid = self.builder.regex(node.source)
@@ -355,6 +392,12 @@ class _RuleCompiler:
             raise self.fail("a regular expression cannot be a side of NEAR", near)
         raise self.fail("each side of NEAR is a term, a phrase, or an OR of them "
                         "(not AND, NOT or another NEAR)", near)
+
+
+def _term_eval(kid: int, mask: int, checked: bool) -> Eval:
+    if checked:
+        return lambda st: kid in st.hit(mask) and st.word_hit(kid, mask)
+    return lambda st: kid in st.hit(mask)
 
 
 def _gap_units(text: str, a: int, b: int) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-WINDOW = 8  # characters of context segmented on each side of a hit
+WINDOW = 5  # characters of context segmented on each side of a hit
 _LONGEST = 8  # longest dictionary word looked for across a hit's ends
 
 
