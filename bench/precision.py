@@ -69,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(kinds.values())
         print(f"| {kw} | {total} | {kinds['counted']} | {kinds['straddle']} | {kinds['other']} "
               f"| {len(before)} | {len(after)} |")
-    print(f"\n{checks} checks, {spent / max(checks, 1) * 1e6:.1f} µs each on average\n")
+    info = words._in_window.cache_info()
+    print(f"\n{checks} checks, {spent / max(checks, 1) * 1e6:.1f} µs each on average; "
+          f"verdicts reused from the cache (same phrase around a hit): {info.hits} of "
+          f"{info.hits + info.misses}\n")
     print("Rejected hits:\n")
     for kw, context, reason in rejected:
         print(f"- {kw}: {context} — {reason}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import yaml
@@ -40,6 +40,12 @@ def _add(table: Table, group: Iterable[str]) -> None:
                 merged.append(other)
     for form in merged:
         table[fold_text(plain_text(form))] = tuple(merged)
+
+
+@lru_cache(maxsize=1 << 16)
+def folded_keyword(text: str) -> str:
+    """A keyword as it is matched (folded); cached: compiling folds each term twice."""
+    return fold_text(plain_text(text))
 
 
 @cache
@@ -73,13 +79,15 @@ def expand(node: Node, aliases: Table, exact: bool) -> Node:
     (each remembering the keyword as configured), and ``exact`` set on every keyword."""
     if isinstance(node, Term):
         term = replace(node, exact=True) if exact and not node.exact else node
-        forms = aliases.get(fold_text(plain_text(node.text))) if aliases else None
+        if not aliases:
+            return term
+        own = folded_keyword(node.text)
+        forms = aliases.get(own)
         if not forms:
             return term
-        own = fold_text(plain_text(node.text))
         kids: list[Node] = [term]
         kids += [replace(term, text=f, alias_of=node.text) for f in forms
-                 if fold_text(plain_text(f)) != own]
+                 if folded_keyword(f) != own]
         return Or(tuple(kids))
     if isinstance(node, Pattern):
         return node

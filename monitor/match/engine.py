@@ -18,11 +18,10 @@ import ahocorasick_rs
 
 from monitor.errors import QuerySyntaxError, RuleError
 from monitor.match import words
-from monitor.match.aliases import Table, expand
+from monitor.match.aliases import Table, expand, folded_keyword
 from monitor.match.aliases import table as alias_table
 from monitor.match.normalize import (
     fold_fields,
-    fold_text,
     html_to_text,
     is_cjk,
     is_word_char,
@@ -124,6 +123,7 @@ class _ItemState:
     positions: dict[tuple[int, str, bool], list[int]] = field(default_factory=dict)
     nears: dict[int, NearPair | None] = field(default_factory=dict)  # id(_NearEval) -> pair
     verdicts: dict[tuple[str, int, int], bool] = field(default_factory=dict)
+    by_keyword: dict[str, dict[int, list[int]]] = field(default_factory=dict)
     unions: dict[int, Container[int]] = field(default_factory=dict)  # mask -> keyword ids
     regex_results: dict[tuple[int, str], tuple[int, int] | None] = field(default_factory=dict)
     snippets: dict[tuple[str, int, int], str] = field(default_factory=dict)
@@ -172,6 +172,18 @@ class _ItemState:
             self.words[key] = first
         return self.words[key]
 
+    def starts(self, name: str) -> dict[int, list[int]]:
+        """Keyword id -> every start of it in field ``name``, in order (built once)."""
+        got = self.by_keyword.get(name)
+        if got is None:
+            got = {}
+            for kid, start, _ in self.matches.get(name, ()):
+                got.setdefault(kid, []).append(start)
+            for starts in got.values():
+                starts.sort()
+            self.by_keyword[name] = got
+        return got
+
     def is_word(self, name: str, text: str, start: int, end: int) -> bool:
         key = (name, start, end)
         got = self.verdicts.get(key)
@@ -196,13 +208,14 @@ class _ItemState:
             got = []
             if hits is not None and kid in hits:
                 text = self.fields[name].folded
-                for k, start, end in self.matches.get(name, ()):
-                    if k != kid or not self.ruleset._valid(kid, text, start, end):
+                size = self.ruleset._lengths[kid]
+                for start in self.starts(name).get(kid, ()):
+                    end = start + size
+                    if not self.ruleset._valid(kid, text, start, end):
                         continue
                     if words and not self.is_word(name, text, start, end):
                         continue
                     got.append(start)
-                got.sort()
             self.positions[key] = got
         return got
 
@@ -258,7 +271,7 @@ class _Builder:
         return kw
 
     def _new_keyword(self, text: str) -> _Keyword | None:
-        folded = fold_text(plain_text(text))
+        folded = folded_keyword(text)
         if not folded:
             return None
         kw = self.keywords.get(folded)

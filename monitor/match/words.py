@@ -12,12 +12,18 @@ only then is the text around the hit segmented (jieba's DAG and route, no HMM, o
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 WINDOW = 5  # characters of context segmented on each side of a hit
-_LONGEST = 8  # longest dictionary word looked for across a hit's ends
+_LONGEST = 6  # longest dictionary word looked for across a hit's ends
+
+
+_HAN = "\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff"
+_SHORT = re.compile(f"[{_HAN}]{{2,3}}")
+CACHE_SIZE = 1 << 16  # verdicts kept, by the text around the hit: news repeats its phrases
 
 
 def _is_han(ch: str) -> bool:
@@ -27,7 +33,7 @@ def _is_han(ch: str) -> bool:
 
 def needs_check(folded: str) -> bool:
     """Whether hits of this (folded) keyword are checked for word boundaries."""
-    return 2 <= len(folded) <= 3 and all(_is_han(c) for c in folded)
+    return _SHORT.fullmatch(folded) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +85,20 @@ def other_words() -> frozenset[str]:
 
 def _crossed(freq: dict[str, int], text: str, lo: int, hi: int, at: int) -> bool:
     """Whether a dictionary word within text[lo:hi] starts before ``at`` and ends after it."""
+    if at >= hi:
+        return False
     for i in range(max(lo, at - _LONGEST + 1), at):
-        j = i + 1
-        # jieba's FREQ holds every prefix of every word (frequency 0): stop at a non-prefix.
-        while j <= hi and j - i <= _LONGEST:
-            f = freq.get(text[i:j])
-            if f is None:
-                break
-            if j > at and f:
+        # jieba's FREQ holds every prefix of every word (frequency 0): a word starting at
+        # i that crosses ``at`` has text[i:at + 1] as a prefix.
+        j = at + 1
+        f = freq.get(text[i:j])
+        while f is not None:
+            if f:
                 return True
             j += 1
+            if j > hi or j - i > _LONGEST:
+                break
+            f = freq.get(text[i:j])
     return False
 
 
@@ -104,18 +114,25 @@ def check(text: str, start: int, end: int) -> Verdict:
         lo -= 1
     while hi < len(text) and hi - end < WINDOW and _is_han(text[hi]):
         hi += 1
+    # The verdict depends on this window alone: the same phrase gets the same answer.
+    return _in_window(text[lo:hi], start - lo, end - lo)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _in_window(window: str, start: int, end: int) -> Verdict:
+    """``check`` for the hit window[start:end], the window being all the context used."""
+    text, lo, hi = window, 0, len(window)
     dt = _tokenizer()
     freq: dict[str, int] = dt.FREQ  # type: ignore[attr-defined]
     if not _crossed(freq, text, lo, hi, start) and not _crossed(freq, text, lo, hi, end):
         return _PLAIN
-    window = text[lo:hi]
     route: dict[int, tuple[float, int]] = {}
     dt.calc(window, dt.get_DAG(window), route)  # type: ignore[attr-defined]
     tokens: list[tuple[int, int]] = []
     i = 0
     while i < len(window):
         j = route[i][1] + 1
-        tokens.append((lo + i, lo + j))
+        tokens.append((i, j))
         i = j
     bounds = {a for a, _ in tokens} | {b for _, b in tokens}
     if start in bounds and end in bounds:
