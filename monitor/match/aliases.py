@@ -16,7 +16,7 @@ from importlib import resources
 import yaml
 
 from monitor.match.normalize import fold_text, plain_text
-from monitor.match.query import Near, Node, Not, Or, Pattern, Term
+from monitor.match.query import And, Near, Node, Not, Or, Pattern, Term
 
 # folded form -> every form of its group, as written (the folded form's own first)
 Table = dict[str, tuple[str, ...]]
@@ -85,10 +85,10 @@ def expand(node: Node, aliases: Table, exact: bool) -> Node:
         forms = aliases.get(own)
         if not forms:
             return term
-        kids: list[Node] = [term]
-        kids += [replace(term, text=f, alias_of=node.text) for f in forms
-                 if folded_keyword(f) != own]
-        return Or(tuple(kids))
+        forms_: list[Node] = [term]
+        forms_ += [replace(term, text=f, alias_of=node.text) for f in forms
+                   if folded_keyword(f) != own]
+        return Or(tuple(forms_))
     if isinstance(node, Pattern):
         return node
     if isinstance(node, Not):
@@ -97,4 +97,4 @@ def expand(node: Node, aliases: Table, exact: bool) -> Node:
         return replace(node, left=expand(node.left, aliases, exact),
                        right=expand(node.right, aliases, exact))
     kids = tuple(expand(c, aliases, exact) for c in node.children)
-    return type(node)(kids)
+    return And(kids) if isinstance(node, And) else Or(kids)
