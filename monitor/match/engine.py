@@ -165,10 +165,15 @@ class _ItemState:
             # that occurs many times costs one check when its first occurrence is a word.
             first = None
             text = self.fields[name].folded
-            for start in self.all_positions(kid, name, False):
-                if self.is_word(name, text, start, start + self.ruleset._lengths[kid]):
-                    first = start
-                    break
+            size = self.ruleset._lengths[kid]
+            start = self.found[name][kid]  # the first occurrence: most often a word
+            if self.is_word(name, text, start, start + size):
+                first = start
+            else:
+                for start in self.all_positions(kid, name, False):
+                    if self.is_word(name, text, start, start + size):
+                        first = start
+                        break
             self.words[key] = first
         return self.words[key]
 
