@@ -91,19 +91,44 @@ def _canonical(url: str) -> str:
 _slow_canonical = functools.lru_cache(maxsize=65536)(_canonical)
 
 
+def link_key(link: str) -> str | None:
+    """The canonical URL of an http(s) link; None for any other scheme.
+
+    Raises ValueError for a link that is not a URL at all (``http://example.c[o.test/``);
+    ``item_key`` then falls back to the entry id.
+    """
+    link = link.strip()
+    fast = _fast_canonical(link)
+    if fast is not None:
+        return fast
+    if urlsplit(link).scheme.lower() in ("http", "https"):
+        return canonical_url(link)
+    return None
+
+
+def id_key(entry_id: str) -> str:
+    """Dedupe key of an entry known by its id alone: the canonical URL when the id is an
+    http(s) URL, else ``id:<entry id>``. Never raises."""
+    ident = entry_id.strip()
+    try:
+        key = link_key(ident)
+    except ValueError:  # looks like a URL but is none: an opaque id
+        key = None
+    return key if key is not None else f"id:{ident}"
+
+
 def item_key(link: str | None, entry_id: str | None) -> str | None:
-    """Dedupe key: the canonical link, else the entry id, else nothing."""
+    """Dedupe key: the canonical link, else the entry id, else nothing. Never raises: a
+    malformed link gives way to the entry id."""
     if link:
-        fast = _fast_canonical(link.strip())
-        if fast is not None:
-            return fast
-        if urlsplit(link.strip()).scheme.lower() in ("http", "https"):
-            return canonical_url(link)
-    if entry_id:
-        ident = entry_id.strip()
-        if urlsplit(ident).scheme.lower() in ("http", "https"):
-            return canonical_url(ident)
-        return f"id:{ident}"
+        try:
+            key = link_key(link)
+        except ValueError:
+            key = None
+        if key is not None:
+            return key
+    if entry_id and entry_id.strip():
+        return id_key(entry_id)
     return None
 
 

@@ -114,28 +114,45 @@ def _poll(parts: Parts, rt: Runtime, row: FeedRow, start_ms: int) -> PollResult:
         return PollResult(feed.id, PollOutcome(parsed.outcome), stats, status=fetched.status,
                           fetch_seconds=fetched.elapsed)
     except FeedError as e:
-        failures = row.failures + 1
-        nxt = politeness.after_failure(interval, failures, d.max_backoff, e.retry_after,
-                                       clock.random())
-        msg = masker(e.message)
-        now = clock.now_ms()
-        store.feeds.finish_poll(
-            feed.id, owner, now_ms=now, outcome=e.outcome, error=msg,
-            next_poll_ms=now + int(nxt.delay_s * 1000), status=e.status, failures=failures)
-        log.warning("feed '%s' (%s): %s: %s (after %.1f s); failure %d, next poll in "
-                    "%.0f s (%s)", feed.id, masker(feed.url), e.outcome, msg,
-                    clock.monotonic() - started, failures, nxt.delay_s, nxt.reason)
-        if failures == d.unhealthy_after:
-            log.warning("feed '%s' is unhealthy: %s; still retried, at most every %.0f s",
-                        feed.id, politeness.unhealthy_reason(
-                            failures, d.unhealthy_after, e.outcome, msg),
-                        max(interval, d.max_backoff))
-        return PollResult(feed.id, PollOutcome(e.outcome), error=msg, status=e.status)
+        return _failed(parts, rt, row, e.outcome, masker(e.message), e.status, e.retry_after,
+                       clock.monotonic() - started)
     except StoreError as e:
         msg = masker(str(e))
         log.error("feed '%s': %s", feed.id, msg)
         store.feeds.release_leases(owner)
         return PollResult(feed.id, PollOutcome.STORE_ERROR, error=msg)
+    except Exception as e:  # a defect met on this feed: recorded and backed off like a failure
+        detail = (str(e).splitlines() or [""])[0][:200]
+        msg = masker(f"unexpected error: {type(e).__name__}: {detail}".rstrip(": "))
+        log.error("feed '%s': %s", feed.id, msg, exc_info=True)
+        return _failed(parts, rt, row, PollOutcome.ERROR, msg, None, None,
+                       clock.monotonic() - started)
+
+
+def _failed(parts: Parts, rt: Runtime, row: FeedRow, outcome: PollOutcome, msg: str,
+            status: int | None, retry_after: float | None, elapsed: float) -> PollResult:
+    """Record a failed poll on the feed (``msg`` already masked): outcome and error for
+    ``status``, one failure more, the next poll after the back-off."""
+    clock, masker = parts.clock, parts.masker
+    feed = rt.feeds[row.id]
+    interval = rt.loaded.feed_interval(feed)
+    d = rt.loaded.config.defaults
+    failures = row.failures + 1
+    nxt = politeness.after_failure(interval, failures, d.max_backoff, retry_after,
+                                   clock.random())
+    now = clock.now_ms()
+    parts.store.feeds.finish_poll(
+        feed.id, parts.owner, now_ms=now, outcome=outcome, error=msg,
+        next_poll_ms=now + int(nxt.delay_s * 1000), status=status, failures=failures)
+    log.warning("feed '%s' (%s): %s: %s (after %.1f s); failure %d, next poll in "
+                "%.0f s (%s)", feed.id, masker(feed.url), outcome, msg, elapsed, failures,
+                nxt.delay_s, nxt.reason)
+    if failures == d.unhealthy_after:
+        log.warning("feed '%s' is unhealthy: %s; still retried, at most every %.0f s",
+                    feed.id, politeness.unhealthy_reason(failures, d.unhealthy_after,
+                                                         outcome, msg),
+                    max(interval, d.max_backoff))
+    return PollResult(feed.id, outcome, error=msg, status=status)
 
 
 def _log_recovery(rt: Runtime, feed_id: str, failures: int) -> None:

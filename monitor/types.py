@@ -62,7 +62,10 @@ class Item:
     ``key`` is the dedupe identity: the canonical URL, or ``id:<entry id>``
     when the entry has no link. ``published_ms`` is epoch milliseconds (the
     archive format's ``<!--ms-->`` stamp); together with ``key`` it tells a
-    repeat from an update.
+    repeat from an update. ``dated`` is False for an entry the feed gave no
+    date: its ``published_ms`` is then the poll's time, which the store uses
+    only the first time it sees the key (the stored time is kept after that,
+    and such an entry is never an update).
     """
 
     key: str
@@ -75,6 +78,7 @@ class Item:
     content: str = ""
     author: str = ""
     categories: tuple[str, ...] = ()
+    dated: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ class ParsedFeed:
     warnings: tuple[str, ...] = ()
     title: str | None = None
     ttl_seconds: int | None = None  # RSS <ttl>, when the feed states one
+    link: str | None = None  # the feed's web site (RSS channel link, Atom alternate link)
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,8 +140,10 @@ BASIC = "<!--1679494503000-->\n[t](https://example.org/a)\n------\n\n<p>b</p>\n"
     "---\r\na: 1\r\n---\r\n\r\n" + BASIC.replace("\n", "\r\n"),  # blank line after it
     "<!--1-->\n[a](b)](c)\n------\n\nx\n<!--2-->\n[d](e)\n------\n\ny",  # "](" in title
     "<!--1-->\n[a\rb](u)\n------\n\n",  # a stray CR in an LF file
+    "<!---86400000-->\n[1969](u)\n------\n\n",  # before 1970
+    f"<!--{-2**63}-->\n[t](u)\n------\n\n",  # the smallest stamp a database holds
 ], ids=["lf", "crlf", "trailing-blank", "no-final-newline", "minimal", "empty-fm",
-        "crlf-fm-blank", "link-in-title", "stray-cr"])
+        "crlf-fm-blank", "link-in-title", "stray-cr", "negative", "int64-min"])
 def test_parse_then_format_is_byte_exact(text: str) -> None:
     assert format_archive(parse_archive(text)) == text
 
@@ -157,6 +159,10 @@ def test_title_split_uses_the_last_link_bracket() -> None:
     ("\ufeff" + BASIC, 1, "byte-order mark"),
     ("<!-- 1679494503000 -->\n", 1, "expected the timestamp comment"),
     ("<!--01679494503000-->\n", 1, "leading zeros"),
+    ("<!---0-->\n", 1, "leading zeros"),
+    ("<!---01-->\n", 1, "leading zeros"),
+    (f"<!--{2**63}-->\n", 1, "out of range"),
+    ("<!--" + "9" * 5000 + "-->\n", 1, "out of range"),
     ("<!--1-->\n", 2, "expected the link line [title](url), found the end of the file"),
     ("<!--1-->\ntitle https://x\n", 2, "expected the link line [title](url), found 'title"),
     ("<!--1-->\n[t]()\n", 2, "empty URL"),
@@ -208,7 +214,7 @@ def test_missing_file_is_an_archive_error(tmp_path: Path) -> None:
     {"title": "two\nlines"},
     {"url": ""},
     {"url": "https://x/a](b"},
-    {"published_ms": -1},
+    {"published_ms": 2**63},  # more than the database holds
     {"newline": "\r"},
     {"front_matter": "title: x\n"},
     {"front_matter": "---\ntitle: x\n"},

@@ -88,8 +88,8 @@ def test_export_filters_by_rule_feed_and_time(store: Store, tmp_path: Path) -> N
 
 
 def test_export_skips_items_whose_body_retention_emptied(store: Store, tmp_path: Path) -> None:
-    store.items.ingest("cn", [article(1, T0), article(2, T0 + 100 * DAY)], T0, MatchingFunctions(match_ukraine,
-                       no_channels))
+    store.items.ingest("cn", [article(1, T0), article(2, T0 + 100 * DAY)], T0,
+                       MatchingFunctions(match_ukraine, no_channels))
     stats = store.history.prune(T0 + 101 * DAY, bodies_before_ms=T0 + DAY, keys_before_ms=None)
     assert stats.emptied == 1
     report = export_archive(store, tmp_path / "out")
@@ -97,13 +97,34 @@ def test_export_skips_items_whose_body_retention_emptied(store: Store, tmp_path:
     assert files(tmp_path / "out") == [archive_filename(article(2, T0 + 100 * DAY))]
 
 
+def test_items_dated_before_1970_export_and_their_names_sort_by_time(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
+                          channels={"c": "console://"},
+                          rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["c"]}])
+    stamps = [-2**63, -3_000_000 * DAY, -3650 * DAY, -3650 * DAY + 1, -1, 0, 1, T0]
+    stored = [article(i, ts) for i, ts in enumerate(stamps)]
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    store.items.ingest("cn", stored, T0, MatchingFunctions(match_ukraine, no_channels))
+    store.close()
+    out = tmp_path / "out"
+    assert main(["export", "-c", str(config), "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"{out}: {len(stamps)} written, 0 unchanged\n"
+    names = files(out)
+    assert not any(n.startswith("-") for n in names)
+    # Sorted by name is sorted by time, and each file reads back as its item.
+    assert [entry_to_item(read_archive_file(out / n), "cn").published_ms
+            for n in names] == stamps
+    assert {entry_to_item(read_archive_file(out / n), "cn") for n in names} == set(stored)
+
+
 def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
                           channels={"c": "console://"},
                           rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["c"]}])
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    store.items.ingest("cn", [article(1, T0, "乌克兰"), article(2, T0 + DAY)], T0, MatchingFunctions(match_ukraine,
-                 no_channels))
+    store.items.ingest("cn", [article(1, T0, "乌克兰"), article(2, T0 + DAY)], T0,
+                       MatchingFunctions(match_ukraine, no_channels))
     store.close()
     out = tmp_path / "out"
     assert main(["export", "-c", str(config), "--out", str(out), "--rule", "ukraine",

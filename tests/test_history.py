@@ -303,6 +303,43 @@ def test_an_item_older_than_the_kept_keys_never_alerts(
     assert len(webhook_receiver.received) == 2
 
 
+def test_pruned_keys_a_feed_still_lists_do_not_alert_again(store: Store) -> None:
+    now = T0 + 500 * DAY
+    old = [item(f"https://www.rfi.fr/cn/{i}", T0 + i * DAY, f"普京 {i}") for i in range(3)]
+    assert store.items.ingest("cn", old, T0, words()).alerts == 3
+    store.outbox.mark_sent([a.id for a in store.outbox.lease("w", now, 10, 1000, ["mail"])],
+                           "w", now)
+    assert store.history.prune(now, None, now - 400 * DAY).deleted == 3
+    # An earlier horizon later (a shorter --keys) never moves the recorded one back.
+    assert store.history.prune(now, None, T0 - DAY).deleted == 0
+    newer = item("https://www.rfi.fr/cn/new", now, "普京 新")
+    stats = store.items.ingest("cn", [*old, newer], now, words())
+    assert (stats.new, stats.alerts) == (4, 1)  # stored again, recorded, not alerted
+    assert store.items.ingest("cn", [*old, newer], now + 1, words()).alerts == 0
+
+
+def test_prune_keys_from_the_command_line_then_a_poll_gives_no_repeat_alerts(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    now = int(time.time() * 1000)
+    config = write_config(
+        tmp_path / "m.yaml", db=tmp_path / "m.db",
+        feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"}],
+        channels={"hook": {"urls": [webhook_receiver.apprise_url("/a")]}},
+        rules=[{"name": "putin", "any": ["普京"], "notify": ["hook"]}])  # no retention set
+    stories = [FeedItem(f"普京 {i}", f"https://www.rfi.fr/cn/{i}", "", now - (500 + i) * DAY)
+               for i in range(3)]
+    stories.append(FeedItem("普京 今天", "https://www.rfi.fr/cn/today", "", now - 1000))
+    feed_server.set_feed("/cn", rss_feed(stories), etag=False, last_modified=False)
+    Daemon.open(str(config)).once()
+    assert len(webhook_receiver.received) == 4
+    assert main(["prune", "-c", str(config), "--keys", "400d"]) == 0
+    assert capsys.readouterr().out == "0 item bodies emptied, 3 items deleted\n"
+    report = Daemon.open(str(config)).once()  # the feed still lists all four
+    assert (report.ingest.new, report.ingest.alerts) == (3, 0)
+    assert len(webhook_receiver.received) == 4
+
+
 def test_prune_command_without_retention_and_with_bad_overrides(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],

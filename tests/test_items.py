@@ -94,3 +94,11 @@ def test_fast_path_equals_w3lib(url: str) -> None:
 ])
 def test_common_article_links_take_the_fast_path(url: str) -> None:
     assert _fast_canonical(url) == _canonical(url)
+
+
+@pytest.mark.parametrize("bad", ["http://example.c[o.test/", "https://[::1/x", "http://[oops"])
+def test_a_malformed_link_gives_way_to_the_entry_id(bad: str) -> None:
+    assert item_key(bad, "guid-1") == "id:guid-1"
+    assert item_key(bad, None) is None
+    assert item_key(None, bad) == f"id:{bad}"  # an id that only looks like a URL
+    assert item_key(bad, bad) == f"id:{bad}"

@@ -15,6 +15,7 @@ from monitor.poll import poll_feed
 from monitor.types import OnceReport, PollOutcome
 from tests.daemon import write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
+from tests.support.cli import status_json
 from tests.support.clock import FakeClock
 
 T0 = 1_700_000_000_000
@@ -179,3 +180,118 @@ def test_poll_feed_takes_its_times_from_the_clock(
         assert (stored.last_poll_ms, stored.next_poll_ms) == (T0, T0 + 1000)
     finally:
         parts.close()
+
+
+def test_a_lone_surrogate_reference_costs_one_character_not_the_feed(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    bad = FeedItem("", "https://x.org/bad", "", T0, raw_title_xml="中俄 x&#xD800;y")
+    good = FeedItem("中俄 good", "https://x.org/good", "", T0)
+    feed_server.set_feed("/cn", rss_feed([bad, good]))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    [result] = once(config).results
+    assert result.outcome == PollOutcome.OK_WITH_WARNINGS and result.stats.new == 2
+    assert titles(webhook_receiver) == ["[china-russia] 中俄 good", "[china-russia] 中俄 x\ufffdy"]
+
+
+def test_an_unexpected_error_in_a_poll_is_a_failure_of_the_feed(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", "https://x.org/a", "", T0)]))
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    clock = FakeClock(start_ms=T0)
+    parts = build(load_config(config), clock=clock)
+
+    def broken_parser(*_args: Any, **_kwargs: Any) -> Any:
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+    parts.parser = broken_parser
+    try:
+        for failures in (1, 2):
+            [row] = parts.store.feeds.claim_due(parts.owner, clock.now_ms(), 1, 60_000, ["cn"],
+                                                due_ms=2**62)
+            result = poll_feed(parts, parts.runtime, row, clock.now_ms())
+            assert result.outcome is PollOutcome.ERROR
+            [stored] = parts.store.readouts.feed_rows()
+            assert stored.last_outcome == "error" and stored.failures == failures
+            assert stored.last_poll_ms == T0
+            assert stored.last_error is not None and "UnicodeEncodeError" in stored.last_error
+            # Backed off (interval 1 s): the second failure waits longer than the first.
+            assert stored.next_poll_ms >= T0 + 1000 * failures
+    finally:
+        parts.close()
+    assert "UnicodeEncodeError" in status_json(config)["feeds"][0]["error"]
+
+
+def test_an_undated_entry_keeps_its_first_seen_time_and_alerts_once(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    def serve(date: str = "") -> None:
+        undated = (f"<item><title>中俄 undated</title><link>https://x.org/u</link>{date}"
+                   "<description>x</description></item>")
+        # No ETag, no Last-Modified: every poll gets the whole body again.
+        feed_server.set_feed("/cn", rss_feed([undated]), etag=False, last_modified=False)
+
+    serve()
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"},
+                   on_update="always")
+    clock = FakeClock(start_ms=T0)
+
+    def poll() -> OnceReport:
+        clock.advance(60)
+        return Daemon.open(str(config), clock=clock).once()
+
+    assert poll().ingest.new == 1
+    for _ in range(3):
+        report = poll()
+        assert (report.ingest.updated, report.ingest.repeats) == (0, 1)
+    assert titles(webhook_receiver) == ["[china-russia] 中俄 undated"]
+    parts = build(load_config(config), clock=clock)
+    try:
+        [stored] = parts.store.items.iter_stored()
+        assert stored.item.published_ms == T0 + 60_000  # the first poll's time
+    finally:
+        parts.close()
+    # A date that appears is an update (on_update: always alerts again); then it holds.
+    serve("<pubDate>Tue, 26 Sep 2023 09:15:01 GMT</pubDate>")
+    assert poll().ingest.updated == 1
+    assert poll().ingest.updated == 0
+    assert len(webhook_receiver.received) == 2
+
+
+def _rss(items: str) -> str:
+    return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>{items}' \
+           "</channel></rss>"
+
+
+def test_malformed_urls_in_a_feed_spare_its_good_items(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    # One entry whose guid is no URL (feedparser's item_guid_isPermaLink_ValueError.xml)
+    # used to fail the whole poll with "ValueError: Invalid IPv6 URL".
+    body = _rss(
+        "<item><title>中俄 good</title><link>https://www.rfi.fr/cn/good</link></item>"
+        '<item><title>中俄 bad guid</title><guid isPermaLink="true">http://example.c[o.test/'
+        "</guid></item>"
+        "<item><title>中俄 bad link</title><link>http://[::1/broken</link></item>"
+        '<item xml:base="http://[bad/"><title>中俄 bad base</title><link>story/9</link>'
+        '<enclosure url="http://[bad/a.mp3" type="audio/mpeg" length="1"/></item>')
+    # Moved: relative links resolve against the URL after the redirect.
+    feed_server.set_feed("/new/rss", body)
+    feed_server.set_redirect("/cn", "/new/rss")
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    report = once(config)
+    assert [r.outcome for r in report.results] == ["ok-with-warnings"]
+    assert report.ingest.new == 3  # the bad link without an id is skipped
+    received = {r.json["title"]: r.json["message"] for r in webhook_receiver.received}
+    assert set(received) == {"[china-russia] 中俄 good", "[china-russia] 中俄 bad guid",
+                             "[china-russia] 中俄 bad base"}
+    assert "https://www.rfi.fr/cn/good" in received["[china-russia] 中俄 good"]
+    assert feed_server.url("/new/story/9") in received["[china-russia] 中俄 bad base"]
+
+
+def test_relative_links_resolve_against_content_location(
+        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    feed_server.set_feed(
+        "/cn", _rss("<item><title>中俄 relative</title><link>20230322-a</link></item>"),
+        headers={"Content-Location": "https://www.rfi.fr/cn/"})
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
+    once(config)
+    [alert] = webhook_receiver.received
+    assert "https://www.rfi.fr/cn/20230322-a" in alert.json["message"]

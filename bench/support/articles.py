@@ -1,8 +1,8 @@
 """RFI 中文-shaped articles made up from a dozen stories: ~3 KB HTML bodies of nested
 spans, percent-encoded Chinese URLs, deterministic for a seed (bench/import.py's input).
 
-The same generator as tests/support/rss.py's ``rfi_like_items`` (the benchmarks do not
-import the tests), so the import figures are comparable with the tests' articles.
+tests/support/rss.py's ``rfi_like_items`` serves these as feed items (the tests may use
+the benchmarks' support; the benchmarks never import the tests).
 """
 
 from __future__ import annotations

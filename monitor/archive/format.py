@@ -6,7 +6,8 @@ Pure: strings in, strings and records out; reading and writing files is in
     ---                                 optional YAML front matter (Jekyll posts)
     ...
     ---
-    <!--1679494503000-->                publish time, epoch milliseconds
+    <!--1679494503000-->                publish time, epoch milliseconds (negative
+                                        before 1970)
     [title as written](url)             title keeps its HTML entities (&quot;)
     ------
                                         blank line
@@ -34,7 +35,10 @@ from monitor.items import item_key
 from monitor.types import Item
 
 SEPARATOR = "------"
-_STAMP = re.compile(r"<!--(\d+)-->")
+_STAMP = re.compile(r"<!--(-?\d+)-->")
+# The stamp is stored as a signed 64-bit integer (a BigInteger column).
+_MAX_STAMP_DIGITS = 19
+_STAMP_LIMIT = 2**63
 # The same pattern html.unescape uses to find character references; an "&" that
 # starts one must be written as "&amp;", any other "&" can stay as written.
 _CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
@@ -42,7 +46,7 @@ _URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 # What makes a file an archive file (well-formed or not): its first line after any front
 # matter is a timestamp comment, however malformed its number, or an HTML comment over a
 # [link line. A notes file (a README, a page opening with <!-- lint: off -->) is neither.
-_STAMPISH = re.compile(r"<!--\s*[0-9]+\s*-->")
+_STAMPISH = re.compile(r"<!--\s*-?[0-9]+\s*-->")
 _COMMENT = re.compile(r"<!--.*-->")
 
 
@@ -82,8 +86,8 @@ class ArchiveEntry:
 def _entry_problem(entry: ArchiveEntry) -> str | None:
     if entry.newline not in ("\n", "\r\n"):
         return f"newline must be '\\n' or '\\r\\n', got {entry.newline!r}"
-    if entry.published_ms < 0:
-        return f"published_ms must not be negative, got {entry.published_ms}"
+    if not -_STAMP_LIMIT <= entry.published_ms < _STAMP_LIMIT:
+        return f"published_ms must fit in 64 bits, got {entry.published_ms}"
     if entry.newline in entry.title:
         return "the title must be one line"
     if not entry.url:
@@ -117,8 +121,12 @@ def parse_archive(text: str, source: str = "<string>") -> ArchiveEntry:
     if not m:
         lines.fail(f"expected the timestamp comment <!--epoch ms-->, found {_show(stamp_line)}")
     digits = m.group(1)
-    if len(digits) > 1 and digits.startswith("0"):
+    magnitude = digits.removeprefix("-")
+    if magnitude.startswith("0") and (len(magnitude) > 1 or digits.startswith("-")):
         lines.fail(f"the timestamp {digits} has leading zeros; expected epoch milliseconds")
+    if len(magnitude) > _MAX_STAMP_DIGITS or not -_STAMP_LIMIT <= int(digits) < _STAMP_LIMIT:
+        lines.fail(f"the timestamp {_show(digits)} is out of range; expected epoch "
+                   "milliseconds (a signed 64-bit number)")
 
     link = lines.take("the link line [title](url)")
     split = link.rfind("](")
@@ -261,12 +269,18 @@ def escape_title(title: str) -> str:
 
 
 def archive_filename(item: Item) -> str:
-    """``{published_ms:013d}-{hash of key}.md``: sorts by time, one name per version."""
-    if item.published_ms < 0:
-        raise ArchiveError(f"published_ms must not be negative, got {item.published_ms}",
-                           "<item>")
+    """``{published_ms:013d}-{hash of key}.md``: sorts by time, one name per version.
+
+    An item dated before 1970 (a negative stamp) is named ``0-{10**19 + published_ms}``
+    in 19 digits: ``0-`` sorts before every other name (``-`` before the digits) and
+    never starts a name with ``-`` (which commands would read as an option), and the
+    offset keeps older items first; 19 digits hold any 64-bit stamp.
+    """
     digest = hashlib.sha1(item.key.encode("utf-8")).hexdigest()[:10]
-    return f"{item.published_ms:013d}-{digest}.md"
+    ms = item.published_ms
+    if ms < 0:
+        return f"0-{10**19 + ms:019d}-{digest}.md"
+    return f"{ms:013d}-{digest}.md"
 
 
 class _Lines:

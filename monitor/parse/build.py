@@ -8,11 +8,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urljoin
 
 from feedparser.datetimes import _parse_date as _feedparser_date
 
-from monitor.items import item_key, plain_title
+from monitor.items import id_key, link_key, plain_title
+from monitor.parse.links import join_url
 from monitor.types import Item, ParsedFeed, PollOutcome
 
 
@@ -79,6 +79,7 @@ class RawFeed:
 
     entries: list[RawEntry]
     title: str = ""
+    link: str = ""  # the site the feed belongs to (RSS channel link, Atom alternate link)
     ttl: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -87,39 +88,65 @@ def _entries(n: int) -> str:
     return f"{n} entry" if n == 1 else f"{n} entries"
 
 
-def build(feed: RawFeed, feed_id: str, now_ms: int, base_url: str) -> ParsedFeed:
-    """Turn raw entries into Items: identity, dates, plain titles, and warnings."""
+def entry_item(e: RawEntry, feed_id: str, now_ms: int, base: str,
+               warnings: list[str]) -> Item:
+    """One entry as the Item it is stored as; ``key`` is "" when it has neither a usable
+    link nor an id (``build`` skips it). ``base`` is the document's base
+    (``links.document_base``). Never raises: a malformed link is a warning in
+    ``warnings``, and the entry id identifies the item instead."""
+    link = e.link.strip()
+    entry_id = e.entry_id.strip() or None
+    try:
+        url = join_url(base, link) if link else ""
+        # Already-canonical links take a fast path; monitor.items remembers the rest.
+        key = link_key(url) if url else None
+    except ValueError as exc:
+        warnings.append(f"entry {(entry_id or e.title.strip())[:80]!r}: link {link[:80]!r} "
+                        f"is not a URL ({exc}); "
+                        + ("kept by its id" if entry_id else "skipped"))
+        url, key = "", None
+    if key is None:
+        key = id_key(entry_id) if entry_id else ""
+    published = e.published_ms if e.published_ms is not None else e.updated_ms
+    summary, content = e.summary.strip(), e.content.strip()
+    if summary == content:
+        # feedparser copies content into a missing summary; storing it twice helps no one.
+        summary = ""
+    # Undated: first seen now, and the store keeps the time it first saw the key
+    # (Item.dated).
+    return Item(
+        key=key, url=url, title=plain_title(e.title),
+        published_ms=published if published is not None else now_ms, feed_id=feed_id,
+        entry_id=entry_id, summary=summary, content=content, author=e.author.strip(),
+        categories=tuple(c.strip() for c in e.categories if c.strip()),
+        dated=published is not None,
+    )
+
+
+def build(feed: RawFeed, feed_id: str, now_ms: int, base: str) -> ParsedFeed:
+    """Turn raw entries into Items: identity, dates, plain titles, and warnings.
+
+    ``base`` is the document's base (``links.document_base``): relative links resolve
+    against it.
+    """
     warnings = list(feed.warnings)
     items: list[Item] = []
     seen_keys: set[str] = set()
     ids = Counter(e.entry_id for e in feed.entries if e.entry_id)
     skipped = undated = duplicates = 0
     for e in feed.entries:
-        link = e.link.strip()
-        url = urljoin(base_url, link) if link and base_url else link
-        entry_id = e.entry_id.strip() or None
-        # Already-canonical links take a fast path; monitor.items remembers the rest.
-        key = item_key(url, entry_id)
-        if key is None:
+        item = entry_item(e, feed_id, now_ms, base, warnings)
+        key = item.key
+        if not key:
             skipped += 1
             continue
         if key in seen_keys:
             duplicates += 1
             continue
         seen_keys.add(key)
-        published = e.published_ms if e.published_ms is not None else e.updated_ms
-        if published is None:
+        if e.published_ms is None and e.updated_ms is None:
             undated += 1
-            published = now_ms
-        summary, content = e.summary.strip(), e.content.strip()
-        if summary == content:
-            # feedparser copies content into a missing summary; storing it twice helps no one.
-            summary = ""
-        items.append(Item(
-            key=key, url=url, title=plain_title(e.title), published_ms=published,
-            feed_id=feed_id, entry_id=entry_id, summary=summary, content=content,
-            author=e.author.strip(), categories=tuple(c.strip() for c in e.categories if c.strip()),
-        ))
+        items.append(item)
     if skipped:
         warnings.append(f"{_entries(skipped)} without link or id skipped")
     if undated:
@@ -136,8 +163,14 @@ def build(feed: RawFeed, feed_id: str, now_ms: int, base_url: str) -> ParsedFeed
             ttl = int(feed.ttl.strip()) * 60
         except ValueError:
             warnings.append(f"ttl {feed.ttl.strip()[:20]!r} is not a number")
+    link = feed.link.strip()
+    try:
+        link = join_url(base, link) if link else ""
+    except ValueError as exc:
+        warnings.append(f"feed link {link[:80]!r} is not a URL ({exc})")
+        link = ""
     return ParsedFeed(
         outcome=PollOutcome.OK_WITH_WARNINGS if warnings else PollOutcome.OK,
         items=tuple(items), warnings=tuple(warnings), title=plain_title(feed.title) or None,
-        ttl_seconds=ttl if ttl is not None and ttl > 0 else None,
+        ttl_seconds=ttl if ttl is not None and ttl > 0 else None, link=link or None,
     )

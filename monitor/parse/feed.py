@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from monitor.parse.build import build
+from monitor.parse.build import RawFeed, build
 from monitor.parse.decode import header, prepare, utf8_as_is, utf8_warnings
-from monitor.parse.fallback import classify_with_feedparser
+from monitor.parse.fallback import read_with_feedparser
 from monitor.parse.jsonfeed import looks_like_json, read_json_feed
+from monitor.parse.links import document_base
 from monitor.parse.xml import Decline, read_xml
 from monitor.types import ParsedFeed, PollOutcome
 
@@ -18,11 +19,23 @@ def parse_feed(body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: in
     """Parse one response body into Items.
 
     ``headers`` are the response headers (any case); their Content-Type charset is
-    honoured when it fits the body. ``base_url`` (the feed's URL) makes relative links
-    absolute. Never raises on bad input: the outcome says what the body was.
+    honoured when it fits the body. Relative links resolve as feedparser resolves them:
+    against xml:base, then against ``base_url`` (the feed's URL after redirects) joined
+    with the Content-Location header. Never raises on bad input: the outcome says what
+    the body was, and an entry with a malformed link is kept by its id (or skipped) with
+    a warning.
     Summary and content are HTML as published (not sanitised): store them as data and
     strip tags before showing or matching them.
     """
+    read = read_feed(body, headers)
+    if isinstance(read, ParsedFeed):
+        return read
+    return build(read, feed_id, now_ms, document_base(base_url, headers))
+
+
+def read_feed(body: bytes, headers: Mapping[str, str]) -> RawFeed | ParsedFeed:
+    """What the chosen reader found in a body, before identity and normalisation; the
+    ParsedFeed of an empty body or one that is no feed."""
     if not body.strip():
         return ParsedFeed(PollOutcome.EMPTY, (), ("empty body",))
     content_type = header(headers, "content-type")
@@ -37,13 +50,13 @@ def parse_feed(body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: in
             pass
         else:
             feed.warnings[:0] = utf8_warnings(body, content_type)
-            return build(feed, feed_id, now_ms, base_url)
+            return feed
     decoded, xml, content_type = prepare(body, headers)
     if looks_like_json(body, content_type):
         json_feed = read_json_feed(decoded.text)
         if json_feed is not None:
             json_feed.warnings[:0] = decoded.warnings
-            return build(json_feed, feed_id, now_ms, base_url)
+            return json_feed
         if "json" in content_type.lower():
             return ParsedFeed(PollOutcome.NOT_A_FEED, (),
                               ("JSON but not a JSON Feed", *decoded.warnings))
@@ -54,6 +67,5 @@ def parse_feed(body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: in
             pass
         else:
             feed.warnings[:0] = decoded.warnings
-            return build(feed, feed_id, now_ms, base_url)
-    return classify_with_feedparser(xml, decoded, headers, content_type, feed_id, now_ms,
-                                    base_url)
+            return feed
+    return read_with_feedparser(xml, decoded, headers, content_type)

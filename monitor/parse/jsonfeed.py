@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Any
 
 from monitor.parse.build import RawEntry, RawFeed, date_ms
+
+# JSON's \ud800 escapes give lone surrogates, which no database can store as UTF-8, and
+# \u0000 gives NUL, which PostgreSQL refuses in text: both become U+FFFD.
+_NO_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
 def looks_like_json(body: bytes, content_type: str) -> bool:
@@ -25,7 +30,8 @@ def read_json_feed(text: str) -> RawFeed | None:
         return None
 
     def s(value: Any) -> str:
-        return value if isinstance(value, str) else "" if value is None else str(value)
+        text = value if isinstance(value, str) else "" if value is None else str(value)
+        return _NO_CHARACTER.sub("\ufffd", text)
 
     entries: list[RawEntry] = []
     for raw in doc["items"]:

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from urllib.parse import urljoin
 
 from lxml import etree
 
 from monitor.parse.build import RawEntry, RawFeed, build, date_ms
 from monitor.parse.decode import prepare
+from monitor.parse.links import document_base, join_url
 from monitor.types import ParsedFeed
 
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 _RSS1 = ("{http://purl.org/rss/1.0/}", "{http://my.netscape.com/rdf/simple/0.9/}")
 _DC = "{http://purl.org/dc/elements/1.1/}"
+_DCTERMS = "{http://purl.org/dc/terms/}"
+_XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
+_XHTML_BODY = "{http://www.w3.org/1999/xhtml}body"
 _CONTENT_ENCODED = "{http://purl.org/rss/1.0/modules/content/}encoded"
-_XHTML_TYPES = ("xhtml", "application/xhtml+xml")
+# Atom text constructs read as they are written; any other type (xhtml, base64-encoded
+# media types, ...) goes to feedparser.
+_TEXT_TYPES = ("text", "html", "text/plain", "text/html")
 _FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
 
 
@@ -44,9 +49,30 @@ def _text(el: etree._Element | None) -> str:
     return el.text or ""
 
 
-def _rss_entry(item: etree._Element, about: str = "") -> RawEntry:
+def _resolved(el: etree._Element, ref: str) -> str:
+    """``ref`` resolved against the xml:base in scope at ``el`` (relative if that is; the
+    document's base comes later, in build). A malformed xml:base is passed over for the
+    one of an enclosing element, as feedparser does; a malformed ``ref`` is left as
+    written, for build to report."""
+    if not ref:
+        return ref
+    for scope in (el, *el.iterancestors()):
+        base = scope.base
+        if not base:
+            return ref
+        try:
+            return join_url(base, ref)
+        except ValueError:
+            continue
+    return ref
+
+
+def _rss_entry(item: etree._Element, about: str = "", xml_base: bool = False) -> RawEntry:
+    """One RSS or RDF item; ``xml_base``: an enclosing element declares xml:base."""
     e = RawEntry(entry_id=about)
+    xml_base = xml_base or item.get(_XML_BASE) is not None
     guid_link = ""
+    summaries = 0
     for child in item:
         tag = child.tag
         if not isinstance(tag, str):
@@ -57,19 +83,24 @@ def _rss_entry(item: etree._Element, about: str = "") -> RawEntry:
             if local == "title":
                 e.title = _text(child)
             elif local == "link":
-                e.link = _text(child)
+                e.link = (_resolved(child, _text(child).strip())
+                          if xml_base or child.get(_XML_BASE) is not None else _text(child))
             elif local == "guid":
                 e.entry_id = _text(child).strip()
                 if child.get("isPermaLink", "true").lower() != "false":
                     guid_link = e.entry_id
             elif local == "pubDate":
                 e.published_ms = date_ms(_text(child))
-            elif local == "description":
-                e.summary = _text(child)
+            elif local == "description" or local == "summary":
+                summaries = _summary(e, _text(child), summaries)
             elif local == "author":
                 e.author = _text(child)
             elif local == "category":
                 e.categories.append(_text(child))
+            elif local == "tags":  # a comma-separated list some aggregators write
+                e.categories.extend(t for t in _text(child).split(","))
+            elif local == "fullitem" or local == "body":  # the whole item, as HTML
+                e.content = e.content or _text(child)
         elif ns == _DC:
             if local == "creator" or local == "author":
                 e.author = _text(child)
@@ -77,8 +108,19 @@ def _rss_entry(item: etree._Element, about: str = "") -> RawEntry:
                 e.updated_ms = date_ms(_text(child))
             elif local == "subject":
                 e.categories.append(_text(child))
+            elif local == "title":
+                e.title = e.title or _text(child)
+            elif local == "description":
+                summaries = _summary(e, _text(child), summaries)
+        elif ns == _DCTERMS:
+            if local == "issued":
+                e.published_ms = date_ms(_text(child))
+            elif local == "modified":
+                e.updated_ms = date_ms(_text(child))
         elif tag == _CONTENT_ENCODED and not e.content:
             e.content = _text(child)
+        elif tag == _XHTML_BODY:
+            raise Decline("xhtml body")
     if not e.link.strip() and guid_link.lower().startswith(("http://", "https://")):
         # RSS: a permalink guid is the link (only when it is one: many feeds omit
         # isPermaLink="false" on opaque ids).
@@ -86,12 +128,43 @@ def _rss_entry(item: etree._Element, about: str = "") -> RawEntry:
     return e
 
 
+def _summary(e: RawEntry, text: str, seen: int) -> int:
+    """A description or summary: the first is the summary, a second one the content, as
+    feedparser reads them. Returns how many were seen."""
+    if not seen:
+        e.summary = text
+    elif not e.content:
+        e.content = text
+    return seen + 1
+
+
 def _atom_text(el: etree._Element | None) -> str:
     if el is None:
         return ""
-    if el.get("type", "text") in _XHTML_TYPES:
-        raise Decline("xhtml text construct")
+    kind = el.get("type", "text")
+    if kind not in _TEXT_TYPES:
+        raise Decline(f"{kind} text construct")
     return _text(el)
+
+
+def _atom_href(link: etree._Element) -> str:
+    """The target of an Atom link, resolved against xml:base: its href, else its text
+    (some feeds write ``<link rel="alternate">http://...</link>``; feedparser reads it)."""
+    href = link.get("href")
+    if href is None:
+        if len(link):
+            raise Decline("markup inside a link")
+        href = link.text or ""
+    return _resolved(link, href.strip())
+
+
+def _atom_link(parent: etree._Element) -> str:
+    """The alternate HTML link among ``parent``'s children, as _atom_entry picks it."""
+    for child in parent.iterchildren(f"{_ATOM}link"):
+        if (child.get("rel", "alternate") == "alternate"
+                and child.get("type", "text/html") in ("text/html", "application/xhtml+xml")):
+            return _atom_href(child)
+    return ""
 
 
 def _atom_entry(entry: etree._Element) -> RawEntry:
@@ -109,9 +182,7 @@ def _atom_entry(entry: etree._Element) -> RawEntry:
             rel = child.get("rel", "alternate")
             kind = child.get("type", "text/html")
             if not e.link and rel == "alternate" and kind in ("text/html", "application/xhtml+xml"):
-                href = child.get("href", "")
-                base = child.base
-                e.link = urljoin(base, href) if base else href
+                e.link = _atom_href(child)
         elif local == "published":
             e.published_ms = date_ms(_text(child))
         elif local == "updated":
@@ -132,6 +203,12 @@ def _atom_entry(entry: etree._Element) -> RawEntry:
     return e
 
 
+def _channel_link(link: etree._Element | None) -> str:
+    if link is None or len(link):
+        return ""  # no link, or markup where a URL belongs: the feed's entries still count
+    return _resolved(link, (link.text or "").strip())
+
+
 def read_xml(xml: bytes) -> RawFeed:
     """The entries of an RSS, RDF or Atom document; Decline when feedparser must read it."""
     # A DOCTYPE in the prolog sends the body to feedparser, which keeps only harmless
@@ -145,23 +222,33 @@ def read_xml(xml: bytes) -> RawFeed:
         root = etree.fromstring(xml, _parser())
     except etree.XMLSyntaxError as exc:
         raise Decline(str(exc)) from exc
+    # xml:base is rare in RSS: links are resolved against it only where an element on
+    # their way up declares one (an attribute lookup each, where a search of the body
+    # would cost a tenth of the parse).
+    xml_base = root.get(_XML_BASE) is not None
     if root.tag == "rss":
         channel = root.find("channel")
         if channel is None:
             raise Decline("rss without channel")
-        return RawFeed([_rss_entry(i) for i in channel.iterfind("item")],
-                       title=_text(channel.find("title")), ttl=_text(channel.find("ttl")))
+        xml_base = xml_base or channel.get(_XML_BASE) is not None
+        return RawFeed([_rss_entry(i, xml_base=xml_base) for i in channel.iterfind("item")],
+                       title=_text(channel.find("title")) or _text(channel.find(f"{_DC}title")),
+                       ttl=_text(channel.find("ttl")),
+                       link=_channel_link(channel.find("link")))
     if root.tag == f"{_RDF}RDF":
         for ns in _RSS1:
             channel = root.find(f"{ns}channel")
             if channel is not None:
-                entries = [_rss_entry(i, i.get(f"{_RDF}about", ""))
+                entries = [_rss_entry(i, i.get(f"{_RDF}about", ""), xml_base)
                            for i in root.iterfind(f"{ns}item")]
-                return RawFeed(entries, title=_text(channel.find(f"{ns}title")))
+                return RawFeed(entries, title=_text(channel.find(f"{ns}title")),
+                               link=_channel_link(channel.find(f"{ns}link")))
         raise Decline("rdf without channel")
     if root.tag == f"{_ATOM}feed":
+        if root.find(f"{_ATOM}item") is not None:
+            raise Decline("atom item elements")  # feedparser reads them as entries
         return RawFeed([_atom_entry(e) for e in root.iterfind(f"{_ATOM}entry")],
-                       title=_atom_text(root.find(f"{_ATOM}title")))
+                       title=_atom_text(root.find(f"{_ATOM}title")), link=_atom_link(root))
     raise Decline(f"root element {root.tag!r}")
 
 
@@ -174,4 +261,4 @@ def parse_fast(body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: in
     except Decline:
         return None
     feed.warnings[:0] = decoded.warnings
-    return build(feed, feed_id, now_ms, base_url)
+    return build(feed, feed_id, now_ms, document_base(base_url, headers))

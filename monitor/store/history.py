@@ -18,8 +18,15 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, or_, select, true, update
 
 from monitor.store.database import Database, insert_rows
-from monitor.store.rows import feeds_of, item_rows, item_values, row_item
-from monitor.store.schema import alerts, item_feeds, items, matches
+from monitor.store.rows import (
+    KEYS_PRUNED_BEFORE,
+    feeds_of,
+    item_rows,
+    item_values,
+    keys_pruned_before,
+    row_item,
+)
+from monitor.store.schema import alerts, item_feeds, items, matches, meta
 from monitor.types import AlertState, ExportRow, Item, PruneStats, RuleMatch
 
 # Alert states whose item must keep its body: not delivered yet, or re-drivable.
@@ -134,12 +141,16 @@ class History:
         published before ``bodies_before_ms``. Items with a waiting alert stay whole.
 
         Short transactions of ``batch`` items each, so a large first prune does not
-        hold the write lock against the pollers for long.
+        hold the write lock against the pollers for long. Before deleting, the
+        horizon ``keys_before_ms`` is recorded (``meta``, never moved back): a key
+        deleted here that a feed still lists comes back as a new item, and ingest
+        records such an item published before the horizon without alerting.
         """
         deleted = emptied = kept = 0
         waiting = exists().where(and_(alerts.c.item_id == items.c.id,
                                       alerts.c.status.in_(UNFINISHED)))
         if keys_before_ms is not None:
+            self._record_keys_horizon(keys_before_ms)
             old = and_(items.c.published_ms < keys_before_ms, ~waiting)
             while True:
                 with self._db.begin("deleting old items") as conn:
@@ -168,3 +179,11 @@ class History:
                     select(func.count()).select_from(items)
                     .where(and_(items.c.published_ms < cutoff, waiting))).scalar_one())
         return PruneStats(emptied=emptied, deleted=deleted, kept=kept)
+
+    def _record_keys_horizon(self, before_ms: int) -> None:
+        with self._db.begin("recording the pruned-keys horizon") as conn:
+            insert_rows(conn, meta, [{"name": KEYS_PRUNED_BEFORE, "value": str(before_ms)}])
+            recorded = keys_pruned_before(conn, for_update=True)
+            if recorded is None or recorded < before_ms:
+                conn.execute(update(meta).where(meta.c.name == KEYS_PRUNED_BEFORE)
+                             .values(value=str(before_ms)))

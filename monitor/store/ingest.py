@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, bindparam, exists, select, text, update
@@ -24,6 +24,7 @@ from monitor.store.rows import (
     feeds_of,
     item_rows,
     item_values,
+    keys_pruned_before,
     matched_rules,
     row_item,
     seen_in,
@@ -76,10 +77,13 @@ class ItemStore:
         """Store one poll's items and, in the same transaction, the alerts they cause.
 
         Same key and timestamp: a repeat (only the feed is recorded). Same key,
-        new timestamp: an update, stored and re-matched. A rule alerts for an
+        new timestamp: an update, stored and re-matched. An undated item
+        (``Item.dated`` False) keeps the stored time: never an update. A rule alerts for an
         item once: only rules that did not match it before create alerts.
         ``alert_min_published_ms`` holds back alerts for older items (a new
         feed's backlog); their matches are still recorded so they never alert.
+        Likewise a new item published before the horizon of a past key prune
+        (``History.prune``): its key may be one retention deleted.
         ``rules.options_for`` gives each rule's ``on_update`` policy and
         cross-edition settings. An item an import stored is recorded quietly the
         first time a poll carries it.
@@ -122,6 +126,7 @@ class _Batch:
         self.now_ms = now_ms
         self.rules = rules
         self.floor = alert_min_published_ms
+        self.keys_horizon: int | None = None  # retention deleted keys published before it
         self.matched = 0
         self.alerts = 0
         self.per_rule: dict[str, int] = {}
@@ -143,6 +148,9 @@ class _Batch:
         ids: dict[str, int] = {}
         lost: list[str] = []
         if new:
+            # Read after the keys: a prune committing in between has recorded its horizon
+            # before deleting anything.
+            self.keys_horizon = keys_pruned_before(conn)
             ids = self._insert_items([p.item for p in new])
             lost = [p.item.key for p in new if p.item.key not in ids]
             if lost:  # another process stored these keys since our SELECT: not new here
@@ -178,6 +186,10 @@ class _Batch:
         """What storing ``it`` means, given its stored row (or None) and where it was seen."""
         if row is None:
             return _Plan(it, None, "new", True, list(self.rules.match(it, {self.feed_id})))
+        if not it.dated and it.published_ms != row.published_ms:
+            # No date in the feed: the time first seen stays, and only a date that appears
+            # (or changes) makes an update.
+            it = replace(it, published_ms=row.published_ms)
         changed = row.published_ms != it.published_ms
         seen_in_feeds = set(seen.get(row.id, ()))
         new_feed = self.feed_id not in seen_in_feeds
@@ -201,6 +213,9 @@ class _Batch:
     def _may_alert(self, w: _Work, rule: str) -> bool:
         if w.quiet or (self.floor is not None and w.item.published_ms < self.floor):
             return False
+        if (w.kind == "new" and self.keys_horizon is not None
+                and w.item.published_ms < self.keys_horizon):
+            return False  # its key was probably pruned after it was seen (and alerted)
         return not (w.kind == "updated" and self.rules.options_for(rule).on_update == "ignore")
 
     def _record_matches(self, hit: list[_Work]) -> None:

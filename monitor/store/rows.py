@@ -1,5 +1,6 @@
 """How records are written to and read from their rows, shared by the storage parts:
-item values and items read back, feed rows, the feeds an item was seen in, lookups by key.
+item values and items read back, feed rows, the feeds an item was seen in, lookups by key,
+the pruned-keys horizon in ``meta``.
 """
 
 from __future__ import annotations
@@ -12,10 +13,20 @@ from sqlalchemy import Connection, Integer, Select, Text, any_, bindparam, selec
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from monitor.items import title_key
-from monitor.store.schema import item_feeds, items, matches
+from monitor.store.schema import item_feeds, items, matches, meta
 from monitor.types import FeedRow, Item
 
 CHUNK = 500  # values per lookup statement
+
+# meta row: retention deleted the keys of items published before this time (epoch ms).
+KEYS_PRUNED_BEFORE = "keys_pruned_before_ms"
+
+
+def keys_pruned_before(conn: Connection, *, for_update: bool = False) -> int | None:
+    """The time before which retention may have deleted item keys; None if it never did."""
+    q = select(meta.c.value).where(meta.c.name == KEYS_PRUNED_BEFORE)
+    value = conn.execute(q.with_for_update() if for_update else q).scalar_one_or_none()
+    return None if value is None else int(value)
 
 
 def item_values(it: Item, now_ms: int) -> dict[str, Any]:
