@@ -607,6 +607,11 @@ class RuleSet:
                 self._by_field.setdefault(name, {}).setdefault(kid, []).append(rule)
 
     @property
+    def checks_words(self) -> bool:
+        """Whether some rule's hits are checked with jieba's dictionary (``words``)."""
+        return any(t.words for r in self._rules for t in r.terms)
+
+    @property
     def names(self) -> list[str]:
         return [r.spec.name for r in self._rules]
 
