@@ -1,6 +1,7 @@
 """Benchmark: the compiled rule engine against a naive loop over the same rules and items.
 
     python bench/match.py [--quick] [--items N] [--corpus DIR]
+    python bench/match.py --compare [--items N] [--repeat N]
 
 Items come from ../shared/corpus (the <!--ms--> archive format) when it sits
 beside the repository, else from built-in sample articles; either way they are
@@ -38,6 +39,12 @@ plain substrings), compared with the naive loop; and "analyst", the defaults (th
 alias table, and 2-3 character Chinese keywords counted only where they are words), which
 the naive loop does not implement: it is not compared, and its compile time includes
 loading the alias table (jieba's dictionary is loaded before the timings: once a process).
+
+``--compare`` times only the 10,000-rule watch list over RFI news items, today's matching
+and the analyst defaults compiled in one process and timed in alternating passes (the
+fastest of each kept; with the word check's verdict cache emptied before every item, and
+with the word check replaced by a constant, to show its share): the added cost with less
+noise from a shared machine.
 
 Times are CPU time of this process, the fastest of ``--repeat`` passes (5), for
 the engine and the naive loop alike: on a shared machine, other programs only
@@ -400,12 +407,52 @@ def run(items_label: str, rules_label: str, specs: list[RuleSpec], items: list[I
     return res
 
 
+def compare(items: list[Item], specs: list[RuleSpec], repeat: int) -> None:
+    """Today's matching against the analyst defaults, alternating passes (``--compare``)."""
+    from monitor.match import engine
+
+    words.load()
+    sets = {}
+    for mode in ("today", "analyst"):
+        chosen = specs if mode == "analyst" else [replace(s, aliases=False, exact=True)
+                                                  for s in specs]
+        t0 = time.process_time()
+        sets[mode] = compile_rules(chosen)
+        print(f"{mode}: compile {time.process_time() - t0:.3f} s", flush=True)
+        for it in items[:100]:
+            sets[mode].match(it, [it.feed_id])
+    real = engine.words_check
+    counted = words.Verdict(True, "")
+    clear = words._in_window.cache_clear
+    runs: dict[str, Callable[[], object]] = {
+        "today": lambda: [sets["today"].match(it, [it.feed_id]) for it in items],
+        "analyst": lambda: [sets["analyst"].match(it, [it.feed_id]) for it in items],
+        "analyst, verdict cache emptied per item": lambda: [
+            (clear(), sets["analyst"].match(it, [it.feed_id])) for it in items],
+    }
+    best = {name: float("inf") for name in [*runs, "analyst, word check constant"]}
+    for _ in range(repeat):
+        for name, work in runs.items():
+            best[name] = min(best[name], best_of(1, work))
+        engine.words_check = lambda text, start, end: counted  # type: ignore[assignment]
+        try:
+            best["analyst, word check constant"] = min(
+                best["analyst, word check constant"], best_of(1, runs["analyst"]))
+        finally:
+            engine.words_check = real
+    for name, seconds in best.items():
+        print(f"{name}: {per_item_ms(seconds, len(items)):.3f} ms/item")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer items, smaller naive sample")
     parser.add_argument("--items", type=int, default=None)
     parser.add_argument("--corpus", type=Path, default=SHARED_CORPUS)
     parser.add_argument("--repeat", type=int, default=5, help="passes; the fastest counts")
+    parser.add_argument("--compare", action="store_true",
+                        help="only today's matching against the analyst defaults, 10,000 "
+                        "watch-list rules over RFI items, alternating passes")
     parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON "
                         "(bench/run_all.py reads it)")
     args = parser.parse_args(argv)
@@ -425,6 +472,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     other = [a for a in articles if "rfi.fr" not in a[2]]
     sets = [("RFI news", rfi), ("long-form", other)] if rfi and other else [("all", articles)]
     results: list[Result] = []
+    if args.compare:
+        subset = rfi or articles
+        items = make_items(subset, args.items or 2000, rng)
+        sources = [folded_article(a) for a in subset]
+        watch_list_rules(pool, sources, 1000, rng)  # the same rules as a full run draws
+        compare(items, watch_list_rules(pool, sources, 10000, rng), args.repeat)
+        return 0
     for label, subset in sets:
         items = make_items(subset, count, rng)
         chars = statistics.mean(len(i.title) + len(i.content) for i in items)
