@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 
-WINDOW = 5  # characters of context segmented on each side of a hit
+WINDOW = 4  # characters of context segmented on each side of a hit
 _LONGEST = 6  # longest dictionary word looked for across a hit's ends
 
 
