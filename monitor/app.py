@@ -23,7 +23,7 @@ from monitor.fetch import Fetcher, FetchLimits
 from monitor.match import RuleSet, compile_rules, words
 from monitor.metrics import Metrics
 from monitor.parse import parse_feed
-from monitor.secrets import Masker
+from monitor.secrets import Masker, masker_for
 from monitor.store import Store
 from monitor.types import (
     DEFAULT_RULE_OPTIONS,
@@ -149,7 +149,7 @@ def build(loaded: LoadedConfig, *, clock: Clock = SYSTEM_CLOCK,
     The CLI passes the masker its log handler uses: whatever a config makes secret is
     then masked in every log line, not only in the ones that ask.
     """
-    masker = masker if masker is not None else Masker()
+    masker = masker_for(loaded, masker)  # before anything may fail quoting a URL
     cfg = loaded.config
     store = open_store(cfg, clock=clock)
     d = cfg.defaults
@@ -170,9 +170,7 @@ def build(loaded: LoadedConfig, *, clock: Clock = SYSTEM_CLOCK,
 def _runtime(loaded: LoadedConfig, store: Store, owner: str, masker: Masker,
              metrics: Metrics, clock: Clock, *, reloading: bool) -> Runtime:
     """Everything a config determines; raises ConfigError before touching the store."""
-    masker.add(loaded.secrets)
-    for f in loaded.config.feeds:
-        masker.add_userinfo(f.url)
+    masker_for(loaded, masker)
     rules = compile_rules(loaded.rule_specs(), loaded.config.aliases)
     if rules.checks_words:
         # jieba's dictionary (1-4 s, ~90 MB) loads here, not on the first item: matching

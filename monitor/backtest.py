@@ -26,6 +26,7 @@ from monitor.clock import SYSTEM_CLOCK, utc_text
 from monitor.config import LoadedConfig, parse_duration
 from monitor.deliver import MessageTemplates, alert_context
 from monitor.deliver.from_config import channel_settings
+from monitor.deliver.sanitize import one_line
 from monitor.errors import RuleError, UsageError
 from monitor.match import RuleSet, compile_query, compile_rules
 from monitor.match.normalize import plain_text
@@ -115,11 +116,13 @@ def format_hit(hit: Hit) -> str:
     """A match as printed: time, feeds, title; URL; keywords; snippet."""
     item = hit.stored.item
     feeds = ", ".join(hit.stored.feeds) or item.feed_id
-    # Titles are stored as feeds send them, entities and all ("&quot;"): shown decoded.
-    lines = [f"{_when(item.published_ms)}  [{feeds}]  {plain_text(item.title)}", f"  {item.url}",
+    # Titles are stored as feeds send them, entities and all ("&quot;"): shown decoded,
+    # on one line and without control characters (an ESC would restyle the terminal).
+    lines = [f"{_when(item.published_ms)}  [{one_line(feeds)}]  "
+             f"{one_line(plain_text(item.title))}", f"  {one_line(item.url)}",
              f"  keywords: {', '.join(hit.match.keywords)}"]
     if hit.match.snippet:
-        lines.append(f"  {hit.match.snippet}")
+        lines.append(f"  {one_line(hit.match.snippet)}")
     return "\n".join(lines)
 
 

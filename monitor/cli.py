@@ -39,7 +39,7 @@ from monitor.deliver.from_config import channel_settings
 from monitor.errors import ConfigError, ConfigErrors, MonitorError, UsageError
 from monitor.match import compile_rules
 from monitor.retention import apply_retention
-from monitor.secrets import Masker, MaskingFilter, mask_url
+from monitor.secrets import Masker, MaskingFilter, mask_url, masker_for
 from monitor.status import collect_status, print_status
 from monitor.types import Clock, PollOutcome
 
@@ -243,9 +243,15 @@ def _reader_gone() -> int:
     return EXIT_BROKEN_PIPE
 
 
-def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
+def _load(args: argparse.Namespace) -> LoadedConfig:
+    """The config of ``-c``; what it makes secret is masked in every output from now on."""
     loaded = load_config(args.config)
-    LOG_MASKER.add(loaded.secrets)
+    masker_for(loaded, LOG_MASKER)
+    return loaded
+
+
+def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
+    loaded = _load(args)
     compile_rules(loaded.rule_specs(), loaded.config.aliases)
     channel_problems(loaded)
     print(render_summary(loaded))
@@ -262,11 +268,10 @@ def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
 def channel_problems(loaded: LoadedConfig) -> None:
     """ConfigErrors for every channel URL Apprise could never deliver through, located
     at the URL's line with Apprise's reason (secrets masked)."""
-    masker = Masker(loaded.secrets)
+    masker = masker_for(loaded)
     found: list[tuple[str, str, int, str]] = []
     for name, ch in loaded.config.channels.items():
         for i, url in enumerate(ch.urls):
-            masker.add_url(url)
             problem = undeliverable(url)
             if problem:
                 found.append((name, url, i, problem))
@@ -285,8 +290,8 @@ def channel_problems(loaded: LoadedConfig) -> None:
 
 def render_summary(loaded: LoadedConfig) -> str:
     cfg = loaded.config
-    masker = Masker(loaded.secrets)
-    lines = [f"{loaded.path}: OK", f"database: {_mask_db(cfg.database)}",
+    masker = masker_for(loaded)
+    lines = [f"{loaded.path}: OK", f"database: {masker(_mask_db(cfg.database))}",
              f"feeds ({len(cfg.feeds)}):"]
     for f in cfg.feeds:
         every = f.interval or cfg.defaults.interval
@@ -294,8 +299,6 @@ def render_summary(loaded: LoadedConfig) -> str:
         lines.append(f"  {f.id}: {masker(f.url)} every {every:g} s{off}")
     lines.append(f"channels ({len(cfg.channels)}):")
     for name, ch in cfg.channels.items():
-        for url in ch.urls:
-            masker.add_url(url)
         lines.append(f"  {name}: " + ", ".join(masker(mask_url(u)) for u in ch.urls))
     lines.append(f"rules ({len(cfg.rules)}):")
     for r in cfg.rules:
@@ -355,7 +358,7 @@ def cmd_once(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     store = open_store(loaded.config, clock=clock)
     try:
         report = collect_status(loaded, store, clock.now_ms())
@@ -369,7 +372,7 @@ def cmd_status(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_silence(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     cfg = loaded.config
     seconds = 0.0
     if args.silence_command == "add":
@@ -413,7 +416,7 @@ def cmd_silence(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_redeliver(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     if args.channel:
         # Alerts put back for a channel the config no longer has could never be sent.
         _check_channel(loaded, args.channel, "--channel")
@@ -433,10 +436,10 @@ def cmd_redeliver(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_notify_test(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     cfg = loaded.config
     _check_channel(loaded, args.channel)
-    masker = Masker(loaded.secrets)
+    masker = masker_for(loaded)
     settings = channel_settings(args.channel, cfg.channels[args.channel])
     channel = build_channels({args.channel: settings}, masker, loaded.path)[args.channel]
     results = notify_test(channel, masker, "feed-monitor test",
@@ -451,7 +454,7 @@ def cmd_notify_test(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_test_rule(args: argparse.Namespace, clock: Clock) -> int:
-    return backtest(load_config(args.config), name=args.name, query=args.query,
+    return backtest(_load(args), name=args.name, query=args.query,
                     since=args.since, feeds=args.feed, render=args.render,
                     out=sys.stdout, err=sys.stderr, clock=clock, explain=args.explain)
 
@@ -495,8 +498,7 @@ class _Progress:
 
 
 def cmd_import(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
-    LOG_MASKER.add(loaded.secrets)
+    loaded = _load(args)
     rules = compile_rules(loaded.rule_specs(), loaded.config.aliases)
     store = open_store(loaded.config, clock=clock)
     try:
@@ -539,7 +541,7 @@ def parse_when(text: str, now_ms: int, flag: str) -> int:
 
 
 def cmd_export(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     now = clock.now_ms()
     since = parse_when(args.since, now, "--since") if args.since else None
     until = parse_when(args.until, now, "--until") if args.until else None
@@ -567,7 +569,7 @@ def cmd_export(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_prune(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
+    loaded = _load(args)
     overrides: dict[str, float] = {}
     for name in ("items", "keys"):
         value = getattr(args, name)
@@ -598,8 +600,7 @@ def cmd_prune(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_feeds(args: argparse.Namespace, clock: Clock) -> int:
-    loaded = load_config(args.config)
-    LOG_MASKER.add(loaded.secrets)
+    loaded = _load(args)
     if args.feeds_command == "import":
         text, notes = opml_import(loaded, args.file)
         for note in notes:
@@ -623,7 +624,7 @@ def cmd_db(args: argparse.Namespace, clock: Clock) -> int:
     """``db upgrade`` migrates whatever the policy; ``db current`` only looks, and under
     ``database_upgrade: never`` an older schema ends it with the refusal every other
     command gives."""
-    loaded = load_config(args.config)
+    loaded = _load(args)
     cfg = loaded.config
     store = open_store(cfg, clock=clock,
                        upgrade="force" if args.db_command == "upgrade" else "inspect")

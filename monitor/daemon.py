@@ -16,6 +16,7 @@ from monitor.clock import SYSTEM_CLOCK
 from monitor.config import load_config
 from monitor.errors import ConfigError, MonitorError, StoreError
 from monitor.poll import poll_feed
+from monitor.polllog import PollLog
 from monitor.retention import apply_retention
 from monitor.schedule.jobs import JobRunner
 from monitor.secrets import Masker
@@ -26,9 +27,10 @@ from monitor.types import (
     IngestStats,
     OnceReport,
     PollOutcome,
+    PollRecord,
     PollResult,
 )
-from monitor.web import WebServer
+from monitor.web import ConsoleSource, WebServer
 
 log = logging.getLogger("monitor")
 
@@ -73,6 +75,7 @@ class Daemon:
         self._reload_lock = threading.Lock()
         self.last_reload_error: str | None = None
         self.abandoned = 0  # polls and sends still running when the grace period ended
+        self.poll_log = PollLog()  # the console's recent polls per feed
 
     @classmethod
     def open(cls, config_path: str, *, clock: Clock = SYSTEM_CLOCK,
@@ -143,7 +146,12 @@ class Daemon:
 
     def poll(self, row: FeedRow) -> PollResult:
         """One poll of one claimed feed along the whole path."""
-        result = poll_feed(self.parts, self.parts.runtime, row, self.parts.clock.now_ms())
+        clock = self.parts.clock
+        started_ms, started = clock.now_ms(), clock.monotonic()
+        result = poll_feed(self.parts, self.parts.runtime, row, started_ms)
+        self.poll_log.record(row.id, PollRecord(
+            started_ms, clock.monotonic() - started, result.outcome, result.status,
+            result.stats.new, result.stats.updated, result.stats.alerts, result.error))
         if result.stats.alerts:
             self.jobs.wake("deliver")
         return result
@@ -227,7 +235,8 @@ class Daemon:
         web = None
         if cfg.http.enabled:
             try:
-                web = WebServer(*cfg.http.host_port(), parts.metrics, self.health)
+                web = WebServer(*cfg.http.host_port(), parts.metrics, self.health,
+                                self._console() if cfg.http.console else None)
             except OSError as e:
                 raise MonitorError(f"cannot listen on {cfg.http.listen} (http.listen): "
                                    f"{e.strerror or e}") from e
@@ -241,6 +250,14 @@ class Daemon:
         if web is not None:
             web.stop()
         return code
+
+    def _console(self) -> ConsoleSource:
+        """What the web console reads: the config in force follows reloads."""
+        token = self.parts.runtime.loaded.config.http.admin_token
+        if token:
+            self.parts.masker.add([token])
+        return ConsoleSource(self.parts.store, self.parts.clock, self.parts.masker,
+                             lambda: self.parts.runtime.loaded, self.poll_log.recent)
 
     def health(self) -> list[str]:
         """Reasons the daemon is unhealthy; empty when all is well."""

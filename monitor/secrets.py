@@ -1,13 +1,34 @@
-"""Keeping secrets out of logs, errors, status output and the database."""
+"""Keeping secrets out of logs, errors, status output and the database.
+
+One policy for every output. What is secret:
+
+- every ``${ENV}`` value of the config file;
+- the password of any URL (``user:password@``), the database URL's included;
+- the value of every query parameter whose name says credential (``token``, ``key``,
+  ``auth``, ``access_code``, ``sig``, ``password``, ... see ``_SECRET_PARAM``);
+- URL path segments that look like a token (``/feeds/3f9a...c21/rss``: 16 or more
+  characters mixing letters and digits, see ``looks_like_token``);
+- what Apprise itself hides in a channel URL (its private form minus its shown one).
+
+``masker_for(loaded)`` builds the masker of a loaded config; every command, the daemon,
+the log handler and the status output use it, so nothing is masked one way here and
+another way there. Besides the values it knows, the masker hides the password of any
+URL and the value of any credential-like query parameter in the text it masks (a
+redirect may name a token the config never did).
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
 import apprise
+
+if TYPE_CHECKING:  # the config imports this module
+    from monitor.config import LoadedConfig
 
 _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@",
                        re.I)
@@ -17,7 +38,40 @@ _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P
 # the ones it knows, but shows custom headers (``+Authorization=``) and GET
 # parameters (``-apikey=``) of json://, form:// and xml:// as they are.
 _SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|sig|cookie|session|credential|"
-                           r"authorization", re.I)
+                           r"auth(?!ors?(?:[^a-z]|$))|access|hmac|jwt|otp", re.I)
+# The same parameters in any text: ``?token=abc`` -> ``?token=****``.
+_SECRET_QUERY = re.compile(
+    r"(?P<name>[?&;][^=&#\s\"'<>]*(?:" + _SECRET_PARAM.pattern + r")[^=&#\s\"'<>]*=)"
+    r"(?P<value>[^&#\s\"'<>]+)", re.I)
+# A path segment that is a token: 16+ characters, one piece of it (between - _ .)
+# mixing letters and digits, or 32+ hex digits. Article slugs ("2023-03-22-ukraine")
+# have pieces of letters or of digits, not both.
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_~.=+-]{16,}")
+_PIECE = re.compile(r"[A-Za-z0-9]+")
+_HEX = re.compile(r"[0-9a-fA-F-]{32,}")
+_FEED_SUFFIX = re.compile(r"\.(?:xml|rss|atom|json|rdf)$", re.I)
+
+
+def looks_like_token(segment: str) -> bool:
+    """Whether a URL path segment looks like a credential rather than a name."""
+    segment = _FEED_SUFFIX.sub("", unquote(segment))
+    if not _TOKEN_CHARS.fullmatch(segment):
+        return False
+    if _HEX.fullmatch(segment):
+        return True
+    return any(len(p) >= 8 and not p.isalpha() and not p.isdigit()
+               for p in _PIECE.findall(segment))
+
+
+def _path_secrets(url: str) -> Iterator[str]:
+    """The token-like segments of a URL's path (``/feeds/<token>/rss``)."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return
+    for segment in path.split("/"):
+        if segment and looks_like_token(segment):
+            yield segment
 
 
 def mask_url(url: str) -> str:
@@ -71,12 +125,15 @@ class Masker:
         self._ordered = sorted(self._secrets, key=len, reverse=True)
 
     def add_userinfo(self, url: str) -> None:
-        """Remember the password and credential-like query values of any URL (feeds too)."""
+        """Remember the secret parts of any URL (feeds too): its password, its
+        credential-like query values and its token-like path segments."""
         m = _USERINFO.search(url)
         if m:
             self.add(_forms(m["pw"]))
         for value in _query_secrets(url):
             self.add(_forms(value))
+        for segment in _path_secrets(url):
+            self.add(_forms(segment))
 
     def add_url(self, url: str) -> None:
         """Remember the secret parts of an Apprise URL (password, path tokens, query keys)."""
@@ -94,12 +151,36 @@ class Masker:
             if part and part not in shown and len(part) >= 4:
                 self.add(_forms(part))
 
+    def add_config(self, secrets: Iterable[str], feed_urls: Iterable[str],
+                   channel_urls: Iterable[str], database: str | None = None) -> None:
+        """Remember everything a config makes secret (see the module docstring)."""
+        self.add(secrets)
+        for url in feed_urls:
+            self.add_userinfo(url)
+        for url in channel_urls:
+            self.add_url(url)
+        m = _USERINFO.search(database or "")
+        if m:  # the database URL's password; its path is a file name, not a token
+            self.add(_forms(m["pw"]))
+
     def __call__(self, text: str | None) -> str:
         if not text:
             return text or ""
         for s in self._ordered:
             text = text.replace(s, "****")
+        text = _SECRET_QUERY.sub(lambda m: f"{m['name']}****"
+                                 if m["value"] != "****" else m[0], text)
         return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:****@", text)
+
+
+def masker_for(loaded: LoadedConfig, into: Masker | None = None) -> Masker:
+    """The masker of a loaded config: its ``${ENV}`` values and the secrets of its feed,
+    channel and database URLs, added to ``into`` (the process's log masker) if given."""
+    masker = into if into is not None else Masker()
+    cfg = loaded.config
+    masker.add_config(loaded.secrets, (f.url for f in cfg.feeds),
+                      (u for ch in cfg.channels.values() for u in ch.urls), cfg.database)
+    return masker
 
 
 class MaskingFilter(logging.Filter):

@@ -10,7 +10,7 @@ from rich.table import Table
 from monitor.clock import utc_text
 from monitor.config import LoadedConfig
 from monitor.schedule.politeness import unhealthy, unhealthy_reason
-from monitor.secrets import Masker
+from monitor.secrets import masker_for
 from monitor.store import Store
 
 
@@ -22,12 +22,7 @@ def collect_status(loaded: LoadedConfig, store: Store, now_ms: int) -> dict[str,
     """A plain-data report (what ``--json`` prints) of what ``store`` holds; secrets
     masked."""
     cfg = loaded.config
-    masker = Masker(loaded.secrets)
-    for ch in cfg.channels.values():
-        for url in ch.urls:
-            masker.add_url(url)
-    for f in cfg.feeds:
-        masker.add_userinfo(f.url)
+    masker = masker_for(loaded)
     rows = {r.id: r for r in store.readouts.feed_rows()}
     outbox = store.readouts.alert_summary()
     matched = store.readouts.rule_match_counts(now_ms - 24 * 3600 * 1000)

@@ -257,6 +257,81 @@ class Silence:
         return self.rule == rule and self.channel in (None, channel)
 
 
+@dataclass(frozen=True)
+class ItemSummary:
+    """An item as the console lists it: no body."""
+
+    id: int
+    title: str
+    url: str
+    published_ms: int
+    first_seen_ms: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One channel's state of one alert (the console's alert list)."""
+
+    alert_id: int
+    channel: str
+    status: AlertState
+    attempts: int
+    next_attempt_ms: int
+    sent_ms: int | None
+    last_error: str | None
+    silence_id: int | None
+    silence_comment: str | None = None
+    silence_ends_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """One finished poll as the console's feed page lists it."""
+
+    started_ms: int
+    seconds: float  # the whole poll: fetch, parse, store, match
+    outcome: PollOutcome
+    status: int | None
+    new: int
+    updated: int
+    alerts: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ConsoleAlert:
+    """One rule's alert about one item, with its delivery state per channel."""
+
+    rule: str
+    item: ItemSummary
+    feeds: tuple[str, ...]
+    keywords: tuple[str, ...]
+    snippet: str
+    created_ms: int
+    deliveries: tuple[Delivery, ...]
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """What the console's alert list is limited to; None: no limit."""
+
+    rule: str | None = None
+    channel: str | None = None
+    state: str | None = None  # an AlertState value, or "retrying"
+    feed: str | None = None
+
+
+@dataclass(frozen=True)
+class RecentMatch:
+    """An item a rule matched, and when."""
+
+    item: ItemSummary
+    matched_ms: int
+    alerted: bool
+    keywords: tuple[str, ...]
+    snippet: str
+
+
 class Fetcher(Protocol):
     """Fetches one feed URL, conditionally. Raises ``FeedError`` (never a foreign error)
     classified by outcome; a 304 is a result with ``body=None``."""
@@ -486,6 +561,23 @@ class Readouts(Protocol):
     def rule_match_counts(self, since_ms: int) -> dict[str, int]: ...
 
     def feed_rows(self) -> list[FeedRow]: ...
+
+    def alert_page(self, where: AlertFilter, before_id: int | None,
+                   limit: int) -> tuple[list[ConsoleAlert], int | None]:
+        """Alerts newest first (by id, below ``before_id``), at most ``limit`` rule/item
+        pairs; and the id to pass as ``before_id`` for the next page (None: no more)."""
+
+    def latest_alert_id(self) -> int: ...
+
+    def feed_row(self, feed_id: str) -> FeedRow | None: ...
+
+    def feed_items(self, feed_id: str, limit: int) -> list[ItemSummary]:
+        """The items most recently first seen in the feed."""
+
+    def rule_match_times(self, rule: str, since_ms: int) -> list[int]:
+        """When each match of the rule since ``since_ms`` was recorded (epoch ms)."""
+
+    def recent_matches(self, rule: str, limit: int) -> list[RecentMatch]: ...
 
 
 class Storage(Protocol):

@@ -12,9 +12,10 @@ from urllib.parse import quote
 
 import pytest
 
-from monitor.secrets import Masker, MaskingFilter, mask_url
+from monitor.config import parse_config
+from monitor.secrets import Masker, MaskingFilter, looks_like_token, mask_url, masker_for
 from tests.daemon import Daemon, write_config
-from tests.support import FeedItem, FeedServer, SmtpSink, rss_feed
+from tests.support import FeedItem, FeedServer, SmtpSink, WebhookReceiver, rss_feed
 from tests.support.cli import run_cli
 from tests.support.net import free_port
 
@@ -159,3 +160,128 @@ def test_log_filter_masks_messages_arguments_and_tracebacks() -> None:
     assert "TopSecret42" not in text
     assert "token **** in http://u:****@x.org/" in text
     assert "RuntimeError: GET /rss?token=**** failed" in text
+
+
+# Issue #15 point 5: one masking policy. A secret in every place a user can put one.
+AUTH_TOK = "AuthTok-4c1d9e"  # ?auth= written in the YAML
+ACCESS_CODE = "AccCode-8b2f60"  # ?access_code= written in the YAML
+PATH_TOKEN = "pT7x9Qm2Lk4Rz8Wv"  # a feed URL path segment (/feeds/<token>/e401)
+HOOK_TOKEN = "hK3j8Zp1Xw6Nc5Vb"  # a webhook URL path segment
+EVERY_SECRET = (*SECRETS, AUTH_TOK, ACCESS_CODE, PATH_TOKEN, HOOK_TOKEN)
+
+
+def every_leak(text: str | bytes) -> list[str]:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return [s for s in EVERY_SECRET if s in text or quote(s, safe="") in text]
+
+
+def test_one_policy_masks_every_secret_in_every_output(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.set_feed("/cn", rss_feed([FeedItem("中俄新闻", "https://www.rfi.fr/cn/x1",
+                                                   "<p>x</p>", T0)]))
+    feed_server.set_status(f"/feeds/{PATH_TOKEN}/e401", 401)
+    feed_server.set_status("/private", 403)
+    db = tmp_path / "monitor.db"
+    private_url = (f"http://reader:{FEED_PW}@127.0.0.1:{feed_server.port}/private"
+                   f"?token=${{FEED_TOKEN}}&auth={AUTH_TOK}&access_code={ACCESS_CODE}")
+    with SmtpSink(credentials={"user": ENV_PW}) as sink, WebhookReceiver() as hook:
+        hook.set_down(True)  # every send fails: its error is logged and stored
+        hook_url = hook.apprise_url(f"/hooks/{HOOK_TOKEN}").replace(
+            "json://", f"json://hookuser:{LITERAL_PW}@")  # userinfo in a channel URL too
+        config = write_config(
+            tmp_path / "monitor.yaml", db=db,
+            feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"},
+                   {"id": "private", "url": private_url},
+                   {"id": "pathtok", "url": feed_server.url(f"/feeds/{PATH_TOKEN}/e401")}],
+            channels={"mail": {"urls": [mailto(sink.port, "${SMTP_PASSWORD}")]},
+                      "hook": {"urls": [hook_url]}},
+            rules=[{"name": "r", "any": ["中俄"], "notify": ["mail", "hook"]}])
+        with Daemon(config, "--log-level", "debug", env=ENV) as daemon:
+            sink.wait_for(1, timeout=15)
+            daemon.wait_for_line("channel 'hook': alert")
+            daemon.wait_for_line("feed 'private'")
+            daemon.wait_for_line("feed 'pathtok'")
+            assert daemon.stop() == 0
+        once = run_cli("once", "-c", str(config), "--log-format", "json", "--log-level", "debug",
+                       env=ENV)
+        notify = run_cli("notify-test", "hook", "-c", str(config), env=ENV)
+    outputs = {
+        "run (text log)": daemon.output,
+        "once (json log)": once.stdout + once.stderr,
+        "notify-test": notify.stdout + notify.stderr,
+    }
+    assert once.returncode == 0, once.stderr
+    assert notify.returncode == 1 and "FAIL" in notify.stdout and "****" in notify.stdout
+    assert any("feed 'pathtok'" in json.loads(line)["message"]
+               for line in once.stderr.splitlines() if line.startswith("{"))
+    for args in (["check"], ["status"], ["status", "--json"], ["feeds", "export"]):
+        out = run_cli(*args, "-c", str(config), env=ENV)
+        assert out.returncode == 0, (args, out.stderr)
+        outputs[" ".join(args)] = out.stdout + out.stderr
+    check = outputs["check"]
+    assert "auth=****" in check and "access_code=****" in check and "token=****" in check
+    assert "/feeds/****/e401" in check and "/hooks/****" in check
+    report = json.loads(run_cli("status", "--json", "-c", str(config), env=ENV).stdout)
+    errors = {f["id"]: f["error"] for f in report["feeds"]}
+    assert errors["private"] and errors["pathtok"]
+    revealed = run_cli("feeds", "export", "--reveal-secrets", "-c", str(config), env=ENV)
+    assert FEED_TOKEN in revealed.stdout  # asked for: the real URL
+
+    # A config error quoting a URL masks its tokens too.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config.read_text(encoding="utf-8").replace(
+        feed_server.url(f"/feeds/{PATH_TOKEN}/e401"),
+        f"ftp://127.0.0.1/feeds/{PATH_TOKEN}/rss?auth={AUTH_TOK}"), encoding="utf-8")
+    error = run_cli("check", "-c", str(bad), env=ENV)
+    assert error.returncode == 2 and f"{bad}:" in error.stderr
+    assert "feed URL must be http" in error.stderr
+    outputs["config error"] = error.stdout + error.stderr
+
+    for name, text in outputs.items():
+        assert every_leak(text) == [], (name, text)
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT count(*) FROM alerts WHERE channel = 'hook' "
+                              "AND last_error IS NOT NULL").fetchone()[0]
+    assert stored >= 1
+    for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if path.exists():
+            assert every_leak(path.read_bytes()) == [], path
+
+
+@pytest.mark.parametrize("segment,token", [
+    ("pT7x9Qm2Lk4Rz8Wv", True), ("tHJkL9aBcD3eFgH1.xml", True),
+    ("550e8400-e29b-41d4-a716-446655440000", True), ("rss", False), ("cn", False),
+    ("20230322-zhong-e-guan-xi-xin-shi-dai", False), ("2023-03-22-ukraine-war", False),
+    ("user1005830785", False),
+])
+def test_path_segments_that_look_like_tokens(segment: str, token: bool) -> None:
+    assert looks_like_token(segment) is token
+
+
+def test_query_and_path_credentials_are_masked_wherever_they_appear() -> None:
+    loaded = parse_config(
+        "feeds:\n"
+        "  - {id: a, url: 'https://h.example/feeds/pT7x9Qm2Lk4Rz8Wv/rss"
+        "?auth=AuthTok1&access_code=Acc0de99&lang=zh'}\n"
+        "channels: {c: 'json://hook.example/hooks/hK3j8Zp1Xw6Nc5Vb'}\n"
+        "rules: [{name: r, any: [x], notify: [c]}]\n")
+    masker = masker_for(loaded)
+    text = masker("401 from https://h.example/feeds/pT7x9Qm2Lk4Rz8Wv/rss?auth=AuthTok1"
+                  "&access_code=Acc0de99&lang=zh; hook hK3j8Zp1Xw6Nc5Vb; "
+                  "redirected to https://h.example/x?session_key=NewValue7")
+    for secret in ("pT7x9Qm2Lk4Rz8Wv", "AuthTok1", "Acc0de99", "hK3j8Zp1Xw6Nc5Vb", "NewValue7"):
+        assert secret not in text
+    assert "lang=zh" in text and "/feeds/****/rss?auth=****&access_code=****" in text
+
+
+def test_names_that_only_look_like_credentials_stay_readable(tmp_path: Path) -> None:
+    folder = tmp_path / "test_nowhere0_abcdefgh1"  # a path piece that looks like a token
+    folder.mkdir()
+    loaded = parse_config(
+        f"database: sqlite:///{folder}/monitor.db\n"
+        "feeds: [{id: a, url: 'https://h.example/feed?author=jdoe&cat=news'}]\n"
+        "channels: {c: 'console://'}\nrules: [{name: r, any: [x], notify: [c]}]\n")
+    masker = masker_for(loaded)
+    text = f"{folder}/monitor.db: https://h.example/feed?author=jdoe&cat=news"
+    assert masker(text) == text

@@ -28,7 +28,7 @@ import yaml
 from monitor.config import LoadedConfig
 from monitor.errors import FileError
 from monitor.items import canonical_url
-from monitor.secrets import Masker
+from monitor.secrets import masker_for
 
 _HTTP_URL = re.compile(r"^https?://[^/\s]+", re.I)
 _SLUG_MAX = 32
@@ -125,9 +125,7 @@ def opml_import(loaded: LoadedConfig, path: str | Path) -> tuple[str, list[str]]
 
 def opml_export(loaded: LoadedConfig, reveal_secrets: bool = False) -> str:
     """OPML of the configured feeds; secrets in their URLs masked unless revealed."""
-    masker = Masker(loaded.secrets)
-    for f in loaded.config.feeds:
-        masker.add_userinfo(f.url)
+    masker = masker_for(loaded)
     return feeds_to_opml([(f.id, f.url if reveal_secrets else masker(f.url), f.title)
                           for f in loaded.config.feeds])
 

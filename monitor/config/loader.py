@@ -324,17 +324,43 @@ def parse_config(text: str, path: str = "<config>") -> LoadedConfig:
         config = Config.model_validate(data)
     except ValidationError as e:
         errors = _located(e, path, text)
-        if builder.secrets:  # a validator may quote the bad value: a ${ENV} secret
-            mask = Masker(builder.secrets)
-            errors = ConfigErrors([ConfigError(mask(x.message), x.path, x.line, x.key)
-                                   for x in errors.errors])
-        raise errors from None
+        # A validator may quote the bad value: a ${ENV} secret, a URL with its token.
+        mask = _raw_masker(builder.secrets, data)
+        raise ConfigErrors([ConfigError(mask(x.message), x.path, x.line, x.key)
+                            for x in errors.errors]) from None
     finally:
         del data
     loaded = LoadedConfig(config, path, frozenset(builder.secrets), builder.rule_lines,
                           zlib.compress(text.encode("utf-8")))
     _check_references(loaded)
     return loaded
+
+
+def _raw_masker(secrets: Iterable[str], data: dict[str, Any]) -> Masker:
+    """The masker of a config that did not validate: the policy of ``masker_for``
+    applied to whatever URLs the data holds where they belong."""
+
+    def strings(value: Any) -> Iterator[str]:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, list):
+            yield from (v for v in value if isinstance(v, str))
+
+    feeds = data.get("feeds")
+    feed_urls = [u for f in feeds if isinstance(f, dict) for u in strings(f.get("url"))] \
+        if isinstance(feeds, list) else []
+    channels = data.get("channels")
+    channel_urls: list[str] = []
+    for ch in channels.values() if isinstance(channels, dict) else ():
+        if isinstance(ch, dict):
+            channel_urls += [*strings(ch.get("url")), *strings(ch.get("urls"))]
+        else:
+            channel_urls += strings(ch)
+    database = data.get("database")
+    masker = Masker()
+    masker.add_config(secrets, feed_urls, channel_urls,
+                      database if isinstance(database, str) else None)
+    return masker
 
 
 def _located(e: ValidationError, path: str, text: str) -> ConfigErrors:

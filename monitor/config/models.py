@@ -266,11 +266,18 @@ class SchedulerConfig(_Model):
 
 
 class HttpConfig(_Model):
-    """The /healthz and /metrics endpoint."""
+    """The HTTP address: the web console, /healthz and /metrics."""
 
-    enabled: bool = Field(True, description="Serve /healthz and /metrics.")
+    enabled: bool = Field(True, description="Serve the console, /healthz and /metrics.")
     listen: str = Field("127.0.0.1:9321", pattern=r"^\[?[^\s\]]*\]?:\d{1,5}$",
-                        description="host:port for /healthz and /metrics.")
+                        description="host:port of the console, /healthz and /metrics.")
+    console: bool = Field(True, description="Serve the web console at /.")
+    language: Literal["en", "zh"] = Field("en", description="Language of the console.")
+    timezone: TimeZone = Field("UTC", description="Time zone of times the console shows.")
+    admin_token: str | None = Field(
+        None, min_length=12, description="Enables the console's actions (silence, expire, "
+        "redeliver) after logging in with this token; write it as ${ENV}. Without it the "
+        "console is read-only.")
 
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")

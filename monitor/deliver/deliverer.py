@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from monitor.clock import SYSTEM_CLOCK
 from monitor.deliver.channels import Channel
+from monitor.deliver.sanitize import one_line
 from monitor.deliver.settings import DeliverySettings, DigestSchedule
 from monitor.deliver.templates import alert_context
 from monitor.deliver.timing import hold_until_ms
@@ -225,7 +226,7 @@ class Deliverer:
             log.info("channel '%s': sent %s (rule '%s'): %s", channel.name, what,
                      alerts[0].rule if len(ids) == 1 else ", ".join(sorted({a.rule for a in
                                                                             alerts})),
-                     alerts[0].item.url if len(ids) == 1 else rendered.title)
+                     one_line(alerts[0].item.url) if len(ids) == 1 else rendered.title)
             for a in alerts:
                 self._result(channel.name, "sent", (now_ms - a.created_ms) / 1000)
             return DeliveryStats(sent=len(ids), messages=1)

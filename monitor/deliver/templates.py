@@ -16,7 +16,12 @@ The context of a single alert (also each entry of ``alerts`` in a digest):
 - ``revision``: 0, or how many times ``on_update: always`` alerted again for an update
 
 A digest template gets ``alerts`` (a list of such contexts), ``count`` and ``channel``.
-Templates in ``html`` format are autoescaped; ``text`` and ``markdown`` are not.
+Item fields reach templates without control characters or bidi overrides, each on one
+line and shortened (``monitor.deliver.sanitize``). Values are escaped for the body's
+format: autoescaped in ``html``, markdown-escaped in ``markdown`` (URLs percent-encoded
+where markdown would read them), as they are in ``text``. After rendering, only http(s)
+URLs stay links, the title is shortened to a subject's length and a mail's lines to
+998 octets. Titles are plain text on every service: never escaped.
 """
 
 from __future__ import annotations
@@ -30,12 +35,23 @@ from typing import Any
 
 from jinja2 import Environment, StrictUndefined, TemplateError
 
+from monitor.deliver.sanitize import (
+    CATEGORIES_MAX,
+    WebUrl,
+    clean_body,
+    clean_title,
+    escape_markdown,
+    field,
+    fields,
+    is_email_channel,
+    one_line,
+    shorten,
+)
 from monitor.deliver.settings import ChannelSettings
 from monitor.errors import ConfigError
 from monitor.types import AlertRow
 
 _TAGS = re.compile(r"<[^>]+>")
-_SPACE = re.compile(r"\s+")
 
 LABELS = {
     "en": {"feed": "Feed", "rule": "Rule", "keywords": "Keywords", "published": "Published",
@@ -113,23 +129,29 @@ class Rendered:
 
 
 def _plain(markup: str, limit: int = 300) -> str:
-    text = _SPACE.sub(" ", html.unescape(_TAGS.sub(" ", markup))).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shorten(one_line(html.unescape(_TAGS.sub(" ", markup))), limit)
 
 
 def alert_context(alert: AlertRow, feed_titles: Mapping[str, str], tz: tzinfo,
                   channel: str, editions: list[dict[str, Any]] | None = None
                   ) -> dict[str, Any]:
     item = alert.item
-    feeds = [feed_titles.get(f, f) for f in alert.feeds] or [item.feed_id]
+    feeds = fields((feed_titles.get(f, f) for f in alert.feeds), "feed") \
+        or [field(item.feed_id, "feed")]
+    url = WebUrl(field(item.url, "url"))
     if editions is None:  # just the item itself
-        editions = [{"feed": feeds[0], "feeds": feeds, "url": item.url}]
+        editions = [{"feed": feeds[0], "feeds": feeds, "url": url}]
+    else:
+        editions = [{**e, "feed": field(str(e.get("feed", "")), "feed"),
+                     "feeds": fields(e.get("feeds", ()), "feed"),
+                     "url": WebUrl(field(str(e.get("url", "")), "url"))} for e in editions]
     return {
-        "item": {"title": item.title, "url": item.url, "summary": _plain(item.summary),
-                 "author": item.author, "categories": list(item.categories)},
-        "rule": alert.rule,
-        "hits": list(alert.keywords),
-        "snippet": alert.snippet,
+        "item": {"title": field(item.title, "title"), "url": url,
+                 "summary": _plain(item.summary), "author": field(item.author, "author"),
+                 "categories": fields(item.categories, "category", CATEGORIES_MAX)},
+        "rule": field(alert.rule, "keyword"),
+        "hits": fields(alert.keywords, "keyword"),
+        "snippet": field(alert.snippet, "snippet"),
         "feeds": feeds,
         "published": datetime.fromtimestamp(item.published_ms / 1000, UTC).astimezone(tz),
         "channel": channel,
@@ -143,11 +165,15 @@ class MessageTemplates:
 
     def __init__(self, channel: str, fmt: str, language: str, title: str | None,
                  body: str | None, digest_title: str | None = None,
-                 digest_body: str | None = None, source: str | None = None) -> None:
+                 digest_body: str | None = None, source: str | None = None,
+                 email: bool = False) -> None:
         self.channel = channel
+        self.format = fmt
+        self.email = email  # a mail goes out: subject and line lengths have limits
         self.labels = LABELS.get(language, LABELS["en"])
         env = Environment(autoescape=fmt == "html", undefined=StrictUndefined,
-                          keep_trailing_newline=False)
+                          keep_trailing_newline=False,
+                          finalize=escape_markdown if fmt == "markdown" else None)
         # Titles are plain text on every service: never escaped.
         title_env = Environment(autoescape=False, undefined=StrictUndefined)
         try:
@@ -167,7 +193,8 @@ class MessageTemplates:
         """The templates a channel's settings name (the defaults where they name none)."""
         return cls(channel.name, channel.body_format, channel.language,
                    channel.title_template, channel.body_template,
-                   channel.digest_title_template, channel.digest_body_template, source)
+                   channel.digest_title_template, channel.digest_body_template, source,
+                   email=is_email_channel(channel.urls))
 
     def render(self, ctx: Mapping[str, Any]) -> Rendered:
         return self._render(self.title, self.body, {**ctx, "labels": self.labels})
@@ -179,7 +206,8 @@ class MessageTemplates:
 
     def _render(self, title: Any, body: Any, ctx: Mapping[str, Any]) -> Rendered:
         try:
-            return Rendered(title.render(ctx).strip(), body.render(ctx).strip())
+            return Rendered(clean_title(title.render(ctx), email=self.email),
+                            clean_body(body.render(ctx), self.format, email=self.email).strip())
         except TemplateError as e:
             raise ConfigError(f"template error while rendering: {e}", None, None,
                               f"channels.{self.channel}") from e

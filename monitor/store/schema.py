@@ -84,6 +84,7 @@ item_feeds = Table(
     Column("feed_id", String(200), primary_key=True),
     Column("first_seen_ms", BigInteger, nullable=False),
 )
+Index("ix_item_feeds_feed", item_feeds.c.feed_id, item_feeds.c.first_seen_ms)
 
 # Which rules an item has matched: an update alerts only for rules new here.
 matches = Table(
@@ -94,6 +95,7 @@ matches = Table(
     Column("matched_ms", BigInteger, nullable=False),
     Column("alerted", Boolean, nullable=False),
 )
+Index("ix_matches_rule_time", matches.c.rule, matches.c.matched_ms)
 
 # The outbox: one row per (rule, item, channel), inserted with the item.
 alerts = Table(
@@ -119,6 +121,12 @@ alerts = Table(
     UniqueConstraint("rule", "item_id", "channel", name="uq_alert_rule_item_channel"),
 )
 Index("ix_alerts_due", alerts.c.status, alerts.c.next_attempt_ms)
+# The console's alert list: newest first, filtered by rule, channel or state (0005).
+Index("ix_alerts_rule_id", alerts.c.rule, alerts.c.id)
+Index("ix_alerts_channel_id", alerts.c.channel, alerts.c.id)
+Index("ix_alerts_status_id", alerts.c.status, alerts.c.id)
+# The outbox summed per channel and state (status, the console) from the index alone.
+Index("ix_alerts_channel_state", alerts.c.channel, alerts.c.status, alerts.c.attempts)
 
 # Silences, as in Alertmanager: alerts of a rule (and optionally one channel)
 # created while a silence is active are recorded as silenced and never sent.
