@@ -173,8 +173,8 @@ def _runtime(loaded: LoadedConfig, store: Store, owner: str, masker: Masker,
     masker_for(loaded, masker)
     rules = compile_rules(loaded.rule_specs(), loaded.config.aliases)
     if rules.checks_words:
-        # jieba's dictionary (1-4 s, ~90 MB) loads here, not on the first item: matching
-        # runs inside the store's transaction.
+        # The word list (about 1 s) loads here, not on the first item: matching runs
+        # inside the store's transaction.
         words.load()
     channels = build_channels(channels_settings(loaded.config.channels), masker, loaded.path)
     cfg = loaded.config

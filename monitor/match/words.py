@@ -3,19 +3,24 @@ two other words (中法 in 集中法律), or of a longer word meaning something 
 中非共和国)? Decided around one candidate hit at a time with jieba's dictionary (pure).
 
 Only keywords of two or three Han characters are checked (``needs_check``): longer ones
-rarely straddle words, single characters always would. The check costs nothing when no
-dictionary word crosses either end of the hit (the common case: a few dictionary lookups);
-only then is the text around the hit segmented (jieba's DAG and route, no HMM, on at most
-``WINDOW`` characters each side). Cost and precision: docs/benchmarks-match.md.
+rarely straddle words, single characters always would. The check costs little when no
+dictionary word crosses either end of the hit (the common case: a few prefix lookups);
+only then is the text around the hit segmented, at most ``WINDOW`` characters each side,
+the way jieba segments without its HMM (the most probable path through the dictionary
+words). The dictionary is jieba's word list, held in a marisa trie: a few MB, where
+jieba's own tables take about 90. Cost and precision: docs/benchmarks-match.md.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
+
+import marisa_trie
 
 WINDOW = 4  # characters of context segmented on each side of a hit
 _LONGEST = 6  # longest dictionary word looked for across a hit's ends
@@ -48,19 +53,34 @@ _PLAIN = Verdict(True, "no dictionary word crosses its ends")
 _ON_BOUNDARIES = Verdict(True, "on word boundaries")
 
 
-@cache
-def _tokenizer() -> object:
-    """jieba's default tokenizer, its dictionary loaded once (about 1 s; cached by jieba)."""
-    import jieba
+@dataclass(frozen=True, slots=True)
+class _Dictionary:
+    words: marisa_trie.RecordTrie  # word -> (frequency,)
+    log_total: float
 
-    jieba.setLogLevel(logging.WARNING)  # it announces its dictionary load on INFO
-    jieba.dt.initialize()
-    return jieba.dt
+
+@cache
+def _dictionary() -> _Dictionary:
+    """jieba's word list (``dict.txt``: word, frequency, part of speech), read once."""
+    total = 0
+
+    def entries() -> Iterator[tuple[str, tuple[int]]]:
+        nonlocal total
+        # Streamed: the list is 349,000 lines, and a list of them would double the peak.
+        with resources.files("jieba").joinpath("dict.txt").open("r", encoding="utf-8") as f:
+            for line in f:
+                word, _, rest = line.partition(" ")
+                freq = int(rest.split(" ", 1)[0])
+                total += freq
+                yield word, (freq,)
+
+    words = marisa_trie.RecordTrie("<I", entries())
+    return _Dictionary(words, math.log(total))
 
 
 def load() -> None:
-    """Load the dictionary now (the first check would otherwise pay for it)."""
-    _tokenizer()
+    """Load the dictionary now (about 1 s; the first check would otherwise pay for it)."""
+    _dictionary()
 
 
 @cache
@@ -83,23 +103,33 @@ def other_words() -> frozenset[str]:
     return frozenset(w for pairs in _other_meaning().values() for _, w in pairs)
 
 
-def _crossed(freq: dict[str, int], text: str, lo: int, hi: int, at: int) -> bool:
-    """Whether a dictionary word within text[lo:hi] starts before ``at`` and ends after it."""
+def _crossed(words: marisa_trie.RecordTrie, text: str, hi: int, at: int) -> bool:
+    """Whether a dictionary word within text[:hi] starts before ``at`` and ends after it."""
     if at >= hi:
         return False
-    for i in range(max(lo, at - _LONGEST + 1), at):
-        # jieba's FREQ holds every prefix of every word (frequency 0): a word starting at
-        # i that crosses ``at`` has text[i:at + 1] as a prefix.
-        j = at + 1
-        f = freq.get(text[i:j])
-        while f is not None:
-            if f:
-                return True
-            j += 1
-            if j > hi or j - i > _LONGEST:
-                break
-            f = freq.get(text[i:j])
+    for i in range(max(0, at - _LONGEST + 1), at):
+        if any(i + len(w) > at for w in words.prefixes(text[i:hi])):
+            return True
     return False
+
+
+def _segment(d: _Dictionary, text: str) -> list[tuple[int, int]]:
+    """jieba's segmentation without HMM: the most probable path through dictionary words
+    (a character no word starts with is a word of its own)."""
+    n = len(text)
+    best: list[tuple[float, int]] = [(0.0, 0)] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        ends = [(i + len(w), d.words[w][0][0]) for w in d.words.prefixes(text[i:])]
+        if not ends:
+            ends = [(i + 1, 1)]
+        best[i] = max((math.log(f or 1) - d.log_total + best[j][0], j) for j, f in ends)
+    tokens: list[tuple[int, int]] = []
+    i = 0
+    while i < n:
+        j = best[i][1]
+        tokens.append((i, j))
+        i = j
+    return tokens
 
 
 def check(text: str, start: int, end: int) -> Verdict:
@@ -121,19 +151,11 @@ def check(text: str, start: int, end: int) -> Verdict:
 @lru_cache(maxsize=CACHE_SIZE)
 def _in_window(window: str, start: int, end: int) -> Verdict:
     """``check`` for the hit window[start:end], the window being all the context used."""
-    text, lo, hi = window, 0, len(window)
-    dt = _tokenizer()
-    freq: dict[str, int] = dt.FREQ  # type: ignore[attr-defined]
-    if not _crossed(freq, text, lo, hi, start) and not _crossed(freq, text, lo, hi, end):
+    text, hi = window, len(window)
+    d = _dictionary()
+    if not _crossed(d.words, text, hi, start) and not _crossed(d.words, text, hi, end):
         return _PLAIN
-    route: dict[int, tuple[float, int]] = {}
-    dt.calc(window, dt.get_DAG(window), route)  # type: ignore[attr-defined]
-    tokens: list[tuple[int, int]] = []
-    i = 0
-    while i < len(window):
-        j = route[i][1] + 1
-        tokens.append((i, j))
-        i = j
+    tokens = _segment(d, window)
     bounds = {a for a, _ in tokens} | {b for _, b in tokens}
     if start in bounds and end in bounds:
         return _ON_BOUNDARIES
