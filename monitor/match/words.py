@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -55,27 +56,30 @@ _ON_BOUNDARIES = Verdict(True, "on word boundaries")
 
 @dataclass(frozen=True, slots=True)
 class _Dictionary:
-    words: marisa_trie.RecordTrie  # word -> (frequency,)
-    log_total: float
+    words: marisa_trie.Trie
+    log_p: array[float]  # by the trie's key id: log(frequency / total)
+    unknown: float  # log(1 / total): a character no word starts with
 
 
 @cache
 def _dictionary() -> _Dictionary:
     """jieba's word list (``dict.txt``: word, frequency, part of speech), read once."""
-    total = 0
-
-    def entries() -> Iterator[tuple[str, tuple[int]]]:
-        nonlocal total
+    def entries() -> Iterator[tuple[str, int]]:
         # Streamed: the list is 349,000 lines, and a list of them would double the peak.
         with resources.files("jieba").joinpath("dict.txt").open("r", encoding="utf-8") as f:
             for line in f:
                 word, _, rest = line.partition(" ")
-                freq = int(rest.split(" ", 1)[0])
-                total += freq
-                yield word, (freq,)
+                yield word, int(rest.split(" ", 1)[0])
 
-    words = marisa_trie.RecordTrie("<I", entries())
-    return _Dictionary(words, math.log(total))
+    words = marisa_trie.Trie(w for w, _ in entries())
+    freq = array("d", bytes(8 * len(words)))
+    total = 0
+    for word, f in entries():
+        freq[words[word]] = f or 1
+        total += f
+    log_total = math.log(total)
+    log_p = array("d", (math.log(f) - log_total for f in freq))
+    return _Dictionary(words, log_p, -log_total)
 
 
 def load() -> None:
@@ -108,7 +112,7 @@ def _crossed(words: marisa_trie.RecordTrie, text: str, hi: int, at: int) -> bool
     if at >= hi:
         return False
     for i in range(max(0, at - _LONGEST + 1), at):
-        if any(i + len(w) > at for w in words.prefixes(text[i:hi])):
+        if any(i + len(w) > at for w in words.iter_prefixes(text[i:hi])):
             return True
     return False
 
@@ -117,12 +121,13 @@ def _segment(d: _Dictionary, text: str) -> list[tuple[int, int]]:
     """jieba's segmentation without HMM: the most probable path through dictionary words
     (a character no word starts with is a word of its own)."""
     n = len(text)
+    log_p = d.log_p
     best: list[tuple[float, int]] = [(0.0, 0)] * (n + 1)
     for i in range(n - 1, -1, -1):
-        ends = [(i + len(w), d.words[w][0][0]) for w in d.words.prefixes(text[i:])]
-        if not ends:
-            ends = [(i + 1, 1)]
-        best[i] = max((math.log(f or 1) - d.log_total + best[j][0], j) for j, f in ends)
+        ends = [(log_p[k] + best[i + len(w)][0], i + len(w))
+                for w, k in d.words.iter_prefixes_with_ids(text[i:])]
+        # A character no word starts with: a word of frequency 1.
+        best[i] = max(ends) if ends else (d.unknown + best[i + 1][0], i + 1)
     tokens: list[tuple[int, int]] = []
     i = 0
     while i < n:
