@@ -322,7 +322,7 @@ def _mask_db(url: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace, clock: Clock) -> int:
-    daemon = Daemon.open(args.config, clock=clock, masker=LOG_MASKER)
+    daemon = Daemon.open(args.config, clock=clock, masker=LOG_MASKER, exclusive=True)
     code = daemon.run(grace=args.grace)
     if daemon.abandoned:
         # Polls or sends still running after the grace period hold no lease any more

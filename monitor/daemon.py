@@ -20,6 +20,7 @@ from monitor.polllog import PollLog
 from monitor.retention import apply_retention
 from monitor.schedule.jobs import JobRunner
 from monitor.secrets import Masker
+from monitor.store.lockfile import DaemonLock, lock_database
 from monitor.types import (
     Clock,
     DeliveryStats,
@@ -35,6 +36,8 @@ from monitor.web import ConsoleSource, WebServer
 log = logging.getLogger("monitor")
 
 ConfigSignature = tuple[int, int, int, str]
+# The jobs whose failure makes /healthz fail.
+HEALTH_JOBS = frozenset({"tick", "deliver"})
 
 
 def config_signature(path: str) -> ConfigSignature | None:
@@ -57,8 +60,10 @@ class Daemon:
     every feed."""
 
     def __init__(self, parts: Parts, config_path: str,
-                 config_seen: ConfigSignature | None = None) -> None:
+                 config_seen: ConfigSignature | None = None,
+                 lock: DaemonLock | None = None) -> None:
         self.parts = parts
+        self.lock = lock  # a SQLite database's one-daemon lock, held until the end
         self.config_path = config_path
         self._config_seen = config_seen
         workers = parts.runtime.loaded.config.scheduler.workers
@@ -79,12 +84,23 @@ class Daemon:
 
     @classmethod
     def open(cls, config_path: str, *, clock: Clock = SYSTEM_CLOCK,
-             masker: Masker | None = None) -> Daemon:
-        """Load the config at ``config_path`` and build the parts from it."""
+             masker: Masker | None = None, exclusive: bool = False) -> Daemon:
+        """Load the config at ``config_path`` and build the parts from it; ``exclusive``
+        (the daemon) first takes a SQLite database's one-daemon lock, or fails naming the
+        daemon that holds it."""
         # Taken before reading, so an edit made while starting is reloaded, not missed.
         seen = config_signature(config_path)
-        parts = build(load_config(config_path), clock=clock, masker=masker)
-        return cls(parts, config_path, seen)
+        loaded = load_config(config_path)
+        lock = None
+        if exclusive:
+            lock = lock_database(loaded.config.database)
+        try:
+            parts = build(loaded, clock=clock, masker=masker)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return cls(parts, config_path, seen, lock)
 
     # -- reloading -----------------------------------------------------------------------
 
@@ -221,6 +237,17 @@ class Daemon:
         """Serve until SIGTERM or SIGINT; then stop claiming, finish, release, exit 0."""
         parts = self.parts
         cfg = parts.runtime.loaded.config
+        web = None
+        if cfg.http.enabled:
+            # Bound before any job starts: a port that is taken ends the start with one
+            # line, and no tick is left running against a store being closed.
+            try:
+                web = WebServer(*cfg.http.host_port(), parts.metrics, self.health,
+                                self._console() if cfg.http.console else None)
+            except OSError as e:
+                self._close()
+                raise MonitorError(f"cannot listen on {cfg.http.listen} (http.listen): "
+                                   f"{e.strerror or e}") from e
         self._install_signals()
         self.jobs.add("tick", self.tick, every=cfg.scheduler.tick)
         self.jobs.add("deliver", self.deliver, every=cfg.delivery.interval, first_in=0.5)
@@ -232,14 +259,7 @@ class Daemon:
         self.jobs.add("prune", self.prune, every=86400.0, first_in=300.0)
         self.jobs.start()
         parts.metrics.watch_outbox(parts.store.readouts.alert_summary)
-        web = None
-        if cfg.http.enabled:
-            try:
-                web = WebServer(*cfg.http.host_port(), parts.metrics, self.health,
-                                self._console() if cfg.http.console else None)
-            except OSError as e:
-                raise MonitorError(f"cannot listen on {cfg.http.listen} (http.listen): "
-                                   f"{e.strerror or e}") from e
+        if web is not None:
             web.start()
         log.info("feed-monitor running: %d feeds, %d rules, %d channels, database %s",
                  len(parts.runtime.feeds), len(cfg.rules), len(cfg.channels),
@@ -268,6 +288,11 @@ class Daemon:
             self.parts.store.ping()
         except StoreError as e:
             problems.append(self.parts.masker(str(e)))
+        for name, error in self.jobs.failing().items():
+            # Claiming and delivering are the daemon's work; a failed daily prune is
+            # logged, and does not fail health until the next day's run.
+            if name in HEALTH_JOBS:
+                problems.append(self.parts.masker(f"job '{name}' failing: {error}"))
         if self.last_reload_error:
             problems.append(f"config reload failed: {self.last_reload_error}")
         return problems
@@ -312,9 +337,15 @@ class Daemon:
             log.warning("grace period of %g s over: %d poll(s)%s still running; their "
                         "feeds and alerts are released for the next start", grace,
                         len(running), " and a delivery" if delivering else "")
-        self.parts.close()
+        self._close()
         log.info("stopped")
         return 0
+
+    def _close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.parts.close()
+        if self.lock is not None:
+            self.lock.release()
 
     def once(self) -> OnceReport:
         """Poll every configured feed now, deliver what is due, and report."""

@@ -385,10 +385,13 @@ class OnceReport:
 
 @dataclass(frozen=True, slots=True)
 class SendOutcome:
-    """What one send through one channel came to; ``error`` is masked, "" when ok."""
+    """What one send through one channel came to; ``error`` is masked, "" when ok;
+    ``retry_after``: the Retry-After values of the 429 or 503 answers it got, as sent
+    (delta-seconds or an HTTP date)."""
 
     ok: bool
     error: str = ""
+    retry_after: tuple[str, ...] = ()
 
 
 class Notifier(Protocol):

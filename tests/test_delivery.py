@@ -78,9 +78,9 @@ def enqueue(store: Store, channels: list[str], n: int, now_ms: int, start: int =
                   url=f"https://www.rfi.fr/cn/d{i}", title=f"中俄新闻 {i}",
                   published_ms=T0 + i, feed_id="cn", content="<p>正文</p>")
              for i in range(start, start + n)]
-    stats = store.items.ingest("cn", batch, now_ms,
-                               MatchingFunctions(lambda item, feeds: [RuleMatch("china-russia", ("中俄",))],
-                               lambda rule: channels))
+    matching = MatchingFunctions(
+        lambda item, feeds: [RuleMatch("china-russia", ("中俄",))], lambda rule: channels)
+    stats = store.items.ingest("cn", batch, now_ms, matching)
     assert stats.alerts == n * len(channels)
 
 
@@ -90,8 +90,8 @@ def make_deliverer(store: Store, clock: FakeClock, urls: Mapping[str, str],
     channels = build_channels({name: ChannelSettings(name, (url,), "text",
                                                      rate_limit=rate_limit)
                                for name, url in urls.items()}, masker)
-    return Deliverer(store.outbox, "test-owner", dataclasses.replace(SETTINGS, **settings), channels,
-                     masker, clock=clock)
+    return Deliverer(store.outbox, "test-owner", dataclasses.replace(SETTINGS, **settings),
+                     channels, masker, clock=clock)
 
 
 def attempts(tmp_path: Path) -> dict[str, list[int]]:
@@ -128,6 +128,66 @@ def test_a_failed_send_is_retried_only_once_its_jittered_backoff_has_passed(
     calls = webhook_receiver.requests
     assert [r.status for r in calls] == [500, 500, 500, 200]
     assert calls[-1].json["title"] == TITLES[0]
+
+
+@pytest.mark.parametrize(("retry_after", "max_backoff_s", "pause_s"),
+                         [("120", 300, 120), ("3600", 300, 300)])
+def test_a_429_with_retry_after_pauses_the_whole_channel_then_it_resumes_in_order(
+        sqlite_store: Store, webhook_receiver: WebhookReceiver, retry_after: str,
+        max_backoff_s: float, pause_s: float) -> None:
+    clock = FakeClock()
+    enqueue(sqlite_store, ["hook"], 5, clock.now_ms())
+    webhook_receiver.fail_next(1, status=429, retry_after=retry_after)
+    deliverer = make_deliverer(sqlite_store, clock, {"hook": webhook_receiver.apprise_url()},
+                               backoff_s=10, max_backoff_s=max_backoff_s, parallel=1)
+    stats = deliverer.deliver_due()
+    # One request, answered 429: the other four are not sent into the rate limit.
+    assert (stats.failed, stats.deferred, stats.sent) == (1, 4, 0)
+    assert [r.status for r in webhook_receiver.requests] == [429]
+    assert deliverer.paused_until_ms("hook") == clock.now_ms() + int(pause_s * 1000)
+    # An alert that arrives during the pause waits too; nothing goes before it ends
+    # (backoff_s alone would have retried after 10 s).
+    enqueue(sqlite_store, ["hook"], 1, clock.now_ms(), start=5)
+    for _ in range(3):
+        clock.advance(pause_s / 4)
+        assert deliverer.deliver_due().sent == 0
+    assert len(webhook_receiver.requests) == 1
+    clock.advance(pause_s / 4)
+    assert deliverer.paused_until_ms("hook") is None
+    assert deliverer.deliver_due().sent == 6
+    calls = webhook_receiver.requests
+    assert [r.status for r in calls] == [429] + [200] * 6
+    assert [r.json["title"] for r in calls[1:]] == TITLES[:6]  # in order, each once
+
+
+def test_template_syntax_in_an_item_is_sent_as_text_never_evaluated(
+        sqlite_store: Store, webhook_receiver: WebhookReceiver) -> None:
+    clock = FakeClock()
+    hostile = "{{ 7 * 7 }} {% for x in range(3) %}x{% endfor %} {{ config }}"
+    item = Item(key=canonical_url("https://www.rfi.fr/cn/t"), url="https://www.rfi.fr/cn/t",
+                title=f"中俄 {hostile}", published_ms=T0, feed_id="cn",
+                content=f"<p>{hostile}</p>")
+    matching = MatchingFunctions(
+        lambda item, feeds: [RuleMatch("china-russia", ("中俄",))], lambda rule: ["hook"])
+    assert sqlite_store.items.ingest("cn", [item], clock.now_ms(), matching).alerts == 1
+    deliverer = make_deliverer(sqlite_store, clock, {"hook": webhook_receiver.apprise_url()})
+    assert deliverer.deliver_due().sent == 1
+    [sent] = webhook_receiver.received
+    assert sent.json["title"] == f"[china-russia] 中俄 {hostile}"
+    assert "49" not in sent.json["title"] and "xxx" not in sent.json["message"]
+
+
+def test_a_429_without_retry_after_keeps_the_backoff_of_a_failed_send(
+        sqlite_store: Store, webhook_receiver: WebhookReceiver) -> None:
+    clock = FakeClock()
+    enqueue(sqlite_store, ["hook"], 1, clock.now_ms())
+    webhook_receiver.fail_next(1, status=429)
+    deliverer = make_deliverer(sqlite_store, clock, {"hook": webhook_receiver.apprise_url()},
+                               backoff_s=10, max_backoff_s=300)
+    assert deliverer.deliver_due().failed == 1
+    assert deliverer.paused_until_ms("hook") is None
+    clock.advance(10)
+    assert deliverer.deliver_due().sent == 1
 
 
 def test_an_outage_costs_the_attempts_of_the_backoff_schedule_and_loses_nothing(

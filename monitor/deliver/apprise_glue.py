@@ -3,7 +3,10 @@
 - the ``console://`` URL, which prints alerts to standard output, so a first run shows
   alerts without any account and every channel, this one included, goes through Apprise;
 - the Message-ID of Apprise's email plugin, derived from the alert instead of random;
-- one handler on Apprise's logger that files each warning under the send that logged it.
+- one handler on Apprise's logger that files each warning under the send that logged it;
+- one response hook on every ``requests`` session, which notes the ``Retry-After`` of a
+  429 or 503 answer under the send that got it (Apprise's plugins log the status but
+  not the header, and return only True or False).
 
 Importing this module changes nothing; ``install()`` is idempotent.
 """
@@ -16,15 +19,32 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from email.utils import make_msgid
+from typing import Any
 
 import apprise.plugins.email.base as apprise_email
+import requests.hooks
+import requests.sessions
 from apprise.decorators import notify
 
-# Several messages go out at once: each send's Message-ID and its log lines live in a
-# context variable, which Apprise copies into the worker threads it sends from.
-_sending: ContextVar[tuple[list[str], str | None] | None] = ContextVar("_sending",
-                                                                       default=None)
+# Answers whose Retry-After a send keeps (rate limited; unavailable for a while).
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+
+@dataclass
+class Sending:
+    """What one send (or one check of a URL) heard: Apprise's warnings, the receiver's
+    Retry-After values; and the Message-ID its email plugin is to use."""
+
+    message_id: str | None = None
+    lines: list[str] = field(default_factory=list)
+    retry_after: list[str] = field(default_factory=list)
+
+
+# Several messages go out at once: each send's record lives in a context variable, which
+# Apprise copies into the worker threads it sends from.
+_sending: ContextVar[Sending | None] = ContextVar("_sending", default=None)
 _apprise_log = logging.getLogger("apprise")
 _install_lock = threading.Lock()
 _installed = False
@@ -43,7 +63,7 @@ def _alert_msgid(idstring: str | None = None, domain: str | None = None) -> str:
     """Apprise's email plugin asks for a random Message-ID; ours is derived from the
     alert, so a resend after a crash carries the same id and mail clients can tell."""
     sending = _sending.get()
-    return (sending and sending[1]) or make_msgid(idstring, domain)
+    return (sending and sending.message_id) or make_msgid(idstring, domain)
 
 
 class _SendCapture(logging.Handler):
@@ -60,7 +80,26 @@ class _SendCapture(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         sending = _sending.get()
         if sending is not None:
-            sending[0].append(self.format(record))
+            sending.lines.append(self.format(record))
+
+
+def _note_retry_after(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A ``requests`` response hook: the Retry-After of a 429 or 503, for the send whose
+    context made the request (nothing outside a send)."""
+    sending = _sending.get()
+    if sending is not None and response.status_code in RETRY_AFTER_STATUSES:
+        value = response.headers.get("Retry-After")
+        if value:
+            sending.retry_after.append(value.strip())
+
+
+_requests_default_hooks = requests.hooks.default_hooks
+
+
+def _default_hooks() -> dict[str, list[Any]]:
+    hooks = _requests_default_hooks()
+    hooks["response"].append(_note_retry_after)
+    return hooks
 
 
 def install() -> None:
@@ -73,18 +112,20 @@ def install() -> None:
         notify(on="console", name="Console (standard output)")(_print_to_console)
         apprise_email.make_msgid = _alert_msgid
         _apprise_log.addHandler(_SendCapture())
+        # Apprise's plugins call requests.request(), which makes a Session per call.
+        requests.sessions.default_hooks = _default_hooks
         _installed = True
 
 
 @contextmanager
-def captured(message_id: str | None = None) -> Iterator[list[str]]:
-    """Apprise's warnings logged for the send inside the block (and the Message-ID its
-    email plugin is to use)."""
+def captured(message_id: str | None = None) -> Iterator[Sending]:
+    """What the send inside the block heard: Apprise's warnings and any Retry-After
+    (``message_id``: the Message-ID its email plugin is to use)."""
     if _apprise_log.getEffectiveLevel() > logging.WARNING:
         _apprise_log.setLevel(logging.WARNING)
-    lines: list[str] = []
-    token = _sending.set((lines, message_id))
+    sending = Sending(message_id)
+    token = _sending.set(sending)
     try:
-        yield lines
+        yield sending
     finally:
         _sending.reset(token)

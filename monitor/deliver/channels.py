@@ -60,17 +60,18 @@ class AppriseNotifier:
         self.masker = masker
 
     def send(self, title: str, body: str, message_id: str) -> SendOutcome:
-        with apprise_glue.captured(message_id) as captured:
+        with apprise_glue.captured(message_id) as heard:
             try:
                 ok = bool(self.apprise.notify(title=title, body=body, body_format=self.format))
             except Exception as e:  # a plugin that raises is a failed send, not a crash
                 ok = False
-                captured.append(f"{e.__class__.__name__}: {e}")
+                heard.lines.append(f"{e.__class__.__name__}: {e}")
         if ok:
             return SendOutcome(True)
-        details = "\n".join(captured).strip()
+        details = "\n".join(heard.lines).strip()
         return SendOutcome(False, self.masker(details.splitlines()[-1] if details
-                                              else "notification failed"))
+                                              else "notification failed"),
+                           tuple(heard.retry_after))
 
 
 @dataclass(frozen=True)
@@ -121,13 +122,13 @@ def notify_test(channel: Channel, masker: Masker, title: str, body: str) -> list
     fmt = apprise.NotifyFormat(channel.settings.body_format)
     for plugin in channel.apprise:
         shown = masker(str(plugin.url(privacy=True)))
-        with apprise_glue.captured() as captured:
+        with apprise_glue.captured() as heard:
             try:
                 ok = bool(plugin.notify(title=title, body=body, body_format=fmt))
             except Exception as e:  # a plugin that raises is a failed URL, not a crash
                 ok = False
-                captured.append(f"{e.__class__.__name__}: {e}")
-        details = "\n".join(captured).strip()
+                heard.lines.append(f"{e.__class__.__name__}: {e}")
+        details = "\n".join(heard.lines).strip()
         out.append(UrlOutcome(shown, ok, masker(details.splitlines()[-1]) if details else ""))
     return out
 
@@ -142,7 +143,7 @@ def undeliverable(url: str) -> str | None:
         obj = apprise.Apprise()
         added = obj.add(url)
     if not added:
-        reason = "; ".join(said) or "Apprise cannot read this URL"
+        reason = "; ".join(said.lines) or "Apprise cannot read this URL"
         scheme = url.split("://", 1)[0] if "://" in url else ""
         if scheme.lower() not in _PLUGINS:
             return f"unknown Apprise scheme '{scheme}' ({reason})" if scheme \
@@ -150,5 +151,5 @@ def undeliverable(url: str) -> str | None:
         return reason
     for plugin in obj:
         if isinstance(plugin, NotifyEmail) and not plugin.targets:
-            return "; ".join([*said, "There are no Email recipients to notify"])
+            return "; ".join([*said.lines, "There are no Email recipients to notify"])
     return None

@@ -5,7 +5,9 @@ Per alert: an active silence marks it silenced (never sent); a digest or quiet h
 it until its release time, when everything held together goes out as one message; a
 channel's rate limit defers what exceeds it (nothing is dropped). A failed send is
 retried with exponential back-off and jitter; after ``max_attempts`` or ``max_age`` the
-alert waits as a dead letter.
+alert waits as a dead letter. A channel answering 429 (or 503) with Retry-After pauses as
+a whole for that long (at most ``max_backoff``): what it has waiting is deferred to the
+end of the pause and then goes out in order.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from monitor.deliver.settings import DeliverySettings, DigestSchedule
 from monitor.deliver.templates import alert_context
 from monitor.deliver.timing import hold_until_ms
 from monitor.errors import StoreError
+from monitor.schedule.politeness import retry_after_value_s
 from monitor.secrets import Masker
 from monitor.types import AlertRow, AlertState, Clock, DeliveryStats, Outbox, Silence
 
@@ -78,13 +81,24 @@ class Deliverer:
         self.rule_editions = dict(rule_editions or {})
         self.clock = clock
         self.stopping = threading.Event()
+        # Channels paused by a receiver's Retry-After: name -> end of the pause (epoch ms).
+        self._paused_ms: dict[str, int] = {}
 
     def adopt_limits(self, previous: Deliverer) -> None:
-        """Keep the rate-limit history across a config reload."""
+        """Keep the rate-limit history and the channels' pauses across a config reload."""
         for name, ch in self.channels.items():
             old = previous.channels.get(name)
             if ch.limiter and old and old.limiter:
                 ch.limiter.adopt(old.limiter)
+            if name in previous._paused_ms:
+                self._paused_ms[name] = previous._paused_ms[name]
+
+    def paused_until_ms(self, channel: str) -> int | None:
+        """The end of the channel's Retry-After pause (epoch ms), None when it may send."""
+        until = self._paused_ms.get(channel)
+        if until is None or until <= self.clock.now_ms():
+            return None
+        return until
 
     # -- the job -------------------------------------------------------------------------
 
@@ -157,6 +171,8 @@ class Deliverer:
         def send(channel: Channel, group: str, alerts: list[AlertRow]) -> DeliveryStats:
             if stop():  # left leased: handed back with the rest
                 return DeliveryStats()
+            if self._defer_if_paused(channel, alerts):  # paused while this one waited
+                return DeliveryStats(deferred=len(alerts))
             return self._send(channel, group, alerts, titles)
 
         total = DeliveryStats()
@@ -194,8 +210,10 @@ class Deliverer:
         return total
 
     def _admit(self, channel: Channel, alerts: list[AlertRow]) -> bool:
-        """Whether the channel's rate limit lets one more message go now (it is counted);
-        if not, the alerts are deferred until it does."""
+        """Whether the channel's pause and rate limit let one more message go now (it is
+        counted); if not, the alerts are deferred until they do."""
+        if self._defer_if_paused(channel, alerts):
+            return False
         if channel.limiter is None:
             return True
         now = self.clock.monotonic()
@@ -206,6 +224,21 @@ class Deliverer:
             return False
         channel.limiter.record(now)
         return True
+
+    def _defer_if_paused(self, channel: Channel, alerts: list[AlertRow]) -> bool:
+        """Defer the alerts to the end of the channel's pause, if it is paused."""
+        until = self.paused_until_ms(channel.name)
+        if until is None:
+            return False
+        self.outbox.defer([a.id for a in alerts], self.owner, until)
+        return True
+
+    def _pause_s(self, retry_after: Sequence[str], now_ms: int) -> float | None:
+        """How long a Retry-After asks the channel to pause (the longest one if several
+        URLs answered), at most ``max_backoff``; None when none was given or readable."""
+        asked = [s for s in (retry_after_value_s(v, now_ms / 1000) for v in retry_after)
+                 if s is not None and s > 0]
+        return min(max(asked), self.settings.max_backoff_s) if asked else None
 
     def _send(self, channel: Channel, group: str, alerts: list[AlertRow],
               titles: Mapping[str, str]) -> DeliveryStats:
@@ -234,11 +267,22 @@ class Deliverer:
         attempts = max(a.attempts for a in alerts) + 1
         age_s = (now_ms - min(a.created_ms for a in alerts)) / 1000
         dead = attempts >= settings.max_attempts or age_s >= settings.max_age_s
-        delay = min(settings.max_backoff_s, settings.backoff_s * 2 ** (attempts - 1))
-        delay *= 0.8 + 0.4 * self.clock.random()  # ±20 %: retries of many alerts spread
+        pause = None if dead else self._pause_s(outcome.retry_after, now_ms)
+        if pause is not None:
+            # The channel waits as one, and the alerts resume in order: no jitter.
+            delay = pause
+            self._paused_ms[channel.name] = now_ms + int(pause * 1000)
+        else:
+            delay = min(settings.max_backoff_s, settings.backoff_s * 2 ** (attempts - 1))
+            delay *= 0.8 + 0.4 * self.clock.random()  # ±20 %: retries of many alerts spread
         self.outbox.mark_failed(ids, self.owner, error[:1000], now_ms + int(delay * 1000),
                                       dead)
-        if dead:
+        if pause is not None:
+            log.warning("channel '%s': alert %s failed (attempt %d): %s; the receiver asks "
+                        "to retry after %s s: the channel pauses for %.0f s", channel.name,
+                        ", ".join(map(str, ids)), attempts, error,
+                        ", ".join(outcome.retry_after), pause)
+        elif dead:
             log.error("channel '%s': alert %s is dead after %d attempts: %s", channel.name,
                       ", ".join(map(str, ids)), attempts, error)
         else:

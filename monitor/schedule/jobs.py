@@ -17,6 +17,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from monitor.clock import SYSTEM_CLOCK
+from monitor.faults import Faults
 from monitor.types import Clock
 
 log = logging.getLogger("monitor.scheduler")
@@ -27,6 +28,8 @@ class JobRunner:
 
     def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
+        # A job failing the same way each run is logged once, then summed up (faults.py).
+        self.faults = Faults(log, clock)
         self._sched = BackgroundScheduler(
             executors={"default": JobExecutor(8)},
             # Two instances: the second finds the job running and only asks it to go
@@ -53,8 +56,10 @@ class JobRunner:
                     again.clear()
                     try:
                         func()
-                    except Exception:
-                        log.exception("job '%s' failed", name)
+                    except Exception as e:
+                        self.faults.failed(name, e)
+                    else:
+                        self.faults.succeeded(name)
                     if not again.is_set():
                         break
             finally:
@@ -86,6 +91,10 @@ class JobRunner:
             self._sched.pause_job(name)
         except Exception:
             pass
+
+    def failing(self) -> dict[str, str]:
+        """The jobs whose last run failed, with its error."""
+        return self.faults.failing()
 
     @property
     def running(self) -> bool:

@@ -90,15 +90,18 @@ def retry_after_s(status: int | None, value: str | None, now: float) -> float | 
     ``MAX_RETRY_AFTER_S``; None for other statuses or a missing or unreadable value."""
     if status not in RETRY_AFTER_STATUSES or not value:
         return None
+    seconds = retry_after_value_s(value, now)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER_S)
+
+
+def retry_after_value_s(value: str, now: float) -> float | None:
+    """Seconds a Retry-After value asks for, delta-seconds or an HTTP date (``now``: the
+    wall clock, seconds), at least 0; None when it cannot be read."""
     value = value.strip()
     if value.isdigit():
-        seconds = float(value)
-    else:
-        when = _http_date(value)
-        if when is None:
-            return None
-        seconds = when - now
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+        return float(value)
+    when = _http_date(value)
+    return None if when is None else max(when - now, 0.0)
 
 
 def backoff_s(interval_s: float, failures: int, max_backoff_s: float, rand: float) -> float:

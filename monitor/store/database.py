@@ -7,6 +7,7 @@ schedule all write through them.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from operator import itemgetter
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, OperationalError, SQLAlchemyError
 
 from monitor.clock import SYSTEM_CLOCK
 from monitor.errors import StoreError
@@ -26,6 +27,10 @@ from monitor.types import Clock
 
 # A pooled connection unused this long is pinged before it is handed out again.
 IDLE_PING_S = 10.0
+# How long a SQLite statement waits for another writer; the health ping waits less, so
+# /healthz answers within 2 s when another process holds the database.
+BUSY_TIMEOUT_MS = 30000
+PING_WAIT_S = 1.5
 
 
 class Database:
@@ -66,14 +71,19 @@ class Database:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
             # The write lock up front, sent on the driver's connection: see
             # docs/architecture.md, 'SQLite by default', 'BEGIN IMMEDIATE on the driver'.
-            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
+            # SQLAlchemy does not wrap what an event raises: a locked or broken file
+            # must still reach callers as a StoreError.
+            try:
+                conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                raise OperationalError("BEGIN IMMEDIATE", None, e) from e
 
         return engine
 
@@ -117,19 +127,36 @@ class Database:
             return migrate.current_revision(conn), migrate.head_revision()
 
     def ping(self) -> None:
+        """StoreError unless the database answers within about ``PING_WAIT_S``; a SQLite
+        file must also grant the write lock in that time (not locked by another
+        process)."""
         try:
             with self.engine.connect() as conn:
-                conn.execute(select(1))
-        except SQLAlchemyError as e:
-            raise StoreError(f"database {self.safe_url} unreachable: {e.__class__.__name__}") \
-                from e
+                if not self.is_sqlite:
+                    conn.execute(select(1))
+                    return
+                # On the driver's connection, so no transaction of SQLAlchemy's waits
+                # the full busy timeout first.
+                raw: Any = conn.connection.driver_connection
+                raw.execute(f"PRAGMA busy_timeout={int(PING_WAIT_S * 1000)}")
+                try:
+                    raw.execute("BEGIN IMMEDIATE")
+                    raw.execute("ROLLBACK")
+                finally:
+                    raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except (SQLAlchemyError, sqlite3.Error) as e:
+            cause = _cause(e) if isinstance(e, SQLAlchemyError) else \
+                f"{e.__class__.__name__}: {e}"
+            raise StoreError(f"database {self.safe_url} unreachable: {cause}") from e
 
     def close(self) -> None:
         self.engine.dispose()
 
 
 def _cause(e: SQLAlchemyError) -> str:
-    return f"{e.__class__.__name__}: {getattr(e, 'orig', None) or e}"
+    """The driver's message on one line (libpq adds a hint on lines of its own)."""
+    text = " ".join(str(getattr(e, "orig", None) or e).split())
+    return f"{e.__class__.__name__}: {text}"
 
 
 def _ping_when_idle(engine: Engine, clock: Clock) -> None:

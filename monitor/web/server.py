@@ -26,7 +26,11 @@ def make_app(metrics: Metrics, health: Callable[[], list[str]],
 
     @app.get("/healthz")
     def healthz() -> Response:
-        problems = health()
+        try:
+            problems = health()
+        except Exception as e:  # a check that broke is a reason too, not a 500 page
+            log.exception("health check failed")
+            problems = [f"health check failed: {e.__class__.__name__}"]
         body = json.dumps({"status": "fail" if problems else "ok", "problems": problems},
                           ensure_ascii=False)
         return Response(body, 503 if problems else 200, mimetype="application/json")

@@ -3,6 +3,7 @@
     with WebhookReceiver() as hook:
         apprise_url = hook.apprise_url("/alerts")      # json://127.0.0.1:PORT/alerts
         hook.fail_next(2, status=500)                  # two failures, then success
+        hook.fail_next(1, status=429, retry_after="120")  # rate limited, with Retry-After
         ...
         [delivered] = hook.wait_for(1)
         assert delivered.json["title"] == "..."
@@ -94,8 +95,9 @@ class WebhookReceiver(LocalHTTPServer):
         super().__init__(port=port, host=host, tls=self_signed_context() if tls else None)
         self._lock = threading.Lock()
         self._log: list[WebhookRequest] = []
-        self._fail_queue: list[tuple[int, int]] = []  # [(remaining, status)]
+        self._fail_queue: list[tuple[int, int, str | None]] = []  # (left, status, R-A)
         self._down_status: int | None = None
+        self._down_retry_after: str | None = None
         self._delay = 0.0
         self._in_flight = 0
         self.max_in_flight = 0  # most requests being answered at one moment
@@ -115,15 +117,19 @@ class WebhookReceiver(LocalHTTPServer):
 
     # programmed failures -------------------------------------------------------------
 
-    def fail_next(self, n: int = 1, status: int = 500) -> None:
-        """The next ``n`` requests get ``status``; queued after earlier fail_next calls."""
+    def fail_next(self, n: int = 1, status: int = 500, retry_after: str | None = None) -> None:
+        """The next ``n`` requests get ``status`` (with a ``Retry-After: retry_after``
+        header if given); queued after earlier fail_next calls."""
         with self._lock:
-            self._fail_queue.append((n, status))
+            self._fail_queue.append((n, status, retry_after))
 
-    def set_down(self, down: bool = True, status: int = 503) -> None:
-        """While down, every request gets ``status`` (fail_next still counts first)."""
+    def set_down(self, down: bool = True, status: int = 503,
+                 retry_after: str | None = None) -> None:
+        """While down, every request gets ``status`` (and ``Retry-After: retry_after``);
+        fail_next still counts first."""
         with self._lock:
             self._down_status = status if down else None
+            self._down_retry_after = retry_after
 
     def set_delay(self, seconds: float) -> None:
         """Wait before answering each request, for notifier timeout tests."""
@@ -173,23 +179,23 @@ class WebhookReceiver(LocalHTTPServer):
 
     # serving -------------------------------------------------------------------------
 
-    def _decide(self) -> tuple[int, float]:
+    def _decide(self) -> tuple[int, str | None, float]:
         with self._lock:
             if self._fail_queue:
-                remaining, status = self._fail_queue[0]
+                remaining, status, retry_after = self._fail_queue[0]
                 if remaining <= 1:
                     self._fail_queue.pop(0)
                 else:
-                    self._fail_queue[0] = (remaining - 1, status)
-                return status, self._delay
+                    self._fail_queue[0] = (remaining - 1, status, retry_after)
+                return status, retry_after, self._delay
             if self._down_status is not None:
-                return self._down_status, self._delay
-            return 200, self._delay
+                return self._down_status, self._down_retry_after, self._delay
+            return 200, None, self._delay
 
     def handle(self, handler: QuietHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length > 0 else b""
-        status, delay = self._decide()
+        status, retry_after, delay = self._decide()
         with self._lock:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
@@ -210,7 +216,10 @@ class WebhookReceiver(LocalHTTPServer):
         with self._lock:
             self._log.append(record)
         reply = b'{"ok": true}' if record.accepted else b'{"ok": false}'
-        handler.send_body(status, {"Content-Type": "application/json"}, reply, head=False)
+        headers = {"Content-Type": "application/json"}
+        if retry_after is not None:
+            headers["Retry-After"] = retry_after
+        handler.send_body(status, headers, reply, head=False)
 
 
 class _WebhookHandler(QuietHandler):
