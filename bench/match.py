@@ -1,6 +1,7 @@
 """Benchmark: the compiled rule engine against a naive loop over the same rules and items.
 
     python bench/match.py [--quick] [--items N] [--corpus DIR]
+    python bench/match.py --compare [--items N] [--repeat N]
 
 Items come from ../shared/corpus (the <!--ms--> archive format) when it sits
 beside the repository, else from built-in sample articles; either way they are
@@ -32,6 +33,19 @@ the folded fields; its keywords are folded and its regexes compiled once, when
 it is built. It runs on a sample of the items (it is slow) and both engines'
 results are compared on that sample.
 
+Each rule set runs twice in the same process: "today", matching as before issue #17
+(every rule ``aliases: false`` and ``exact: true``: no alias forms, Chinese keywords as
+plain substrings), compared with the naive loop; and "analyst", the defaults (the built-in
+alias table, and 2-3 character Chinese keywords counted only where they are words), which
+the naive loop does not implement: it is not compared, and its compile time includes
+loading the alias table (jieba's dictionary is loaded before the timings: once a process).
+
+``--compare`` times only the 10,000-rule watch list over RFI news items, today's matching
+and the analyst defaults compiled in one process and timed in alternating passes (the
+fastest of each kept; with the word check's verdict cache emptied before every item, and
+with the word check replaced by a constant, to show its share): the added cost with less
+noise from a shared machine.
+
 Times are CPU time of this process, the fastest of ``--repeat`` passes (5), for
 the engine and the naive loop alike: on a shared machine, other programs only
 ever add time.
@@ -51,13 +65,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import ahocorasick_rs
 import opencc
 
-from monitor.match import compile_rules
+from monitor.match import compile_rules, words
 from monitor.match.engine import FIELD_ORDER, item_fields
 from monitor.match.normalize import fold_text, html_to_text, is_word_char, to_simplified
 from monitor.match.query import DEFAULT_FIELDS, And, Node, Not, Or, Pattern, Term, parse_query
@@ -308,6 +322,7 @@ class NaiveRules:
 class Result:
     items: str
     rules: str
+    mode: str
     count: int
     compile_s: float
     engine_ms: float
@@ -338,7 +353,11 @@ def best_of(repeat: int, work: Callable[[], object]) -> float:
 
 
 def run(items_label: str, rules_label: str, specs: list[RuleSpec], items: list[Item],
-        naive_sample: int, repeat: int) -> Result:
+        naive_sample: int, repeat: int, analyst: bool = False) -> Result:
+    if not analyst:
+        specs = [replace(s, aliases=False, exact=True) for s in specs]
+    else:
+        words.load()  # once a process, like the daemon's first item: not the compile's cost
     t0 = time.process_time()
     ruleset = compile_rules(specs)
     compile_s = time.process_time() - t0
@@ -355,6 +374,15 @@ def run(items_label: str, rules_label: str, specs: list[RuleSpec], items: list[I
 
     naive = NaiveRules(specs)
     normalize_s = best_of(repeat, lambda: [item_fields(it, naive.field_names) for it in items])
+    mode = "analyst" if analyst else "today"
+    if analyst:  # the naive loop knows no aliases nor word boundaries: nothing to compare
+        res = Result(items_label, rules_label, mode, len(specs), compile_s,
+                     per_item_ms(engine_s, len(items)), per_item_ms(normalize_s, len(items)),
+                     float("nan"), statistics.mean(matches), max(matches), True)
+        print(f"{rules_label:>10} {res.count:>6} rules, {mode}: compile {compile_s:6.3f} s | "
+              f"engine {res.engine_ms:7.4f} ms/item | matches/item mean {res.matches:.2f} "
+              f"max {res.max_matches}", flush=True)
+        return res
 
     sample = items[:: max(1, len(items) // naive_sample)][:naive_sample]
     naive.match(sample[0])
@@ -368,15 +396,52 @@ def run(items_label: str, rules_label: str, specs: list[RuleSpec], items: list[I
         [m.rule for m in ruleset.match(it, [it.feed_id])] == names
         for it, names in zip(sample, naive_results, strict=True))
 
-    res = Result(items_label, rules_label, len(specs), compile_s,
+    res = Result(items_label, rules_label, mode, len(specs), compile_s,
                  per_item_ms(engine_s, len(items)), per_item_ms(normalize_s, len(items)),
                  per_item_ms(naive_s, len(sample)), statistics.mean(matches), max(matches), same)
-    print(f"{rules_label:>10} {res.count:>6} rules: compile {compile_s:6.3f} s | engine "
+    print(f"{rules_label:>10} {res.count:>6} rules, {mode}: compile {compile_s:6.3f} s | engine "
           f"{res.engine_ms:7.4f} ms/item (normalization alone {res.normalize_ms:.4f}) | naive "
           f"{res.naive_ms:8.3f} ms/item over {len(sample)} items | ratio {res.ratio:6.1f}x | "
           f"matches/item mean {res.matches:.2f} max {res.max_matches} | "
           f"same results on sample: {same}", flush=True)
     return res
+
+
+def compare(items: list[Item], specs: list[RuleSpec], repeat: int) -> None:
+    """Today's matching against the analyst defaults, alternating passes (``--compare``)."""
+    from monitor.match import engine
+
+    words.load()
+    sets = {}
+    for mode in ("today", "analyst"):
+        chosen = specs if mode == "analyst" else [replace(s, aliases=False, exact=True)
+                                                  for s in specs]
+        t0 = time.process_time()
+        sets[mode] = compile_rules(chosen)
+        print(f"{mode}: compile {time.process_time() - t0:.3f} s", flush=True)
+        for it in items[:100]:
+            sets[mode].match(it, [it.feed_id])
+    real = engine.words_check
+    counted = words.Verdict(True, "")
+    clear = words._in_window.cache_clear
+    runs: dict[str, Callable[[], object]] = {
+        "today": lambda: [sets["today"].match(it, [it.feed_id]) for it in items],
+        "analyst": lambda: [sets["analyst"].match(it, [it.feed_id]) for it in items],
+        "analyst, verdict cache emptied per item": lambda: [
+            (clear(), sets["analyst"].match(it, [it.feed_id])) for it in items],
+    }
+    best = {name: float("inf") for name in [*runs, "analyst, word check constant"]}
+    for _ in range(repeat):
+        for name, work in runs.items():
+            best[name] = min(best[name], best_of(1, work))
+        engine.words_check = lambda text, start, end: counted  # type: ignore[assignment]
+        try:
+            best["analyst, word check constant"] = min(
+                best["analyst, word check constant"], best_of(1, runs["analyst"]))
+        finally:
+            engine.words_check = real
+    for name, seconds in best.items():
+        print(f"{name}: {per_item_ms(seconds, len(items)):.3f} ms/item")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -385,6 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=None)
     parser.add_argument("--corpus", type=Path, default=SHARED_CORPUS)
     parser.add_argument("--repeat", type=int, default=5, help="passes; the fastest counts")
+    parser.add_argument("--compare", action="store_true",
+                        help="only today's matching against the analyst defaults, 10,000 "
+                        "watch-list rules over RFI items, alternating passes")
     parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON "
                         "(bench/run_all.py reads it)")
     args = parser.parse_args(argv)
@@ -404,6 +472,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     other = [a for a in articles if "rfi.fr" not in a[2]]
     sets = [("RFI news", rfi), ("long-form", other)] if rfi and other else [("all", articles)]
     results: list[Result] = []
+    if args.compare:
+        subset = rfi or articles
+        items = make_items(subset, args.items or 2000, rng)
+        sources = [folded_article(a) for a in subset]
+        watch_list_rules(pool, sources, 1000, rng)  # the same rules as a full run draws
+        compare(items, watch_list_rules(pool, sources, 10000, rng), args.repeat)
+        return 0
     for label, subset in sets:
         items = make_items(subset, count, rng)
         chars = statistics.mean(len(i.title) + len(i.content) for i in items)
@@ -412,15 +487,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         sources = [folded_article(a) for a in subset]
         for rule_count in (1000, 10000):
             specs = watch_list_rules(pool, sources, rule_count, rng)
-            results.append(run(label, "watch list", specs, items, sample, args.repeat))
+            for analyst in (False, True):
+                results.append(run(label, "watch list", specs, items, sample, args.repeat,
+                                   analyst))
         for rule_count in (1000, 10000):
             specs = hot_rules(items[:800], rule_count, rng)
-            results.append(run(label, "hot", specs, items, sample, args.repeat))
-    print("\n| items | rules | count | compile | engine ms/item | normalization | naive ms/item "
-          "| ratio | matches/item |\n|---|---|---:|---:|---:|---:|---:|---:|---:|")
+            for analyst in (False, True):
+                results.append(run(label, "hot", specs, items, sample, args.repeat, analyst))
+    print("\n| items | rules | count | matching | compile | engine ms/item | normalization "
+          "| naive ms/item | ratio | matches/item |"
+          "\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r.items} | {r.rules} | {r.count:,} | {r.compile_s:.3f} s | {r.engine_ms:.3f} "
-              f"| {r.normalize_ms:.3f} | {r.naive_ms:.2f} | {r.ratio:.0f}x | {r.matches:.2f} |")
+        naive = "" if r.mode == "analyst" else f"{r.naive_ms:.2f}"
+        ratio = "" if r.mode == "analyst" else f"{r.ratio:.0f}x"
+        print(f"| {r.items} | {r.rules} | {r.count:,} | {r.mode} | {r.compile_s:.3f} s "
+              f"| {r.engine_ms:.3f} | {r.normalize_ms:.3f} | {naive} | {ratio} "
+              f"| {r.matches:.2f} |")
     if args.json:
         args.json.write_text(json.dumps([{**asdict(r), "ratio": r.ratio} for r in results],
                                         ensure_ascii=False, indent=1))

@@ -20,7 +20,7 @@ from monitor.deliver import Deliverer, build_channels
 from monitor.deliver.from_config import channels_settings, delivery_settings, rule_digests
 from monitor.errors import StoreError
 from monitor.fetch import Fetcher, FetchLimits
-from monitor.match import RuleSet, compile_rules
+from monitor.match import RuleSet, compile_rules, words
 from monitor.metrics import Metrics
 from monitor.parse import parse_feed
 from monitor.secrets import Masker, masker_for
@@ -171,7 +171,11 @@ def _runtime(loaded: LoadedConfig, store: Store, owner: str, masker: Masker,
              metrics: Metrics, clock: Clock, *, reloading: bool) -> Runtime:
     """Everything a config determines; raises ConfigError before touching the store."""
     masker_for(loaded, masker)
-    rules = compile_rules(loaded.rule_specs())
+    rules = compile_rules(loaded.rule_specs(), loaded.config.aliases)
+    if rules.checks_words:
+        # The word list (about 1 s) loads here, not on the first item: matching runs
+        # inside the store's transaction.
+        words.load()
     channels = build_channels(channels_settings(loaded.config.channels), masker, loaded.path)
     cfg = loaded.config
     feeds = {f.id: f for f in cfg.feeds if f.enabled}

@@ -5,7 +5,8 @@
 Every stored item (``--since 7d`` for a recent window, ``--feed ID`` to limit
 to some feeds) is matched with the same engine the daemon uses; each match is
 printed with its snippet, then a total. ``--render CHANNEL`` also prints each
-message as that channel's templates would write it.
+message as that channel's templates would write it; ``--explain`` prints, for every item in
+which a keyword of the rule occurs, each occurrence and why it counted or was rejected.
 
 Nothing is sent and nothing is written: no Apprise object is ever built, and the
 store (opened by ``monitor.app`` under the config's ``database_upgrade``, never
@@ -75,22 +76,35 @@ def rule_spec(loaded: LoadedConfig, name: str) -> RuleSpec:
 def compile_one(loaded: LoadedConfig, name: str | None, query: str | None) -> RuleSet:
     """The rule to test, compiled: from the config by name, or from ``--query``."""
     if query is not None:
-        return compile_query(query)
+        return compile_query(query, aliases=loaded.config.aliases)
     assert name is not None
-    return compile_rules([rule_spec(loaded, name)])
+    return compile_rules([rule_spec(loaded, name)], loaded.config.aliases)
 
 
 def run(store: Store, ruleset: RuleSet, since: int | None,
-        feed_ids: Sequence[str] = ()) -> Backtest:
-    """Match every stored item (published at ``since`` or later, seen in ``feed_ids``)."""
+        feed_ids: Sequence[str] = (), explain: TextIO | None = None) -> Backtest:
+    """Match every stored item (published at ``since`` or later, seen in ``feed_ids``);
+    with ``explain``, write there every item in which a keyword of the rule occurs, each
+    occurrence and why it counted or not."""
     # Read everything first: on SQLite a read transaction held open while matching
     # would keep the running daemon from writing.
     stored = list(store.items.iter_stored(since, feed_ids))
     hits: list[Hit] = []
     for entry in stored:
         # Rules limited to feeds see every feed the item was seen in, as in the daemon.
-        for m in ruleset.match(entry.item, entry.feeds):
+        found = ruleset.match(entry.item, entry.feeds)
+        for m in found:
             hits.append(Hit(entry, m))
+        if explain is not None:
+            lines = ruleset.explain(entry.item)
+            if lines:
+                item = entry.item
+                verdict = "matches" if found else "does not match"
+                print(f"{_when(item.published_ms)}  {plain_text(item.title)}\n  {item.url}\n"
+                      f"  rule {verdict}; occurrences:", file=explain)
+                for line in lines:
+                    print(f"    {line}", file=explain)
+                print(file=explain)
     return Backtest(ruleset.names[0], hits, len(stored), since, tuple(feed_ids))
 
 
@@ -180,7 +194,8 @@ def query_error(query: str, err: RuleError) -> str:
 
 def backtest(loaded: LoadedConfig, *, name: str | None, query: str | None,
              since: str | None, feeds: Iterable[str], render: str | None,
-             out: TextIO, err: TextIO, clock: Clock = SYSTEM_CLOCK) -> int:
+             out: TextIO, err: TextIO, clock: Clock = SYSTEM_CLOCK,
+             explain: bool = False) -> int:
     """``feed-monitor test-rule``: the exit code; output goes to ``out``, notes and query
     errors to ``err``. Raises UsageError for an argument that cannot be used."""
     now_ms = clock.now_ms()
@@ -199,7 +214,7 @@ def backtest(loaded: LoadedConfig, *, name: str | None, query: str | None,
             print(f"note: feed '{feed}' is not in {loaded.path}", file=err)
     store = open_store(loaded.config, clock=clock, must_exist=True)
     try:
-        result = run(store, ruleset, start, tuple(feeds))
+        result = run(store, ruleset, start, tuple(feeds), out if explain else None)
     finally:
         store.close()
     # A channel that batches alerts never receives them one by one: show its digest.

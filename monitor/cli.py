@@ -158,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
                            help="only items seen in this feed (repeatable)")
     test_rule.add_argument("--render", metavar="CHANNEL",
                            help="also show each message as this channel would receive it")
+    test_rule.add_argument("--explain", action="store_true",
+                           help="show every place a keyword occurred and why it counted or not")
     status = sub.add_parser("status", parents=[common],
                             help="feeds, channels and rules as the database sees them")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -275,7 +277,7 @@ def _load(args: argparse.Namespace) -> LoadedConfig:
 
 def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
     loaded = _load(args)
-    compile_rules(loaded.rule_specs())
+    compile_rules(loaded.rule_specs(), loaded.config.aliases)
     channel_problems(loaded)
     print(render_summary(loaded))
     cfg = loaded.config
@@ -527,7 +529,7 @@ def cmd_notify_test(args: argparse.Namespace, clock: Clock) -> int:
 def cmd_test_rule(args: argparse.Namespace, clock: Clock) -> int:
     return backtest(_load(args), name=args.name, query=args.query,
                     since=args.since, feeds=args.feed, render=args.render,
-                    out=sys.stdout, err=sys.stderr, clock=clock)
+                    out=sys.stdout, err=sys.stderr, clock=clock, explain=args.explain)
 
 
 class _Progress:
@@ -570,7 +572,7 @@ class _Progress:
 
 def cmd_import(args: argparse.Namespace, clock: Clock) -> int:
     loaded = _load(args)
-    rules = compile_rules(loaded.rule_specs())
+    rules = compile_rules(loaded.rule_specs(), loaded.config.aliases)
     store = open_store(loaded.config, clock=clock)
     try:
         with _Progress(args.progress, "importing") as progress:

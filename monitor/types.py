@@ -106,6 +106,8 @@ class RuleSpec:
     notify: tuple[str, ...] = ()
     source: str | None = None  # config file, for error messages
     line: int | None = None  # line of the rule in that file
+    aliases: bool = True  # keywords match every form in the alias table (普京 / 普丁 / Putin)
+    exact: bool = False  # plain substring matching: no word-boundary check for Chinese
 
 
 @dataclass(frozen=True, slots=True)

@@ -280,3 +280,43 @@ def test_a_bad_rule_in_the_config_names_file_line_and_column(
     line = config.read_text(encoding="utf-8").splitlines().index("- name: bad") + 1
     assert err.startswith(f"error: {config}:{line} rule 'bad': query syntax error: query ends")
     assert "(column 7)" in err and "Traceback" not in err
+
+
+def test_explain_shows_each_occurrence_and_why(setup: tuple[Path, WebhookReceiver],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    config, _ = setup
+    code, out, _ = run(capsys, config, "--query", "中俄 -体育", "--explain")
+    assert code == 0
+    assert "rule matches; occurrences:\n    title @" in out
+    assert "content @0: 黑龙江" not in out  # only the rule's keywords are listed
+    assert "    title @4: 中俄 (中俄): counted (" in out
+    assert "    content @6: 中俄 (中俄): counted (" in out
+    # Items where no keyword of the rule occurs are not explained.
+    assert "台湾总统大选" not in out
+
+
+def test_config_aliases_and_per_rule_switches(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "monitor.db"
+    config = write_config(
+        tmp_path / "monitor.yaml", db=db, feeds=[{"id": "tw", "url": "https://x.example/rss"}],
+        channels={"out": {"urls": ["json://127.0.0.1:9/"]}},
+        rules=[{"name": "lai", "any": ["赖清德"], "notify": ["out"]},
+               {"name": "putin", "any": ["普京"], "notify": ["out"]},
+               {"name": "putin-only", "any": ["普京"], "aliases": False, "notify": ["out"]},
+               {"name": "cn-fr", "any": ["中法"], "notify": ["out"]},
+               {"name": "cn-fr-exact", "any": ["中法"], "exact": True, "notify": ["out"]}],
+        aliases=[["赖清德", "William Lai"]])
+    store = Store(f"sqlite:///{db}")
+    for n, title in enumerate(["William Lai in Paraguay", "普丁與習近平會談", "集中法律援助"]):
+        item = Item(key=f"k{n}", url=f"https://x.example/{n}", title=title,
+                    published_ms=NOW_MS - n, feed_id="tw")
+        store.items.ingest("tw", [item], NOW_MS, MatchingFunctions(no_match, lambda rule: []))
+    store.close()
+    expected = {"lai": 1, "putin": 1, "putin-only": 0, "cn-fr": 0, "cn-fr-exact": 1}
+    for rule, count in expected.items():
+        code, out, err = run(capsys, config, rule)
+        assert code == 0, err
+        assert f"rule '{rule}': {count} match" in out, out
+    _, out, _ = run(capsys, config, "putin")
+    assert "  keywords: 普京 ← 普丁" in out

@@ -54,6 +54,7 @@ class LoadedConfig:
                 name=r.name, query=r.query, any=tuple(r.any), all=tuple(r.all),
                 none=tuple(r.none), feeds=tuple(r.feeds), notify=tuple(r.notify),
                 source=self.path, line=lines[i] if i < len(lines) else None,
+                aliases=r.aliases, exact=r.exact,
             )
             for i, r in enumerate(self.config.rules)
         ]

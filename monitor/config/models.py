@@ -216,6 +216,12 @@ class RuleConfig(_Model):
     archive: str | None = Field(
         None, description="Folder that receives every item this rule alerts for, as an "
         "archive file (<!--ms--> format); relative to the working directory.")
+    aliases: bool = Field(
+        True, description="false: keywords match only as written, not every form of the "
+        "name in the alias table (普京 / 普丁 / Putin).")
+    exact: bool = Field(
+        False, description="true: Chinese keywords of 2-3 characters match anywhere, "
+        "also inside other words (中法 in 集中法律).")
 
     def editions(self) -> CrossEditionConfig | None:
         """The cross-edition settings, or None when the rule does not opt in."""
@@ -322,6 +328,9 @@ class Config(_Model):
     channels: dict[str, ChannelConfig] = Field(
         default_factory=dict, description="Channels by name, used in rules[].notify.")
     rules: list[RuleConfig] = Field(default_factory=list, description="Keyword rules.")
+    aliases: list[list[str]] = Field(
+        default_factory=list, description="Groups of equivalent names added to the built-in "
+        "table, e.g. [[赖清德, 賴清德, William Lai]]; a keyword in any form matches all.")
     retention: RetentionConfig = Field(
         RetentionConfig(), description="Pruning of old items (daily, and feed-monitor prune).")
 
@@ -340,4 +349,7 @@ class Config(_Model):
         dupes = {i for i, n in Counter(r.name for r in self.rules).items() if n > 1}
         if dupes:
             raise ValueError(f"duplicate rule name {sorted(dupes)[0]!r}")
+        for group in self.aliases:
+            if len({g.strip() for g in group if g.strip()}) < 2:
+                raise ValueError(f"an aliases group needs two names or more, not {group!r}")
         return self

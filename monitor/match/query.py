@@ -4,6 +4,8 @@
     乌克兰 -体育                    implicit AND between terms; -term is NOT term
     title:"特殊关系"                 quoted phrase, scoped to one field
     title:re:/G\\d+/                 regular expression, explicit opt-in only
+    普京 NEAR/5 会谈                 both within 5 units (a CJK character or a Latin word),
+                                    either order; binds tighter than NOT, AND and OR
 
 Operators are upper-case words; lower-case ``and``/``or``/``not`` are terms.
 """
@@ -15,6 +17,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
+from lark.exceptions import VisitError
 
 from monitor.errors import QuerySyntaxError
 
@@ -36,8 +39,10 @@ _GRAMMAR = r"""
 ?or_expr: and_expr (_OR and_expr)*
 ?and_expr: unary (_AND? unary)*
 ?unary: _NOT unary          -> not_
-      | _MINUS primary      -> not_
-      | primary
+      | _MINUS near         -> not_
+      | near
+?near: primary NEAR primary -> near
+     | primary
 ?primary: "(" or_expr ")"
         | FIELD primary     -> scoped
         | WORD              -> word
@@ -49,6 +54,7 @@ REGEX.3: /re:\/(?:\\.|[^\\\/\n])+\//
 _AND.2: /AND(?![^\s()])/
 _OR.2: /OR(?![^\s()])/
 _NOT.2: /NOT(?![^\s()])/
+NEAR.3: /NEAR\/[0-9]+(?![^\s()])/
 _MINUS: "-"
 PHRASE: /"(?:\\.|[^"\\])*"/
 // A word never starts with "-" (that is NOT) nor "re:/" (an unclosed regex is an error).
@@ -67,6 +73,8 @@ class Term:
     fields: frozenset[str]
     column: int
     line: int = 1
+    alias_of: str | None = None  # the keyword as configured, when this is another form of it
+    exact: bool = False  # plain substring matching: no word-boundary check for Chinese
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +102,20 @@ class Not:
     child: Node
 
 
-Node = Term | Pattern | And | Or | Not
+@dataclass(frozen=True, slots=True)
+class Near:
+    """Both sides within ``distance`` units of each other, in either order, in one field."""
+
+    left: Node
+    right: Node
+    distance: int
+    column: int = 0
+    line: int = 1
+
+
+NEAR_MAX = 1000  # the largest distance NEAR accepts
+
+Node = Term | Pattern | And | Or | Not | Near
 
 
 @lru_cache(maxsize=1)
@@ -110,6 +131,9 @@ def _unscoped(node: Node, fields: frozenset[str]) -> Node:
         return replace(node, fields=fields) if node.fields is DEFAULT_FIELDS else node
     if isinstance(node, Not):
         return Not(_unscoped(node.child, fields))
+    if isinstance(node, Near):
+        return replace(node, left=_unscoped(node.left, fields),
+                       right=_unscoped(node.right, fields))
     kids = tuple(_unscoped(c, fields) for c in node.children)
     return And(kids) if isinstance(node, And) else Or(kids)
 
@@ -117,6 +141,9 @@ def _unscoped(node: Node, fields: frozenset[str]) -> Node:
 class _ToTree(Transformer):  # type: ignore[type-arg]
     def word(self, items: list[Token]) -> Node:
         tok = items[0]
+        if str(tok) == "NEAR" or str(tok).startswith("NEAR/"):
+            raise QuerySyntaxError("NEAR needs a distance and two sides: A NEAR/5 B",
+                                   tok.line or 1, tok.column or 1)
         return Term(str(tok), DEFAULT_FIELDS, tok.column or 0, tok.line or 1)
 
     def phrase(self, items: list[Token]) -> Node:
@@ -133,6 +160,15 @@ class _ToTree(Transformer):  # type: ignore[type-arg]
         field_tok, node = items
         assert isinstance(field_tok, Token)
         return _unscoped(node, frozenset({FIELDS[str(field_tok)[:-1].lower()]}))  # type: ignore[arg-type]
+
+    def near(self, items: list[object]) -> Node:
+        left, tok, right = items
+        assert isinstance(tok, Token)
+        distance = int(str(tok)[5:])
+        if not 1 <= distance <= NEAR_MAX:
+            raise QuerySyntaxError(f"NEAR distance must be 1 to {NEAR_MAX}, not {distance}",
+                                   tok.line or 1, tok.column or 1)
+        return Near(left, right, distance, tok.column or 0, tok.line or 1)  # type: ignore[arg-type]
 
     def not_(self, items: list[Node]) -> Node:
         return Not(items[0])
@@ -160,6 +196,9 @@ def _describe(err: UnexpectedInput, query: str) -> tuple[str, int, int]:
             return "unterminated quoted phrase", line, column
         return f"unexpected character {ch!r}", line, column
     tok = getattr(err, "token", None)
+    if tok is not None and getattr(tok, "type", "") == "NEAR":
+        return ("NEAR joins two terms, phrases or groups; write (A NEAR/5 B) AND "
+                "(B NEAR/5 C) for three"), line, column
     return f"unexpected {str(tok)!r}" if tok is not None else "syntax error", line, column
 
 
@@ -188,7 +227,12 @@ def parse_query(query: str) -> Node:
     except UnexpectedInput as e:
         message, line, column = _describe(e, query)
         raise QuerySyntaxError(message, line, column) from e
-    node = _ToTree().transform(tree)
+    try:
+        node = _ToTree().transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, QuerySyntaxError):
+            raise e.orig_exc from None
+        raise
     if isinstance(node, Token):  # a lone terminal is not transformed by lark's inlining
         raise QuerySyntaxError("syntax error", 1, 1)
     return node  # type: ignore[no-any-return]

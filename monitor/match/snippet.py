@@ -79,3 +79,38 @@ def make_snippet(text: FieldText, start: int, end: int, hit: str,
     if want_after < n_after and tail:
         tail = tail[:-1] + ELLIPSIS
     return f"{head}{MARK_OPEN}{marked}{MARK_CLOSE}{tail}"
+
+
+def make_snippet_spans(text: FieldText, spans: list[tuple[int, int]],
+                       limit: int = SNIPPET_MAX) -> str:
+    """Like ``make_snippet`` for several hits of ``text.folded`` (in order, not overlapping;
+    a NEAR's two), each in 【】; the context is centred on the stretch from first to last."""
+    if len(spans) < 2:
+        start, end = spans[0]
+        return make_snippet(text, start, end, text.folded[start:end], limit)
+    plain = text.plain
+    marks = [_original_span(text, s, e, text.folded[s:e]) for s, e in spans]
+    if any(e <= s or e > len(plain) for s, e in marks) or any(
+            a[1] > b[0] for a, b in zip(marks, marks[1:], strict=False)):
+        first, last = spans[0], spans[-1]
+        return make_snippet(text, first[0], last[1], text.folded[first[0]:last[1]], limit)
+    parts: list[str] = []
+    for i, (s, e) in enumerate(marks):
+        if i:
+            parts.append(plain[marks[i - 1][1]:s])
+        parts.append(f"{MARK_OPEN}{plain[s:e]}{MARK_CLOSE}")
+    marked = "".join(parts)
+    o_start, o_end = marks[0][0], marks[-1][1]
+    room = limit - len(marked)
+    if room < 2:
+        return marked[: limit - 1] + ELLIPSIS
+    n_before, n_after = o_start, len(plain) - o_end
+    want_before = min(n_before, max(room // 2, room - n_after))
+    want_after = min(n_after, room - want_before)
+    head = plain[o_start - want_before:o_start]
+    tail = plain[o_end:o_end + want_after]
+    if want_before < n_before and head:
+        head = ELLIPSIS + head[1:]
+    if want_after < n_after and tail:
+        tail = tail[:-1] + ELLIPSIS
+    return f"{head}{marked}{tail}"

@@ -169,7 +169,7 @@ def console_app(source: ConsoleSource) -> Flask:
         result, error = None, None
         if query:
             try:
-                ruleset = compile_query(query[:2000])
+                ruleset = compile_query(query[:2000], aliases=loaded.config.aliases)
             except RuleError as e:
                 error = e.message
             else:
