@@ -79,8 +79,9 @@ CHILD_TIMEOUT = 1200  # seconds: a cycle that takes longer is a failure, not a f
 # --- reader, in a process of its own --------------------------------------------------------
 
 
-def child_reader(db: str, urls_file: str, workers: int, timeout: float, advance: str,
-                 out: str) -> None:
+def child_reader(
+    db: str, urls_file: str, workers: int, timeout: float, advance: str, out: str
+) -> None:
     """Warm-up and one measured ``update_feeds`` of reader; figures to ``out`` as JSON."""
     from reader import UpdatedFeed, make_reader
 
@@ -108,9 +109,13 @@ def child_reader(db: str, urls_file: str, workers: int, timeout: float, advance:
                 outcomes[type(value).__name__] += 1
         wall = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
-        return {"wall_s": wall, "cpu_s": (ru1.ru_utime + ru1.ru_stime)
-                - (ru0.ru_utime + ru0.ru_stime), "outcomes": dict(outcomes),
-                "new_items": new, "feeds": sum(outcomes.values())}
+        return {
+            "wall_s": wall,
+            "cpu_s": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
+            "outcomes": dict(outcomes),
+            "new_items": new,
+            "feeds": sum(outcomes.values()),
+        }
 
     warm = cycle()
     # The farm moves on; its answer counts restart, so they are the measured cycle's.
@@ -121,9 +126,19 @@ def child_reader(db: str, urls_file: str, workers: int, timeout: float, advance:
     measured = cycle()
     status = proc_status(os.getpid())
     r.close()
-    Path(out).write_text(json.dumps({
-        "client": "reader", **measured, "warmup_s": warm["wall_s"], "drained_s": None,
-        "alerts": None, "rss_mb": status["VmRSS"], "peak_rss_mb": status["VmHWM"]}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "client": "reader",
+                **measured,
+                "warmup_s": warm["wall_s"],
+                "drained_s": None,
+                "alerts": None,
+                "rss_mb": status["VmRSS"],
+                "peak_rss_mb": status["VmHWM"],
+            }
+        )
+    )
 
 
 # --- the parent ----------------------------------------------------------------------------
@@ -137,15 +152,23 @@ class Bench:
         self.rules = watch_rules(args.rules)
         self._n = 0
 
-    def ours(self, db: Path, ns: str, n: int, workers: int, label: str,
-             profile: Path | None = None) -> dict[str, Any]:
+    def ours(
+        self, db: Path, ns: str, n: int, workers: int, label: str, profile: Path | None = None
+    ) -> dict[str, Any]:
         """Daemon over feeds [0, n) of ``ns``: warm-up cycle, farm moves on, measured cycle."""
         feeds = [(feed_id(i), self.farm.url(ns, i)) for i in range(n)]
         # Interval 1 h: nothing is due unless the benchmark says so. Tick 0.2 s: a due
         # feed waits at most that for a worker (a finished poll also wakes the tick).
-        cfg = farm_config(self.work / f"{label}.yaml", database=db, feeds=feeds,
-                          rules=self.rules, workers=workers,
-                          timeout=self.args.timeout, interval="1h", tick=0.2)
+        cfg = farm_config(
+            self.work / f"{label}.yaml",
+            database=db,
+            feeds=feeds,
+            rules=self.rules,
+            workers=workers,
+            timeout=self.args.timeout,
+            interval="1h",
+            tick=0.2,
+        )
         t0 = time.monotonic()
         # The farm moves on before the warm-up as well: the changed feeds then answer
         # 200 in both cycles, as they do every interval, so the process has seen them
@@ -160,19 +183,39 @@ class Bench:
                 result = d.cycle(n)
             else:
                 result = self._profiled(d, n, profile)
-        result.update(client="feed-monitor", workers=workers, warmup_s=warm["wall_s"],
-                      farm=self.farm.stats(ns), process_s=time.monotonic() - t0)
+        result.update(
+            client="feed-monitor",
+            workers=workers,
+            warmup_s=warm["wall_s"],
+            farm=self.farm.stats(ns),
+            process_s=time.monotonic() - t0,
+        )
         return result
 
     def _profiled(self, d: Daemon, n: int, path: Path) -> dict[str, Any]:
-        spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) \
-            or shutil.which("py-spy")
+        spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
+            "py-spy"
+        )
         if spy is None:
             raise SystemExit("--profile needs py-spy (pip install -e '.[bench]')")
         with open(self.work / "py-spy.log", "w") as log:
-            sampler = subprocess.Popen([spy, "record", "--gil", "--rate", "200", "--format",
-                                        "raw", "--output", str(path), "--pid",
-                                        str(d.proc.pid)], stdout=log, stderr=log)
+            sampler = subprocess.Popen(
+                [
+                    spy,
+                    "record",
+                    "--gil",
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(path),
+                    "--pid",
+                    str(d.proc.pid),
+                ],
+                stdout=log,
+                stderr=log,
+            )
             time.sleep(1.0)  # attached before the cycle starts
             try:
                 result = d.cycle(n)
@@ -191,16 +234,34 @@ class Bench:
         self.farm.advance(ns, n)  # as for feed-monitor: changed in the warm-up too
         with open(self.work / f"{label}.log", "w") as err:
             proc = subprocess.run(
-                [sys.executable, __file__, "--child", "reader", "--db", str(db), "--urls",
-                 str(urls), "--workers", str(workers), "--timeout", str(self.args.timeout),
-                 "--advance", advance, "--out", str(out)],
-                stdout=subprocess.DEVNULL, stderr=err, timeout=CHILD_TIMEOUT, cwd=REPO)
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "reader",
+                    "--db",
+                    str(db),
+                    "--urls",
+                    str(urls),
+                    "--workers",
+                    str(workers),
+                    "--timeout",
+                    str(self.args.timeout),
+                    "--advance",
+                    advance,
+                    "--out",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                timeout=CHILD_TIMEOUT,
+                cwd=REPO,
+            )
         if proc.returncode != 0 or not out.exists():
             tail = (self.work / f"{label}.log").read_text(errors="replace")[-3000:]
             raise SystemExit(f"{label}: reader exited with {proc.returncode}:\n{tail}")
         result: dict[str, Any] = json.loads(out.read_text())
-        result.update(workers=workers, farm=self.farm.stats(ns),
-                      process_s=time.monotonic() - t0)
+        result.update(workers=workers, farm=self.farm.stats(ns), process_s=time.monotonic() - t0)
         return result
 
 
@@ -218,18 +279,24 @@ def growth(b: Bench) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
     for workers in b.args.workers_ours:
         r = b.ours(ours_db, "ours", first, workers, f"ours-{first}-w{workers}")
         tuned["ours"].append(r)
-        say(f"  feed-monitor, scheduler.workers {workers:>3}: {r['wall_s']:6.2f} s "
-            f"(CPU {r['cpu_s']:.1f} s)")
+        say(
+            f"  feed-monitor, scheduler.workers {workers:>3}: {r['wall_s']:6.2f} s "
+            f"(CPU {r['cpu_s']:.1f} s)"
+        )
     for workers in b.args.workers_reader:
         r = b.reader(reader_db, "reader", first, workers, f"reader-{first}-w{workers}")
         tuned["reader"].append(r)
-        say(f"  reader, update_feeds(workers={workers:>3}): {r['wall_s']:6.2f} s "
-            f"(CPU {r['cpu_s']:.1f} s)")
+        say(
+            f"  reader, update_feeds(workers={workers:>3}): {r['wall_s']:6.2f} s "
+            f"(CPU {r['cpu_s']:.1f} s)"
+        )
     best_o = min(tuned["ours"], key=lambda r: r["wall_s"])
     best_r = min(tuned["reader"], key=lambda r: r["wall_s"])
     tuned["best_ours"], tuned["best_reader"] = best_o["workers"], best_r["workers"]
-    say(f"best: feed-monitor scheduler.workers {best_o['workers']}, reader workers "
-        f"{best_r['workers']}")
+    say(
+        f"best: feed-monitor scheduler.workers {best_o['workers']}, reader workers "
+        f"{best_r['workers']}"
+    )
     res["ours"].append(best_o)
     res["reader"].append(best_r)
     say("growth")
@@ -239,8 +306,10 @@ def growth(b: Bench) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
         p = b.reader(reader_db, "reader", n, best_r["workers"], f"reader-{n}")
         res["reader"].append(p)
     for o, p in zip(res["ours"], res["reader"], strict=True):
-        say(f"  {o['feeds']:>5} feeds: feed-monitor {o['wall_s']:6.2f} s, reader "
-            f"{p['wall_s']:6.2f} s, ratio {p['wall_s'] / o['wall_s']:.1f}x")
+        say(
+            f"  {o['feeds']:>5} feeds: feed-monitor {o['wall_s']:6.2f} s, reader "
+            f"{p['wall_s']:6.2f} s, ratio {p['wall_s'] / o['wall_s']:.1f}x"
+        )
     return tuned, res
 
 
@@ -270,15 +339,19 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
         package = where.split("/", 1)[0] if "/" in where else where.removesuffix(".py")
         by_package[package] += n
     share = (lambda v: round(100 * v / total, 1)) if total else (lambda v: 0.0)
-    return {"samples": total,
-            "inclusive": [(k, share(v)) for k, v in inclusive.most_common(top)],
-            "self_by_package": [(k, share(v)) for k, v in by_package.most_common(12)]}
+    return {
+        "samples": total,
+        "inclusive": [(k, share(v)) for k, v in inclusive.most_common(top)],
+        "self_by_package": [(k, share(v)) for k, v in by_package.most_common(12)],
+    }
 
 
 def table(res: dict[str, list[dict[str, Any]]]) -> list[str]:
-    lines = ["| feeds | client | workers | cycle wall | alerts delivered by | CPU | RSS after "
-             "| peak RSS | 304 / 200 / failed | new items | reader ÷ feed-monitor |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    lines = [
+        "| feeds | client | workers | cycle wall | alerts delivered by | CPU | RSS after "
+        "| peak RSS | 304 / 200 / failed | new items | reader ÷ feed-monitor |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
     for o, p in zip(res["ours"], res["reader"], strict=True):
         for r in (o, p):
             oc = r["outcomes"]
@@ -291,22 +364,29 @@ def table(res: dict[str, list[dict[str, Any]]]) -> list[str]:
                 f"| {r['feeds']:,} | {r['client']} | {r['workers']} | {r['wall_s']:.2f} s | "
                 f"{drained} | {r['cpu_s']:.1f} s | {r['rss_mb']:.0f} MB | "
                 f"{r['peak_rss_mb']:.0f} MB | {not_mod} / {ok} / {failed} | "
-                f"{r['new_items']:,} | {ratio} |")
+                f"{r['new_items']:,} | {ratio} |"
+            )
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="200 and 500 feeds, 300 rules, fewer worker counts: a smoke run")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="200 and 500 feeds, 300 rules, fewer worker counts: a smoke run",
+    )
     p.add_argument("--feeds", default="500,1000,2500,5000", help="feed counts, ascending")
     p.add_argument("--rules", type=int, default=1000)
     p.add_argument("--workers-ours", default="16,32,64", help="scheduler.workers to try")
     p.add_argument("--workers-reader", default="4,16,64", help="reader workers to try")
     p.add_argument("--timeout", type=float, default=5.0, help="fetch timeout, both clients")
     p.add_argument("--latency", default="0.01-0.05", help="farm answer delay range, seconds")
-    p.add_argument("--profile", action="store_true",
-                   help="sample one more daemon cycle at the largest count with py-spy")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample one more daemon cycle at the largest count with py-spy",
+    )
     p.add_argument("--json", type=Path, help="write the figures to this file")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, DBs)")
     # The reader child (this same file in a process of its own).
@@ -334,21 +414,25 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="feed-monitor-cycle-"))
     profile: dict[str, Any] | None = None
     try:
-        with FarmProcess(max(args.feeds), args.latency,
-                         hang=max(20.0, args.timeout * 4)) as farm:
-            say(f"farm: 80 % 304, 15 % changed 50-item RFI feeds ({farm.source}), 5 % "
+        with FarmProcess(max(args.feeds), args.latency, hang=max(20.0, args.timeout * 4)) as farm:
+            say(
+                f"farm: 80 % 304, 15 % changed 50-item RFI feeds ({farm.source}), 5 % "
                 f"faults; answer delay {args.latency} s; {args.rules} rules; timeout "
-                f"{args.timeout:g} s; reader {reader_pkg.__version__}")
+                f"{args.timeout:g} s; reader {reader_pkg.__version__}"
+            )
             b = Bench(args, farm, work)
             tuned, res = growth(b)
             if args.profile:
                 n = args.feeds[-1]
                 raw = work / "py-spy.txt"
-                r = b.ours(work / "ours.db", "ours", n, tuned["best_ours"], f"profile-{n}",
-                           profile=raw)
+                r = b.ours(
+                    work / "ours.db", "ours", n, tuned["best_ours"], f"profile-{n}", profile=raw
+                )
                 profile = {"feeds": n, "wall_s": r["wall_s"], **summarize_profile(raw)}
-                say(f"profiled cycle at {n} feeds ({r['wall_s']:.1f} s under py-spy): "
-                    f"{profile['samples']} samples")
+                say(
+                    f"profiled cycle at {n} feeds ({r['wall_s']:.1f} s under py-spy): "
+                    f"{profile['samples']} samples"
+                )
     finally:
         if args.keep:
             say(f"work folder kept: {work}")
@@ -361,13 +445,25 @@ def main(argv: list[str] | None = None) -> int:
         say("\nwhere the daemon's GIL time goes (py-spy --gil), inclusive, monitor/:")
         for k, v in profile["inclusive"][:15]:
             say(f"  {v:5.1f} %  {k}")
-        say("self time by package: " + ", ".join(f"{k} {v} %"
-                                                 for k, v in profile["self_by_package"]))
-    figures = {"machine": m, "reader_version": reader_pkg.__version__,
-               "farm": {"latency": args.latency, "timeout": args.timeout,
-                        "source": farm.source, "hang": farm.hang},
-               "rules": args.rules, "tuning": tuned, "growth": res, "profile": profile,
-               "elapsed_s": time.monotonic() - started}
+        say(
+            "self time by package: "
+            + ", ".join(f"{k} {v} %" for k, v in profile["self_by_package"])
+        )
+    figures = {
+        "machine": m,
+        "reader_version": reader_pkg.__version__,
+        "farm": {
+            "latency": args.latency,
+            "timeout": args.timeout,
+            "source": farm.source,
+            "hang": farm.hang,
+        },
+        "rules": args.rules,
+        "tuning": tuned,
+        "growth": res,
+        "profile": profile,
+        "elapsed_s": time.monotonic() - started,
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=1))

@@ -67,15 +67,22 @@ def synthesize(folder: Path, n: int) -> int:
     for article in rfi_like_articles(n, per_stamp=5):
         key = item_key(article.link, None)
         assert key is not None
-        item = Item(key=key, url=article.link, title=article.title,
-                    published_ms=article.pub_ms, feed_id="archive", content=article.html)
+        item = Item(
+            key=key,
+            url=article.link,
+            title=article.title,
+            published_ms=article.pub_ms,
+            feed_id="archive",
+            content=article.html,
+        )
         write_item(folder, item)
         total += (folder / archive_filename(item)).stat().st_size
     return total
 
 
-def best(fn: Callable[[], object], repeat: int, setup: Callable[[], None] | None = None
-         ) -> tuple[tuple[float, float], object]:
+def best(
+    fn: Callable[[], object], repeat: int, setup: Callable[[], None] | None = None
+) -> tuple[tuple[float, float], object]:
     """(best CPU seconds, best wall seconds) of ``repeat`` runs (setup untimed), and
     the last result."""
     cpu, wall, result = [], [], None
@@ -90,13 +97,17 @@ def best(fn: Callable[[], object], repeat: int, setup: Callable[[], None] | None
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--naive", type=int, default=1_000, help="items in the naive sample")
-    ap.add_argument("--pg", help="also time the import into this PostgreSQL URL "
-                    "(its public schema is dropped and recreated)")
+    ap.add_argument(
+        "--pg",
+        help="also time the import into this PostgreSQL URL "
+        "(its public schema is dropped and recreated)",
+    )
     ap.add_argument("--quick", action="store_true", help="2,000 items, one run")
     args = ap.parse_args()
     if args.quick:
@@ -105,8 +116,10 @@ def main() -> None:
     loaded = load_config(REPO / "config" / "monitor.yaml")
     rules = compile_rules(loaded.rule_specs())
     feed_ids = [f.id for f in loaded.config.feeds]
-    print(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
-          f"Python {platform.python_version()}; rules: {len(rules)} (config/monitor.yaml)")
+    print(
+        f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}; rules: {len(rules)} (config/monitor.yaml)"
+    )
 
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         src = Path(tmp) / "archive"
@@ -126,17 +139,19 @@ def main() -> None:
             return [entry_to_item(read_archive_file(p), "archive") for p in files]
 
         def parse_match() -> object:
-            return [rules.match(it, feed_ids) for it in
-                    (entry_to_item(read_archive_file(p), "archive") for p in files)]
+            return [
+                rules.match(it, feed_ids)
+                for it in (entry_to_item(read_archive_file(p), "archive") for p in files)
+            ]
 
         def run_import(url: str, paths: list[Path]) -> Callable[[], object]:
             def go() -> object:
                 store = Store(url)
                 try:
-                    return import_archive(store, paths, rules=rules, feed_ids=feed_ids,
-                                          now_ms=NOW)
+                    return import_archive(store, paths, rules=rules, feed_ids=feed_ids, now_ms=NOW)
                 finally:
                     store.close()
+
             return go
 
         sample = files[: args.naive]
@@ -147,8 +162,9 @@ def main() -> None:
             matching = MatchingFunctions(lambda i, f: rules.match(i, feed_ids), lambda r: ())
             try:
                 for it in sample_items:
-                    store.items.ingest("archive", [it], NOW, matching,
-                                       alert_min_published_ms=NO_ALERTS)
+                    store.items.ingest(
+                        "archive", [it], NOW, matching, alert_min_published_ms=NO_ALERTS
+                    )
             finally:
                 store.close()
             return None
@@ -183,12 +199,20 @@ def main() -> None:
         corpus = [CORPUS / "rfi", CORPUS / "oped2"]
         if all(p.is_dir() for p in corpus):
             cfiles = [p for p in iter_archive_paths(corpus) if p.name != "SOURCE.md"]
-            t, _ = best(lambda: [entry_to_item(read_archive_file(p), "archive")
-                                 for p in cfiles], args.repeat)
+            t, _ = best(
+                lambda: [entry_to_item(read_archive_file(p), "archive") for p in cfiles],
+                args.repeat,
+            )
             rows.append(("corpus: read + parse", len(cfiles), t))
             t, rep = best(run_import(f"sqlite:///{db}", cfiles), args.repeat, fresh)
-            rows.append((f"corpus: import into SQLite ({rep.new} new, "  # type: ignore
-                         f"{rep.duplicate} duplicate)", len(cfiles), t))  # type: ignore
+            rows.append(
+                (
+                    f"corpus: import into SQLite ({rep.new} new, "  # type: ignore
+                    f"{rep.duplicate} duplicate)",
+                    len(cfiles),
+                    t,
+                )
+            )  # type: ignore
         else:
             print(f"({CORPUS} not present: corpus rows skipped)\n")
 
@@ -197,16 +221,22 @@ def main() -> None:
     imp = "import into SQLite"
     naive = next(k for k in cpu_rate if k.startswith("naive"))
     width = max(len(label) for label, _, _ in rows)
-    print(f"{'case':<{width}}  {'items':>6}  {'CPU s':>7}  {'items/s':>8}  {'wall s':>7}  "
-          f"{'items/s':>8}  {'import/this':>11}")
+    print(
+        f"{'case':<{width}}  {'items':>6}  {'CPU s':>7}  {'items/s':>8}  {'wall s':>7}  "
+        f"{'items/s':>8}  {'import/this':>11}"
+    )
     for label, count, (cpu, wall) in rows:
-        print(f"{label:<{width}}  {count:>6}  {cpu:>7.3f}  {count / cpu:>8,.0f}  "
-              f"{wall:>7.3f}  {count / wall:>8,.0f}  {cpu_rate[imp] / cpu_rate[label]:>10.2f}x")
+        print(
+            f"{label:<{width}}  {count:>6}  {cpu:>7.3f}  {count / cpu:>8,.0f}  "
+            f"{wall:>7.3f}  {count / wall:>8,.0f}  {cpu_rate[imp] / cpu_rate[label]:>10.2f}x"
+        )
     parse = "read + parse (no database, no matching)"
-    print(f"\nimport into SQLite: {cpu_rate[imp]:,.0f} items per CPU second "
-          f"({wall_rate[imp]:,.0f} per wall-clock second in this run); "
-          f"{cpu_rate[imp] / cpu_rate[naive]:.1f}x the naive per-item path, "
-          f"{cpu_rate[imp] / cpu_rate[parse]:.2f}x the speed of reading and parsing alone")
+    print(
+        f"\nimport into SQLite: {cpu_rate[imp]:,.0f} items per CPU second "
+        f"({wall_rate[imp]:,.0f} per wall-clock second in this run); "
+        f"{cpu_rate[imp] / cpu_rate[naive]:.1f}x the naive per-item path, "
+        f"{cpu_rate[imp] / cpu_rate[parse]:.2f}x the speed of reading and parsing alone"
+    )
 
 
 if __name__ == "__main__":

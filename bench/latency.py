@@ -49,8 +49,11 @@ def main() -> None:
     ap.add_argument("--alerts", type=int, default=250)
     ap.add_argument("--batch", type=int, default=10, help="new items per publication")
     ap.add_argument("--every", type=float, default=0.5, help="seconds between publications")
-    ap.add_argument("--json", type=Path, help="also write the figures to this file as JSON "
-                    "(bench/run_all.py reads it)")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        help="also write the figures to this file as JSON (bench/run_all.py reads it)",
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="fm-latency-"))
@@ -63,8 +66,9 @@ def main() -> None:
         base = []
         for i in range(50):
             t = time.time()
-            direct.notify(title=f"baseline {i}", body="<p>x</p>",
-                          body_format=apprise.NotifyFormat.HTML)
+            direct.notify(
+                title=f"baseline {i}", body="<p>x</p>", body_format=apprise.NotifyFormat.HTML
+            )
             base.append(time.time() - t)
         wait_until(lambda: len(sink.mails) >= 50, 30, "the baseline's mails")
         sink.clear()
@@ -72,14 +76,21 @@ def main() -> None:
         published: list[Article] = []
         farm.publish(NS, 0, rss("RFI - 中国", []))
         cfg = write_config(
-            tmp / "monitor.yaml", database=f"sqlite:///{tmp / 'monitor.db'}",
+            tmp / "monitor.yaml",
+            database=f"sqlite:///{tmp / 'monitor.db'}",
             feeds=[{"id": "cn", "url": farm.url(NS, 0), "backlog": "all"}],
             channels={"mail": {"urls": [sink.apprise_url()]}},
             rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["mail"]}],
-            defaults={"interval": "0.2s", "jitter": 0, "timeout": "5s", "backlog": "none",
-                      "allowed_networks": ["127.0.0.0/8", "::1/128"]},
+            defaults={
+                "interval": "0.2s",
+                "jitter": 0,
+                "timeout": "5s",
+                "backlog": "none",
+                "allowed_networks": ["127.0.0.0/8", "::1/128"],
+            },
             scheduler={"tick": 0.1, "workers": 4},
-            delivery={"interval": 1.0, "backoff": 0.2, "max_backoff": 1})
+            delivery={"interval": 1.0, "backoff": 0.2, "max_backoff": 1},
+        )
         monitor = Daemon.open(str(cfg))
         item_polled: dict[str, float] = {}  # title -> when the poll that stored it returned
         lock = threading.Lock()
@@ -103,9 +114,15 @@ def main() -> None:
         t0 = time.time()
         n = 0
         while n < args.alerts:
-            batch = [(1_700_000_000_000 + n + i, f"中俄新闻 {n + i}",
-                      f"https://www.rfi.fr/cn/lat{n + i}", "<p>中俄关系</p>")
-                     for i in range(min(args.batch, args.alerts - n))]
+            batch = [
+                (
+                    1_700_000_000_000 + n + i,
+                    f"中俄新闻 {n + i}",
+                    f"https://www.rfi.fr/cn/lat{n + i}",
+                    "<p>中俄关系</p>",
+                )
+                for i in range(min(args.batch, args.alerts - n))
+            ]
             published.extend(batch)
             n += len(batch)
             farm.publish(NS, 0, rss("RFI - 中国", list(reversed(published))))
@@ -121,26 +138,43 @@ def main() -> None:
             latencies.append(mail.received_at - item_polled[title])
         monitor.parts.store.close()
 
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
-          f"{platform.python_version()}, apprise {apprise.__version__}")
-    print(f"{len(latencies)} alerts in {wall:.1f} s, published {args.batch} every "
-          f"{args.every} s")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, apprise {apprise.__version__}"
+    )
+    print(f"{len(latencies)} alerts in {wall:.1f} s, published {args.batch} every {args.every} s")
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     b50, b99 = percentile(base, 50), percentile(base, 99)
     print(f"{'path':<44}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
-    print(f"{'poll finished -> mail received (daemon)':<44}{p50 * 1000:>10.1f}"
-          f"{p99 * 1000:>10.1f}{max(latencies) * 1000:>10.1f}")
-    print(f"{'Apprise -> same SMTP server (baseline)':<44}{b50 * 1000:>10.1f}"
-          f"{b99 * 1000:>10.1f}{max(base) * 1000:>10.1f}")
-    print(f"ratio daemon/baseline: p50 {p50 / b50:.1f}x, p99 {p99 / b99:.1f}x; "
-          f"goal p99 <= 1000 ms: {'met' if p99 <= 1.0 else 'NOT met'}")
+    print(
+        f"{'poll finished -> mail received (daemon)':<44}{p50 * 1000:>10.1f}"
+        f"{p99 * 1000:>10.1f}{max(latencies) * 1000:>10.1f}"
+    )
+    print(
+        f"{'Apprise -> same SMTP server (baseline)':<44}{b50 * 1000:>10.1f}"
+        f"{b99 * 1000:>10.1f}{max(base) * 1000:>10.1f}"
+    )
+    print(
+        f"ratio daemon/baseline: p50 {p50 / b50:.1f}x, p99 {p99 / b99:.1f}x; "
+        f"goal p99 <= 1000 ms: {'met' if p99 <= 1.0 else 'NOT met'}"
+    )
     print(f"mean {statistics.mean(latencies) * 1000:.1f} ms")
     if args.json:
-        args.json.write_text(json.dumps({
-            "alerts": len(latencies), "p50_ms": p50 * 1000, "p99_ms": p99 * 1000,
-            "max_ms": max(latencies) * 1000, "mean_ms": statistics.mean(latencies) * 1000,
-            "baseline_p50_ms": b50 * 1000, "baseline_p99_ms": b99 * 1000,
-            "baseline_max_ms": max(base) * 1000}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "alerts": len(latencies),
+                    "p50_ms": p50 * 1000,
+                    "p99_ms": p99 * 1000,
+                    "max_ms": max(latencies) * 1000,
+                    "mean_ms": statistics.mean(latencies) * 1000,
+                    "baseline_p50_ms": b50 * 1000,
+                    "baseline_p99_ms": b99 * 1000,
+                    "baseline_max_ms": max(base) * 1000,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

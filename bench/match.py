@@ -86,29 +86,80 @@ _LATIN_WORD = re.compile(r"\b[A-Za-z]{4,12}\b")
 Article = tuple[int, str, str, str]  # published ms, title, url, HTML body
 
 SAMPLE_ARTICLES = [
-    ("习近平结束访俄，北京与莫斯科建立针对西方的&quot;特殊&quot;关系",
-     "<div>22/03/2023 - 15:10</div><p><strong>中国国家主席习近平周三离开莫斯科，"
-     "结束对俄罗斯的国是访问。普京和习近平说，中俄之间的特殊关系正在进入一个新时代。</strong></p><p><span><span>法新社说，"
-     "习近平先生的莫斯科之行是对俄罗斯领导人的一个重要认可，他一直是国际刑事法院（ICC）逮捕令的目标。"
-     "</span></span></p><p>乌克兰总统泽连斯基周二表示，他已经邀请中国进行对话，并等待中国的回应。</p>"
-     "<p>白宫国家安全委员会发言人约翰-柯比说，在乌克兰问题上，中国不能被合理地看作是公正的。</p>"),
-    ("台湾总统大选：选民关注经济与两岸关系",
-     "<p>台湾选举委员会公布投票率。民进党与国民党候选人在台北举行最后造势晚会。</p>"
-     "<p>分析人士认为，两岸关系、能源政策和年轻人住房问题是选民最关心的议题。</p>"
-     "<p>美国国务院表示尊重台湾人民的选择，北京则重申反对任何形式的台独。</p>"),
-    ("Europe weighs AI rules as elections near",
-     "<p>European lawmakers debated artificial intelligence rules on Tuesday. The proposal "
-     "covers AI-driven surveillance and transparency for large language models.</p>"
-     "<p>欧盟委员会表示，新规将在两年内生效，科技企业需要提交风险评估报告。</p>"),
+    (
+        "习近平结束访俄，北京与莫斯科建立针对西方的&quot;特殊&quot;关系",
+        "<div>22/03/2023 - 15:10</div><p><strong>中国国家主席习近平周三离开莫斯科，"
+        "结束对俄罗斯的国是访问。普京和习近平说，中俄之间的特殊关系正在进入一个新时代。</strong></p><p><span><span>法新社说，"
+        "习近平先生的莫斯科之行是对俄罗斯领导人的一个重要认可，他一直是国际刑事法院（ICC）逮捕令的目标。"
+        "</span></span></p><p>乌克兰总统泽连斯基周二表示，他已经邀请中国进行对话，并等待中国的回应。</p>"
+        "<p>白宫国家安全委员会发言人约翰-柯比说，在乌克兰问题上，中国不能被合理地看作是公正的。</p>",
+    ),
+    (
+        "台湾总统大选：选民关注经济与两岸关系",
+        "<p>台湾选举委员会公布投票率。民进党与国民党候选人在台北举行最后造势晚会。</p>"
+        "<p>分析人士认为，两岸关系、能源政策和年轻人住房问题是选民最关心的议题。</p>"
+        "<p>美国国务院表示尊重台湾人民的选择，北京则重申反对任何形式的台独。</p>",
+    ),
+    (
+        "Europe weighs AI rules as elections near",
+        "<p>European lawmakers debated artificial intelligence rules on Tuesday. The proposal "
+        "covers AI-driven surveillance and transparency for large language models.</p>"
+        "<p>欧盟委员会表示，新规将在两年内生效，科技企业需要提交风险评估报告。</p>",
+    ),
 ]
 
 # People, places and topics that news alerts are written for; they occur often.
 NEWS_NAMES = [
-    "习近平", "普京", "拜登", "特朗普", "泽连斯基", "马克龙", "李强", "王毅", "赖清德", "蔡英文",
-    "乌克兰", "俄罗斯", "台湾", "香港", "新疆", "西藏", "北京", "莫斯科", "华盛顿", "巴黎",
-    "欧盟", "北约", "联合国", "中俄", "中美", "两岸", "南海", "朝鲜", "日本", "伊朗", "以色列",
-    "加沙", "哈马斯", "国民党", "民进党", "人权", "制裁", "华为", "台积电", "新冠", "疫情",
-    "选举", "关税", "稀土", "芯片", "人工智能", "气候变化", "难民", "军演", "间谍",
+    "习近平",
+    "普京",
+    "拜登",
+    "特朗普",
+    "泽连斯基",
+    "马克龙",
+    "李强",
+    "王毅",
+    "赖清德",
+    "蔡英文",
+    "乌克兰",
+    "俄罗斯",
+    "台湾",
+    "香港",
+    "新疆",
+    "西藏",
+    "北京",
+    "莫斯科",
+    "华盛顿",
+    "巴黎",
+    "欧盟",
+    "北约",
+    "联合国",
+    "中俄",
+    "中美",
+    "两岸",
+    "南海",
+    "朝鲜",
+    "日本",
+    "伊朗",
+    "以色列",
+    "加沙",
+    "哈马斯",
+    "国民党",
+    "民进党",
+    "人权",
+    "制裁",
+    "华为",
+    "台积电",
+    "新冠",
+    "疫情",
+    "选举",
+    "关税",
+    "稀土",
+    "芯片",
+    "人工智能",
+    "气候变化",
+    "难民",
+    "军演",
+    "间谍",
 ]
 
 
@@ -123,9 +174,13 @@ def load_articles(corpus: Path | None) -> tuple[list[Article], str]:
             out.extend(parse_archive(path.read_text(encoding="utf-8", errors="replace")))
         if out:
             return out, f"{len(out)} articles from {corpus}"
-    return ([(1679494503000 + i, t, f"https://example.org/{i}", b)
-             for i, (t, b) in enumerate(SAMPLE_ARTICLES)],
-            f"{len(SAMPLE_ARTICLES)} built-in sample articles (no corpus found)")
+    return (
+        [
+            (1679494503000 + i, t, f"https://example.org/{i}", b)
+            for i, (t, b) in enumerate(SAMPLE_ARTICLES)
+        ],
+        f"{len(SAMPLE_ARTICLES)} built-in sample articles (no corpus found)",
+    )
 
 
 def make_items(articles: Sequence[Article], count: int, rng: random.Random) -> list[Item]:
@@ -140,9 +195,16 @@ def make_items(articles: Sequence[Article], count: int, rng: random.Random) -> l
         paragraphs = body.split("</p>")
         if n >= len(articles) * 2:
             rng.shuffle(paragraphs)
-        items.append(Item(key=f"{url}#{n}", url=url, title=title, published_ms=ms,
-                          feed_id="rfi-tw" if n % 2 else "rfi-cn",
-                          content="</p>".join(paragraphs)))
+        items.append(
+            Item(
+                key=f"{url}#{n}",
+                url=url,
+                title=title,
+                published_ms=ms,
+                feed_id="rfi-tw" if n % 2 else "rfi-cn",
+                content="</p>".join(paragraphs),
+            )
+        )
     return items
 
 
@@ -193,7 +255,7 @@ def hot_rules(items: Sequence[Item], count: int, rng: random.Random) -> list[Rul
             run = rng.choice(han)
             size = rng.randint(2, min(6, len(run)))
             start = rng.randint(0, len(run) - size)
-            word = run[start:start + size]
+            word = run[start : start + size]
             if selective(word):
                 return word
         return word
@@ -205,8 +267,14 @@ class Vocabulary:
     """Words drawn from a corpus, kept with probability 1/(1+df)^3 (df: in how many of the
     items' source articles they occur), so most are rare and some are common."""
 
-    def __init__(self, pool: Sequence[str], sources: Sequence[str], rng: random.Random,
-                 pattern: re.Pattern[str], sizes: tuple[int, int] | None) -> None:
+    def __init__(
+        self,
+        pool: Sequence[str],
+        sources: Sequence[str],
+        rng: random.Random,
+        pattern: re.Pattern[str],
+        sizes: tuple[int, int] | None,
+    ) -> None:
         self.runs = [r for t in pool for r in pattern.findall(t)]
         self.ends = list(itertools.accumulate(len(r) for r in self.runs))
         self.sources = sources
@@ -221,7 +289,7 @@ class Vocabulary:
             return run.lower()
         size = self.rng.randint(self.sizes[0], min(self.sizes[1], len(run)))
         start = self.rng.randint(0, len(run) - size)
-        return run[start:start + size]
+        return run[start : start + size]
 
     def _refill(self, batch: int = 4000) -> None:
         # dict, not set: a set's order follows string hashing, which differs per process.
@@ -231,8 +299,9 @@ class Vocabulary:
         for text in self.sources:  # one scan per article counts every candidate at once
             for i in {m[0] for m in automaton.find_matches_as_indexes(text, overlapping=True)}:
                 df[i] += 1
-        kept = [w for w, d in zip(candidates, df, strict=True)
-                if self.rng.random() < 1 / (1 + d) ** 3]
+        kept = [
+            w for w, d in zip(candidates, df, strict=True) if self.rng.random() < 1 / (1 + d) ** 3
+        ]
         self.rng.shuffle(kept)
         self.ready.extend(kept)
 
@@ -242,8 +311,9 @@ class Vocabulary:
         return self.ready.pop()
 
 
-def watch_list_rules(pool: Sequence[str], sources: Sequence[str], count: int,
-                     rng: random.Random) -> list[RuleSpec]:
+def watch_list_rules(
+    pool: Sequence[str], sources: Sequence[str], count: int, rng: random.Random
+) -> list[RuleSpec]:
     """The realistic rule set: mostly rare words, a few common news names."""
     han = Vocabulary(pool, sources, rng, _HAN_RUN, (2, 6))
     latin = Vocabulary(pool, sources, rng, _LATIN_WORD, None)
@@ -294,9 +364,9 @@ class NaiveRules:
         start = text.find(word)
         while start >= 0:
             end = start + len(word)
-            if (not is_word_char(word[0]) or start == 0 or not is_word_char(text[start - 1])) \
-                    and (not is_word_char(word[-1]) or end == len(text)
-                         or not is_word_char(text[end])):
+            if (not is_word_char(word[0]) or start == 0 or not is_word_char(text[start - 1])) and (
+                not is_word_char(word[-1]) or end == len(text) or not is_word_char(text[end])
+            ):
                 return True
             start = text.find(word, start + 1)
         return False
@@ -352,8 +422,15 @@ def best_of(repeat: int, work: Callable[[], object]) -> float:
     return min(times)
 
 
-def run(items_label: str, rules_label: str, specs: list[RuleSpec], items: list[Item],
-        naive_sample: int, repeat: int, analyst: bool = False) -> Result:
+def run(
+    items_label: str,
+    rules_label: str,
+    specs: list[RuleSpec],
+    items: list[Item],
+    naive_sample: int,
+    repeat: int,
+    analyst: bool = False,
+) -> Result:
     if not analyst:
         specs = [replace(s, aliases=False, exact=True) for s in specs]
     else:
@@ -376,12 +453,25 @@ def run(items_label: str, rules_label: str, specs: list[RuleSpec], items: list[I
     normalize_s = best_of(repeat, lambda: [item_fields(it, naive.field_names) for it in items])
     mode = "analyst" if analyst else "today"
     if analyst:  # the naive loop knows no aliases nor word boundaries: nothing to compare
-        res = Result(items_label, rules_label, mode, len(specs), compile_s,
-                     per_item_ms(engine_s, len(items)), per_item_ms(normalize_s, len(items)),
-                     float("nan"), statistics.mean(matches), max(matches), True)
-        print(f"{rules_label:>10} {res.count:>6} rules, {mode}: compile {compile_s:6.3f} s | "
-              f"engine {res.engine_ms:7.4f} ms/item | matches/item mean {res.matches:.2f} "
-              f"max {res.max_matches}", flush=True)
+        res = Result(
+            items_label,
+            rules_label,
+            mode,
+            len(specs),
+            compile_s,
+            per_item_ms(engine_s, len(items)),
+            per_item_ms(normalize_s, len(items)),
+            float("nan"),
+            statistics.mean(matches),
+            max(matches),
+            True,
+        )
+        print(
+            f"{rules_label:>10} {res.count:>6} rules, {mode}: compile {compile_s:6.3f} s | "
+            f"engine {res.engine_ms:7.4f} ms/item | matches/item mean {res.matches:.2f} "
+            f"max {res.max_matches}",
+            flush=True,
+        )
         return res
 
     sample = items[:: max(1, len(items) // naive_sample)][:naive_sample]
@@ -394,16 +484,30 @@ def run(items_label: str, rules_label: str, specs: list[RuleSpec], items: list[I
     naive_s = best_of(repeat, naive_loop)
     same = all(
         [m.rule for m in ruleset.match(it, [it.feed_id])] == names
-        for it, names in zip(sample, naive_results, strict=True))
+        for it, names in zip(sample, naive_results, strict=True)
+    )
 
-    res = Result(items_label, rules_label, mode, len(specs), compile_s,
-                 per_item_ms(engine_s, len(items)), per_item_ms(normalize_s, len(items)),
-                 per_item_ms(naive_s, len(sample)), statistics.mean(matches), max(matches), same)
-    print(f"{rules_label:>10} {res.count:>6} rules, {mode}: compile {compile_s:6.3f} s | engine "
-          f"{res.engine_ms:7.4f} ms/item (normalization alone {res.normalize_ms:.4f}) | naive "
-          f"{res.naive_ms:8.3f} ms/item over {len(sample)} items | ratio {res.ratio:6.1f}x | "
-          f"matches/item mean {res.matches:.2f} max {res.max_matches} | "
-          f"same results on sample: {same}", flush=True)
+    res = Result(
+        items_label,
+        rules_label,
+        mode,
+        len(specs),
+        compile_s,
+        per_item_ms(engine_s, len(items)),
+        per_item_ms(normalize_s, len(items)),
+        per_item_ms(naive_s, len(sample)),
+        statistics.mean(matches),
+        max(matches),
+        same,
+    )
+    print(
+        f"{rules_label:>10} {res.count:>6} rules, {mode}: compile {compile_s:6.3f} s | engine "
+        f"{res.engine_ms:7.4f} ms/item (normalization alone {res.normalize_ms:.4f}) | naive "
+        f"{res.naive_ms:8.3f} ms/item over {len(sample)} items | ratio {res.ratio:6.1f}x | "
+        f"matches/item mean {res.matches:.2f} max {res.max_matches} | "
+        f"same results on sample: {same}",
+        flush=True,
+    )
     return res
 
 
@@ -414,8 +518,9 @@ def compare(items: list[Item], specs: list[RuleSpec], repeat: int) -> None:
     words.load()
     sets = {}
     for mode in ("today", "analyst"):
-        chosen = specs if mode == "analyst" else [replace(s, aliases=False, exact=True)
-                                                  for s in specs]
+        chosen = (
+            specs if mode == "analyst" else [replace(s, aliases=False, exact=True) for s in specs]
+        )
         t0 = time.process_time()
         sets[mode] = compile_rules(chosen)
         print(f"{mode}: compile {time.process_time() - t0:.3f} s", flush=True)
@@ -428,7 +533,8 @@ def compare(items: list[Item], specs: list[RuleSpec], repeat: int) -> None:
         "today": lambda: [sets["today"].match(it, [it.feed_id]) for it in items],
         "analyst": lambda: [sets["analyst"].match(it, [it.feed_id]) for it in items],
         "analyst, verdict cache emptied per item": lambda: [
-            (clear(), sets["analyst"].match(it, [it.feed_id])) for it in items],
+            (clear(), sets["analyst"].match(it, [it.feed_id])) for it in items
+        ],
     }
     best = {name: float("inf") for name in [*runs, "analyst, word check constant"]}
     for _ in range(repeat):
@@ -437,7 +543,8 @@ def compare(items: list[Item], specs: list[RuleSpec], repeat: int) -> None:
         engine.words_check = lambda text, start, end: counted  # type: ignore[assignment]
         try:
             best["analyst, word check constant"] = min(
-                best["analyst, word check constant"], best_of(1, runs["analyst"]))
+                best["analyst, word check constant"], best_of(1, runs["analyst"])
+            )
         finally:
             engine.words_check = real
     for name, seconds in best.items():
@@ -450,23 +557,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=None)
     parser.add_argument("--corpus", type=Path, default=SHARED_CORPUS)
     parser.add_argument("--repeat", type=int, default=5, help="passes; the fastest counts")
-    parser.add_argument("--compare", action="store_true",
-                        help="only today's matching against the analyst defaults, 10,000 "
-                        "watch-list rules over RFI items, alternating passes")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file as JSON "
-                        "(bench/run_all.py reads it)")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="only today's matching against the analyst defaults, 10,000 "
+        "watch-list rules over RFI items, alternating passes",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="also write the figures to this file as JSON (bench/run_all.py reads it)",
+    )
     args = parser.parse_args(argv)
     rng = random.Random(20230322)
     count = args.items or (2000 if args.quick else 10000)
     sample = 40 if args.quick else 100
     articles, origin = load_articles(args.corpus)
-    print(f"machine: {platform.platform()} | {platform.processor() or platform.machine()} | "
-          f"{os.cpu_count()} CPUs | Python {sys.version.split()[0]}")
-    print(f"times: CPU time of the fastest of {args.repeat} passes, per item; compile: one "
-          "pass")
+    print(
+        f"machine: {platform.platform()} | {platform.processor() or platform.machine()} | "
+        f"{os.cpu_count()} CPUs | Python {sys.version.split()[0]}"
+    )
+    print(f"times: CPU time of the fastest of {args.repeat} passes, per item; compile: one pass")
     if len(articles) < 50:
-        print("note: without ../shared/corpus every keyword hits a third of the items; the "
-              "figures then measure match reporting, not a realistic rule set")
+        print(
+            "note: without ../shared/corpus every keyword hits a third of the items; the "
+            "figures then measure match reporting, not a realistic rule set"
+        )
     pool = [folded_article(a) for a in articles]
     rfi = [a for a in articles if "rfi.fr" in a[2]]
     other = [a for a in articles if "rfi.fr" not in a[2]]
@@ -482,30 +598,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     for label, subset in sets:
         items = make_items(subset, count, rng)
         chars = statistics.mean(len(i.title) + len(i.content) for i in items)
-        print(f"\n{label}: {len(items)} items built from {len(subset)} of {origin}; "
-              f"mean {chars:.0f} chars of title+HTML")
+        print(
+            f"\n{label}: {len(items)} items built from {len(subset)} of {origin}; "
+            f"mean {chars:.0f} chars of title+HTML"
+        )
         sources = [folded_article(a) for a in subset]
         for rule_count in (1000, 10000):
             specs = watch_list_rules(pool, sources, rule_count, rng)
             for analyst in (False, True):
-                results.append(run(label, "watch list", specs, items, sample, args.repeat,
-                                   analyst))
+                results.append(run(label, "watch list", specs, items, sample, args.repeat, analyst))
         for rule_count in (1000, 10000):
             specs = hot_rules(items[:800], rule_count, rng)
             for analyst in (False, True):
                 results.append(run(label, "hot", specs, items, sample, args.repeat, analyst))
-    print("\n| items | rules | count | matching | compile | engine ms/item | normalization "
-          "| naive ms/item | ratio | matches/item |"
-          "\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "\n| items | rules | count | matching | compile | engine ms/item | normalization "
+        "| naive ms/item | ratio | matches/item |"
+        "\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|"
+    )
     for r in results:
         naive = "" if r.mode == "analyst" else f"{r.naive_ms:.2f}"
         ratio = "" if r.mode == "analyst" else f"{r.ratio:.0f}x"
-        print(f"| {r.items} | {r.rules} | {r.count:,} | {r.mode} | {r.compile_s:.3f} s "
-              f"| {r.engine_ms:.3f} | {r.normalize_ms:.3f} | {naive} | {ratio} "
-              f"| {r.matches:.2f} |")
+        print(
+            f"| {r.items} | {r.rules} | {r.count:,} | {r.mode} | {r.compile_s:.3f} s "
+            f"| {r.engine_ms:.3f} | {r.normalize_ms:.3f} | {naive} | {ratio} "
+            f"| {r.matches:.2f} |"
+        )
     if args.json:
-        args.json.write_text(json.dumps([{**asdict(r), "ratio": r.ratio} for r in results],
-                                        ensure_ascii=False, indent=1))
+        args.json.write_text(
+            json.dumps(
+                [{**asdict(r), "ratio": r.ratio} for r in results], ensure_ascii=False, indent=1
+            )
+        )
     return 0
 
 

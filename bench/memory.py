@@ -53,10 +53,18 @@ from bench.support import (  # noqa: E402
 
 def import_baseline() -> float:
     """RSS (MB) of an interpreter that imported what the daemon imports, nothing more."""
-    code = ("import monitor.app, monitor.cli; print(int(open('/proc/self/status').read()"
-            ".split('VmRSS:')[1].split()[0]) / 1024)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, check=True, timeout=120)
+    code = (
+        "import monitor.app, monitor.cli; print(int(open('/proc/self/status').read()"
+        ".split('VmRSS:')[1].split()[0]) / 1024)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+        timeout=120,
+    )
     return float(out.stdout.strip())
 
 
@@ -64,9 +72,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="feed-monitor-memory-"))
     db = work / "monitor.db"
     n = args.feeds
-    result: dict[str, Any] = {"feeds": n, "rules": args.rules, "workers": args.workers,
-                              "cycles_asked": args.cycles,
-                              "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX")}
+    result: dict[str, Any] = {
+        "feeds": n,
+        "rules": args.rules,
+        "workers": args.workers,
+        "cycles_asked": args.cycles,
+        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+    }
     result["import_baseline_mb"] = import_baseline()
     try:
         with FarmProcess(n, args.latency, hang=max(20.0, args.timeout * 4)) as farm:
@@ -74,9 +86,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             feeds = [(feed_id(i), farm.url("mem", i)) for i in range(n)]
             # Interval 1 h: nothing is due unless the benchmark says so; tick 0.2 s so a
             # due feed waits at most that long for a free worker to be noticed.
-            cfg = farm_config(work / "monitor.yaml", database=db, feeds=feeds,
-                              rules=watch_rules(args.rules), workers=args.workers,
-                              timeout=args.timeout, interval="1h", tick=0.2)
+            cfg = farm_config(
+                work / "monitor.yaml",
+                database=db,
+                feeds=feeds,
+                rules=watch_rules(args.rules),
+                workers=args.workers,
+                timeout=args.timeout,
+                interval="1h",
+                tick=0.2,
+            )
             t0 = time.monotonic()
             with Daemon(cfg, db, work / "daemon.log") as daemon:
                 daemon.wait_started(n)
@@ -84,18 +103,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 daemon.idle(args.max_wait)  # the first polls: backlogs, validators
                 result["warmup_s"] = time.monotonic() - t0
                 result["after_warmup"] = proc_status(daemon.proc.pid)
-                print(f"  start-up RSS {result['after_start']['VmRSS']:.0f} MB; first polls: "
-                      f"{result['warmup_s']:.1f} s, RSS {result['after_warmup']['VmRSS']:.0f}"
-                      " MB", flush=True)
+                print(
+                    f"  start-up RSS {result['after_start']['VmRSS']:.0f} MB; first polls: "
+                    f"{result['warmup_s']:.1f} s, RSS {result['after_warmup']['VmRSS']:.0f}"
+                    " MB",
+                    flush=True,
+                )
                 cycles = []
                 for c in range(args.cycles):
                     farm.advance("mem", n)
                     r = daemon.cycle(n, args.max_wait)
                     r["cycle"] = c + 1
                     cycles.append(r)
-                    print(f"  cycle {c + 1:>2}: {r['wall_s']:6.2f} s, CPU {r['cpu_s']:5.1f} s, "
-                          f"RSS {r['rss_mb']:6.1f} MB (peak {r['peak_rss_mb']:.0f}), "
-                          f"{r['new_items']} new items, {r['alerts']} alerts", flush=True)
+                    print(
+                        f"  cycle {c + 1:>2}: {r['wall_s']:6.2f} s, CPU {r['cpu_s']:5.1f} s, "
+                        f"RSS {r['rss_mb']:6.1f} MB (peak {r['peak_rss_mb']:.0f}), "
+                        f"{r['new_items']} new items, {r['alerts']} alerts",
+                        flush=True,
+                    )
                 result["cycles"] = cycles
                 result["alerts"] = db_scalar(db, "SELECT count(*) FROM alerts")
                 result["items"] = db_scalar(db, "SELECT count(*) FROM items")
@@ -126,24 +151,30 @@ def main(argv: list[str] | None = None) -> int:
         args.feeds, args.rules, args.cycles = 1000, 2000, 3
     m = machine()
     print(f"machine: {machine_line(m)}")
-    print(f"daemon: {args.feeds} feeds, {args.rules} rules, scheduler.workers "
-          f"{args.workers}, {args.cycles} cycles back to back; MALLOC_ARENA_MAX "
-          f"{os.environ.get('MALLOC_ARENA_MAX', 'unset (the daemon caps arenas at 2)')}",
-          flush=True)
+    print(
+        f"daemon: {args.feeds} feeds, {args.rules} rules, scheduler.workers "
+        f"{args.workers}, {args.cycles} cycles back to back; MALLOC_ARENA_MAX "
+        f"{os.environ.get('MALLOC_ARENA_MAX', 'unset (the daemon caps arenas at 2)')}",
+        flush=True,
+    )
     started = time.monotonic()
     r = run(args)
     r["machine"] = m
     r["elapsed_s"] = time.monotonic() - started
     final = r["final"]
-    print(f"\n| | RSS |\n|---|---:|\n| interpreter with the daemon's modules imported "
-          f"(baseline) | {r['import_baseline_mb']:.0f} MB |\n| daemon after warm-up | "
-          f"{r['after_warmup']['VmRSS']:.0f} MB |\n| daemon after cycle 1 | "
-          f"{r['cycles'][0]['rss_mb']:.0f} MB |\n| daemon after cycle {len(r['cycles'])} | "
-          f"{final['VmRSS']:.0f} MB |\n| daemon peak (VmHWM) | {final['VmHWM']:.0f} MB |")
-    print(f"\nafter {len(r['cycles'])} cycles: {final['VmRSS']:.0f} MB, "
-          f"{final['VmRSS'] / r['import_baseline_mb']:.1f}x the import baseline; goal "
-          f"<= 200 MB: {'met' if final['VmRSS'] <= 200 else 'NOT met'}; database "
-          f"{r['db_mb']:.0f} MB, {r['items']} items, {r['alerts']} alerts")
+    print(
+        f"\n| | RSS |\n|---|---:|\n| interpreter with the daemon's modules imported "
+        f"(baseline) | {r['import_baseline_mb']:.0f} MB |\n| daemon after warm-up | "
+        f"{r['after_warmup']['VmRSS']:.0f} MB |\n| daemon after cycle 1 | "
+        f"{r['cycles'][0]['rss_mb']:.0f} MB |\n| daemon after cycle {len(r['cycles'])} | "
+        f"{final['VmRSS']:.0f} MB |\n| daemon peak (VmHWM) | {final['VmHWM']:.0f} MB |"
+    )
+    print(
+        f"\nafter {len(r['cycles'])} cycles: {final['VmRSS']:.0f} MB, "
+        f"{final['VmRSS'] / r['import_baseline_mb']:.1f}x the import baseline; goal "
+        f"<= 200 MB: {'met' if final['VmRSS'] <= 200 else 'NOT met'}; database "
+        f"{r['db_mb']:.0f} MB, {r['items']} items, {r['alerts']} alerts"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(r, indent=1))

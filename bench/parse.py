@@ -68,8 +68,11 @@ def synthetic_items(count: int) -> list[tuple[int, str, str, str]]:
         title = f"新闻{i}：" + "".join(rng.choice(hanzi) for _ in range(16)) + "&quot;特殊&quot;"
         url = f"https://www.rfi.fr/cn/%E5%9B%BD%E9%99%85/2023032{i % 10}-{i}-" + "%E4%B9%A0" * 8
         paragraphs = "".join(
-            "<p><span><span><span><span>" + "".join(rng.choice(hanzi) for _ in range(120))
-            + "。</span></span></span></span></p>" for _ in range(12))
+            "<p><span><span><span><span>"
+            + "".join(rng.choice(hanzi) for _ in range(120))
+            + "。</span></span></span></span></p>"
+            for _ in range(12)
+        )
         body = f'<div>22/03/2023 - 15:10</div><img src="https://s.rfi.fr/x{i}.jpg">{paragraphs}'
         items.append((1679494503000 - i * 60_000, title, url, body))
     return items
@@ -77,14 +80,18 @@ def synthetic_items(count: int) -> list[tuple[int, str, str, str]]:
 
 def render(items: list[tuple[int, str, str, str]]) -> bytes:
     """RSS 2.0 exactly as serve-corpus renders archive items."""
-    out = ['<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>',
-           "<title>rfi</title><link>http://127.0.0.1/rfi</link><description>rfi</description>"]
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>',
+        "<title>rfi</title><link>http://127.0.0.1/rfi</link><description>rfi</description>",
+    ]
     for ts, title, url, body in items:
         pub = format_datetime(datetime.fromtimestamp(ts / 1000, UTC), usegmt=True)
         body = body.replace("]]>", "]]]]><![CDATA[>")
-        out.append(f"<item><title>{escape(title)}</title><link>{escape(url)}</link>"
-                   f"<guid>{escape(url)}</guid><pubDate>{pub}</pubDate>"
-                   f"<description><![CDATA[{body}]]></description></item>")
+        out.append(
+            f"<item><title>{escape(title)}</title><link>{escape(url)}</link>"
+            f"<guid>{escape(url)}</guid><pubDate>{pub}</pubDate>"
+            f"<description><![CDATA[{body}]]></description></item>"
+        )
     out.append("</channel></rss>")
     return "".join(out).encode("utf-8")
 
@@ -108,9 +115,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, feedparser {feedparser.__version__}, "
-            f"lxml {lxml.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, feedparser {feedparser.__version__}, "
+        f"lxml {lxml.__version__}"
+    )
 
 
 _HAN = re.compile(r"[\u4e00-\u9fff]{2,}")
@@ -139,7 +148,7 @@ def make_rules(items: Sequence[tuple[int, str, str, str]], count: int) -> list[R
             run = rng.choice(runs)
             size = rng.randint(2, min(4, len(run)))
             start = rng.randint(0, len(run) - size)
-            if selective(candidate := run[start:start + size]):
+            if selective(candidate := run[start : start + size]):
                 return candidate
         return rng.choice(english)
 
@@ -149,8 +158,7 @@ def make_rules(items: Sequence[tuple[int, str, str, str]], count: int) -> list[R
         if shape < 0.4:
             spec = RuleSpec(f"r{n}", any=(word(),), notify=("console",))
         elif shape < 0.7:
-            spec = RuleSpec(f"r{n}", any=(word(), word(), rng.choice(english)),
-                            notify=("console",))
+            spec = RuleSpec(f"r{n}", any=(word(), word(), rng.choice(english)), notify=("console",))
         elif shape < 0.85:
             spec = RuleSpec(f"r{n}", all=(word(), word()), notify=("console",))
         else:
@@ -159,8 +167,9 @@ def make_rules(items: Sequence[tuple[int, str, str, str]], count: int) -> list[R
     return specs
 
 
-def matcher(specs: list[RuleSpec]) -> tuple[Callable[[Item, Collection[str]], list[RuleMatch]],
-                                              str]:
+def matcher(
+    specs: list[RuleSpec],
+) -> tuple[Callable[[Item, Collection[str]], list[RuleMatch]], str]:
     """The real rule engine, or a keyword scan when monitor.match cannot be imported."""
     try:
         from monitor.match import compile_rules
@@ -176,8 +185,9 @@ def matcher(specs: list[RuleSpec]) -> tuple[Callable[[Item, Collection[str]], li
     return ruleset.match, f"monitor.match.compile_rules, {len(specs)} rules"
 
 
-def interleaved_medians(cases: list[tuple[str, Callable[[], object], Callable[[], object]]],
-                        runs: int) -> list[tuple[str, float]]:
+def interleaved_medians(
+    cases: list[tuple[str, Callable[[], object], Callable[[], object]]], runs: int
+) -> list[tuple[str, float]]:
     """Median ms of each (name, setup, fn) case; ``setup`` is not timed. The cases take
     turns, run by run, so a busy machine slows them all alike and their ratios hold."""
     times: list[list[float]] = [[] for _ in cases]
@@ -188,15 +198,18 @@ def interleaved_medians(cases: list[tuple[str, Callable[[], object], Callable[[]
             fn()
             if run:  # the first round warms up imports and caches
                 taken.append(time.perf_counter() - start)
-    return [(name, statistics.median(taken) * 1000)
-            for (name, _, _), taken in zip(cases, times, strict=True)]
+    return [
+        (name, statistics.median(taken) * 1000)
+        for (name, _, _), taken in zip(cases, times, strict=True)
+    ]
 
 
 INGEST: dict[str, int] = {}  # what the ingest cases did, for --json
 
 
-def stored(items: list[tuple[int, str, str, str]], body: bytes, runs: int,
-           rules: int) -> list[tuple[str, float]]:
+def stored(
+    items: list[tuple[int, str, str, str]], body: bytes, runs: int, rules: int
+) -> list[tuple[str, float]]:
     """Parse + Store.ingest (SQLite file, WAL) for an all-new and a 5-new feed."""
     from sqlalchemy import delete
 
@@ -235,41 +248,65 @@ def stored(items: list[tuple[int, str, str, str]], body: bytes, runs: int,
         stats = ingest(parsed)
         five_new()
         stats5 = ingest(parsed)
-        INGEST.update(rules=rules, all_new_matches=stats.matched,
-                      all_new_alerts=stats.alerts, five_new_alerts=stats5.alerts)
-        print(f"ingest:  all new: {stats.new} new, {stats.matched} matches, {stats.alerts} "
-              f"alerts; 5 new: {stats5.new} new, {stats5.repeats} repeats, "
-              f"{stats5.alerts} alerts")
+        INGEST.update(
+            rules=rules,
+            all_new_matches=stats.matched,
+            all_new_alerts=stats.alerts,
+            five_new_alerts=stats5.alerts,
+        )
+        print(
+            f"ingest:  all new: {stats.new} new, {stats.matched} matches, {stats.alerts} "
+            f"alerts; 5 new: {stats5.new} new, {stats5.repeats} repeats, "
+            f"{stats5.alerts} alerts"
+        )
+
         def none() -> None:
             pass
 
         def nothing_matches(item: Item, feeds: Collection[str]) -> list[RuleMatch]:
             return []
 
-        rows = interleaved_medians([
-            ("all 50 new: parse_feed + Store.ingest", all_new, poll),
-            ("  of which Store.ingest (incl. matching)", all_new, lambda: ingest(parsed)),
-            ("  of which matching alone (50 items)", none,
-             lambda: [match(it, ("rfi",)) for it in parsed]),
-            ("all 50 new, no rule matches: parse_feed + Store.ingest", all_new,
-             lambda: store.items.ingest("rfi", parse_feed(body, HEADERS, "rfi", 0).items, 1,
-                                        MatchingFunctions(nothing_matches, channels))),
-            ("5 new, 45 repeats: parse_feed + Store.ingest", five_new, poll),
-            ("  of which Store.ingest (incl. matching)", five_new, lambda: ingest(parsed)),
-            ("unchanged (50 repeats): parse_feed + Store.ingest", none, poll),
-        ], runs)
+        rows = interleaved_medians(
+            [
+                ("all 50 new: parse_feed + Store.ingest", all_new, poll),
+                ("  of which Store.ingest (incl. matching)", all_new, lambda: ingest(parsed)),
+                (
+                    "  of which matching alone (50 items)",
+                    none,
+                    lambda: [match(it, ("rfi",)) for it in parsed],
+                ),
+                (
+                    "all 50 new, no rule matches: parse_feed + Store.ingest",
+                    all_new,
+                    lambda: store.items.ingest(
+                        "rfi",
+                        parse_feed(body, HEADERS, "rfi", 0).items,
+                        1,
+                        MatchingFunctions(nothing_matches, channels),
+                    ),
+                ),
+                ("5 new, 45 repeats: parse_feed + Store.ingest", five_new, poll),
+                ("  of which Store.ingest (incl. matching)", five_new, lambda: ingest(parsed)),
+                ("unchanged (50 repeats): parse_feed + Store.ingest", none, poll),
+            ],
+            runs,
+        )
         store.close()
     return rows
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="fewer runs (a smoke test)")
     ap.add_argument("--items", type=int, default=50)
     ap.add_argument("--rules", type=int, default=100)
-    ap.add_argument("--json", type=Path, help="also write the figures to this file as JSON "
-                    "(bench/run_all.py reads it)")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        help="also write the figures to this file as JSON (bench/run_all.py reads it)",
+    )
     args = ap.parse_args()
     runs, slow_runs = (15, 5) if args.quick else (200, 30)
 
@@ -287,8 +324,9 @@ def main() -> None:
     print(f"runs:    {runs} (feedparser readers: {slow_runs}); medians\n")
 
     def fp(**options: bool) -> Callable[[], object]:
-        return lambda: feedparser.parse(io.BytesIO(body), response_headers={
-            "content-type": HEADERS["Content-Type"]}, **options)
+        return lambda: feedparser.parse(
+            io.BytesIO(body), response_headers={"content-type": HEADERS["Content-Type"]}, **options
+        )
 
     def cold() -> object:
         # A first poll: no URL canonicalised before (the cache of URLs that miss the
@@ -302,12 +340,16 @@ def main() -> None:
 
     rows = [
         ("parse_feed, cold key cache (lxml -> Items)", median_ms(cold, runs)),
-        ("parse_feed, warm (URLs seen last poll)", median_ms(
-            lambda: parse_feed(body, HEADERS, "rfi", 0), runs)),
+        (
+            "parse_feed, warm (URLs seen last poll)",
+            median_ms(lambda: parse_feed(body, HEADERS, "rfi", 0), runs),
+        ),
         ("parse_with_feedparser, cold (fallback)", median_ms(fallback, slow_runs)),
         ("feedparser.parse, defaults", median_ms(fp(), slow_runs)),
-        ("feedparser.parse, sanitize/resolve off", median_ms(
-            fp(sanitize_html=False, resolve_relative_uris=False), slow_runs)),
+        (
+            "feedparser.parse, sanitize/resolve off",
+            median_ms(fp(sanitize_html=False, resolve_relative_uris=False), slow_runs),
+        ),
     ]
     ours = rows[0][1]
     width = max(len(name) for name, _ in rows)
@@ -320,15 +362,25 @@ def main() -> None:
     fp_default = rows[3][1]
     width = max(len(name) for name, _ in srows)
     for name, ms in srows:
-        print(f"{name:<{width}}  {ms:8.2f} ms   feedparser.parse defaults alone: "
-              f"x{fp_default / ms:5.1f} this")
+        print(
+            f"{name:<{width}}  {ms:8.2f} ms   feedparser.parse defaults alone: "
+            f"x{fp_default / ms:5.1f} this"
+        )
     print("cases take turns run by run (medians); the 'of which' rows reuse parsed Items")
     if args.json:
-        args.json.write_text(json.dumps({
-            "machine": machine(), "feed": {"items": len(items), "kb": len(body) / 1024,
-                                           "source": source},
-            "parse_ms": dict(rows), "stored_ms": dict(srows), "ingest": INGEST},
-            ensure_ascii=False, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "feed": {"items": len(items), "kb": len(body) / 1024, "source": source},
+                    "parse_ms": dict(rows),
+                    "stored_ms": dict(srows),
+                    "ingest": INGEST,
+                },
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

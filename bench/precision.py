@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     articles, origin = corpus_articles()
     texts = [fold_text(plain_text(t)) + " " + fold_text(html_to_text(b)) for t, _, b in articles]
     print(f"{origin}; jieba dictionary load {load_s:.2f} s\n")
-    print("| keyword | hits (substring) | counted | rejected: straddle | rejected: other "
-          "meaning | articles before | after |\n|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| keyword | hits (substring) | counted | rejected: straddle | rejected: other "
+        "meaning | articles before | after |\n|---|---:|---:|---:|---:|---:|---:|"
+    )
     rejected: list[tuple[str, str, str]] = []
     checks, spent = 0, 0.0
     for kw in args.keywords.split(","):
@@ -62,17 +64,26 @@ def main(argv: list[str] | None = None) -> int:
                     kind = "other" if "another meaning" in verdict.reason else "straddle"
                     kinds[kind] += 1
                     c = args.context
-                    context = (text[max(0, start - c):start] + "【" + kw + "】"
-                               + text[start + len(kw):start + len(kw) + c])
+                    context = (
+                        text[max(0, start - c) : start]
+                        + "【"
+                        + kw
+                        + "】"
+                        + text[start + len(kw) : start + len(kw) + c]
+                    )
                     rejected.append((kw, context, verdict.reason))
                 start = text.find(kw, start + 1)
         total = sum(kinds.values())
-        print(f"| {kw} | {total} | {kinds['counted']} | {kinds['straddle']} | {kinds['other']} "
-              f"| {len(before)} | {len(after)} |")
+        print(
+            f"| {kw} | {total} | {kinds['counted']} | {kinds['straddle']} | {kinds['other']} "
+            f"| {len(before)} | {len(after)} |"
+        )
     info = words._in_window.cache_info()
-    print(f"\n{checks} checks, {spent / max(checks, 1) * 1e6:.1f} µs each on average; "
-          f"verdicts reused from the cache (same phrase around a hit): {info.hits} of "
-          f"{info.hits + info.misses}\n")
+    print(
+        f"\n{checks} checks, {spent / max(checks, 1) * 1e6:.1f} µs each on average; "
+        f"verdicts reused from the cache (same phrase around a hit): {info.hits} of "
+        f"{info.hits + info.misses}\n"
+    )
     print("Rejected hits:\n")
     for kw, context, reason in rejected:
         print(f"- {kw}: {context} — {reason}")

@@ -54,8 +54,16 @@ def make_items(count: int) -> list[Any]:
         title, url, body = articles[n % len(articles)]
         if n % 2:
             title, body = s2t.convert(title), s2t.convert(body)
-        items.append(Item(key=f"{url}#{n}", url=url, title=title,
-                          published_ms=1_690_000_000_000 + n, feed_id="rfi", content=body))
+        items.append(
+            Item(
+                key=f"{url}#{n}",
+                url=url,
+                title=title,
+                published_ms=1_690_000_000_000 + n,
+                feed_id="rfi",
+                content=body,
+            )
+        )
     return items
 
 
@@ -73,7 +81,7 @@ def news_rules(count: int, seed: int = 11) -> list[dict[str, Any]]:
             run = rng.choice(runs)
             size = rng.randint(2, min(4, len(run)))
             start = rng.randint(0, len(run) - size)
-            w = run[start:start + size]
+            w = run[start : start + size]
             if w not in seen:
                 seen[w] = sum(w in t for t in texts) <= limit
             if seen[w]:
@@ -95,13 +103,24 @@ def news_rules(count: int, seed: int = 11) -> list[dict[str, Any]]:
 def specs(rules: list[dict[str, Any]], analyst: bool = True) -> list[Any]:
     from monitor.types import RuleSpec
 
-    return [RuleSpec(r["name"], query=r.get("query"), any=tuple(r.get("any", ())),
-                     all=tuple(r.get("all", ())), none=tuple(r.get("none", ())),
-                     notify=("out",), aliases=analyst, exact=not analyst) for r in rules]
+    return [
+        RuleSpec(
+            r["name"],
+            query=r.get("query"),
+            any=tuple(r.get("any", ())),
+            all=tuple(r.get("all", ())),
+            none=tuple(r.get("none", ())),
+            notify=("out",),
+            aliases=analyst,
+            exact=not analyst,
+        )
+        for r in rules
+    ]
 
 
-def measure(rules: list[dict[str, Any]], items: int, repeat: int,
-            analyst: bool = False) -> dict[str, float]:
+def measure(
+    rules: list[dict[str, Any]], items: int, repeat: int, analyst: bool = False
+) -> dict[str, float]:
     from monitor.match import compile_rules
 
     t0 = time.perf_counter()
@@ -114,8 +133,12 @@ def measure(rules: list[dict[str, Any]], items: int, repeat: int,
         found = [ruleset.match(it, ("rfi",)) for it in batch]
         per_item.append((time.perf_counter() - t0) * 1000 / len(batch))
         hits = sum(len(f) for f in found)
-    return {"rules": len(rules), "compile_s": compile_s,
-            "ms_per_item": statistics.median(per_item), "matches_per_item": hits / items}
+    return {
+        "rules": len(rules),
+        "compile_s": compile_s,
+        "ms_per_item": statistics.median(per_item),
+        "matches_per_item": hits / items,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,19 +162,23 @@ def main(argv: list[str] | None = None) -> int:
     measure(watch_rules(counts[0]), min(args.items, 200), 1, analyst=True)
     out: dict[str, Any] = {"machine": m, "items": args.items, "sets": {}}
     for name, gen in (("watch list", watch_rules), ("news words", news_rules)):
-        print(f"\n{name}\n| rules | matching | compile | per item | x {counts[0]} rules "
-              "| matches/item |\n|---:|---|---:|---:|---:|---:|")
+        print(
+            f"\n{name}\n| rules | matching | compile | per item | x {counts[0]} rules "
+            "| matches/item |\n|---:|---|---:|---:|---:|---:|"
+        )
         for mode in ("today", "analyst"):
-            rows = [measure(gen(n), args.items, args.repeat, mode == "analyst")
-                    for n in counts]
+            rows = [measure(gen(n), args.items, args.repeat, mode == "analyst") for n in counts]
             base = rows[0]["ms_per_item"]
             for r in rows:
                 r["ratio"] = r["ms_per_item"] / base
             out["sets"][f"{name}, {mode}"] = rows
             for r in rows:
-                print(f"| {r['rules']:,} | {mode} | {r['compile_s']:.2f} s | "
-                      f"{r['ms_per_item']:.3f} ms | {r['ratio']:.2f}x | "
-                      f"{r['matches_per_item']:.2f} |", flush=True)
+                print(
+                    f"| {r['rules']:,} | {mode} | {r['compile_s']:.2f} s | "
+                    f"{r['ms_per_item']:.3f} ms | {r['ratio']:.2f}x | "
+                    f"{r['matches_per_item']:.2f} |",
+                    flush=True,
+                )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1))

@@ -60,8 +60,11 @@ class Spec:
 
 
 def postgres_url() -> str:
-    return (os.environ.get("FEED_MONITOR_BENCH_PG") or os.environ.get("FEED_MONITOR_TEST_PG")
-            or DEFAULT_PG)
+    return (
+        os.environ.get("FEED_MONITOR_BENCH_PG")
+        or os.environ.get("FEED_MONITOR_TEST_PG")
+        or DEFAULT_PG
+    )
 
 
 def scale_database() -> str:
@@ -72,8 +75,7 @@ def scale_database() -> str:
         return os.environ["FEED_MONITOR_BENCH_PG"]
     from sqlalchemy.engine import make_url
 
-    return make_url(postgres_url()).set(database="postgres").render_as_string(
-        hide_password=False)
+    return make_url(postgres_url()).set(database="postgres").render_as_string(hide_password=False)
 
 
 def postgres_missing() -> str | None:
@@ -92,8 +94,9 @@ SPECS = [
     Spec("parse", "parse.py", [], ["--quick"], 600),
     # bench/match.py's own full mode (10,000 items, 3 passes) takes longer than the
     # whole suite may; 2,000 items in one pass still give stable per-item figures.
-    Spec("match", "match.py", ["--items", "2000", "--repeat", "1"], ["--quick", "--repeat", "1"],
-         900),
+    Spec(
+        "match", "match.py", ["--items", "2000", "--repeat", "1"], ["--quick", "--repeat", "1"], 900
+    ),
     Spec("rules", "rules.py", [], ["--quick"], 600),
     Spec("latency", "latency.py", [], ["--alerts", "60"], 300),
     Spec("import", "import.py", [], ["--quick"], 600),
@@ -129,14 +132,23 @@ def run_one(spec: Spec, quick: bool, extra: list[str]) -> dict[str, Any]:
     def attempt(argv: list[str]) -> tuple[int | None, str, float]:
         t0 = time.monotonic()
         try:
-            proc = subprocess.run([sys.executable, str(script), *argv], cwd=REPO, env=env,
-                                  capture_output=True, text=True, timeout=spec.timeout)
+            proc = subprocess.run(
+                [sys.executable, str(script), *argv],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=spec.timeout,
+            )
             code: int | None = proc.returncode
             text = proc.stdout + ("\n" + proc.stderr if proc.stderr.strip() else "")
         except subprocess.TimeoutExpired as e:
             code = None
-            text = ((e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes)
-                    else (e.stdout or ""))
+            text = (
+                (e.stdout or b"").decode(errors="replace")
+                if isinstance(e.stdout, bytes)
+                else (e.stdout or "")
+            )
         return code, text, time.monotonic() - t0
 
     argv = [*args, "--json", str(json_path)]
@@ -146,15 +158,23 @@ def run_one(spec: Spec, quick: bool, extra: list[str]) -> dict[str, Any]:
         argv = list(args)
         code, text, elapsed = attempt(argv)
     log.write_text(text)
-    out.update(command=" ".join(["python", f"bench/{spec.script}", *argv]).replace(
-        str(json_path), f"bench/results/{json_path.name}"), seconds=round(elapsed, 1),
-        log=f"bench/results/{log.name}", tables=table_lines(text),
-        text=[line.rstrip() for line in text.strip().splitlines()[-40:]])
+    out.update(
+        command=" ".join(["python", f"bench/{spec.script}", *argv]).replace(
+            str(json_path), f"bench/results/{json_path.name}"
+        ),
+        seconds=round(elapsed, 1),
+        log=f"bench/results/{log.name}",
+        tables=table_lines(text),
+        text=[line.rstrip() for line in text.strip().splitlines()[-40:]],
+    )
     if code is None:
         return {**out, "status": "failed", "reason": f"stopped after {spec.timeout:.0f} s"}
     if code != 0:
-        return {**out, "status": "failed", "reason": f"exit {code}: "
-                + " / ".join(text.strip().splitlines()[-3:])[-500:]}
+        return {
+            **out,
+            "status": "failed",
+            "reason": f"exit {code}: " + " / ".join(text.strip().splitlines()[-3:])[-500:],
+        }
     if json_path.exists():
         out["figures"] = json.loads(json_path.read_text())
     return {**out, "status": "ok"}
@@ -187,8 +207,9 @@ def _get(d: Any, *path: Any) -> Any:
     return d
 
 
-def cycle_point(results: dict[str, Any], feeds: int) -> tuple[dict[str, Any] | None,
-                                                               dict[str, Any] | None]:
+def cycle_point(
+    results: dict[str, Any], feeds: int
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     growth = _get(results, "cycle", "figures", "growth") or {}
     ours = next((r for r in growth.get("ours", []) if r["feeds"] == feeds), None)
     peer = next((r for r in growth.get("reader", []) if r["feeds"] == feeds), None)
@@ -205,34 +226,55 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         assert ours is not None and peer is not None
         limit = 60.0
         note = "" if big == 5000 else f" (largest step run: {big:,} feeds)"
-        rows.append((f"poll cycle of 5,000 feeds ≤ {limit:.0f} s",
-                     f"{ours['wall_s']:.1f} s{note}",
-                     "met" if ours["wall_s"] <= limit and big >= 5000 else
-                     ("not measured at 5,000" if big < 5000 else "**missed**")))
+        rows.append(
+            (
+                f"poll cycle of 5,000 feeds ≤ {limit:.0f} s",
+                f"{ours['wall_s']:.1f} s{note}",
+                "met"
+                if ours["wall_s"] <= limit and big >= 5000
+                else ("not measured at 5,000" if big < 5000 else "**missed**"),
+            )
+        )
         ratio = peer["wall_s"] / ours["wall_s"]
-        rows.append(("≥ 5x faster than reader on the same farm (cycle wall time)",
-                     f"{ratio:.1f}x (reader {peer['wall_s']:.1f} s, workers "
-                     f"{peer['workers']}){note}",
-                     "not measured at 5,000" if big < 5000 else
-                     ("met" if ratio >= 5 else "**missed**")))
+        rows.append(
+            (
+                "≥ 5x faster than reader on the same farm (cycle wall time)",
+                f"{ratio:.1f}x (reader {peer['wall_s']:.1f} s, workers {peer['workers']}){note}",
+                "not measured at 5,000" if big < 5000 else ("met" if ratio >= 5 else "**missed**"),
+            )
+        )
         cpu = peer["cpu_s"] / max(ours["cpu_s"], 1e-9)
-        rows.append(("(for reference) CPU time per cycle, reader ÷ feed-monitor",
-                     f"{cpu:.1f}x ({peer['cpu_s']:.1f} s against {ours['cpu_s']:.1f} s)", ""))
+        rows.append(
+            (
+                "(for reference) CPU time per cycle, reader ÷ feed-monitor",
+                f"{cpu:.1f}x ({peer['cpu_s']:.1f} s against {ours['cpu_s']:.1f} s)",
+                "",
+            )
+        )
     else:
-        rows.append(("poll cycle of 5,000 feeds ≤ 60 s", "not run",
-                     _status(results, "cycle")))
+        rows.append(("poll cycle of 5,000 feeds ≤ 60 s", "not run", _status(results, "cycle")))
     mem = _get(results, "memory", "figures")
     if mem and mem.get("final"):
         rss = mem["final"]["VmRSS"]
-        rows.append((f"daemon RSS ≤ 200 MB with {mem['feeds']:,} feeds and {mem['rules']:,} "
-                     f"rules, after {len(mem['cycles'])} cycles",
-                     f"{rss:.0f} MB (peak {mem['final']['VmHWM']:.0f} MB; imports alone "
-                     f"{mem['import_baseline_mb']:.0f} MB)",
-                     "met" if rss <= 200 and mem["feeds"] >= 5000 and mem["rules"] >= 10000
-                     else ("**missed**" if rss > 200 else "not measured at full size")))
+        rows.append(
+            (
+                f"daemon RSS ≤ 200 MB with {mem['feeds']:,} feeds and {mem['rules']:,} "
+                f"rules, after {len(mem['cycles'])} cycles",
+                f"{rss:.0f} MB (peak {mem['final']['VmHWM']:.0f} MB; imports alone "
+                f"{mem['import_baseline_mb']:.0f} MB)",
+                "met"
+                if rss <= 200 and mem["feeds"] >= 5000 and mem["rules"] >= 10000
+                else ("**missed**" if rss > 200 else "not measured at full size"),
+            )
+        )
     else:
-        rows.append(("daemon RSS ≤ 200 MB (5,000 feeds, 10,000 rules)", "not run",
-                     _status(results, "memory")))
+        rows.append(
+            (
+                "daemon RSS ≤ 200 MB (5,000 feeds, 10,000 rules)",
+                "not run",
+                _status(results, "memory"),
+            )
+        )
     parse = _get(results, "parse", "figures")
     if parse and parse.get("parse_ms"):
         cold = next(iter(parse["parse_ms"].values()))
@@ -242,32 +284,56 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         heavy = stored.get("all 50 new: parse_feed + Store.ingest")
         if typical is not None and fresh is not None:
             worst = max(typical, fresh)
-            rows.append(("changed 50-item RFI feed, bytes → stored Items ≤ 10 ms median "
-                         "(bench/parse.py: parse, dedupe, store)",
-                         f"{typical:.2f} ms with 5 new items, {fresh:.2f} ms with all 50 new "
-                         f"(parse_feed alone {cold:.2f} ms)",
-                         "met" if worst <= 10 else "**missed**"))
+            rows.append(
+                (
+                    "changed 50-item RFI feed, bytes → stored Items ≤ 10 ms median "
+                    "(bench/parse.py: parse, dedupe, store)",
+                    f"{typical:.2f} ms with 5 new items, {fresh:.2f} ms with all 50 new "
+                    f"(parse_feed alone {cold:.2f} ms)",
+                    "met" if worst <= 10 else "**missed**",
+                )
+            )
         else:
-            rows.append(("parse_feed of a 50-item RFI feed ≤ 10 ms (docs/benchmarks-parse.md)",
-                         f"{cold:.2f} ms", "met" if cold <= 10 else "**missed**"))
+            rows.append(
+                (
+                    "parse_feed of a 50-item RFI feed ≤ 10 ms (docs/benchmarks-parse.md)",
+                    f"{cold:.2f} ms",
+                    "met" if cold <= 10 else "**missed**",
+                )
+            )
         if heavy is not None:
             ing = parse.get("ingest") or {}
-            rows.append(("(for reference) the same with rule matching and the outbox in the "
-                         f"transaction: all 50 new, {ing.get('rules', '?')} rules matching "
-                         f"{ing.get('all_new_matches', '?')} times",
-                         f"{heavy:.2f} ms", ""))
+            rows.append(
+                (
+                    "(for reference) the same with rule matching and the outbox in the "
+                    f"transaction: all 50 new, {ing.get('rules', '?')} rules matching "
+                    f"{ing.get('all_new_matches', '?')} times",
+                    f"{heavy:.2f} ms",
+                    "",
+                )
+            )
     lat = _get(results, "latency", "figures")
     if lat and lat.get("p99_ms") is not None:
-        rows.append(("alert latency p99 ≤ 1,000 ms (bench/latency.py)",
-                     f"{lat['p99_ms']:.0f} ms", "met" if lat["p99_ms"] <= 1000 else "**missed**"))
+        rows.append(
+            (
+                "alert latency p99 ≤ 1,000 ms (bench/latency.py)",
+                f"{lat['p99_ms']:.0f} ms",
+                "met" if lat["p99_ms"] <= 1000 else "**missed**",
+            )
+        )
     web = _get(results, "web", "figures")
     if web and web.get("pages"):
-        label, slowest = max(((k, v["median_ms"]) for k, v in web["pages"].items()),
-                             key=lambda kv: kv[1])
-        rows.append((f"every console page ≤ 300 ms on the server with {web['feeds']:,} feeds "
-                     f"and {web['alerts']:,} alerts (bench/web.py, median)",
-                     f"slowest {slowest:.0f} ms ({label})",
-                     "met" if slowest <= 300 else "**missed**"))
+        label, slowest = max(
+            ((k, v["median_ms"]) for k, v in web["pages"].items()), key=lambda kv: kv[1]
+        )
+        rows.append(
+            (
+                f"every console page ≤ 300 ms on the server with {web['feeds']:,} feeds "
+                f"and {web['alerts']:,} alerts (bench/web.py, median)",
+                f"slowest {slowest:.0f} ms ({label})",
+                "met" if slowest <= 300 else "**missed**",
+            )
+        )
     return rows
 
 
@@ -294,10 +360,13 @@ def plots(results: dict[str, Any], img: Path) -> list[Path]:
             pts = growth.get(key, [])
             if pts:
                 w = pts[0]["workers"]
-                ax.plot([p["feeds"] for p in pts], [p["wall_s"] for p in pts], style,
-                        label=f"{label} ({w} workers)")
-                ax2.plot([p["feeds"] for p in pts], [p["cpu_s"] for p in pts], style,
-                         label=label)
+                ax.plot(
+                    [p["feeds"] for p in pts],
+                    [p["wall_s"] for p in pts],
+                    style,
+                    label=f"{label} ({w} workers)",
+                )
+                ax2.plot([p["feeds"] for p in pts], [p["cpu_s"] for p in pts], style, label=label)
         ax.axhline(60, color="grey", lw=0.8, ls=":", label="goal: 60 s at 5,000")
         ax.set(xlabel="feeds", ylabel="cycle wall time (s)", title="One poll cycle")
         ax2.set(xlabel="feeds", ylabel="CPU time of the process (s)", title="CPU per cycle")
@@ -313,11 +382,13 @@ def plots(results: dict[str, Any], img: Path) -> list[Path]:
     if sets:
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, rows in sets.items():
-            ax.plot([r["rules"] for r in rows], [r["ms_per_item"] for r in rows], "o-",
-                    label=name)
+            ax.plot([r["rules"] for r in rows], [r["ms_per_item"] for r in rows], "o-", label=name)
         ax.set_xscale("log")
-        ax.set(xlabel="rules (log scale)", ylabel="matching cost per item (ms)",
-               title="Matching cost against rule count (RFI items)")
+        ax.set(
+            xlabel="rules (log scale)",
+            ylabel="matching cost per item (ms)",
+            title="Matching cost against rule count (RFI items)",
+        )
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -329,14 +400,19 @@ def plots(results: dict[str, Any], img: Path) -> list[Path]:
     if mem and mem.get("cycles"):
         fig, ax = plt.subplots(figsize=(6, 4))
         cycles = mem["cycles"]
-        ax.plot([0] + [c["cycle"] for c in cycles],
-                [mem["after_warmup"]["VmRSS"]] + [c["rss_mb"] for c in cycles], "o-",
-                label="daemon RSS")
-        ax.axhline(mem["import_baseline_mb"], color="grey", ls="--", lw=0.8,
-                   label="imports alone")
+        ax.plot(
+            [0] + [c["cycle"] for c in cycles],
+            [mem["after_warmup"]["VmRSS"]] + [c["rss_mb"] for c in cycles],
+            "o-",
+            label="daemon RSS",
+        )
+        ax.axhline(mem["import_baseline_mb"], color="grey", ls="--", lw=0.8, label="imports alone")
         ax.axhline(200, color="red", ls=":", lw=0.8, label="goal: 200 MB")
-        ax.set(xlabel="cycle (0 = after the warm-up)", ylabel="MB",
-               title=f"Daemon RSS, {mem['feeds']:,} feeds, {mem['rules']:,} rules")
+        ax.set(
+            xlabel="cycle (0 = after the warm-up)",
+            ylabel="MB",
+            title=f"Daemon RSS, {mem['feeds']:,} feeds, {mem['rules']:,} rules",
+        )
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -375,20 +451,25 @@ def cycle_md(results: dict[str, Any]) -> list[str]:
         f"timeouts {farm['timeout']:g} s): a cycle makes every feed due at one instant, as an "
         "interval ending does, and lasts until every feed's poll is recorded; it includes "
         "fetching, parsing, storing and matching, while the alerts go out meanwhile "
-        "(\"alerts delivered by\": until none was pending). reader "
+        '("alerts delivered by": until none was pending). reader '
         f"{c['reader_version']}: `update_feeds(workers=N, scheduled=False)` (SQLite file, "
         f"`session_timeout` {farm['timeout']:g} s); it neither matches nor delivers. CPU is "
         "the process's user+system time during the cycle (all threads); RSS from /proc "
-        "after the cycle, and the process's peak.", "",
+        "after the cycle, and the process's peak.",
+        "",
         f"Tuning at {c['tuning']['feeds']:,} feeds (a process per worker count, each a "
-        "warm-up and a measured cycle):", "",
-        "| client | workers | cycle wall | CPU |", "|---|---:|---:|---:|"]
+        "warm-up and a measured cycle):",
+        "",
+        "| client | workers | cycle wall | CPU |",
+        "|---|---:|---:|---:|",
+    ]
     for key, label in (("ours", "feed-monitor"), ("reader", "reader")):
         best = c["tuning"][f"best_{key}"]
         for r in c["tuning"][key]:
             mark = " (best)" if r["workers"] == best else ""
-            lines.append(f"| {label} | {r['workers']}{mark} | {r['wall_s']:.2f} s | "
-                         f"{r['cpu_s']:.1f} s |")
+            lines.append(
+                f"| {label} | {r['workers']}{mark} | {r['wall_s']:.2f} s | {r['cpu_s']:.1f} s |"
+            )
     lines += ["", "Growth, with the best worker count of each:", ""]
     sys.path.insert(0, str(BENCH))
     from cycle import table
@@ -396,14 +477,24 @@ def cycle_md(results: dict[str, Any]) -> list[str]:
     lines += table(c["growth"])
     prof = c.get("profile")
     if prof and prof.get("samples"):
-        lines += ["", f"Where the daemon's time goes: one more cycle at {prof['feeds']:,} feeds "
-                  f"({prof['wall_s']:.1f} s) sampled by py-spy, counting only the thread "
-                  "that held the GIL (on CPython, what the process spends its one effective "
-                  f"core on; {prof['samples']:,} samples). Inclusive shares of the functions "
-                  "in monitor/:", "", "| share | file:function |", "|---:|---|"]
+        lines += [
+            "",
+            f"Where the daemon's time goes: one more cycle at {prof['feeds']:,} feeds "
+            f"({prof['wall_s']:.1f} s) sampled by py-spy, counting only the thread "
+            "that held the GIL (on CPython, what the process spends its one effective "
+            f"core on; {prof['samples']:,} samples). Inclusive shares of the functions "
+            "in monitor/:",
+            "",
+            "| share | file:function |",
+            "|---:|---|",
+        ]
         lines += [f"| {v:.1f} % | `{k}` |" for k, v in prof["inclusive"][:20]]
-        lines += ["", "Self time by package: " + ", ".join(
-            f"{k} {v:.1f} %" for k, v in prof["self_by_package"]) + "."]
+        lines += [
+            "",
+            "Self time by package: "
+            + ", ".join(f"{k} {v:.1f} %" for k, v in prof["self_by_package"])
+            + ".",
+        ]
     return lines
 
 
@@ -418,8 +509,10 @@ def memory_md(results: dict[str, Any]) -> list[str]:
         f"feeds and {m['rules']:,} rules (`scheduler.workers` {m['workers']}) on the same "
         f"farm; after its first polls, {len(cyc)} cycles back to back (every feed made due "
         "at once, as an interval ending does). RSS is read from /proc (VmRSS; VmHWM is the "
-        "peak).", "",
-        "| | RSS |", "|---|---:|",
+        "peak).",
+        "",
+        "| | RSS |",
+        "|---|---:|",
         f"| interpreter with the daemon's modules imported (baseline) | "
         f"{m['import_baseline_mb']:.0f} MB |",
         f"| daemon after start-up (config read, rules compiled) | "
@@ -428,11 +521,13 @@ def memory_md(results: dict[str, Any]) -> list[str]:
         f"{m['after_warmup']['VmRSS']:.0f} MB |",
         f"| daemon after cycle 1 | {cyc[0]['rss_mb']:.0f} MB |",
         f"| daemon after cycle {len(cyc)} | {m['final']['VmRSS']:.0f} MB |",
-        f"| daemon peak (VmHWM) | {m['final']['VmHWM']:.0f} MB |", "",
+        f"| daemon peak (VmHWM) | {m['final']['VmHWM']:.0f} MB |",
+        "",
         f"Cycle time {min(secs):.1f}-{max(secs):.1f} s (median "
         f"{sorted(secs)[len(secs) // 2]:.1f} s), daemon CPU "
         f"{sorted(c['cpu_s'] for c in cyc)[len(cyc) // 2]:.1f} s per cycle (median); "
-        f"database {m['db_mb']:.0f} MB, {m['items']:,} items, {m['alerts']:,} alerts."]
+        f"database {m['db_mb']:.0f} MB, {m['items']:,} items, {m['alerts']:,} alerts.",
+    ]
     return lines
 
 
@@ -440,14 +535,24 @@ def rules_md(results: dict[str, Any]) -> list[str]:
     r = _get(results, "rules", "figures")
     if not r:
         return [f"Not run: {_status(results, 'rules')}."]
-    lines = [f"`bench/rules.py`: `RuleSet.match` over {r['items']:,} RFI items (half in "
-             "Traditional Chinese), fresh Item objects per size; the ratio is to the "
-             "smallest rule set in the same run.", ""]
+    lines = [
+        f"`bench/rules.py`: `RuleSet.match` over {r['items']:,} RFI items (half in "
+        "Traditional Chinese), fresh Item objects per size; the ratio is to the "
+        "smallest rule set in the same run.",
+        "",
+    ]
     for name, rows in r["sets"].items():
-        lines += [f"**{name}**", "", "| rules | compile | per item | ratio | matches/item |",
-                  "|---:|---:|---:|---:|---:|"]
-        lines += [f"| {x['rules']:,} | {x['compile_s']:.2f} s | {x['ms_per_item']:.3f} ms | "
-                  f"{x['ratio']:.2f}x | {x['matches_per_item']:.2f} |" for x in rows]
+        lines += [
+            f"**{name}**",
+            "",
+            "| rules | compile | per item | ratio | matches/item |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {x['rules']:,} | {x['compile_s']:.2f} s | {x['ms_per_item']:.3f} ms | "
+            f"{x['ratio']:.2f}x | {x['matches_per_item']:.2f} |"
+            for x in rows
+        ]
         lines.append("")
     return lines
 
@@ -457,15 +562,22 @@ def other_md(results: dict[str, Any], name: str) -> list[str]:
     r = results.get(name)
     if not r or r.get("status") in ("absent", "skipped", "not run") or "status" not in r:
         return [f"Not run: {_status(results, name)}."]
-    lines = [f"`{r.get('command', r['script'])}` ({r.get('seconds', 0):.0f} s, "
-             f"{r['status']}; full output in `{r.get('log', '')}`)", ""]
+    lines = [
+        f"`{r.get('command', r['script'])}` ({r.get('seconds', 0):.0f} s, "
+        f"{r['status']}; full output in `{r.get('log', '')}`)",
+        "",
+    ]
     if r["status"] != "ok":
         lines += [f"Failed: {r.get('reason', '')}", ""]
     for t in r.get("tables", []):
         lines += t + [""]
     if not r.get("tables") and r.get("figures"):
-        lines += ["```json", json.dumps(r["figures"], indent=1, ensure_ascii=False)[:3000],
-                  "```", ""]
+        lines += [
+            "```json",
+            json.dumps(r["figures"], indent=1, ensure_ascii=False)[:3000],
+            "```",
+            "",
+        ]
     elif not r.get("tables") and r.get("text"):
         # Neither a markdown table nor --json: what it printed, as it printed it.
         lines += ["```text", *r["text"], "```", ""]
@@ -479,16 +591,18 @@ def parse_md(results: dict[str, Any]) -> list[str]:
         return other_md(results, "parse")
     r = results["parse"]
     feed = f.get("feed", {})
-    lines = [f"`{r['command']}` ({r['seconds']:.0f} s; full output in `{r['log']}`). "
-             f"Feed: {feed.get('items', '?')} items, {feed.get('kb', 0):.0f} KB, from "
-             f"{feed.get('source', '?')}. Medians; the ratio is to the first row.", "",
-             "| reader | median | ratio |", "|---|---:|---:|"]
+    lines = [
+        f"`{r['command']}` ({r['seconds']:.0f} s; full output in `{r['log']}`). "
+        f"Feed: {feed.get('items', '?')} items, {feed.get('kb', 0):.0f} KB, from "
+        f"{feed.get('source', '?')}. Medians; the ratio is to the first row.",
+        "",
+        "| reader | median | ratio |",
+        "|---|---:|---:|",
+    ]
     first = next(iter(f["parse_ms"].values()))
-    lines += [f"| {name} | {ms:.2f} ms | {ms / first:.1f}x |"
-              for name, ms in f["parse_ms"].items()]
+    lines += [f"| {name} | {ms:.2f} ms | {ms / first:.1f}x |" for name, ms in f["parse_ms"].items()]
     if f.get("stored_ms"):
-        lines += ["", "| bytes to stored items (SQLite, rules, outbox) | median |",
-                  "|---|---:|"]
+        lines += ["", "| bytes to stored items (SQLite, rules, outbox) | median |", "|---|---:|"]
         lines += [f"| {name.strip()} | {ms:.2f} ms |" for name, ms in f["stored_ms"].items()]
     return lines
 
@@ -498,43 +612,62 @@ def latency_md(results: dict[str, Any]) -> list[str]:
     if not f or f.get("p99_ms") is None:
         return other_md(results, "latency")
     r = results["latency"]
-    return [f"`{r['command']}` ({r['seconds']:.0f} s; full output in `{r['log']}`). "
-            f"{f.get('alerts', '?')} alerts; latency = SMTP server received the mail - the "
-            "poll that stored the item returned; the baseline is Apprise sending to the "
-            "same SMTP server directly, in the same run.", "",
-            "| path | p50 | p99 | max |", "|---|---:|---:|---:|",
-            f"| poll finished → mail received (daemon) | {f['p50_ms']:.1f} ms | "
-            f"{f['p99_ms']:.1f} ms | {f['max_ms']:.1f} ms |",
-            f"| Apprise → same SMTP server (baseline) | {f['baseline_p50_ms']:.1f} ms | "
-            f"{f['baseline_p99_ms']:.1f} ms | {f['baseline_max_ms']:.1f} ms |", "",
-            f"Ratio daemon / baseline: p50 {f['p50_ms'] / f['baseline_p50_ms']:.1f}x, p99 "
-            f"{f['p99_ms'] / f['baseline_p99_ms']:.1f}x."]
+    return [
+        f"`{r['command']}` ({r['seconds']:.0f} s; full output in `{r['log']}`). "
+        f"{f.get('alerts', '?')} alerts; latency = SMTP server received the mail - the "
+        "poll that stored the item returned; the baseline is Apprise sending to the "
+        "same SMTP server directly, in the same run.",
+        "",
+        "| path | p50 | p99 | max |",
+        "|---|---:|---:|---:|",
+        f"| poll finished → mail received (daemon) | {f['p50_ms']:.1f} ms | "
+        f"{f['p99_ms']:.1f} ms | {f['max_ms']:.1f} ms |",
+        f"| Apprise → same SMTP server (baseline) | {f['baseline_p50_ms']:.1f} ms | "
+        f"{f['baseline_p99_ms']:.1f} ms | {f['baseline_max_ms']:.1f} ms |",
+        "",
+        f"Ratio daemon / baseline: p50 {f['p50_ms'] / f['baseline_p50_ms']:.1f}x, p99 "
+        f"{f['p99_ms'] / f['baseline_p99_ms']:.1f}x.",
+    ]
 
 
 def report_md(results: dict[str, Any], img_rel: str, pngs: list[Path]) -> str:
     m = results["machine"]
     meta = results["run"]
-    earlier = sorted({r["from_earlier_run"] for r in results["benches"].values()
-                      if r.get("from_earlier_run")})
-    provenance = ("every figure below comes from that one run" if not earlier else
-                  "the benchmarks it did not re-run keep their figures from the run of "
-                  + ", ".join(earlier) + " (see the status table)")
-    out = ["# Benchmarks", "",
-           f"Generated by `{meta['command']}` on {meta['date']} ({meta['seconds'] / 60:.0f} "
-           f"min); {provenance}. Ratios compare things measured in the same run on the "
-           "same machine; absolute times are this machine's. Re-run to refresh this page; "
-           "do not edit it by hand.", "",
-           "## Machine", "", f"{machine_line(m)}. The benchmarks run one after another; "
-           "each client under test runs in a process of its own, the feed farm in another, "
-           "so on 2 cores the farm and the client each have about one.", "",
-           "## Summary", ""]
+    earlier = sorted(
+        {r["from_earlier_run"] for r in results["benches"].values() if r.get("from_earlier_run")}
+    )
+    provenance = (
+        "every figure below comes from that one run"
+        if not earlier
+        else "the benchmarks it did not re-run keep their figures from the run of "
+        + ", ".join(earlier)
+        + " (see the status table)"
+    )
+    out = [
+        "# Benchmarks",
+        "",
+        f"Generated by `{meta['command']}` on {meta['date']} ({meta['seconds'] / 60:.0f} "
+        f"min); {provenance}. Ratios compare things measured in the same run on the "
+        "same machine; absolute times are this machine's. Re-run to refresh this page; "
+        "do not edit it by hand.",
+        "",
+        "## Machine",
+        "",
+        f"{machine_line(m)}. The benchmarks run one after another; "
+        "each client under test runs in a process of its own, the feed farm in another, "
+        "so on 2 cores the farm and the client each have about one.",
+        "",
+        "## Summary",
+        "",
+    ]
     out += summary_md(results["benches"])
     out += ["", "| benchmark | status | time |", "|---|---|---:|"]
     for name, r in results["benches"].items():
-        earlier = f" (from the run of {r['from_earlier_run']})" if r.get("from_earlier_run") \
-            else ""
-        out.append(f"| {name} | {r.get('status')}{': ' + r['reason'] if r.get('reason') else ''}"
-                   f"{earlier} | {r.get('seconds', 0):.0f} s |")
+        earlier = f" (from the run of {r['from_earlier_run']})" if r.get("from_earlier_run") else ""
+        out.append(
+            f"| {name} | {r.get('status')}{': ' + r['reason'] if r.get('reason') else ''}"
+            f"{earlier} | {r.get('seconds', 0):.0f} s |"
+        )
     out += ["", "## Poll cycle: feed-monitor and reader", ""]
     out += cycle_md(results["benches"])
     if any(p.name == "cycle-growth.png" for p in pngs):
@@ -547,15 +680,18 @@ def report_md(results: dict[str, Any], img_rel: str, pngs: list[Path]) -> str:
     out += rules_md(results["benches"])
     if any(p.name == "rule-cost.png" for p in pngs):
         out += [f"![matching cost per item against rule count]({img_rel}/rule-cost.png)"]
-    for name, title in (("parse", "Parsing (bench/parse.py)"),
-                        ("match", "Rule engine against a naive loop (bench/match.py)"),
-                        ("latency", "Alert latency (bench/latency.py)"),
-                        ("import", "Import (bench/import.py)"),
-                        ("scale", "Several daemons on one PostgreSQL (bench/scale.py)"),
-                        ("web", "Web console (bench/web.py)")):
+    for name, title in (
+        ("parse", "Parsing (bench/parse.py)"),
+        ("match", "Rule engine against a naive loop (bench/match.py)"),
+        ("latency", "Alert latency (bench/latency.py)"),
+        ("import", "Import (bench/import.py)"),
+        ("scale", "Several daemons on one PostgreSQL (bench/scale.py)"),
+        ("web", "Web console (bench/web.py)"),
+    ):
         out += ["", f"## {title}", ""]
         render = {"parse": parse_md, "latency": latency_md}.get(
-            name, lambda b, name=name: other_md(b, name))
+            name, lambda b, name=name: other_md(b, name)
+        )
         out += render(results["benches"])
     out += ["", "## Plots", ""]
     out += [f"- [{p.name}]({img_rel}/{p.name})" for p in pngs] or ["None made in this run."]
@@ -567,11 +703,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="every benchmark's quick mode")
     p.add_argument("--only", help="comma-separated names: " + ",".join(s.name for s in SPECS))
     p.add_argument("--skip", default="", help="comma-separated names not to run")
-    p.add_argument("--docs", action="store_true",
-                   help="write docs/benchmarks.md and docs/img/ (the default of a full run)")
+    p.add_argument(
+        "--docs",
+        action="store_true",
+        help="write docs/benchmarks.md and docs/img/ (the default of a full run)",
+    )
     p.add_argument("--no-docs", action="store_true", help="write bench/results/ only")
-    p.add_argument("--report-only", action="store_true",
-                   help="re-render the report and plots from bench/results/latest.json")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-render the report and plots from bench/results/latest.json",
+    )
     args = p.parse_args(argv)
     latest = RESULTS / "latest.json"
     if args.report_only:
@@ -589,15 +731,20 @@ def main(argv: list[str] | None = None) -> int:
         best_workers: list[str] = []
         for spec in SPECS:
             if spec.name not in chosen:
-                benches[spec.name] = {"script": f"bench/{spec.script}", "status": "not run",
-                                      "reason": "not chosen (--only/--skip)"}
+                benches[spec.name] = {
+                    "script": f"bench/{spec.script}",
+                    "status": "not run",
+                    "reason": "not chosen (--only/--skip)",
+                }
                 continue
             say(f"== {spec.name} (bench/{spec.script})")
             extra = best_workers if spec.name == "memory" else []
             r = run_one(spec, args.quick, extra)
             benches[spec.name] = r
-            say(f"   {r['status']}{': ' + r['reason'] if r.get('reason') else ''}"
-                f" ({r.get('seconds', 0):.0f} s)")
+            say(
+                f"   {r['status']}{': ' + r['reason'] if r.get('reason') else ''}"
+                f" ({r.get('seconds', 0):.0f} s)"
+            )
             if spec.name == "cycle" and _get(r, "figures", "tuning", "best_ours"):
                 # The daemon of the memory benchmark runs with the worker count found best.
                 best_workers = ["--workers", str(r["figures"]["tuning"]["best_ours"])]
@@ -612,10 +759,16 @@ def main(argv: list[str] | None = None) -> int:
                         benches[name] = {**r, "from_earlier_run": before["run"]["date"]}
         if args.only:
             command += f" --only {args.only}"
-        results = {"machine": m, "benches": benches,
-                   "run": {"command": command, "quick": args.quick,
-                           "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                           "seconds": round(time.monotonic() - started)}}
+        results = {
+            "machine": m,
+            "benches": benches,
+            "run": {
+                "command": command,
+                "quick": args.quick,
+                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "seconds": round(time.monotonic() - started),
+            },
+        }
         RESULTS.mkdir(exist_ok=True)
         latest.write_text(json.dumps(results, indent=1, ensure_ascii=False))
     docs = (args.docs or not results["run"]["quick"]) and not args.no_docs
@@ -628,9 +781,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         (RESULTS / "benchmarks.md").write_text(report_md(results, "img", pngs))
     say("\n" + summary)
-    say(f"figures: {latest.relative_to(REPO)}; report: "
+    say(
+        f"figures: {latest.relative_to(REPO)}; report: "
         f"{'docs/benchmarks.md' if docs else 'bench/results/benchmarks.md'}; plots: "
-        + ", ".join(str(x.relative_to(REPO)) for x in pngs))
+        + ", ".join(str(x.relative_to(REPO)) for x in pngs)
+    )
     return 0
 
 

@@ -66,8 +66,9 @@ def bench_database(url: str) -> str:
     admin = create_engine(u, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
-                                {"n": own.database}).first():
+            if not conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": own.database}
+            ).first():
                 conn.execute(text(f'CREATE DATABASE "{own.database}"'))
         return own.render_as_string(hide_password=False)
     except SQLAlchemyError:
@@ -82,17 +83,27 @@ def reset(engine: Engine) -> None:
         conn.execute(text("CREATE SCHEMA public"))
 
 
-def scale_config(path: Path, database: str, farm: FarmProcess, n_feeds: int,
-                 workers: int) -> Path:
+def scale_config(path: Path, database: str, farm: FarmProcess, n_feeds: int, workers: int) -> Path:
     return write_config(
-        path, database=database,
+        path,
+        database=database,
         feeds=[{"id": f"feed{i:04d}", "url": farm.url(NS, i)} for i in range(n_feeds)],
-        rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["out"]},
-               {"name": "ukraine", "any": ["乌克兰", "烏克蘭"], "notify": ["out"]},
-               {"name": "summit", "all": ["峰会", "总统"], "notify": ["out"]}],
-        defaults={"interval": "1h", "jitter": 0, "timeout": "10s", "backlog": "none",
-                  "per_host_concurrency": workers, "allowed_networks": ["127.0.0.0/8"]},
-        scheduler={"tick": 0.2, "workers": workers}, delivery={"interval": 1})
+        rules=[
+            {"name": "china-russia", "any": ["中俄"], "notify": ["out"]},
+            {"name": "ukraine", "any": ["乌克兰", "烏克蘭"], "notify": ["out"]},
+            {"name": "summit", "all": ["峰会", "总统"], "notify": ["out"]},
+        ],
+        defaults={
+            "interval": "1h",
+            "jitter": 0,
+            "timeout": "10s",
+            "backlog": "none",
+            "per_host_concurrency": workers,
+            "allowed_networks": ["127.0.0.0/8"],
+        },
+        scheduler={"tick": 0.2, "workers": workers},
+        delivery={"interval": 1},
+    )
 
 
 def server_version(url: str) -> str:
@@ -108,8 +119,12 @@ def backend_cpu(engine: Engine) -> dict[int, float]:
     """CPU seconds so far of each PostgreSQL backend serving the benchmark's database
     (other databases on the server, e.g. a test run's, are someone else's load)."""
     with engine.connect() as conn:
-        pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = "
-                                 "current_database() AND pid <> pg_backend_pid()")).scalars()
+        pids = conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = "
+                "current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
         out = {}
         for pid in pids:
             try:
@@ -129,8 +144,9 @@ def machine_busy() -> tuple[float, float]:
 def count_where(engine: Engine, cond: Any) -> int:
     try:
         with engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(feeds).where(cond))
-                       .scalar_one())
+            return int(
+                conn.execute(select(func.count()).select_from(feeds).where(cond)).scalar_one()
+            )
     except SQLAlchemyError:  # the daemons have not created the tables yet
         return 0
 
@@ -151,15 +167,21 @@ class Cluster:
         self.procs = []
         for log in self.logs:
             with open(log, "w") as out:
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "monitor", "run", "-c", str(config)],
-                    cwd=REPO, stdout=out, stderr=subprocess.STDOUT))
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "monitor", "run", "-c", str(config)],
+                        cwd=REPO,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
 
     def check(self) -> None:
         for log, proc in zip(self.logs, self.procs, strict=True):
             if proc.poll() is not None:
-                raise SystemExit(f"a daemon exited with {proc.returncode}:\n"
-                                 f"{log.read_text()[-3000:]}")
+                raise SystemExit(
+                    f"a daemon exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+                )
 
     def running(self) -> bool:
         self.check()
@@ -178,14 +200,17 @@ class Cluster:
                 proc.kill()
 
 
-def cycle(engine: Engine, cluster: Cluster, farm: FarmProcess, n_feeds: int
-          ) -> dict[str, float]:
+def cycle(engine: Engine, cluster: Cluster, farm: FarmProcess, n_feeds: int) -> dict[str, float]:
     """One poll cycle: its seconds, and the CPU seconds the daemons, PostgreSQL, the farm
     and everything else on the machine used meanwhile."""
     farm.advance(NS, n_feeds)
     farm_pid = farm.pid
-    cpu0, pg0, farm0, busy0 = cluster.cpu(), backend_cpu(engine), cpu_seconds(farm_pid), \
-        machine_busy()
+    cpu0, pg0, farm0, busy0 = (
+        cluster.cpu(),
+        backend_cpu(engine),
+        cpu_seconds(farm_pid),
+        machine_busy(),
+    )
     due = int(time.time() * 1000) + 300
     with engine.begin() as conn:
         conn.execute(update(feeds).values(next_poll_ms=due))
@@ -199,16 +224,21 @@ def cycle(engine: Engine, cluster: Cluster, farm: FarmProcess, n_feeds: int
     with engine.connect() as conn:
         last = conn.execute(select(func.max(feeds.c.last_poll_ms))).scalar_one()
         # A failed poll ends quickly: a cycle with failures would look fast.
-        failed = conn.execute(select(func.count()).select_from(feeds).where(
-            feeds.c.last_outcome.not_in(["ok", "ok-with-warnings", "not-modified"]))
+        failed = conn.execute(
+            select(func.count())
+            .select_from(feeds)
+            .where(feeds.c.last_outcome.not_in(["ok", "ok-with-warnings", "not-modified"]))
         ).scalar_one()
     seconds = (last - due) / 1000
     # /proc/stat counts clock ticks summed over all cpus.
     busy = (busy1[0] - busy0[0]) / os.sysconf("SC_CLK_TCK")
     pg1 = backend_cpu(engine)
-    out = {"seconds": seconds, "daemons": cluster.cpu() - cpu0,
-           "postgres": sum(t - pg0.get(pid, 0.0) for pid, t in pg1.items()),
-           "farm": cpu_seconds(farm_pid) - farm0}
+    out = {
+        "seconds": seconds,
+        "daemons": cluster.cpu() - cpu0,
+        "postgres": sum(t - pg0.get(pid, 0.0) for pid, t in pg1.items()),
+        "farm": cpu_seconds(farm_pid) - farm0,
+    }
     out["others"] = max(0.0, busy - out["daemons"] - out["postgres"] - out["farm"])
     out["capacity"] = (busy1[1] - busy0[1]) / os.sysconf("SC_CLK_TCK")  # cpus x wall time
     out["failed"] = failed
@@ -219,19 +249,31 @@ def main() -> None:
     p = argparse.ArgumentParser(description="poll-cycle time, 1 daemon against several")
     p.add_argument("--feeds", type=int, default=600)
     p.add_argument("--cycles", type=int, default=3, help="measured cycles per block")
-    p.add_argument("--rounds", type=int, default=2,
-                   help="blocks per process count, interleaved (1,3,3,1,...) against drift")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="blocks per process count, interleaved (1,3,3,1,...) against drift",
+    )
     p.add_argument("--processes", default="1,3", help="comma-separated process counts")
     p.add_argument("--workers", type=int, default=8, help="scheduler.workers per process")
     p.add_argument("--latency", default="0.05-0.1", help="farm answer delay range, seconds")
-    p.add_argument("--mix", default="etag=60,plain=20,news=20",
-                   help="farm feeds per kind, percent: etag (304), plain (200, repeats), news")
-    p.add_argument("--database", default=os.environ.get("FEED_MONITOR_BENCH_PG")
-                   or os.environ.get("FEED_MONITOR_TEST_PG"),
-                   help="PostgreSQL URL (default $FEED_MONITOR_BENCH_PG, $FEED_MONITOR_TEST_PG)")
+    p.add_argument(
+        "--mix",
+        default="etag=60,plain=20,news=20",
+        help="farm feeds per kind, percent: etag (304), plain (200, repeats), news",
+    )
+    p.add_argument(
+        "--database",
+        default=os.environ.get("FEED_MONITOR_BENCH_PG") or os.environ.get("FEED_MONITOR_TEST_PG"),
+        help="PostgreSQL URL (default $FEED_MONITOR_BENCH_PG, $FEED_MONITOR_TEST_PG)",
+    )
     p.add_argument("--quick", action="store_true", help="200 feeds, 1 round of 1 cycle")
-    p.add_argument("--json", type=Path, help="also write the figures to this file as JSON "
-                   "(bench/run_all.py reads it)")
+    p.add_argument(
+        "--json",
+        type=Path,
+        help="also write the figures to this file as JSON (bench/run_all.py reads it)",
+    )
     args = p.parse_args()
     if not args.database:
         raise SystemExit("needs a PostgreSQL URL: --database or FEED_MONITOR_TEST_PG")
@@ -239,38 +281,52 @@ def main() -> None:
         args.feeds, args.cycles, args.rounds = 200, 1, 1
     database = bench_database(args.database)
     counts = [int(x) for x in args.processes.split(",")]
-    print(f"machine: {machine()['cpu']}, {os.cpu_count()} cpus, Linux {platform.release()}, "
-          f"Python {platform.python_version()}, PostgreSQL {server_version(database)}")
-    print(f"farm: {args.feeds} feeds ({args.mix}), latency {args.latency} s per answer; "
-          f"{args.workers} workers per process; load average before: "
-          f"{os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"machine: {machine()['cpu']}, {os.cpu_count()} cpus, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, PostgreSQL {server_version(database)}"
+    )
+    print(
+        f"farm: {args.feeds} feeds ({args.mix}), latency {args.latency} s per answer; "
+        f"{args.workers} workers per process; load average before: "
+        f"{os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     farm = FarmProcess(args.feeds, args.latency, mix=args.mix)
     engine = create_engine(database)
     results: dict[int, list[dict[str, float]]] = {n: [] for n in counts}
     try:
         with tempfile.TemporaryDirectory(prefix="feed-monitor-scale-") as tmp:
             workdir = Path(tmp)
-            config = scale_config(workdir / "bench.yaml", database, farm, args.feeds,
-                                  args.workers)
+            config = scale_config(workdir / "bench.yaml", database, farm, args.feeds, args.workers)
             # Warm-up, once: every feed's first poll (backlogs stored, ETags learnt).
             reset(engine)
             started = time.monotonic()
             cluster = Cluster(max(counts), config, workdir, "warm-up")
             try:
-                wait_for(lambda: cluster.running() and count_where(
-                    engine, feeds.c.first_poll_done.is_(True)) == args.feeds, 600, "warm-up")
+                wait_for(
+                    lambda: (
+                        cluster.running()
+                        and count_where(engine, feeds.c.first_poll_done.is_(True)) == args.feeds
+                    ),
+                    600,
+                    "warm-up",
+                )
             finally:
                 cluster.stop()
-            print(f"warm-up (first polls, {max(counts)} processes): "
-                  f"{time.monotonic() - started:.1f} s", flush=True)
+            print(
+                f"warm-up (first polls, {max(counts)} processes): "
+                f"{time.monotonic() - started:.1f} s",
+                flush=True,
+            )
             for r in range(args.rounds):
                 for n in counts if r % 2 == 0 else counts[::-1]:
                     cluster = Cluster(n, config, workdir, f"{r}-{n}")
                     try:
                         wait_for(cluster.running, 60, "the daemons to start")
                         cycle(engine, cluster, farm, args.feeds)  # settling
-                        block = [cycle(engine, cluster, farm, args.feeds)
-                                 for _ in range(args.cycles)]
+                        block = [
+                            cycle(engine, cluster, farm, args.feeds) for _ in range(args.cycles)
+                        ]
                     finally:
                         cluster.stop()
                     results[n] += block
@@ -278,43 +334,66 @@ def main() -> None:
                     failed = sum(c["failed"] for c in block)
                     if failed:
                         times += f" (WARNING: {failed} failed polls: see the daemon logs)"
-                    print(f"  round {r + 1}, {n} process(es): cycles {times} s; load average "
-                          f"{os.getloadavg()[0]:.2f}", flush=True)
+                    print(
+                        f"  round {r + 1}, {n} process(es): cycles {times} s; load average "
+                        f"{os.getloadavg()[0]:.2f}",
+                        flush=True,
+                    )
         stats = farm.get(f"/_stats?ns={NS}")
     finally:
         farm.close()
         engine.dispose()
+
     def median(n: int, key: str) -> float:
         return statistics.median(c[key] for c in results[n])
 
     base = median(counts[0], "seconds")
     print(f"\nfarm answers over the whole run: {stats}")
-    print("\nCPU seconds used during one cycle (medians), and the machine's CPU capacity "
-          "in that time (cpus x cycle):")
-    print(f"\n| processes | workers | median cycle | feeds/s | speed-up vs {counts[0]} | "
-          "daemons | PostgreSQL sessions | farm | everything else | capacity |")
+    print(
+        "\nCPU seconds used during one cycle (medians), and the machine's CPU capacity "
+        "in that time (cpus x cycle):"
+    )
+    print(
+        f"\n| processes | workers | median cycle | feeds/s | speed-up vs {counts[0]} | "
+        "daemons | PostgreSQL sessions | farm | everything else | capacity |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in counts:
         med = median(n, "seconds")
-        print(f"| {n} | {n * args.workers} | {med:.2f} s | {args.feeds / med:.0f} | "
-              f"{base / med:.2f}x | " + " | ".join(
-                  f"{median(n, k):.2f} s" for k in ("daemons", "postgres", "farm", "others",
-                                                    "capacity")) + " |")
+        print(
+            f"| {n} | {n * args.workers} | {med:.2f} s | {args.feeds / med:.0f} | "
+            f"{base / med:.2f}x | "
+            + " | ".join(
+                f"{median(n, k):.2f} s"
+                for k in ("daemons", "postgres", "farm", "others", "capacity")
+            )
+            + " |"
+        )
     # What an otherwise idle machine would allow: a cycle can be no shorter than the
     # network wait its workers share, nor than our CPU spread over all the cpus.
     low, _, high = args.latency.partition("-")
     mean_latency = (float(low) + float(high or low)) / 2
     cpus = os.cpu_count() or 1
-    print("\nFloors (a cycle can be no shorter than either): network wait = feeds x mean "
-          f"latency / workers; CPU = (daemons + PostgreSQL sessions + farm) / {cpus} cpus")
+    print(
+        "\nFloors (a cycle can be no shorter than either): network wait = feeds x mean "
+        f"latency / workers; CPU = (daemons + PostgreSQL sessions + farm) / {cpus} cpus"
+    )
     for n in counts:
         ours = median(n, "daemons") + median(n, "postgres") + median(n, "farm")
         wait = args.feeds * mean_latency / (n * args.workers)
         print(f"  {n} process(es): network wait {wait:.2f} s, CPU {ours / cpus:.2f} s")
     if args.json:
-        args.json.write_text(json.dumps({
-            "feeds": args.feeds, "workers": args.workers, "farm": json.loads(stats),
-            "processes": {str(n): results[n] for n in counts}}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "feeds": args.feeds,
+                    "workers": args.workers,
+                    "farm": json.loads(stats),
+                    "processes": {str(n): results[n] for n in counts},
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

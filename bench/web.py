@@ -42,20 +42,48 @@ from monitor.web.server import make_app  # noqa: E402
 
 DAY = 86_400_000
 RULES = [f"rule-{n:02d}" for n in range(20)]
-KEYWORDS = ["乌克兰", "中俄", "普京", "习近平", "台湾", "欧盟", "北约", "稀土", "关税", "选举",
-            "气候", "能源", "疫情", "人权", "香港", "新疆", "南海", "朝鲜", "伊朗", "以色列"]
+KEYWORDS = [
+    "乌克兰",
+    "中俄",
+    "普京",
+    "习近平",
+    "台湾",
+    "欧盟",
+    "北约",
+    "稀土",
+    "关税",
+    "选举",
+    "气候",
+    "能源",
+    "疫情",
+    "人权",
+    "香港",
+    "新疆",
+    "南海",
+    "朝鲜",
+    "伊朗",
+    "以色列",
+]
 
 
 def config(n_feeds: int) -> LoadedConfig:
-    cfg = Config.model_validate({
-        "database": "sqlite:///unused.db",
-        "feeds": [{"id": f"feed-{i:05d}", "url": f"https://news{i % 50}.example/{i}/rss"}
-                  for i in range(n_feeds)],
-        "channels": {"console": {"urls": ["console://"]},
-                     "mail": {"urls": ["mailto://user:secret@example.com"]}},
-        "rules": [{"name": r, "any": [k], "notify": ["console", "mail"]}
-                  for r, k in zip(RULES, KEYWORDS, strict=True)],
-    })
+    cfg = Config.model_validate(
+        {
+            "database": "sqlite:///unused.db",
+            "feeds": [
+                {"id": f"feed-{i:05d}", "url": f"https://news{i % 50}.example/{i}/rss"}
+                for i in range(n_feeds)
+            ],
+            "channels": {
+                "console": {"urls": ["console://"]},
+                "mail": {"urls": ["mailto://user:secret@example.com"]},
+            },
+            "rules": [
+                {"name": r, "any": [k], "notify": ["console", "mail"]}
+                for r, k in zip(RULES, KEYWORDS, strict=True)
+            ],
+        }
+    )
     return LoadedConfig(cfg, "bench/web.py")
 
 
@@ -67,44 +95,86 @@ def seed(db: Path, n_feeds: int, n_alerts: int, now: int) -> LoadedConfig:
     n_items = n_alerts // 2
     states = ["sent"] * 90 + ["pending", "held", "silenced", "dead", "dead"] + ["pending"] * 5
     with engine.begin() as conn:
-        conn.execute(insert(feeds), [{
-            "id": f"feed-{i:05d}", "url": f"https://news{i % 50}.example/{i}/rss",
-            "next_poll_ms": now + 300_000, "failures": 6 if i % 20 == 0 else 0,
-            "first_poll_done": True, "last_poll_ms": now - 60_000,
-            "last_outcome": "timeout" if i % 20 == 0 else "ok",
-            "last_error": "timed out after 30 s" if i % 20 == 0 else None,
-            "last_status": 200, "added_ms": now - 90 * DAY} for i in range(n_feeds)])
+        conn.execute(
+            insert(feeds),
+            [
+                {
+                    "id": f"feed-{i:05d}",
+                    "url": f"https://news{i % 50}.example/{i}/rss",
+                    "next_poll_ms": now + 300_000,
+                    "failures": 6 if i % 20 == 0 else 0,
+                    "first_poll_done": True,
+                    "last_poll_ms": now - 60_000,
+                    "last_outcome": "timeout" if i % 20 == 0 else "ok",
+                    "last_error": "timed out after 30 s" if i % 20 == 0 else None,
+                    "last_status": 200,
+                    "added_ms": now - 90 * DAY,
+                }
+                for i in range(n_feeds)
+            ],
+        )
         step = 60 * DAY // n_items
         for start in range(0, n_items, 10_000):
             rows = []
             for i in range(start, min(n_items, start + 10_000)):
                 k = KEYWORDS[i % 20]
                 t = now - i * step
-                rows.append({"id": i + 1, "key": f"https://news.example/a/{i}",
-                             "url": f"https://news.example/a/{i}",
-                             "title": f"{k}：第 {i} 篇报道的标题", "summary": "",
-                             "content": f"<p>{'正文内容' * 100} {k} {'更多内容' * 50}</p>",
-                             "published_ms": t, "first_seen_ms": t, "updated_ms": t})
+                rows.append(
+                    {
+                        "id": i + 1,
+                        "key": f"https://news.example/a/{i}",
+                        "url": f"https://news.example/a/{i}",
+                        "title": f"{k}：第 {i} 篇报道的标题",
+                        "summary": "",
+                        "content": f"<p>{'正文内容' * 100} {k} {'更多内容' * 50}</p>",
+                        "published_ms": t,
+                        "first_seen_ms": t,
+                        "updated_ms": t,
+                    }
+                )
             conn.execute(insert(items), rows)
-            conn.execute(insert(item_feeds), [{"item_id": r["id"],
-                                               "feed_id": f"feed-{r['id'] % n_feeds:05d}",
-                                               "first_seen_ms": r["first_seen_ms"]}
-                                              for r in rows])
-            conn.execute(insert(matches), [{"item_id": r["id"], "rule": RULES[r["id"] % 20],
-                                            "matched_ms": r["first_seen_ms"], "alerted": True}
-                                           for r in rows])
+            conn.execute(
+                insert(item_feeds),
+                [
+                    {
+                        "item_id": r["id"],
+                        "feed_id": f"feed-{r['id'] % n_feeds:05d}",
+                        "first_seen_ms": r["first_seen_ms"],
+                    }
+                    for r in rows
+                ],
+            )
+            conn.execute(
+                insert(matches),
+                [
+                    {
+                        "item_id": r["id"],
+                        "rule": RULES[r["id"] % 20],
+                        "matched_ms": r["first_seen_ms"],
+                        "alerted": True,
+                    }
+                    for r in rows
+                ],
+            )
             arows = []
             for r in rows:
                 for channel in ("console", "mail"):
                     state = states[(r["id"] * 7 + len(channel)) % 100]
-                    arows.append({
-                        "rule": RULES[r["id"] % 20], "item_id": r["id"], "channel": channel,
-                        "keywords": json.dumps([KEYWORDS[r["id"] % 20]], ensure_ascii=False),
-                        "snippet": f"……{KEYWORDS[r['id'] % 20]}……", "status": state,
-                        "attempts": 3 if state in ("dead", "pending") and r["id"] % 2 else 0,
-                        "created_ms": r["first_seen_ms"], "next_attempt_ms": now,
-                        "sent_ms": r["first_seen_ms"] if state == "sent" else None,
-                        "last_error": "connection refused" if state == "dead" else None})
+                    arows.append(
+                        {
+                            "rule": RULES[r["id"] % 20],
+                            "item_id": r["id"],
+                            "channel": channel,
+                            "keywords": json.dumps([KEYWORDS[r["id"] % 20]], ensure_ascii=False),
+                            "snippet": f"……{KEYWORDS[r['id'] % 20]}……",
+                            "status": state,
+                            "attempts": 3 if state in ("dead", "pending") and r["id"] % 2 else 0,
+                            "created_ms": r["first_seen_ms"],
+                            "next_attempt_ms": now,
+                            "sent_ms": r["first_seen_ms"] if state == "sent" else None,
+                            "last_error": "connection refused" if state == "dead" else None,
+                        }
+                    )
             conn.execute(insert(alerts), arows)
     store.close()
     return LoadedConfig(cfg, loaded.path)
@@ -140,8 +210,10 @@ def main() -> None:
         db = Path(tmp) / "console.db"
         t0 = time.perf_counter()
         loaded = seed(db, args.feeds, args.alerts, now)
-        print(f"seeded {args.feeds} feeds, {args.alerts} alerts in "
-              f"{time.perf_counter() - t0:.1f} s ({db.stat().st_size / 2**20:.0f} MiB)")
+        print(
+            f"seeded {args.feeds} feeds, {args.alerts} alerts in "
+            f"{time.perf_counter() - t0:.1f} s ({db.stat().st_size / 2**20:.0f} MiB)"
+        )
         store = open_store(loaded.config)
         source = ConsoleSource(store, SYSTEM_CLOCK, Masker(), lambda: loaded)
         app = make_app(Metrics(), lambda: [] if store.ping() is None else ["down"], source)
@@ -161,21 +233,25 @@ def main() -> None:
             ("feed page", "/feeds/feed-00042"),
             ("rule page", f"/rules/{RULES[3]}"),
         ]
-        figures: dict[str, Any] = {"feeds": args.feeds, "alerts": args.alerts,
-                                   "repeat": args.repeat, "pages": {}}
-        print(f"\n{args.feeds:,} feeds, {args.alerts:,} alerts; {args.repeat} requests a "
-              "page after a warm-up\n")
+        figures: dict[str, Any] = {
+            "feeds": args.feeds,
+            "alerts": args.alerts,
+            "repeat": args.repeat,
+            "pages": {},
+        }
+        print(
+            f"\n{args.feeds:,} feeds, {args.alerts:,} alerts; {args.repeat} requests a "
+            "page after a warm-up\n"
+        )
         print("| page | URL | median ms | worst ms |")
         print("|---|---|---:|---:|")
         backtest = f"/rules/{RULES[3]}?q=%E4%B9%8C%E5%85%8B%E5%85%B0&since=7d"
         for label, url in [*pages, ("rule page + backtest over 7 days", backtest)]:
-            times = timed(client, url, args.repeat if url != backtest
-                          else max(1, args.repeat // 3))
+            times = timed(client, url, args.repeat if url != backtest else max(1, args.repeat // 3))
             figures["pages" if url != backtest else "backtest"] = (
-                figures["pages"] | {label: _figure(times)} if url != backtest
-                else _figure(times))
-            print(f"| {label} | `{url}` | {statistics.median(times):.1f} | "
-                  f"{max(times):.1f} |")
+                figures["pages"] | {label: _figure(times)} if url != backtest else _figure(times)
+            )
+            print(f"| {label} | `{url}` | {statistics.median(times):.1f} | {max(times):.1f} |")
         if args.json:
             args.json.write_text(json.dumps(figures, indent=1))
         store.close()

@@ -38,8 +38,13 @@ from monitor.types import (
 Upgrade = Literal["policy", "force", "inspect"]
 
 
-def open_store(config: Config, *, clock: Clock = SYSTEM_CLOCK, upgrade: Upgrade = "policy",
-               must_exist: bool = False) -> Store:
+def open_store(
+    config: Config,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    upgrade: Upgrade = "policy",
+    must_exist: bool = False,
+) -> Store:
     """The database, opened: the only place a ``Store`` is made.
 
     ``upgrade``: "policy" applies ``database_upgrade`` ("auto" migrates, "never" refuses
@@ -63,17 +68,28 @@ def _require_sqlite_file(url: str) -> None:
         u = make_url(url)
     except Exception as e:  # sqlalchemy raises ArgumentError for a malformed URL
         raise StoreError(f"invalid database URL: {e}") from e
-    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") \
-            and not Path(u.database).exists():
-        raise StoreError(f"no database at {u.database}: nothing has been stored yet "
-                         "(run 'feed-monitor once' or the daemon first)")
+    if (
+        u.get_backend_name() == "sqlite"
+        and u.database not in (None, "", ":memory:")
+        and not Path(u.database).exists()
+    ):
+        raise StoreError(
+            f"no database at {u.database}: nothing has been stored yet "
+            "(run 'feed-monitor once' or the daemon first)"
+        )
 
 
 def fetch_limits(d: Defaults) -> FetchLimits:
-    return FetchLimits(connect_timeout=d.connect_timeout, read_timeout=d.read_timeout,
-                       deadline=d.timeout, max_bytes=d.max_bytes, max_redirects=d.max_redirects,
-                       per_host=d.per_host_concurrency, allow_private=d.allow_private_addresses,
-                       allowed_networks=tuple(d.allowed_networks))
+    return FetchLimits(
+        connect_timeout=d.connect_timeout,
+        read_timeout=d.read_timeout,
+        deadline=d.timeout,
+        max_bytes=d.max_bytes,
+        max_redirects=d.max_redirects,
+        per_host=d.per_host_concurrency,
+        allow_private=d.allow_private_addresses,
+        allowed_networks=tuple(d.allowed_networks),
+    )
 
 
 def rule_options(rule: RuleConfig) -> RuleOptions:
@@ -81,9 +97,11 @@ def rule_options(rule: RuleConfig) -> RuleOptions:
     editions = rule.editions()
     if editions is None:
         return RuleOptions(on_update=rule.on_update)
-    return RuleOptions(on_update=rule.on_update,
-                       edition_window_ms=int(editions.window * 1000),
-                       hold_ms=int(editions.hold * 1000))
+    return RuleOptions(
+        on_update=rule.on_update,
+        edition_window_ms=int(editions.window * 1000),
+        hold_ms=int(editions.hold * 1000),
+    )
 
 
 def make_owner() -> str:
@@ -132,8 +150,9 @@ class Parts:
     def rebuild(self, loaded: LoadedConfig) -> Runtime:
         """The runtime of a changed config, new feeds due now; the running one is left
         alone (ConfigError leaves it in charge)."""
-        runtime = _runtime(loaded, self.store, self.owner, self.masker, self.metrics,
-                           self.clock, reloading=True)
+        runtime = _runtime(
+            loaded, self.store, self.owner, self.masker, self.metrics, self.clock, reloading=True
+        )
         self.fetcher.set_limits(fetch_limits(loaded.config.defaults))
         return runtime
 
@@ -142,8 +161,9 @@ class Parts:
         self.store.close()
 
 
-def build(loaded: LoadedConfig, *, clock: Clock = SYSTEM_CLOCK,
-          masker: Masker | None = None) -> Parts:
+def build(
+    loaded: LoadedConfig, *, clock: Clock = SYSTEM_CLOCK, masker: Masker | None = None
+) -> Parts:
     """Every part the daemon and the commands need, from a loaded config.
 
     The CLI passes the masker its log handler uses: whatever a config makes secret is
@@ -153,8 +173,9 @@ def build(loaded: LoadedConfig, *, clock: Clock = SYSTEM_CLOCK,
     cfg = loaded.config
     store = open_store(cfg, clock=clock)
     d = cfg.defaults
-    fetcher = Fetcher(fetch_limits(d), user_agent=d.user_agent,
-                      pool_size=max(cfg.scheduler.workers, 4))
+    fetcher = Fetcher(
+        fetch_limits(d), user_agent=d.user_agent, pool_size=max(cfg.scheduler.workers, 4)
+    )
     metrics = Metrics()
     owner = make_owner()
     try:
@@ -163,12 +184,28 @@ def build(loaded: LoadedConfig, *, clock: Clock = SYSTEM_CLOCK,
         fetcher.close()
         store.close()
         raise
-    return Parts(store=store, fetcher=fetcher, parser=parse_feed, clock=clock,
-                 metrics=metrics, masker=masker, owner=owner, runtime=runtime)
+    return Parts(
+        store=store,
+        fetcher=fetcher,
+        parser=parse_feed,
+        clock=clock,
+        metrics=metrics,
+        masker=masker,
+        owner=owner,
+        runtime=runtime,
+    )
 
 
-def _runtime(loaded: LoadedConfig, store: Store, owner: str, masker: Masker,
-             metrics: Metrics, clock: Clock, *, reloading: bool) -> Runtime:
+def _runtime(
+    loaded: LoadedConfig,
+    store: Store,
+    owner: str,
+    masker: Masker,
+    metrics: Metrics,
+    clock: Clock,
+    *,
+    reloading: bool,
+) -> Runtime:
     """Everything a config determines; raises ConfigError before touching the store."""
     masker_for(loaded, masker)
     rules = compile_rules(loaded.rule_specs(), loaded.config.aliases)
@@ -187,21 +224,30 @@ def _runtime(loaded: LoadedConfig, store: Store, owner: str, masker: Masker,
         if outcome == "sent":
             metrics.delivery_latency.labels(channel).observe(latency_s)
 
-    deliverer = Deliverer(store.outbox, owner, delivery_settings(cfg.delivery), channels, masker,
-                          feed_titles=lambda: titles, on_result=delivered,
-                          rule_digests=rule_digests(cfg.rules),
-                          rule_editions={name: o.edition_window_ms
-                                         for name, o in options.items()
-                                         if o.edition_window_ms is not None},
-                          clock=clock)
+    deliverer = Deliverer(
+        store.outbox,
+        owner,
+        delivery_settings(cfg.delivery),
+        channels,
+        masker,
+        feed_titles=lambda: titles,
+        on_result=delivered,
+        rule_digests=rule_digests(cfg.rules),
+        rule_editions={
+            name: o.edition_window_ms
+            for name, o in options.items()
+            if o.edition_window_ms is not None
+        },
+        clock=clock,
+    )
     # The database keeps feed URLs as shown, secrets masked: polls take the real URL
     # from the config. Feeds added by a reload are polled at once (no spread), so
     # an edit shows its effect within seconds.
     store.feeds.sync(
-        [FeedSpec(f.id, masker(f.url), f.title, loaded.feed_interval(f))
-         for f in feeds.values()],
-        clock.now_ms(), first_spread_s=0.0 if reloading else min(cfg.defaults.jitter, 10.0))
+        [FeedSpec(f.id, masker(f.url), f.title, loaded.feed_interval(f)) for f in feeds.values()],
+        clock.now_ms(),
+        first_spread_s=0.0 if reloading else min(cfg.defaults.jitter, 10.0),
+    )
     notify = {r.name: tuple(r.notify) for r in cfg.rules}
     archives = {r.name: r.archive for r in cfg.rules if r.archive}
-    return Runtime(loaded, rules, deliverer, feeds, notify, options, archives,
-                   frozenset(feeds))
+    return Runtime(loaded, rules, deliverer, feeds, notify, options, archives, frozenset(feeds))

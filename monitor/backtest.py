@@ -81,8 +81,13 @@ def compile_one(loaded: LoadedConfig, name: str | None, query: str | None) -> Ru
     return compile_rules([rule_spec(loaded, name)], loaded.config.aliases)
 
 
-def run(store: Store, ruleset: RuleSet, since: int | None,
-        feed_ids: Sequence[str] = (), explain: TextIO | None = None) -> Backtest:
+def run(
+    store: Store,
+    ruleset: RuleSet,
+    since: int | None,
+    feed_ids: Sequence[str] = (),
+    explain: TextIO | None = None,
+) -> Backtest:
     """Match every stored item (published at ``since`` or later, seen in ``feed_ids``);
     with ``explain``, write there every item in which a keyword of the rule occurs, each
     occurrence and why it counted or not."""
@@ -100,8 +105,11 @@ def run(store: Store, ruleset: RuleSet, since: int | None,
             if lines:
                 item = entry.item
                 verdict = "matches" if found else "does not match"
-                print(f"{_when(item.published_ms)}  {plain_text(item.title)}\n  {item.url}\n"
-                      f"  rule {verdict}; occurrences:", file=explain)
+                print(
+                    f"{_when(item.published_ms)}  {plain_text(item.title)}\n  {item.url}\n"
+                    f"  rule {verdict}; occurrences:",
+                    file=explain,
+                )
                 for line in lines:
                     print(f"    {line}", file=explain)
                 print(file=explain)
@@ -118,9 +126,11 @@ def format_hit(hit: Hit) -> str:
     feeds = ", ".join(hit.stored.feeds) or item.feed_id
     # Titles are stored as feeds send them, entities and all ("&quot;"): shown decoded,
     # on one line and without control characters (an ESC would restyle the terminal).
-    lines = [f"{_when(item.published_ms)}  [{one_line(feeds)}]  "
-             f"{one_line(plain_text(item.title))}", f"  {one_line(item.url)}",
-             f"  keywords: {', '.join(hit.match.keywords)}"]
+    lines = [
+        f"{_when(item.published_ms)}  [{one_line(feeds)}]  {one_line(plain_text(item.title))}",
+        f"  {one_line(item.url)}",
+        f"  keywords: {', '.join(hit.match.keywords)}",
+    ]
     if hit.match.snippet:
         lines.append(f"  {one_line(hit.match.snippet)}")
     return "\n".join(lines)
@@ -135,8 +145,10 @@ def format_total(result: Backtest) -> str:
     where = f" ({'; '.join(scope)})" if scope else ""
     items = "item" if result.scanned == 1 else "items"
     matches = "match" if len(result.hits) == 1 else "matches"
-    return (f"rule '{result.rule}': {len(result.hits)} {matches} in {result.scanned} "
-            f"stored {items}{where}; nothing was sent")
+    return (
+        f"rule '{result.rule}': {len(result.hits)} {matches} in {result.scanned} "
+        f"stored {items}{where}; nothing was sent"
+    )
 
 
 class Renderer:
@@ -156,20 +168,31 @@ class Renderer:
 
     def context(self, hit: Hit, now_ms: int) -> dict[str, object]:
         # The alert the daemon would have stored for this match; it exists only here.
-        alert = AlertRow(id=0, rule=hit.match.rule, channel=self.name, status=AlertState.PENDING,
-                         attempts=0, keywords=hit.match.keywords, snippet=hit.match.snippet,
-                         created_ms=now_ms, item=hit.stored.item, feeds=hit.stored.feeds)
+        alert = AlertRow(
+            id=0,
+            rule=hit.match.rule,
+            channel=self.name,
+            status=AlertState.PENDING,
+            attempts=0,
+            keywords=hit.match.keywords,
+            snippet=hit.match.snippet,
+            created_ms=now_ms,
+            item=hit.stored.item,
+            feeds=hit.stored.feeds,
+        )
         return alert_context(alert, self.feed_titles, self.tz, self.name)
 
     def message(self, hit: Hit, now_ms: int) -> str:
         rendered = self.templates.render(self.context(hit, now_ms))
-        return _boxed(f"message to '{self.name}' ({self.format})", rendered.title,
-                      rendered.body)
+        return _boxed(f"message to '{self.name}' ({self.format})", rendered.title, rendered.body)
 
     def digest(self, hits: Sequence[Hit], now_ms: int) -> str:
         rendered = self.templates.render_digest([self.context(h, now_ms) for h in hits])
-        return _boxed(f"digest to '{self.name}' ({self.format}), as its schedule would send it",
-                      rendered.title, rendered.body)
+        return _boxed(
+            f"digest to '{self.name}' ({self.format}), as its schedule would send it",
+            rendered.title,
+            rendered.body,
+        )
 
 
 def _boxed(label: str, title: str, body: str) -> str:
@@ -185,17 +208,25 @@ def query_error(query: str, err: RuleError) -> str:
     if err.column is None:
         return out
     lines = query.split("\n")
-    line = lines[err.line - 1] if err.line is not None and 0 < err.line <= len(lines) \
-        else lines[-1]
+    line = lines[err.line - 1] if err.line is not None and 0 < err.line <= len(lines) else lines[-1]
     before = line[: max(err.column - 1, 0)]
     width = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in before)
     return f"{out}\n  {line}\n  {' ' * width}^"
 
 
-def backtest(loaded: LoadedConfig, *, name: str | None, query: str | None,
-             since: str | None, feeds: Iterable[str], render: str | None,
-             out: TextIO, err: TextIO, clock: Clock = SYSTEM_CLOCK,
-             explain: bool = False) -> int:
+def backtest(
+    loaded: LoadedConfig,
+    *,
+    name: str | None,
+    query: str | None,
+    since: str | None,
+    feeds: Iterable[str],
+    render: str | None,
+    out: TextIO,
+    err: TextIO,
+    clock: Clock = SYSTEM_CLOCK,
+    explain: bool = False,
+) -> int:
     """``feed-monitor test-rule``: the exit code; output goes to ``out``, notes and query
     errors to ``err``. Raises UsageError for an argument that cannot be used."""
     now_ms = clock.now_ms()

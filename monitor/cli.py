@@ -63,9 +63,12 @@ LOG_MASKER = Masker()
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-               "level": record.levelname.lower(), "logger": record.name,
-               "message": record.getMessage()}
+        out = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         # exc_text is the traceback as MaskingFilter left it, secrets masked.
         if record.exc_text:
             out["exception"] = record.exc_text
@@ -79,8 +82,9 @@ def setup_logging(level: str, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
-                                               "%Y-%m-%d %H:%M:%S"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+        )
     handler.addFilter(MaskingFilter(LOG_MASKER))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -98,24 +102,30 @@ def _common_flags(parser: argparse.ArgumentParser, top: bool, config: bool = Tru
     on every command's parser without any, so a flag given after the command overrides one
     given before it and leaving it out there keeps the one before (or the default).
     ``config=False`` leaves out ``-c`` (``demo`` writes its own config)."""
+
     def default(value: str) -> str:
         return value if top else argparse.SUPPRESS
 
     if config:
         parser.add_argument(
-            "-c", "--config",
+            "-c",
+            "--config",
             default=default(os.environ.get("FEED_MONITOR_CONFIG", DEFAULT_CONFIG)),
-            help=f"config file (default: $FEED_MONITOR_CONFIG or {DEFAULT_CONFIG})")
-    parser.add_argument("--log-level",
-                        default=default(os.environ.get("FEED_MONITOR_LOG_LEVEL", "info")),
-                        choices=["debug", "info", "warning", "error"])
+            help=f"config file (default: $FEED_MONITOR_CONFIG or {DEFAULT_CONFIG})",
+        )
+    parser.add_argument(
+        "--log-level",
+        default=default(os.environ.get("FEED_MONITOR_LOG_LEVEL", "info")),
+        choices=["debug", "info", "warning", "error"],
+    )
     parser.add_argument("--log-format", default=default("text"), choices=["text", "json"])
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="feed-monitor",
-        description="Watch news feeds and send alerts when an article matches your rules.")
+        description="Watch news feeds and send alerts when an article matches your rules.",
+    )
     p.add_argument("--version", action="version", version=f"feed-monitor {__version__}")
     _common_flags(p, top=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -124,49 +134,89 @@ def _parser() -> argparse.ArgumentParser:
     _common_flags(logging_only, top=False, config=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser(
-        "demo", parents=[logging_only],
+        "demo",
+        parents=[logging_only],
         help="see it work, offline: real RFI articles replayed as live feeds, alerts "
-        "printed as they arrive")
-    demo.add_argument("--dir", default="demo-data", metavar="DIR",
-                      help="folder for the demo's config and database (default: demo-data)")
-    demo.add_argument("--fresh", action="store_true",
-                      help="start over: remove the database of an earlier run (by default "
-                      "a run resumes where the last one stopped)")
-    demo.add_argument("--every", type=float, default=5.0, metavar="SECONDS",
-                      help="publish a new article every SECONDS (default 5)")
-    demo.add_argument("--listen", metavar="HOST:PORT",
-                      help=f"address of the web console, /healthz and /metrics (default "
-                      f"{DEFAULT_LISTEN}, or a free port when that one is taken)")
-    demo.add_argument("--verbose", action="store_true",
-                      help="also log every poll and send, as `run` does")
+        "printed as they arrive",
+    )
+    demo.add_argument(
+        "--dir",
+        default="demo-data",
+        metavar="DIR",
+        help="folder for the demo's config and database (default: demo-data)",
+    )
+    demo.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: remove the database of an earlier run (by default "
+        "a run resumes where the last one stopped)",
+    )
+    demo.add_argument(
+        "--every",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="publish a new article every SECONDS (default 5)",
+    )
+    demo.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"address of the web console, /healthz and /metrics (default "
+        f"{DEFAULT_LISTEN}, or a free port when that one is taken)",
+    )
+    demo.add_argument(
+        "--verbose", action="store_true", help="also log every poll and send, as `run` does"
+    )
     demo.add_argument("--grace", type=float, default=20.0, help=argparse.SUPPRESS)
     run = sub.add_parser("run", parents=[common], help="run the daemon until stopped")
-    run.add_argument("--grace", type=float, default=20.0,
-                     help="seconds to finish in-flight work on SIGTERM (default 20)")
-    sub.add_parser("once", parents=[common],
-                   help="poll every feed once, deliver, print a summary, exit")
+    run.add_argument(
+        "--grace",
+        type=float,
+        default=20.0,
+        help="seconds to finish in-flight work on SIGTERM (default 20)",
+    )
+    sub.add_parser(
+        "once", parents=[common], help="poll every feed once, deliver, print a summary, exit"
+    )
     sub.add_parser("check", parents=[common], help="validate the config and summarise it")
     test_rule = sub.add_parser(
-        "test-rule", parents=[common],
-        help="run a rule over the stored items and print what it matches (nothing is sent)")
+        "test-rule",
+        parents=[common],
+        help="run a rule over the stored items and print what it matches (nothing is sent)",
+    )
     which = test_rule.add_mutually_exclusive_group(required=True)
     which.add_argument("name", nargs="?", metavar="NAME", help="a rule of the config file")
     which.add_argument("--query", help="a query to try instead, e.g. '中俄 OR 普京 -体育'")
-    test_rule.add_argument("--since", metavar="DURATION",
-                           help="only items published within this window, e.g. 7d, 24h")
-    test_rule.add_argument("--feed", action="append", default=[], metavar="ID",
-                           help="only items seen in this feed (repeatable)")
-    test_rule.add_argument("--render", metavar="CHANNEL",
-                           help="also show each message as this channel would receive it")
-    test_rule.add_argument("--explain", action="store_true",
-                           help="show every place a keyword occurred and why it counted or not")
-    status = sub.add_parser("status", parents=[common],
-                            help="feeds, channels and rules as the database sees them")
+    test_rule.add_argument(
+        "--since", metavar="DURATION", help="only items published within this window, e.g. 7d, 24h"
+    )
+    test_rule.add_argument(
+        "--feed",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only items seen in this feed (repeatable)",
+    )
+    test_rule.add_argument(
+        "--render",
+        metavar="CHANNEL",
+        help="also show each message as this channel would receive it",
+    )
+    test_rule.add_argument(
+        "--explain",
+        action="store_true",
+        help="show every place a keyword occurred and why it counted or not",
+    )
+    status = sub.add_parser(
+        "status", parents=[common], help="feeds, channels and rules as the database sees them"
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    sub.add_parser("schema", parents=[common],
-                   help="print the JSON Schema of the config file (for editors)")
-    silence = sub.add_parser("silence", parents=[common],
-                             help="silence a rule for a while: add, list, expire")
+    sub.add_parser(
+        "schema", parents=[common], help="print the JSON Schema of the config file (for editors)"
+    )
+    silence = sub.add_parser(
+        "silence", parents=[common], help="silence a rule for a while: add, list, expire"
+    )
     sil_sub = silence.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
     sil_add = sil_sub.add_parser("add", parents=[common], help="silence a rule")
     sil_add.add_argument("--rule", required=True, help="rule name")
@@ -177,48 +227,77 @@ def _parser() -> argparse.ArgumentParser:
     sil_list.add_argument("--all", action="store_true", help="include expired ones")
     sil_exp = sil_sub.add_parser("expire", parents=[common], help="end a silence now")
     sil_exp.add_argument("id", type=int)
-    redeliver = sub.add_parser("redeliver", parents=[common],
-                               help="send dead letters again (all, or by channel/rule)")
+    redeliver = sub.add_parser(
+        "redeliver", parents=[common], help="send dead letters again (all, or by channel/rule)"
+    )
     redeliver.add_argument("--channel")
     redeliver.add_argument("--rule")
-    ntest = sub.add_parser("notify-test", parents=[common],
-                           help="send a test message through a channel, per URL")
+    ntest = sub.add_parser(
+        "notify-test", parents=[common], help="send a test message through a channel, per URL"
+    )
     ntest.add_argument("channel")
     imp = sub.add_parser(
-        "import", parents=[common],
-        help="store <!--ms--> archive files as already seen (they never alert)")
-    imp.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (*.md inside, "
-                     "recursively) or glob patterns")
-    imp.add_argument("--feed", default="archive", metavar="ID",
-                     help="feed id the items are recorded as seen in (default: archive)")
+        "import",
+        parents=[common],
+        help="store <!--ms--> archive files as already seen (they never alert)",
+    )
+    imp.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="files, folders (*.md inside, recursively) or glob patterns",
+    )
+    imp.add_argument(
+        "--feed",
+        default="archive",
+        metavar="ID",
+        help="feed id the items are recorded as seen in (default: archive)",
+    )
     _progress_flags(imp)
-    exp = sub.add_parser("export", parents=[common],
-                         help="write stored items as <!--ms--> archive files, one per item")
+    exp = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write stored items as <!--ms--> archive files, one per item",
+    )
     exp.add_argument("--out", required=True, metavar="DIR", help="folder to write into")
-    exp.add_argument("--since", metavar="WHEN",
-                     help="items published since: a date (2023-09-26), a date and time "
-                     "(UTC unless it says) or a duration back from now (7d)")
+    exp.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="items published since: a date (2023-09-26), a date and time "
+        "(UTC unless it says) or a duration back from now (7d)",
+    )
     exp.add_argument("--until", metavar="WHEN", help="items published before (same forms)")
     exp.add_argument("--rule", metavar="NAME", help="only items this rule matched")
-    exp.add_argument("--feed", action="append", default=[], metavar="ID",
-                     help="only items seen in this feed (repeatable)")
+    exp.add_argument(
+        "--feed",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only items seen in this feed (repeatable)",
+    )
     _progress_flags(exp)
-    prune = sub.add_parser("prune", parents=[common],
-                           help="apply retention now: empty old bodies, delete old keys")
+    prune = sub.add_parser(
+        "prune", parents=[common], help="apply retention now: empty old bodies, delete old keys"
+    )
     prune.add_argument("--items", metavar="DURATION", help="instead of retention.items")
     prune.add_argument("--keys", metavar="DURATION", help="instead of retention.keys")
-    feeds = sub.add_parser("feeds", parents=[common],
-                           help="the feed list as OPML: import, export")
+    feeds = sub.add_parser("feeds", parents=[common], help="the feed list as OPML: import, export")
     feeds_sub = feeds.add_subparsers(dest="feeds_command", required=True, metavar="ACTION")
     feeds_imp = feeds_sub.add_parser(
-        "import", parents=[common],
-        help="print an OPML file's feeds as YAML to add to the config's feeds:")
+        "import",
+        parents=[common],
+        help="print an OPML file's feeds as YAML to add to the config's feeds:",
+    )
     feeds_imp.add_argument("file", metavar="FILE.opml")
-    feeds_exp = feeds_sub.add_parser("export", parents=[common],
-                                     help="write the configured feeds as OPML")
+    feeds_exp = feeds_sub.add_parser(
+        "export", parents=[common], help="write the configured feeds as OPML"
+    )
     feeds_exp.add_argument("--out", metavar="FILE", help="file to write (default: stdout)")
-    feeds_exp.add_argument("--reveal-secrets", action="store_true",
-                           help="write ${ENV} secrets in feed URLs as they are, not masked")
+    feeds_exp.add_argument(
+        "--reveal-secrets",
+        action="store_true",
+        help="write ${ENV} secrets in feed URLs as they are, not masked",
+    )
     db = sub.add_parser("db", parents=[common], help="database schema: upgrade, current")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", parents=[common], help="migrate the schema to this version")
@@ -228,8 +307,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _progress_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--progress", dest="progress", action="store_true", default=None,
-                       help="show a progress bar on stderr (default: when it is a terminal)")
+    group.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show a progress bar on stderr (default: when it is a terminal)",
+    )
     group.add_argument("--no-progress", dest="progress", action="store_false")
 
 
@@ -285,8 +369,7 @@ def cmd_check(args: argparse.Namespace, clock: Clock) -> int:
         which = "every feed is disabled" if cfg.feeds else "no feeds are configured"
         print(f"warning: {loaded.path}: {which}: nothing is watched", file=sys.stderr)
     elif not cfg.rules:
-        print(f"warning: {loaded.path}: no rules are configured: nothing alerts",
-              file=sys.stderr)
+        print(f"warning: {loaded.path}: no rules are configured: nothing alerts", file=sys.stderr)
     return 0
 
 
@@ -302,22 +385,32 @@ def channel_problems(loaded: LoadedConfig) -> None:
                 found.append((name, url, i, problem))
     if not found:
         return
-    wanted = [(("channels", n, "urls", i), ("channels", n, "url"), ("channels", n))
-              for n, _, i, _ in found]
+    wanted = [
+        (("channels", n, "urls", i), ("channels", n, "url"), ("channels", n))
+        for n, _, i, _ in found
+    ]
     lines = loaded.lines_of(p for paths in wanted for p in paths)
-    raise ConfigErrors([
-        ConfigError(f"Apprise can never deliver through {masker(mask_url(url))}: "
-                    f"{masker(problem)}", loaded.path,
-                    next((lines[p] for p in paths if p in lines), None),
-                    f"channels.{name}.urls[{i}]")
-        for (name, url, i, problem), paths in zip(found, wanted, strict=True)])
+    raise ConfigErrors(
+        [
+            ConfigError(
+                f"Apprise can never deliver through {masker(mask_url(url))}: {masker(problem)}",
+                loaded.path,
+                next((lines[p] for p in paths if p in lines), None),
+                f"channels.{name}.urls[{i}]",
+            )
+            for (name, url, i, problem), paths in zip(found, wanted, strict=True)
+        ]
+    )
 
 
 def render_summary(loaded: LoadedConfig) -> str:
     cfg = loaded.config
     masker = masker_for(loaded)
-    lines = [f"{loaded.path}: OK", f"database: {masker(_mask_db(cfg.database))}",
-             f"feeds ({len(cfg.feeds)}):"]
+    lines = [
+        f"{loaded.path}: OK",
+        f"database: {masker(_mask_db(cfg.database))}",
+        f"feeds ({len(cfg.feeds)}):",
+    ]
     for f in cfg.feeds:
         every = f.interval or cfg.defaults.interval
         off = "" if f.enabled else " (disabled)"
@@ -352,8 +445,7 @@ def cmd_run(args: argparse.Namespace, clock: Clock) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, clock: Clock) -> int:
-    demo = Demo(Path(args.dir), fresh=args.fresh, every=args.every, listen=args.listen,
-                clock=clock)
+    demo = Demo(Path(args.dir), fresh=args.fresh, every=args.every, listen=args.listen, clock=clock)
     try:
         # The demo holds its database's one-daemon lock itself (taken before --fresh
         # removed anything): the daemon it runs is that one.
@@ -362,10 +454,13 @@ def cmd_demo(args: argparse.Namespace, clock: Clock) -> int:
         demo.close()
         raise
     quiet = not args.verbose and logging.getLogger().level == logging.INFO
-    logged = ("each story published, a heartbeat every 30 s, warnings (--verbose: every "
-              "poll and send)" if quiet else
-              "every poll and send, as `run` logs them" if args.verbose else
-              f"at --log-level {args.log_level}")
+    logged = (
+        "each story published, a heartbeat every 30 s, warnings (--verbose: every poll and send)"
+        if quiet
+        else "every poll and send, as `run` logs them"
+        if args.verbose
+        else f"at --log-level {args.log_level}"
+    )
     with _demo_log(quiet):
         print(demo.banner(daemon.parts.runtime.loaded, logged), end="\n\n", flush=True)
         code = _serve(daemon, args.grace, before_exit=demo.close)
@@ -390,8 +485,7 @@ def _demo_log(quiet: bool) -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def _serve(daemon: Daemon, grace: float,
-           before_exit: Callable[[], None] = lambda: None) -> int:
+def _serve(daemon: Daemon, grace: float, before_exit: Callable[[], None] = lambda: None) -> int:
     """The daemon's run loop until SIGTERM or SIGINT; ``before_exit`` runs once it stops."""
     try:
         code = daemon.run(grace=grace)
@@ -420,9 +514,11 @@ def cmd_once(args: argparse.Namespace, clock: Clock) -> int:
     for r in report.results:
         extra = f": {r.error}" if r.error else ""
         print(f"{r.feed}: {r.outcome}{extra}")
-    print(f"items: {ing.new} new, {ing.updated} updated, {ing.repeats} repeats; "
-          f"alerts: {ing.alerts} created, {dlv.sent} sent, {dlv.failed} failed, "
-          f"{dlv.dead} dead")
+    print(
+        f"items: {ing.new} new, {ing.updated} updated, {ing.repeats} repeats; "
+        f"alerts: {ing.alerts} created, {dlv.sent} sent, {dlv.failed} failed, "
+        f"{dlv.dead} dead"
+    )
     polled = [r for r in report.results if r.outcome is not PollOutcome.REMOVED]
     if polled and not any(r.outcome in POLLED for r in polled):
         print(f"error: no feed could be polled ({len(polled)} tried)", file=sys.stderr)
@@ -463,21 +559,27 @@ def cmd_silence(args: argparse.Namespace, clock: Clock) -> int:
     try:
         if args.silence_command == "add":
             ends = now + int(seconds * 1000)
-            sid = store.outbox.add_silence(args.rule, args.channel, now, ends, args.comment,
-                                           getpass.getuser(), now)
-            print(f"silence {sid}: rule '{args.rule}' on "
-                  f"{args.channel or 'every channel'} until {utc_text(ends)}")
+            sid = store.outbox.add_silence(
+                args.rule, args.channel, now, ends, args.comment, getpass.getuser(), now
+            )
+            print(
+                f"silence {sid}: rule '{args.rule}' on "
+                f"{args.channel or 'every channel'} until {utc_text(ends)}"
+            )
         elif args.silence_command == "list":
             rows = store.outbox.silences(now, include_expired=args.all)
             if not rows:
                 print("no silences" if args.all else "no active silences")
             for s in rows:
-                state = "active" if s.active(now) else ("expired" if s.ends_ms <= now
-                                                         else "pending")
+                state = (
+                    "active" if s.active(now) else ("expired" if s.ends_ms <= now else "pending")
+                )
                 note = f"  # {s.comment}" if s.comment else ""
-                print(f"{s.id}: rule '{s.rule}' on {s.channel or 'every channel'}, {state}, "
-                      f"{utc_text(s.starts_ms)} .. {utc_text(s.ends_ms)} by {s.created_by}"
-                      f"{note}")
+                print(
+                    f"{s.id}: rule '{s.rule}' on {s.channel or 'every channel'}, {state}, "
+                    f"{utc_text(s.starts_ms)} .. {utc_text(s.ends_ms)} by {s.created_by}"
+                    f"{note}"
+                )
         else:
             if not store.outbox.expire_silence(args.id, now):
                 ids = ", ".join(str(x.id) for x in store.outbox.silences(now)) or "none"
@@ -501,10 +603,13 @@ def cmd_redeliver(args: argparse.Namespace, clock: Clock) -> int:
         n = store.outbox.redeliver(clock.now_ms(), channel=args.channel, rule=args.rule)
     finally:
         store.close()
-    scope = " and ".join(f"{k} '{v}'" for k, v in (("channel", args.channel),
-                                                   ("rule", args.rule)) if v)
-    print(f"{n} dead alert{'s' if n != 1 else ''}{' for ' + scope if scope else ''} "
-          "queued for delivery again")
+    scope = " and ".join(
+        f"{k} '{v}'" for k, v in (("channel", args.channel), ("rule", args.rule)) if v
+    )
+    print(
+        f"{n} dead alert{'s' if n != 1 else ''}{' for ' + scope if scope else ''} "
+        "queued for delivery again"
+    )
     return 0
 
 
@@ -515,21 +620,36 @@ def cmd_notify_test(args: argparse.Namespace, clock: Clock) -> int:
     masker = masker_for(loaded)
     settings = channel_settings(args.channel, cfg.channels[args.channel])
     channel = build_channels({args.channel: settings}, masker, loaded.path)[args.channel]
-    results = notify_test(channel, masker, "feed-monitor test",
-                          f"A test message from feed-monitor to channel '{args.channel}'.")
+    results = notify_test(
+        channel,
+        masker,
+        "feed-monitor test",
+        f"A test message from feed-monitor to channel '{args.channel}'.",
+    )
     for r in results:
         print(f"{'ok  ' if r.ok else 'FAIL'} {r.url}{': ' + r.detail if r.detail else ''}")
     if len(results) < len(cfg.channels[args.channel].urls):
-        print(f"FAIL {len(cfg.channels[args.channel].urls) - len(results)} URL(s) Apprise "
-              "could not read (see the log)")
+        print(
+            f"FAIL {len(cfg.channels[args.channel].urls) - len(results)} URL(s) Apprise "
+            "could not read (see the log)"
+        )
         return 1
     return 0 if results and all(r.ok for r in results) else 1
 
 
 def cmd_test_rule(args: argparse.Namespace, clock: Clock) -> int:
-    return backtest(_load(args), name=args.name, query=args.query,
-                    since=args.since, feeds=args.feed, render=args.render,
-                    out=sys.stdout, err=sys.stderr, clock=clock, explain=args.explain)
+    return backtest(
+        _load(args),
+        name=args.name,
+        query=args.query,
+        since=args.since,
+        feeds=args.feed,
+        render=args.render,
+        out=sys.stdout,
+        err=sys.stderr,
+        clock=clock,
+        explain=args.explain,
+    )
 
 
 class _Progress:
@@ -541,9 +661,13 @@ class _Progress:
         if wanted is None:
             wanted = sys.stderr.isatty()
         if wanted:
-            self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(),
-                                console=Console(file=sys.stderr, force_terminal=True))
+            self.bar = Progress(
+                TextColumn(label),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=sys.stderr, force_terminal=True),
+            )
 
     def __enter__(self) -> _Progress:
         if self.bar is not None:
@@ -577,20 +701,36 @@ def cmd_import(args: argparse.Namespace, clock: Clock) -> int:
     try:
         with _Progress(args.progress, "importing") as progress:
             report = import_archive(
-                store, args.paths, rules=rules,
-                feed_ids=[f.id for f in loaded.config.feeds], feed_id=args.feed,
-                now_ms=clock.now_ms(), on_error=progress.error, on_files=progress.total,
-                on_progress=progress.advance, on_skip=progress.error)
+                store,
+                args.paths,
+                rules=rules,
+                feed_ids=[f.id for f in loaded.config.feeds],
+                feed_id=args.feed,
+                now_ms=clock.now_ms(),
+                on_error=progress.error,
+                on_files=progress.total,
+                on_progress=progress.advance,
+                on_skip=progress.error,
+            )
     finally:
         store.close()
     skipped = "".join(
-        f"; {n} {what}" for n, what in (
+        f"; {n} {what}"
+        for n, what in (
             (report.skipped, f"skipped: {NOT_ARCHIVE}"),
-            (report.outside, f"symlink{'s' if report.outside != 1 else ''} leading outside "
-                             "the folder not followed")) if n)
-    print(f"{report.files} file{'s' if report.files != 1 else ''}: {report.new} new, "
-          f"{report.duplicate} duplicate, {report.invalid} invalid{skipped}; "
-          f"{report.matched} rule matches recorded as seen (feed '{args.feed}'), no alerts")
+            (
+                report.outside,
+                f"symlink{'s' if report.outside != 1 else ''} leading outside "
+                "the folder not followed",
+            ),
+        )
+        if n
+    )
+    print(
+        f"{report.files} file{'s' if report.files != 1 else ''}: {report.new} new, "
+        f"{report.duplicate} duplicate, {report.invalid} invalid{skipped}; "
+        f"{report.matched} rule matches recorded as seen (feed '{args.feed}'), no alerts"
+    )
     # Notes beside the archive files are no failure; a malformed archive file is.
     return EXIT_ERROR if report.invalid else 0
 
@@ -606,8 +746,10 @@ def parse_when(text: str, now_ms: int, flag: str) -> int:
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise UsageError(f"{flag}: expected a duration (7d), a date (2023-09-26) or a "
-                           f"date and time (2023-09-26T08:00, UTC), got {text!r}") from None
+        raise UsageError(
+            f"{flag}: expected a duration (7d), a date (2023-09-26) or a "
+            f"date and time (2023-09-26T08:00, UTC), got {text!r}"
+        ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
@@ -626,18 +768,29 @@ def cmd_export(args: argparse.Namespace, clock: Clock) -> int:
             known_feeds = {f.id for f in loaded.config.feeds} | store.history.known_feed_ids()
             for fid in args.feed:
                 if fid not in known_feeds:
-                    raise UsageError(f"--feed: no feed '{fid}' in {loaded.path} or the "
-                                     "database")
+                    raise UsageError(f"--feed: no feed '{fid}' in {loaded.path} or the database")
         with _Progress(args.progress, "exporting") as progress:
-            report = export_archive(store, args.out, since_ms=since, until_ms=until,
-                                    rule=args.rule, feed_ids=args.feed,
-                                    on_progress=progress.advance)
+            report = export_archive(
+                store,
+                args.out,
+                since_ms=since,
+                until_ms=until,
+                rule=args.rule,
+                feed_ids=args.feed,
+                on_progress=progress.advance,
+            )
     finally:
         store.close()
     skipped = report.pruned + report.no_url
-    print(f"{args.out}: {report.written} written, {report.unchanged} unchanged"
-          + (f"; {skipped} skipped ({report.pruned} emptied by retention, {report.no_url} "
-             "without a URL)" if skipped else ""))
+    print(
+        f"{args.out}: {report.written} written, {report.unchanged} unchanged"
+        + (
+            f"; {skipped} skipped ({report.pruned} emptied by retention, {report.no_url} "
+            "without a URL)"
+            if skipped
+            else ""
+        )
+    )
     return 0
 
 
@@ -656,19 +809,24 @@ def cmd_prune(args: argparse.Namespace, clock: Clock) -> int:
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "retention"
-        raise UsageError(f"--items/--keys ({where}): "
-                           f"{err['msg'].removeprefix('Value error, ')}") from None
+        raise UsageError(
+            f"--items/--keys ({where}): {err['msg'].removeprefix('Value error, ')}"
+        ) from None
     if retention.items is None and retention.keys is None:
-        print("nothing to prune: retention.items and retention.keys are not set "
-              "(or pass --items / --keys)")
+        print(
+            "nothing to prune: retention.items and retention.keys are not set "
+            "(or pass --items / --keys)"
+        )
         return 0
     store = open_store(loaded.config, clock=clock)
     try:
         stats = apply_retention(store, retention, clock.now_ms())
     finally:
         store.close()
-    print(f"{stats.emptied} item bodies emptied, {stats.deleted} items deleted"
-          + (f", {stats.kept} old items kept while their alerts wait" if stats.kept else ""))
+    print(
+        f"{stats.emptied} item bodies emptied, {stats.deleted} items deleted"
+        + (f", {stats.kept} old items kept while their alerts wait" if stats.kept else "")
+    )
     return 0
 
 
@@ -699,8 +857,9 @@ def cmd_db(args: argparse.Namespace, clock: Clock) -> int:
     command gives."""
     loaded = _load(args)
     cfg = loaded.config
-    store = open_store(cfg, clock=clock,
-                       upgrade="force" if args.db_command == "upgrade" else "inspect")
+    store = open_store(
+        cfg, clock=clock, upgrade="force" if args.db_command == "upgrade" else "inspect"
+    )
     try:
         current, head = store.schema_revision()
     finally:
@@ -716,8 +875,10 @@ def _check_rule(loaded: LoadedConfig, name: str, flag: str, unless: str = "") ->
     """UsageError for a rule the config does not have, listing the rules it has."""
     rules = [r.name for r in loaded.config.rules]
     if name not in rules:
-        raise UsageError(f"{flag}: unknown rule '{name}' in {loaded.path}{unless} "
-                         f"(rules: {', '.join(rules) or 'none defined'})")
+        raise UsageError(
+            f"{flag}: unknown rule '{name}' in {loaded.path}{unless} "
+            f"(rules: {', '.join(rules) or 'none defined'})"
+        )
 
 
 def _check_channel(loaded: LoadedConfig, name: str, flag: str | None = None) -> None:
@@ -725,16 +886,28 @@ def _check_channel(loaded: LoadedConfig, name: str, flag: str | None = None) -> 
     channels = sorted(loaded.config.channels)
     if name not in channels:
         where = f"{flag}: " if flag else ""
-        raise UsageError(f"{where}unknown channel '{name}' in {loaded.path} "
-                         f"(channels: {', '.join(channels) or 'none defined'})")
+        raise UsageError(
+            f"{where}unknown channel '{name}' in {loaded.path} "
+            f"(channels: {', '.join(channels) or 'none defined'})"
+        )
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Clock], int]] = {
-    "schema": cmd_schema, "check": cmd_check, "run": cmd_run, "demo": cmd_demo,
+    "schema": cmd_schema,
+    "check": cmd_check,
+    "run": cmd_run,
+    "demo": cmd_demo,
     "once": cmd_once,
-    "db": cmd_db, "silence": cmd_silence, "redeliver": cmd_redeliver,
-    "notify-test": cmd_notify_test, "status": cmd_status, "test-rule": cmd_test_rule,
-    "import": cmd_import, "export": cmd_export, "prune": cmd_prune, "feeds": cmd_feeds,
+    "db": cmd_db,
+    "silence": cmd_silence,
+    "redeliver": cmd_redeliver,
+    "notify-test": cmd_notify_test,
+    "status": cmd_status,
+    "test-rule": cmd_test_rule,
+    "import": cmd_import,
+    "export": cmd_export,
+    "prune": cmd_prune,
+    "feeds": cmd_feeds,
 }
 
 

@@ -62,9 +62,13 @@ class Daemon:
     """The daemon's jobs over the built parts. ``run`` serves until stopped; ``once`` polls
     every feed."""
 
-    def __init__(self, parts: Parts, config_path: str,
-                 config_seen: ConfigSignature | None = None,
-                 lock: DaemonLock | None = None) -> None:
+    def __init__(
+        self,
+        parts: Parts,
+        config_path: str,
+        config_seen: ConfigSignature | None = None,
+        lock: DaemonLock | None = None,
+    ) -> None:
         self.parts = parts
         self.lock = lock  # a SQLite database's one-daemon lock, held until the end
         self.config_path = config_path
@@ -87,8 +91,14 @@ class Daemon:
         self.poll_log = PollLog()  # the console's recent polls per feed
 
     @classmethod
-    def open(cls, config_path: str, *, clock: Clock = SYSTEM_CLOCK,
-             masker: Masker | None = None, exclusive: bool = False) -> Daemon:
+    def open(
+        cls,
+        config_path: str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        masker: Masker | None = None,
+        exclusive: bool = False,
+    ) -> Daemon:
         """Load the config at ``config_path`` and build the parts from it; ``exclusive``
         (the daemon) first takes a SQLite database's one-daemon lock, or fails naming the
         daemon that holds it."""
@@ -122,15 +132,20 @@ class Daemon:
         try:
             loaded = load_config(self.config_path)
             if loaded.config.database != old_runtime.loaded.config.database:
-                raise ConfigError("changing the database needs a restart", loaded.path,
-                                  loaded.line_of("database"), "database")
+                raise ConfigError(
+                    "changing the database needs a restart",
+                    loaded.path,
+                    loaded.line_of("database"),
+                    "database",
+                )
             runtime = parts.rebuild(loaded)
         except MonitorError as e:
             # Several errors on one line each, joined: one log line, one /healthz reason.
             self.last_reload_error = "; ".join(parts.masker(str(e)).splitlines())
             parts.metrics.reloads.labels("failed").inc()
-            log.error("config reload failed, keeping the running config: %s",
-                      self.last_reload_error)
+            log.error(
+                "config reload failed, keeping the running config: %s", self.last_reload_error
+            )
             return False
         runtime.deliverer.stopping = old_runtime.deliverer.stopping
         runtime.deliverer.adopt_limits(old_runtime.deliverer)
@@ -150,8 +165,12 @@ class Daemon:
             log.warning("config reload: 'http' changes only at the next restart")
         self.last_reload_error = None
         parts.metrics.reloads.labels("ok").inc()
-        log.info("config reloaded: %d feeds, %d rules, %d channels", len(runtime.feeds),
-                 len(cfg.rules), len(cfg.channels))
+        log.info(
+            "config reloaded: %d feeds, %d rules, %d channels",
+            len(runtime.feeds),
+            len(cfg.rules),
+            len(cfg.channels),
+        )
         if self.jobs.running:
             # New feeds are due now; alerts queued for a channel that came back can go.
             self.jobs.wake("tick")
@@ -171,9 +190,19 @@ class Daemon:
         clock = self.parts.clock
         started_ms, started = clock.now_ms(), clock.monotonic()
         result = poll_feed(self.parts, self.parts.runtime, row, started_ms)
-        self.poll_log.record(row.id, PollRecord(
-            started_ms, clock.monotonic() - started, result.outcome, result.status,
-            result.stats.new, result.stats.updated, result.stats.alerts, result.error))
+        self.poll_log.record(
+            row.id,
+            PollRecord(
+                started_ms,
+                clock.monotonic() - started,
+                result.outcome,
+                result.status,
+                result.stats.new,
+                result.stats.updated,
+                result.stats.alerts,
+                result.error,
+            ),
+        )
         if result.stats.alerts:
             self.jobs.wake("deliver")
         return result
@@ -190,8 +219,9 @@ class Daemon:
             free = runtime.loaded.config.scheduler.workers - len(self._in_flight)
             self._finished = 0
         lease_ms = int(runtime.loaded.config.feed_lease_seconds() * 1000)
-        rows = self.parts.store.feeds.claim_due(self.parts.owner, self.parts.clock.now_ms(),
-                                                free, lease_ms, runtime.feed_ids)
+        rows = self.parts.store.feeds.claim_due(
+            self.parts.owner, self.parts.clock.now_ms(), free, lease_ms, runtime.feed_ids
+        )
         with self._lock:
             # Every worker got a feed: more may be due, so finished polls call the next
             # claim (see _poll_safely). Otherwise the tick's own schedule suffices.
@@ -228,8 +258,11 @@ class Daemon:
             stats = deliverer.deliver_due(self.parts.clock.now_ms())
             self.activity.delivered(stats)
             total += stats
-            if (stats.leased < deliverer.settings.batch or stats.touched == 0
-                    or deliverer.stopping.is_set()):
+            if (
+                stats.leased < deliverer.settings.batch
+                or stats.touched == 0
+                or deliverer.stopping.is_set()
+            ):
                 return total
 
     def prune(self) -> None:
@@ -238,8 +271,13 @@ class Daemon:
         if retention.items is None and retention.keys is None:
             return
         stats = apply_retention(self.parts.store, retention, self.parts.clock.now_ms())
-        log.info("retention: %d item bodies emptied, %d items deleted, %d old items kept "
-                 "while their alerts wait", stats.emptied, stats.deleted, stats.kept)
+        log.info(
+            "retention: %d item bodies emptied, %d items deleted, %d old items kept "
+            "while their alerts wait",
+            stats.emptied,
+            stats.deleted,
+            stats.kept,
+        )
 
     def heartbeat(self) -> None:
         """Log one line: what the daemon did since the last one, so a quiet daemon shows
@@ -265,12 +303,17 @@ class Daemon:
             # Bound before any job starts: a port that is taken ends the start with one
             # line, and no tick is left running against a store being closed.
             try:
-                web = WebServer(*cfg.http.host_port(), parts.metrics, self.health,
-                                self._console() if cfg.http.console else None)
+                web = WebServer(
+                    *cfg.http.host_port(),
+                    parts.metrics,
+                    self.health,
+                    self._console() if cfg.http.console else None,
+                )
             except OSError as e:
                 self._close()
-                raise MonitorError(f"cannot listen on {cfg.http.listen} (http.listen): "
-                                   f"{e.strerror or e}") from e
+                raise MonitorError(
+                    f"cannot listen on {cfg.http.listen} (http.listen): {e.strerror or e}"
+                ) from e
         self._install_signals()
         self.jobs.add("tick", self.tick, every=cfg.scheduler.tick)
         self.jobs.add("deliver", self.deliver, every=cfg.delivery.interval, first_in=0.5)
@@ -285,9 +328,13 @@ class Daemon:
         parts.metrics.watch_outbox(parts.store.readouts.alert_summary)
         if web is not None:
             web.start()
-        log.info("feed-monitor running: %d feeds, %d rules, %d channels, database %s",
-                 len(parts.runtime.feeds), len(cfg.rules), len(cfg.channels),
-                 parts.store.safe_url)
+        log.info(
+            "feed-monitor running: %d feeds, %d rules, %d channels, database %s",
+            len(parts.runtime.feeds),
+            len(cfg.rules),
+            len(cfg.channels),
+            parts.store.safe_url,
+        )
         while not self.stopping.wait(1.0):
             pass
         code = self._shutdown(grace)
@@ -300,8 +347,13 @@ class Daemon:
         token = self.parts.runtime.loaded.config.http.admin_token
         if token:
             self.parts.masker.add([token])
-        return ConsoleSource(self.parts.store, self.parts.clock, self.parts.masker,
-                             lambda: self.parts.runtime.loaded, self.poll_log.recent)
+        return ConsoleSource(
+            self.parts.store,
+            self.parts.clock,
+            self.parts.masker,
+            lambda: self.parts.runtime.loaded,
+            self.poll_log.recent,
+        )
 
     def health(self) -> list[str]:
         """Reasons the daemon is unhealthy; empty when all is well."""
@@ -329,8 +381,9 @@ class Daemon:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
-                target=self.reload, daemon=True).start())
+            signal.signal(
+                signal.SIGHUP, lambda *_: threading.Thread(target=self.reload, daemon=True).start()
+            )
 
     def _shutdown(self, grace: float) -> int:
         """Stop claiming; give in-flight polls and sends ``grace`` seconds to finish;
@@ -359,9 +412,13 @@ class Daemon:
         self.parts.store.outbox.release_leases(self.parts.owner)
         self.abandoned = len(running) + int(delivering)
         if self.abandoned:
-            log.warning("grace period of %g s over: %d poll(s)%s still running; their "
-                        "feeds and alerts are released for the next start", grace,
-                        len(running), " and a delivery" if delivering else "")
+            log.warning(
+                "grace period of %g s over: %d poll(s)%s still running; their "
+                "feeds and alerts are released for the next start",
+                grace,
+                len(running),
+                " and a delivery" if delivering else "",
+            )
         self._close()
         log.info("stopped")
         return 0
@@ -380,8 +437,13 @@ class Daemon:
         # Every feed, due or not; but not one another daemon holds right now, and on a
         # lease that expires like any other should this process die.
         rows = parts.store.feeds.claim_due(
-            parts.owner, parts.clock.now_ms(), len(ids),
-            int(runtime.loaded.config.feed_lease_seconds() * 1000), ids, due_ms=2**62)
+            parts.owner,
+            parts.clock.now_ms(),
+            len(ids),
+            int(runtime.loaded.config.feed_lease_seconds() * 1000),
+            ids,
+            due_ms=2**62,
+        )
         results = tuple(self.pool.map(self._poll_safely, rows))
         self.pool.shutdown(wait=True)
         delivered = DeliveryStats()

@@ -38,8 +38,9 @@ class FileError(MonitorError):
 class ConfigError(MonitorError):
     """A configuration problem, located by file, line and key path."""
 
-    def __init__(self, message: str, path: str | None = None, line: int | None = None,
-                 key: str | None = None) -> None:
+    def __init__(
+        self, message: str, path: str | None = None, line: int | None = None, key: str | None = None
+    ) -> None:
         self.message = message
         self.path = path
         self.line = line
@@ -69,8 +70,14 @@ class ConfigErrors(ConfigError):
 class RuleError(ConfigError):
     """A rule that does not compile (bad query, bad regular expression)."""
 
-    def __init__(self, rule: str, message: str, path: str | None = None,
-                 line: int | None = None, column: int | None = None) -> None:
+    def __init__(
+        self,
+        rule: str,
+        message: str,
+        path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
         self.rule = rule
         self.column = column
         col = f" (column {column})" if column is not None else ""
@@ -80,8 +87,15 @@ class RuleError(ConfigError):
 class FeedError(MonitorError):
     """A poll that failed; ``outcome`` classifies it for status and logs."""
 
-    def __init__(self, feed: str, url: str, outcome: PollOutcome, message: str,
-                 retry_after: float | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        feed: str,
+        url: str,
+        outcome: PollOutcome,
+        message: str,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
         self.status = status
         self.feed = feed
         self.url = url

@@ -37,8 +37,7 @@ class Faults:
     """The failing jobs of one process, by name; thread-safe enough for one thread per
     job (each job touches only its own entry)."""
 
-    def __init__(self, log: logging.Logger, clock: Clock,
-                 every_s: float = REPEAT_EVERY_S) -> None:
+    def __init__(self, log: logging.Logger, clock: Clock, every_s: float = REPEAT_EVERY_S) -> None:
         self._log = log
         self._clock = clock
         self._every_s = every_s
@@ -55,14 +54,18 @@ class Faults:
             # A traceback only for the unexpected, and only once: errors of our own say
             # what happened in their message.
             trace = first and not isinstance(error, MonitorError)
-            self._log.error("job '%s' failed: %s", name, message,
-                            exc_info=error if trace else None)
+            self._log.error("job '%s' failed: %s", name, message, exc_info=error if trace else None)
             return
         streak.count += 1
         if now - streak.logged_s >= self._every_s:
-            self._log.error("job '%s' still failing: %d times in %.0f s (%d since the last "
-                            "report): %s", name, streak.count, now - streak.since_s,
-                            streak.count - streak.logged_count, message)
+            self._log.error(
+                "job '%s' still failing: %d times in %.0f s (%d since the last report): %s",
+                name,
+                streak.count,
+                now - streak.since_s,
+                streak.count - streak.logged_count,
+                message,
+            )
             streak.logged_s = now
             streak.logged_count = streak.count
 
@@ -70,8 +73,12 @@ class Faults:
         """Job ``name`` ran without error: a failure streak ends (and says so)."""
         streak = self._streaks.pop(name, None)
         if streak is not None:
-            self._log.info("job '%s' recovered after %d failure(s) in %.0f s", name,
-                           streak.count, self._clock.monotonic() - streak.since_s)
+            self._log.info(
+                "job '%s' recovered after %d failure(s) in %.0f s",
+                name,
+                streak.count,
+                self._clock.monotonic() - streak.since_s,
+            )
 
     def failing(self) -> dict[str, str]:
         """Each failing job's name and its last error message."""

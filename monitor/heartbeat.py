@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from monitor.types import DeliveryStats, PollOutcome, PollResult
 
 # The outcomes of a poll that reached its feed and read it (or learnt it had not changed).
-_ANSWERED = frozenset({PollOutcome.OK, PollOutcome.OK_WITH_WARNINGS,
-                       PollOutcome.NOT_MODIFIED})
+_ANSWERED = frozenset({PollOutcome.OK, PollOutcome.OK_WITH_WARNINGS, PollOutcome.NOT_MODIFIED})
 _NAMED = 3  # failing feeds named in a line; the rest are counted
 
 
@@ -32,17 +31,24 @@ class Beat:
         """``heartbeat: last 5m: 2 feeds polled (60 polls), 3 new items, 2 alerts sent,
         no failures``."""
         failures = self.failed_polls + self.failed_sends
-        told = [f"{self.failed_polls} failed poll{_s(self.failed_polls)}"
-                + (f" ({_names(self.failed_feeds)})" if self.failed_feeds else "")
-                if self.failed_polls else "",
-                f"{self.failed_sends} failed send{_s(self.failed_sends)}"
-                if self.failed_sends else ""]
-        failed = ("no failures" if not failures
-                  else f"{failures} failure{_s(failures)}: " + ", ".join(t for t in told if t))
-        return (f"heartbeat: last {span_text((self.until_ms - self.since_ms) / 1000)}: "
-                f"{self.feeds} feed{_s(self.feeds)} polled ({self.polls} poll{_s(self.polls)}), "
-                f"{self.new_items} new item{_s(self.new_items)}, "
-                f"{self.alerts_sent} alert{_s(self.alerts_sent)} sent, {failed}")
+        told = [
+            f"{self.failed_polls} failed poll{_s(self.failed_polls)}"
+            + (f" ({_names(self.failed_feeds)})" if self.failed_feeds else "")
+            if self.failed_polls
+            else "",
+            f"{self.failed_sends} failed send{_s(self.failed_sends)}" if self.failed_sends else "",
+        ]
+        failed = (
+            "no failures"
+            if not failures
+            else f"{failures} failure{_s(failures)}: " + ", ".join(t for t in told if t)
+        )
+        return (
+            f"heartbeat: last {span_text((self.until_ms - self.since_ms) / 1000)}: "
+            f"{self.feeds} feed{_s(self.feeds)} polled ({self.polls} poll{_s(self.polls)}), "
+            f"{self.new_items} new item{_s(self.new_items)}, "
+            f"{self.alerts_sent} alert{_s(self.alerts_sent)} sent, {failed}"
+        )
 
 
 class Heartbeat:
@@ -81,11 +87,17 @@ class Heartbeat:
     def beat(self, now_ms: int) -> Beat:
         """What happened since the last beat (or the start); the counts start again."""
         with self._lock:
-            beat = Beat(since_ms=self._since, until_ms=now_ms, polls=self._polls,
-                        feeds=len(self._feeds), new_items=self._new, alerts_sent=self._sent,
-                        failed_polls=sum(self._failed_feeds.values()),
-                        failed_feeds=tuple(sorted(self._failed_feeds)),
-                        failed_sends=self._failed_sends)
+            beat = Beat(
+                since_ms=self._since,
+                until_ms=now_ms,
+                polls=self._polls,
+                feeds=len(self._feeds),
+                new_items=self._new,
+                alerts_sent=self._sent,
+                failed_polls=sum(self._failed_feeds.values()),
+                failed_feeds=tuple(sorted(self._failed_feeds)),
+                failed_sends=self._failed_sends,
+            )
             self._since = now_ms
             self._reset()
         return beat

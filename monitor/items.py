@@ -34,7 +34,8 @@ _UNRESERVED = r"[A-Za-z0-9\-._~]"
 _ALREADY_CANONICAL = re.compile(  # possessive: runs of plain characters in one step
     rf"https?(://(?:{_LABEL}\.)*{_LABEL}"
     r"(/(?:[A-Za-z0-9\-._~!$&'()*+,=:@/]++|%[89A-F][0-9A-F]|%25)*+))"
-    rf"(?:\?({_UNRESERVED}++={_UNRESERVED}*+(?:&{_UNRESERVED}++={_UNRESERVED}*+)*+))?")
+    rf"(?:\?({_UNRESERVED}++={_UNRESERVED}*+(?:&{_UNRESERVED}++={_UNRESERVED}*+)*+))?"
+)
 
 
 def _fast_canonical(url: str) -> str | None:
@@ -77,8 +78,11 @@ def _canonical(url: str) -> str:
         netloc = netloc.rsplit(":", 1)[0]
     path = _SLASHES.sub("/", parts.path) or "/"
     query = urlencode(
-        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-         if not TRACKING_PARAMS.match(k)]
+        [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if not TRACKING_PARAMS.match(k)
+        ]
     )
     rebuilt = urlunsplit((scheme, netloc, path, query, ""))
     return canonicalize_url(rebuilt, keep_fragments=False)

@@ -23,8 +23,11 @@ class _OutboxCollector(Collector):
         self._summary = summary
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        g = GaugeMetricFamily("feed_monitor_alerts", "Alerts in the outbox by channel and state",
-                              labels=["channel", "state"])
+        g = GaugeMetricFamily(
+            "feed_monitor_alerts",
+            "Alerts in the outbox by channel and state",
+            labels=["channel", "state"],
+        )
         try:
             for channel, states in self._summary().items():
                 for state, n in states.items():
@@ -40,8 +43,9 @@ class CountsCollector(Collector):
     ``name`` without ``_total``, as for ``Counter``; ``inc(("cn", "ok"))`` adds one.
     """
 
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
-                 registry: CollectorRegistry) -> None:
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+    ) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
@@ -76,26 +80,44 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.polls = CountsCollector("feed_monitor_polls", "Polls by feed and outcome",
-                                     ["feed", "outcome"], registry=r)
+        self.polls = CountsCollector(
+            "feed_monitor_polls", "Polls by feed and outcome", ["feed", "outcome"], registry=r
+        )
         self.fetch_seconds = Histogram(
-            "feed_monitor_fetch_seconds", "Fetch duration by outcome (ok, not-modified, ...)",
-            ["outcome"], registry=r, buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-        self.http_status = Counter("feed_monitor_http_responses", "HTTP responses by status",
-                                   ["status"], registry=r)
-        self.items = CountsCollector("feed_monitor_items",
-                                     "Items stored by feed and kind (new, updated)",
-                                     ["feed", "kind"], registry=r)
-        self.matches = CountsCollector("feed_monitor_rule_matches", "Matches per rule",
-                                       ["rule"], registry=r)
-        self.deliveries = Counter("feed_monitor_deliveries",
-                                  "Delivery attempts by channel and result (sent, failed, dead)",
-                                  ["channel", "result"], registry=r)
+            "feed_monitor_fetch_seconds",
+            "Fetch duration by outcome (ok, not-modified, ...)",
+            ["outcome"],
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.http_status = Counter(
+            "feed_monitor_http_responses", "HTTP responses by status", ["status"], registry=r
+        )
+        self.items = CountsCollector(
+            "feed_monitor_items",
+            "Items stored by feed and kind (new, updated)",
+            ["feed", "kind"],
+            registry=r,
+        )
+        self.matches = CountsCollector(
+            "feed_monitor_rule_matches", "Matches per rule", ["rule"], registry=r
+        )
+        self.deliveries = Counter(
+            "feed_monitor_deliveries",
+            "Delivery attempts by channel and result (sent, failed, dead)",
+            ["channel", "result"],
+            registry=r,
+        )
         self.delivery_latency = Histogram(
-            "feed_monitor_delivery_latency_seconds", "From alert creation to sent", ["channel"],
-            registry=r, buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
-        self.reloads = Counter("feed_monitor_config_reloads", "Config reloads by result",
-                               ["result"], registry=r)
+            "feed_monitor_delivery_latency_seconds",
+            "From alert creation to sent",
+            ["channel"],
+            registry=r,
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+        )
+        self.reloads = Counter(
+            "feed_monitor_config_reloads", "Config reloads by result", ["result"], registry=r
+        )
 
     def watch_outbox(self, summary: Callable[[], Mapping[str, Mapping[str, int]]]) -> None:
         self.registry.register(_OutboxCollector(summary))

@@ -30,19 +30,25 @@ import apprise
 if TYPE_CHECKING:  # the config imports this module
     from monitor.config import LoadedConfig
 
-_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@",
-                       re.I)
+_USERINFO = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@", re.I
+)
 
 
 # Query parameters whose values are credentials, whatever the plugin: Apprise masks
 # the ones it knows, but shows custom headers (``+Authorization=``) and GET
 # parameters (``-apikey=``) of json://, form:// and xml:// as they are.
-_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|sig|cookie|session|credential|"
-                           r"auth(?!ors?(?:[^a-z]|$))|access|hmac|jwt|otp", re.I)
+_SECRET_PARAM = re.compile(
+    r"pass|pwd|secret|token|key|sig|cookie|session|credential|"
+    r"auth(?!ors?(?:[^a-z]|$))|access|hmac|jwt|otp",
+    re.I,
+)
 # The same parameters in any text: ``?token=abc`` -> ``?token=****``.
 _SECRET_QUERY = re.compile(
     r"(?P<name>[?&;][^=&#\s\"'<>]*(?:" + _SECRET_PARAM.pattern + r")[^=&#\s\"'<>]*=)"
-    r"(?P<value>[^&#\s\"'<>]+)", re.I)
+    r"(?P<value>[^&#\s\"'<>]+)",
+    re.I,
+)
 # A path segment that is a token: 16+ characters, one piece of it (between - _ .)
 # mixing letters and digits, or 32+ hex digits. Article slugs ("2023-03-22-ukraine")
 # have pieces of letters or of digits, not both.
@@ -59,8 +65,7 @@ def looks_like_token(segment: str) -> bool:
         return False
     if _HEX.fullmatch(segment):
         return True
-    return any(len(p) >= 8 and not p.isalpha() and not p.isdigit()
-               for p in _PIECE.findall(segment))
+    return any(len(p) >= 8 and not p.isalpha() and not p.isdigit() for p in _PIECE.findall(segment))
 
 
 def _path_secrets(url: str) -> Iterator[str]:
@@ -151,8 +156,13 @@ class Masker:
             if part and part not in shown and len(part) >= 4:
                 self.add(_forms(part))
 
-    def add_config(self, secrets: Iterable[str], feed_urls: Iterable[str],
-                   channel_urls: Iterable[str], database: str | None = None) -> None:
+    def add_config(
+        self,
+        secrets: Iterable[str],
+        feed_urls: Iterable[str],
+        channel_urls: Iterable[str],
+        database: str | None = None,
+    ) -> None:
         """Remember everything a config makes secret (see the module docstring)."""
         self.add(secrets)
         for url in feed_urls:
@@ -168,8 +178,9 @@ class Masker:
             return text or ""
         for s in self._ordered:
             text = text.replace(s, "****")
-        text = _SECRET_QUERY.sub(lambda m: f"{m['name']}****"
-                                 if m["value"] != "****" else m[0], text)
+        text = _SECRET_QUERY.sub(
+            lambda m: f"{m['name']}****" if m["value"] != "****" else m[0], text
+        )
         return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:****@", text)
 
 
@@ -178,8 +189,12 @@ def masker_for(loaded: LoadedConfig, into: Masker | None = None) -> Masker:
     channel and database URLs, added to ``into`` (the process's log masker) if given."""
     masker = into if into is not None else Masker()
     cfg = loaded.config
-    masker.add_config(loaded.secrets, (f.url for f in cfg.feeds),
-                      (u for ch in cfg.channels.values() for u in ch.urls), cfg.database)
+    masker.add_config(
+        loaded.secrets,
+        (f.url for f in cfg.feeds),
+        (u for ch in cfg.channels.values() for u in ch.urls),
+        cfg.database,
+    )
     return masker
 
 

@@ -30,30 +30,45 @@ def collect_status(loaded: LoadedConfig, store: Store, now_ms: int) -> dict[str,
     feeds = []
     for f in cfg.feeds:
         r = rows.get(f.id)
-        feeds.append({
-            "id": f.id, "url": masker(f.url), "enabled": f.enabled,
-            "last_poll": _when(r.last_poll_ms) if r else None,
-            "outcome": r.last_outcome if r else None,
-            "http_status": r.last_status if r else None,
-            "next_poll": _when(r.next_poll_ms) if r else None,
-            "failures": r.failures if r else 0,
-            "error": masker(r.last_error) if r and r.last_error else None,
-            # Exact times for scripts (the ISO strings above have whole seconds).
-            "last_poll_ms": r.last_poll_ms if r else None,
-            "next_poll_ms": r.next_poll_ms if r else None,
-            # Unhealthy: defaults.unhealthy_after failures in a row (still retried).
-            "healthy": not (r and unhealthy(r.failures, cfg.defaults.unhealthy_after)),
-            "unhealthy_reason": masker(reason) if r and (reason := unhealthy_reason(
-                r.failures, cfg.defaults.unhealthy_after, r.last_outcome, r.last_error))
-            else None,
-        })
+        feeds.append(
+            {
+                "id": f.id,
+                "url": masker(f.url),
+                "enabled": f.enabled,
+                "last_poll": _when(r.last_poll_ms) if r else None,
+                "outcome": r.last_outcome if r else None,
+                "http_status": r.last_status if r else None,
+                "next_poll": _when(r.next_poll_ms) if r else None,
+                "failures": r.failures if r else 0,
+                "error": masker(r.last_error) if r and r.last_error else None,
+                # Exact times for scripts (the ISO strings above have whole seconds).
+                "last_poll_ms": r.last_poll_ms if r else None,
+                "next_poll_ms": r.next_poll_ms if r else None,
+                # Unhealthy: defaults.unhealthy_after failures in a row (still retried).
+                "healthy": not (r and unhealthy(r.failures, cfg.defaults.unhealthy_after)),
+                "unhealthy_reason": masker(reason)
+                if r
+                and (
+                    reason := unhealthy_reason(
+                        r.failures, cfg.defaults.unhealthy_after, r.last_outcome, r.last_error
+                    )
+                )
+                else None,
+            }
+        )
     empty = {"pending": 0, "retrying": 0, "held": 0, "sent": 0, "dead": 0, "silenced": 0}
     channels = [{"name": name, **empty, **outbox.get(name, {})} for name in cfg.channels]
     for name in sorted(set(outbox) - set(cfg.channels)):
         channels.append({"name": name, **empty, **outbox[name], "configured": False})
     rules = [{"name": r.name, "matches_24h": matched.get(r.name, 0)} for r in cfg.rules]
-    return {"database": masker(store.safe_url), "items": counts["items"],
-            "alerts": counts["alerts"], "feeds": feeds, "channels": channels, "rules": rules}
+    return {
+        "database": masker(store.safe_url),
+        "items": counts["items"],
+        "alerts": counts["alerts"],
+        "feeds": feeds,
+        "channels": channels,
+        "rules": rules,
+    }
 
 
 def _short(stamp: str | None) -> str | None:
@@ -63,8 +78,9 @@ def _short(stamp: str | None) -> str | None:
 
 def print_status(report: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
-    console.print(f"database {report['database']}: {report['items']} items, "
-                  f"{report['alerts']} alerts")
+    console.print(
+        f"database {report['database']}: {report['items']} items, {report['alerts']} alerts"
+    )
     t = Table(title="Feeds", title_justify="left")
     for col in ("feed", "last poll", "outcome", "next poll", "failures", "error"):
         t.add_column(col, overflow="fold")
@@ -74,9 +90,14 @@ def print_status(report: dict[str, Any], console: Console | None = None) -> None
             outcome += f" ({f['http_status']})"
         if not f.get("healthy", True):
             outcome = f"UNHEALTHY: {outcome}"
-        t.add_row(f["id"] + ("" if f["enabled"] else " (disabled)"),
-                  _short(f["last_poll"]) or "never", outcome, _short(f["next_poll"]) or "-",
-                  str(f["failures"]), f["error"] or "")
+        t.add_row(
+            f["id"] + ("" if f["enabled"] else " (disabled)"),
+            _short(f["last_poll"]) or "never",
+            outcome,
+            _short(f["next_poll"]) or "-",
+            str(f["failures"]),
+            f["error"] or "",
+        )
     console.print(t)
     t = Table(title="Channels", title_justify="left")
     states = ("pending", "retrying", "held", "sent", "dead", "silenced")

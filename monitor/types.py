@@ -199,9 +199,15 @@ class IngestStats:
         rules = dict(self.rules)
         for rule, n in other.rules.items():
             rules[rule] = rules.get(rule, 0) + n
-        return IngestStats(self.new + other.new, self.updated + other.updated,
-                           self.repeats + other.repeats, self.alerts + other.alerts,
-                           self.matched + other.matched, rules, self.alerted + other.alerted)
+        return IngestStats(
+            self.new + other.new,
+            self.updated + other.updated,
+            self.repeats + other.repeats,
+            self.alerts + other.alerts,
+            self.matched + other.matched,
+            rules,
+            self.alerted + other.alerted,
+        )
 
 
 @dataclass(frozen=True)
@@ -336,8 +342,9 @@ class Fetcher(Protocol):
     """Fetches one feed URL, conditionally. Raises ``FeedError`` (never a foreign error)
     classified by outcome; a 304 is a result with ``body=None``."""
 
-    def fetch(self, feed_id: str, url: str, etag: str | None = None,
-              last_modified: str | None = None) -> FetchResult: ...
+    def fetch(
+        self, feed_id: str, url: str, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult: ...
 
     def close(self) -> None: ...
 
@@ -366,8 +373,9 @@ class DeliveryStats:
     leased: int = 0
 
     def __add__(self, other: DeliveryStats) -> DeliveryStats:
-        return DeliveryStats(*(getattr(self, f.name) + getattr(other, f.name)
-                               for f in fields(self)))
+        return DeliveryStats(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in fields(self))
+        )
 
     @property
     def touched(self) -> int:
@@ -408,8 +416,9 @@ class Parser(Protocol):
     """Turns a response body into Items; never raises for bad input (the outcome and
     the warnings say what was wrong)."""
 
-    def __call__(self, body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: int,
-                 base_url: str = "") -> ParsedFeed: ...
+    def __call__(
+        self, body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: int, base_url: str = ""
+    ) -> ParsedFeed: ...
 
 
 class Matching(Protocol):
@@ -455,16 +464,34 @@ class FeedSchedule(Protocol):
         and update the URLs and titles of known ones; a changed URL drops its validators,
         a shortened interval applies now."""
 
-    def claim_due(self, owner: str, now_ms: int, limit: int, lease_ms: int,
-                  feed_ids: Collection[str], due_ms: int | None = None) -> list[FeedRow]:
+    def claim_due(
+        self,
+        owner: str,
+        now_ms: int,
+        limit: int,
+        lease_ms: int,
+        feed_ids: Collection[str],
+        due_ms: int | None = None,
+    ) -> list[FeedRow]:
         """Lease up to ``limit`` of ``feed_ids`` whose poll is due by ``due_ms`` (default
         ``now_ms``) and that nobody else holds; concurrent claimers get disjoint sets."""
 
-    def finish_poll(self, feed_id: str, owner: str, *, now_ms: int, next_poll_ms: int,
-                    outcome: PollOutcome, error: str | None, status: int | None,
-                    failures: int, etag: str | None = None, last_modified: str | None = None,
-                    keep_validators: bool = True,
-                    first_poll_done: bool | None = None) -> None:
+    def finish_poll(
+        self,
+        feed_id: str,
+        owner: str,
+        *,
+        now_ms: int,
+        next_poll_ms: int,
+        outcome: PollOutcome,
+        error: str | None,
+        status: int | None,
+        failures: int,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        keep_validators: bool = True,
+        first_poll_done: bool | None = None,
+    ) -> None:
         """Record a poll's outcome and the next poll time, and release the lease."""
 
     def release_leases(self, owner: str) -> None:
@@ -474,8 +501,14 @@ class FeedSchedule(Protocol):
 class ItemStore(Protocol):
     """Items and their dedupe history; alerts are written with them (the outbox)."""
 
-    def ingest(self, feed_id: str, parsed: Sequence[Item], now_ms: int, rules: Matching,
-               alert_min_published_ms: int | None = None) -> IngestStats:
+    def ingest(
+        self,
+        feed_id: str,
+        parsed: Sequence[Item],
+        now_ms: int,
+        rules: Matching,
+        alert_min_published_ms: int | None = None,
+    ) -> IngestStats:
         """Store one poll's items and, in the same transaction, the alerts they cause.
 
         Same key and timestamp: a repeat. Same key, new timestamp: an update, re-matched;
@@ -483,22 +516,25 @@ class ItemStore(Protocol):
         published before ``alert_min_published_ms`` record their matches without alerting.
         """
 
-    def iter_stored(self, since_ms: int | None = None, feed_ids: Collection[str] = (),
-                    batch: int = 500) -> Iterator[StoredItem]:
+    def iter_stored(
+        self, since_ms: int | None = None, feed_ids: Collection[str] = (), batch: int = 500
+    ) -> Iterator[StoredItem]:
         """Stored items, oldest first, with the feeds each was seen in."""
 
 
 class Outbox(Protocol):
     """The alerts waiting for delivery and what became of them; silences."""
 
-    def lease(self, owner: str, now_ms: int, limit: int, lease_ms: int,
-              channels: Collection[str]) -> list[AlertRow]:
+    def lease(
+        self, owner: str, now_ms: int, limit: int, lease_ms: int, channels: Collection[str]
+    ) -> list[AlertRow]:
         """Lease up to ``limit`` due alerts (pending or held) of ``channels``, oldest first."""
 
     def mark_sent(self, ids: Sequence[int], owner: str, now_ms: int) -> None: ...
 
-    def mark_failed(self, ids: Sequence[int], owner: str, error: str, next_attempt_ms: int,
-                    dead: bool) -> None:
+    def mark_failed(
+        self, ids: Sequence[int], owner: str, error: str, next_attempt_ms: int, dead: bool
+    ) -> None:
         """Count an attempt; retry at ``next_attempt_ms``, or a dead letter if ``dead``."""
 
     def hold(self, ids: Sequence[int], owner: str, release_ms: int) -> None:
@@ -512,8 +548,7 @@ class Outbox(Protocol):
     def held_release(self, channel: str, rule: str | None, now_ms: int) -> int | None:
         """When alerts already held for this channel (and rule) will be released."""
 
-    def redeliver(self, now_ms: int, channel: str | None = None,
-                  rule: str | None = None) -> int:
+    def redeliver(self, now_ms: int, channel: str | None = None, rule: str | None = None) -> int:
         """Dead letters back to pending; how many."""
 
     def release_leases(self, owner: str) -> None: ...
@@ -521,8 +556,16 @@ class Outbox(Protocol):
     def editions(self, item_id: int, rule: str, window_ms: int) -> list[Edition]:
         """The item and its other editions the rule matched, the item first."""
 
-    def add_silence(self, rule: str, channel: str | None, starts_ms: int, ends_ms: int,
-                    comment: str, created_by: str, now_ms: int) -> int: ...
+    def add_silence(
+        self,
+        rule: str,
+        channel: str | None,
+        starts_ms: int,
+        ends_ms: int,
+        comment: str,
+        created_by: str,
+        now_ms: int,
+    ) -> int: ...
 
     def silences(self, now_ms: int, include_expired: bool = False) -> list[Silence]: ...
 
@@ -533,23 +576,34 @@ class Outbox(Protocol):
 class History(Protocol):
     """Archive imports and exports, and retention."""
 
-    def import_items(self, feed_id: str, batch: Sequence[tuple[Item, Sequence[RuleMatch]]],
-                     now_ms: int) -> set[str]:
+    def import_items(
+        self, feed_id: str, batch: Sequence[tuple[Item, Sequence[RuleMatch]]], now_ms: int
+    ) -> set[str]:
         """Store archive items as already seen (matches recorded, no alerts); the keys
         this call added. A stored key is left as it is."""
 
     def stored_keys(self, keys: Collection[str]) -> set[str]: ...
 
-    def export_rows(self, since_ms: int | None = None, until_ms: int | None = None,
-                    rule: str | None = None, feed_ids: Collection[str] = (),
-                    batch: int = 500) -> Iterator[ExportRow]: ...
+    def export_rows(
+        self,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        rule: str | None = None,
+        feed_ids: Collection[str] = (),
+        batch: int = 500,
+    ) -> Iterator[ExportRow]: ...
 
     def count_matches(self, rule: str) -> int: ...
 
     def known_feed_ids(self) -> set[str]: ...
 
-    def prune(self, now_ms: int, bodies_before_ms: int | None, keys_before_ms: int | None,
-              batch: int = 1000) -> PruneStats:
+    def prune(
+        self,
+        now_ms: int,
+        bodies_before_ms: int | None,
+        keys_before_ms: int | None,
+        batch: int = 1000,
+    ) -> PruneStats:
         """Empty old bodies, delete old keys; an item with a waiting alert stays whole."""
 
 
@@ -565,8 +619,9 @@ class Readouts(Protocol):
 
     def feed_rows(self) -> list[FeedRow]: ...
 
-    def alert_page(self, where: AlertFilter, before_id: int | None,
-                   limit: int) -> tuple[list[ConsoleAlert], int | None]:
+    def alert_page(
+        self, where: AlertFilter, before_id: int | None, limit: int
+    ) -> tuple[list[ConsoleAlert], int | None]:
         """Alerts newest first (by id, below ``before_id``), at most ``limit`` rule/item
         pairs; and the id to pass as ``before_id`` for the next page (None: no more)."""
 

@@ -46,8 +46,10 @@ def postgres_url() -> str:
     if not url:
         if IN_CI:
             pytest.fail(f"{PG_ENV} is not set; under CI=true PostgreSQL tests must run")
-        pytest.skip(f"no PostgreSQL configured: set {PG_ENV} "
-                    "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            f"no PostgreSQL configured: set {PG_ENV} "
+            "(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
     if _session_pg is None:
         _session_pg = _create_session_database(url)
     return _session_pg

@@ -16,9 +16,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_config(path: Path, *, db: Path | None = None, feeds: list[dict[str, Any]],
-                 channels: dict[str, Any], rules: list[dict[str, Any]],
-                 database: str | None = None, **extra: Any) -> Path:
+def write_config(
+    path: Path,
+    *,
+    db: Path | None = None,
+    feeds: list[dict[str, Any]],
+    channels: dict[str, Any],
+    rules: list[dict[str, Any]],
+    database: str | None = None,
+    **extra: Any,
+) -> Path:
     """A config tuned for tests: fast ticks, no jitter, short intervals.
 
     The database is the SQLite file ``db``, or any SQLAlchemy URL given as ``database``
@@ -29,8 +36,13 @@ def write_config(path: Path, *, db: Path | None = None, feeds: list[dict[str, An
     cfg: dict[str, Any] = {
         "database": database or f"sqlite:///{db}",
         # Every test server listens on loopback, which feeds may not use by default.
-        "defaults": {"interval": "1s", "jitter": 0, "timeout": "5s", "backlog": "none",
-                     "allowed_networks": ["127.0.0.0/8", "::1/128"]},
+        "defaults": {
+            "interval": "1s",
+            "jitter": 0,
+            "timeout": "5s",
+            "backlog": "none",
+            "allowed_networks": ["127.0.0.0/8", "::1/128"],
+        },
         "scheduler": {"tick": 0.2, "workers": 4},
         "delivery": {"interval": 0.2, "backoff": 0.2, "max_backoff": 1},
         "http": {"enabled": False},
@@ -60,8 +72,13 @@ class Daemon:
     def start(self) -> Daemon:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "-c", str(self.config), *self.args],
-            cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, encoding="utf-8")
+            cwd=REPO,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+        )
         threading.Thread(target=self._read, daemon=True).start()
         return self
 
@@ -93,8 +110,7 @@ class Daemon:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"daemon did not stop in {timeout} s:\n{self.output}") \
-                from None
+            raise AssertionError(f"daemon did not stop in {timeout} s:\n{self.output}") from None
 
     def __enter__(self) -> Daemon:
         return self.start()

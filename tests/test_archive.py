@@ -118,8 +118,10 @@ def test_body_without_final_newline_is_written_back_without_one() -> None:
 
 
 def test_items_sharing_a_timestamp_stay_distinct() -> None:
-    items = [entry_to_item(read_archive_file(FIXTURES / "good" / name), "rfi-cn")
-             for name in ("1000001-entities.md", "1000002-brackets.md", "1000003-same-stamp.md")]
+    items = [
+        entry_to_item(read_archive_file(FIXTURES / "good" / name), "rfi-cn")
+        for name in ("1000001-entities.md", "1000002-brackets.md", "1000003-same-stamp.md")
+    ]
     assert {i.published_ms for i in items} == {1679494503000}
     assert len({i.key for i in items}) == 3
     assert len({archive_filename(i) for i in items}) == 3
@@ -130,20 +132,35 @@ def test_items_sharing_a_timestamp_stay_distinct() -> None:
 BASIC = "<!--1679494503000-->\n[t](https://example.org/a)\n------\n\n<p>b</p>\n"
 
 
-@pytest.mark.parametrize("text", [
-    BASIC,
-    BASIC.replace("\n", "\r\n"),
-    BASIC + "\n",  # body ending in a blank line
-    BASIC[:-1],  # no final newline
-    "<!--0-->\n[](x)\n------\n\n",  # empty title and body, non-HTTP URL
-    "---\n---\n" + BASIC,  # empty front matter
-    "---\r\na: 1\r\n---\r\n\r\n" + BASIC.replace("\n", "\r\n"),  # blank line after it
-    "<!--1-->\n[a](b)](c)\n------\n\nx\n<!--2-->\n[d](e)\n------\n\ny",  # "](" in title
-    "<!--1-->\n[a\rb](u)\n------\n\n",  # a stray CR in an LF file
-    "<!---86400000-->\n[1969](u)\n------\n\n",  # before 1970
-    f"<!--{-2**63}-->\n[t](u)\n------\n\n",  # the smallest stamp a database holds
-], ids=["lf", "crlf", "trailing-blank", "no-final-newline", "minimal", "empty-fm",
-        "crlf-fm-blank", "link-in-title", "stray-cr", "negative", "int64-min"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        BASIC,
+        BASIC.replace("\n", "\r\n"),
+        BASIC + "\n",  # body ending in a blank line
+        BASIC[:-1],  # no final newline
+        "<!--0-->\n[](x)\n------\n\n",  # empty title and body, non-HTTP URL
+        "---\n---\n" + BASIC,  # empty front matter
+        "---\r\na: 1\r\n---\r\n\r\n" + BASIC.replace("\n", "\r\n"),  # blank line after it
+        "<!--1-->\n[a](b)](c)\n------\n\nx\n<!--2-->\n[d](e)\n------\n\ny",  # "](" in title
+        "<!--1-->\n[a\rb](u)\n------\n\n",  # a stray CR in an LF file
+        "<!---86400000-->\n[1969](u)\n------\n\n",  # before 1970
+        f"<!--{-(2**63)}-->\n[t](u)\n------\n\n",  # the smallest stamp a database holds
+    ],
+    ids=[
+        "lf",
+        "crlf",
+        "trailing-blank",
+        "no-final-newline",
+        "minimal",
+        "empty-fm",
+        "crlf-fm-blank",
+        "link-in-title",
+        "stray-cr",
+        "negative",
+        "int64-min",
+    ],
+)
 def test_parse_then_format_is_byte_exact(text: str) -> None:
     assert format_archive(parse_archive(text)) == text
 
@@ -153,29 +170,33 @@ def test_title_split_uses_the_last_link_bracket() -> None:
     assert (entry.title, entry.url) == ("a](b)", "c")
 
 
-@pytest.mark.parametrize(("text", "line", "expected"), [
-    ("# Notes\n", 1, "expected the timestamp comment <!--epoch ms-->, found '# Notes'"),
-    ("", 1, "found the end of the file"),
-    ("\ufeff" + BASIC, 1, "byte-order mark"),
-    ("<!-- 1679494503000 -->\n", 1, "expected the timestamp comment"),
-    ("<!--01679494503000-->\n", 1, "leading zeros"),
-    ("<!---0-->\n", 1, "leading zeros"),
-    ("<!---01-->\n", 1, "leading zeros"),
-    (f"<!--{2**63}-->\n", 1, "out of range"),
-    ("<!--" + "9" * 5000 + "-->\n", 1, "out of range"),
-    ("<!--1-->\n", 2, "expected the link line [title](url), found the end of the file"),
-    ("<!--1-->\ntitle https://x\n", 2, "expected the link line [title](url), found 'title"),
-    ("<!--1-->\n[t]()\n", 2, "empty URL"),
-    ("<!--1-->\n[t](u)\n-----\n\nb", 3, "expected the separator line ------, found '-----'"),
-    ("<!--1-->\n[t](u)\n------\n", 4, "expected a blank line before the body, found the end"),
-    ("<!--1-->\n[t](u)\n------\n<p>b</p>\n", 4, "expected a blank line before the body"),
-    ("---\ntitle: x\n<!--1-->\n", 1, "never closed"),
-    ("---\ntitle: [x\n---\n" + BASIC, 2, "not valid YAML"),
-    ("---\n- a\n---\n" + BASIC, 1, "must be a YAML mapping"),
-    ("---\na: 1\n---\nnot a stamp\n", 4, "expected the timestamp comment"),
-])
-def test_malformed_text_names_source_line_and_expectation(text: str, line: int,
-                                                          expected: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "line", "expected"),
+    [
+        ("# Notes\n", 1, "expected the timestamp comment <!--epoch ms-->, found '# Notes'"),
+        ("", 1, "found the end of the file"),
+        ("\ufeff" + BASIC, 1, "byte-order mark"),
+        ("<!-- 1679494503000 -->\n", 1, "expected the timestamp comment"),
+        ("<!--01679494503000-->\n", 1, "leading zeros"),
+        ("<!---0-->\n", 1, "leading zeros"),
+        ("<!---01-->\n", 1, "leading zeros"),
+        (f"<!--{2**63}-->\n", 1, "out of range"),
+        ("<!--" + "9" * 5000 + "-->\n", 1, "out of range"),
+        ("<!--1-->\n", 2, "expected the link line [title](url), found the end of the file"),
+        ("<!--1-->\ntitle https://x\n", 2, "expected the link line [title](url), found 'title"),
+        ("<!--1-->\n[t]()\n", 2, "empty URL"),
+        ("<!--1-->\n[t](u)\n-----\n\nb", 3, "expected the separator line ------, found '-----'"),
+        ("<!--1-->\n[t](u)\n------\n", 4, "expected a blank line before the body, found the end"),
+        ("<!--1-->\n[t](u)\n------\n<p>b</p>\n", 4, "expected a blank line before the body"),
+        ("---\ntitle: x\n<!--1-->\n", 1, "never closed"),
+        ("---\ntitle: [x\n---\n" + BASIC, 2, "not valid YAML"),
+        ("---\n- a\n---\n" + BASIC, 1, "must be a YAML mapping"),
+        ("---\na: 1\n---\nnot a stamp\n", 4, "expected the timestamp comment"),
+    ],
+)
+def test_malformed_text_names_source_line_and_expectation(
+    text: str, line: int, expected: str
+) -> None:
     with pytest.raises(ArchiveError) as info:
         parse_archive(text, "feeds/x.md")
     assert info.value.source == "feeds/x.md"
@@ -185,11 +206,14 @@ def test_malformed_text_names_source_line_and_expectation(text: str, line: int,
     assert isinstance(info.value, MonitorError)
 
 
-@pytest.mark.parametrize(("name", "line", "expected"), [
-    ("not-an-item.md", 1, "not an archive file"),
-    ("short-separator.md", 3, "expected the separator line"),
-    ("unclosed-front-matter.md", 1, "never closed"),
-])
+@pytest.mark.parametrize(
+    ("name", "line", "expected"),
+    [
+        ("not-an-item.md", 1, "not an archive file"),
+        ("short-separator.md", 3, "expected the separator line"),
+        ("unclosed-front-matter.md", 1, "never closed"),
+    ],
+)
 def test_malformed_fixture_file_error_names_the_file(name: str, line: int, expected: str) -> None:
     path = FIXTURES / "bad" / name
     with pytest.raises(ArchiveError, match=expected) as info:
@@ -210,18 +234,20 @@ def test_missing_file_is_an_archive_error(tmp_path: Path) -> None:
         read_archive_file(tmp_path / "absent.md")
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"title": "two\nlines"},
-    {"url": ""},
-    {"url": "https://x/a](b"},
-    {"published_ms": 2**63},  # more than the database holds
-    {"newline": "\r"},
-    {"front_matter": "title: x\n"},
-    {"front_matter": "---\ntitle: x\n"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"title": "two\nlines"},
+        {"url": ""},
+        {"url": "https://x/a](b"},
+        {"published_ms": 2**63},  # more than the database holds
+        {"newline": "\r"},
+        {"front_matter": "title: x\n"},
+        {"front_matter": "---\ntitle: x\n"},
+    ],
+)
 def test_entries_that_would_not_read_back_are_refused(kwargs: dict[str, object]) -> None:
-    fields: dict[str, object] = {"published_ms": 1, "title": "t", "url": "https://x/a",
-                                 "body": "b"}
+    fields: dict[str, object] = {"published_ms": 1, "title": "t", "url": "https://x/a", "body": "b"}
     fields.update(kwargs)
     with pytest.raises(ArchiveError):
         ArchiveEntry(**fields)  # type: ignore[arg-type]
@@ -230,16 +256,19 @@ def test_entries_that_would_not_read_back_are_refused(kwargs: dict[str, object])
 # --- writing items ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("title", "raw"), [
-    ('中俄"特殊"关系', "中俄&quot;特殊&quot;关系"),  # as the RFI mirror writes it
-    ("柳向阳&王家新", "柳向阳&王家新"),  # a lone & stays raw, as in the archives
-    ("AT&T", "AT&T"),
-    ("&amp; literally", "&amp;amp; literally"),
-    ("&copy2023", "&amp;copy2023"),  # html.unescape would read "&copy" without ";"
-    ("&#39;", "&amp;#39;"),
-    ("Hong Kong's [冷戰](物語)", "Hong Kong's [冷戰](物語)"),
-    ("a\nb\rc", "a&#10;b&#13;c"),
-])
+@pytest.mark.parametrize(
+    ("title", "raw"),
+    [
+        ('中俄"特殊"关系', "中俄&quot;特殊&quot;关系"),  # as the RFI mirror writes it
+        ("柳向阳&王家新", "柳向阳&王家新"),  # a lone & stays raw, as in the archives
+        ("AT&T", "AT&T"),
+        ("&amp; literally", "&amp;amp; literally"),
+        ("&copy2023", "&amp;copy2023"),  # html.unescape would read "&copy" without ";"
+        ("&#39;", "&amp;#39;"),
+        ("Hong Kong's [冷戰](物語)", "Hong Kong's [冷戰](物語)"),
+        ("a\nb\rc", "a&#10;b&#13;c"),
+    ],
+)
 def test_title_is_escaped_only_where_round_trip_needs_it(title: str, raw: str) -> None:
     assert escape_title(title) == raw
     assert html.unescape(raw) == title
@@ -250,13 +279,19 @@ def test_any_title_survives_escaping(title: str) -> None:
     assert html.unescape(escape_title(title)) == title
 
 
-@given(title=st.text(), body=st.text().filter(lambda b: "\r" not in b),
-       ms=st.integers(min_value=0, max_value=10**15), author=st.text(),
-       categories=st.lists(st.text(min_size=1), unique=True).map(tuple))
-def test_any_item_survives_write_and_read(title: str, body: str, ms: int, author: str,
-                                          categories: tuple[str, ...]) -> None:
-    item = factories.item(URL, ms, title, "rfi-cn", content=body, author=author,
-                          categories=categories)
+@given(
+    title=st.text(),
+    body=st.text().filter(lambda b: "\r" not in b),
+    ms=st.integers(min_value=0, max_value=10**15),
+    author=st.text(),
+    categories=st.lists(st.text(min_size=1), unique=True).map(tuple),
+)
+def test_any_item_survives_write_and_read(
+    title: str, body: str, ms: int, author: str, categories: tuple[str, ...]
+) -> None:
+    item = factories.item(
+        URL, ms, title, "rfi-cn", content=body, author=author, categories=categories
+    )
     back = entry_to_item(parse_archive(format_archive(item_to_entry(item))), "rfi-cn")
     assert back == item
 
@@ -277,8 +312,10 @@ def test_body_falls_back_to_summary() -> None:
 
 
 def test_archive_filenames_sort_by_time() -> None:
-    names = [archive_filename(factories.item(URL, ms, key=f"k{ms}"))
-             for ms in (1679494503000, 999, 1000000000000)]
+    names = [
+        archive_filename(factories.item(URL, ms, key=f"k{ms}"))
+        for ms in (1679494503000, 999, 1000000000000)
+    ]
     assert sorted(names) == [names[1], names[2], names[0]]
     assert names[1].startswith("0000000000999-") and names[1].endswith(".md")
     # Same key, another time (an update) gets another name; same item, same name.
@@ -294,11 +331,23 @@ def test_iter_archive_paths_expands_folders_globs_and_files(tmp_path: Path) -> N
     (tmp_path / "a" / ".git").mkdir()
     for rel in ("a/2.md", "a/deep/1.md", "a/.git/x.md", "a/notes.txt", "b.md", "c.md"):
         (tmp_path / rel).write_text("x")
-    found = list(iter_archive_paths([
-        tmp_path / "a", str(tmp_path / "*.md"), tmp_path / "b.md",
-    ]))
-    assert found == sorted([tmp_path / "a" / "2.md", tmp_path / "a" / "deep" / "1.md",
-                            tmp_path / "b.md", tmp_path / "c.md"])
+    found = list(
+        iter_archive_paths(
+            [
+                tmp_path / "a",
+                str(tmp_path / "*.md"),
+                tmp_path / "b.md",
+            ]
+        )
+    )
+    assert found == sorted(
+        [
+            tmp_path / "a" / "2.md",
+            tmp_path / "a" / "deep" / "1.md",
+            tmp_path / "b.md",
+            tmp_path / "c.md",
+        ]
+    )
 
 
 def test_iter_archive_paths_reports_missing_paths_and_empty_globs(tmp_path: Path) -> None:
@@ -317,7 +366,8 @@ def test_iter_archive_paths_over_fixtures_finds_every_good_file() -> None:
 
 
 def test_shared_data_skips_in_a_clone_but_fails_under_ci(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sys.modules[__name__], "REPO_ROOT", tmp_path / "project")
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception):
@@ -335,7 +385,7 @@ def test_seed_file_reads_and_writes_back_the_same_bytes() -> None:
     entry = read_archive_file(seed)
     assert format_archive(entry).encode("utf-8") == seed.read_bytes()
     item = entry_to_item(entry, "rfi-cn")
-    assert item.title == "习近平结束访俄，北京与莫斯科建立针对西方的\"特殊\"关系"
+    assert item.title == '习近平结束访俄，北京与莫斯科建立针对西方的"特殊"关系'
     assert item.published_ms == 1679494503000
 
 

@@ -27,16 +27,34 @@ DAY_MS = 24 * HOUR_MS
 
 # (feed, key, title, body, published) — RFI-shaped: Simplified (cn) and Traditional (tw).
 ITEMS = [
-    ("rfi-cn", "https://www.rfi.fr/cn/1", "习近平结束访俄，北京与莫斯科建立&quot;特殊&quot;关系",
-     "<p>中国国家主席习近平周三离开莫斯科。普京和习近平说，<b>中俄</b>之间的特殊关系正在进入新时代。</p>",
-     NOW_MS - 2 * HOUR_MS),
-    ("rfi-tw", "https://www.rfi.fr/tw/2", "烏克蘭總統澤連斯基：中俄關係不影響和談",
-     "<p>澤連斯基表示，已邀請中國對話。</p>", NOW_MS - 3 * DAY_MS),
-    ("rfi-cn", "https://www.rfi.fr/cn/3", "台湾总统大选：选民关注经济",
-     "<p>两岸关系、能源政策和住房问题是选民最关心的议题。</p><p>AT&amp;T 与<i>台积电</i>。</p>",
-     NOW_MS - 1 * DAY_MS),
-    ("rfi-cn", "https://www.rfi.fr/cn/4", "十天前：中俄边境贸易增长",
-     "<p>黑龙江口岸的中俄贸易额上升。</p>", NOW_MS - 10 * DAY_MS),
+    (
+        "rfi-cn",
+        "https://www.rfi.fr/cn/1",
+        "习近平结束访俄，北京与莫斯科建立&quot;特殊&quot;关系",
+        "<p>中国国家主席习近平周三离开莫斯科。普京和习近平说，<b>中俄</b>之间的特殊关系正在进入新时代。</p>",
+        NOW_MS - 2 * HOUR_MS,
+    ),
+    (
+        "rfi-tw",
+        "https://www.rfi.fr/tw/2",
+        "烏克蘭總統澤連斯基：中俄關係不影響和談",
+        "<p>澤連斯基表示，已邀請中國對話。</p>",
+        NOW_MS - 3 * DAY_MS,
+    ),
+    (
+        "rfi-cn",
+        "https://www.rfi.fr/cn/3",
+        "台湾总统大选：选民关注经济",
+        "<p>两岸关系、能源政策和住房问题是选民最关心的议题。</p><p>AT&amp;T 与<i>台积电</i>。</p>",
+        NOW_MS - 1 * DAY_MS,
+    ),
+    (
+        "rfi-cn",
+        "https://www.rfi.fr/cn/4",
+        "十天前：中俄边境贸易增长",
+        "<p>黑龙江口岸的中俄贸易额上升。</p>",
+        NOW_MS - 10 * DAY_MS,
+    ),
 ]
 
 
@@ -59,27 +77,46 @@ def no_match(item: Item, feeds: Collection[str]) -> list[RuleMatch]:
 def setup(tmp_path: Path, webhook_receiver: WebhookReceiver) -> tuple[Path, WebhookReceiver]:
     db = tmp_path / "monitor.db"
     config = write_config(
-        tmp_path / "monitor.yaml", db=db,
-        feeds=[{"id": "rfi-cn", "url": "https://www.rfi.fr/cn/rss", "title": "RFI 简体"},
-               {"id": "rfi-tw", "url": "https://www.rfi.fr/tw/rss", "title": "RFI 繁體"}],
+        tmp_path / "monitor.yaml",
+        db=db,
+        feeds=[
+            {"id": "rfi-cn", "url": "https://www.rfi.fr/cn/rss", "title": "RFI 简体"},
+            {"id": "rfi-tw", "url": "https://www.rfi.fr/tw/rss", "title": "RFI 繁體"},
+        ],
         channels={
             "hook": {"urls": [webhook_receiver.apprise_url("/alerts")]},
-            "mail": {"urls": ["mailto://alerts:secret@127.0.0.1:9?to=me@example.org"],
-                     "format": "html", "language": "zh", "timezone": "Asia/Shanghai"},
-            "daily": {"urls": [webhook_receiver.apprise_url("/daily")],
-                      "digest": {"schedule": "0 8 * * *"}},
+            "mail": {
+                "urls": ["mailto://alerts:secret@127.0.0.1:9?to=me@example.org"],
+                "format": "html",
+                "language": "zh",
+                "timezone": "Asia/Shanghai",
+            },
+            "daily": {
+                "urls": [webhook_receiver.apprise_url("/daily")],
+                "digest": {"schedule": "0 8 * * *"},
+            },
         },
-        rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["hook"]},
-               {"name": "taiwan", "query": "台灣 -体育", "notify": ["hook"]}])
+        rules=[
+            {"name": "china-russia", "any": ["中俄"], "notify": ["hook"]},
+            {"name": "taiwan", "query": "台灣 -体育", "notify": ["hook"]},
+        ],
+    )
     store = Store(f"sqlite:///{db}")
     for feed, key, title, body, published in ITEMS:
-        item = Item(key=key, url=key, title=title, published_ms=published, feed_id=feed,
-                    content=body)
+        item = Item(
+            key=key, url=key, title=title, published_ms=published, feed_id=feed, content=body
+        )
         store.items.ingest(feed, [item], NOW_MS, MatchingFunctions(no_match, lambda rule: []))
     # The first article was also seen in the Traditional feed: one item, two feeds.
     first = ITEMS[0]
-    tw = Item(key=first[1], url=first[1], title=first[2], published_ms=first[4],
-              feed_id="rfi-tw", content=first[3])
+    tw = Item(
+        key=first[1],
+        url=first[1],
+        title=first[2],
+        published_ms=first[4],
+        feed_id="rfi-tw",
+        content=first[3],
+    )
     store.items.ingest("rfi-tw", [tw], NOW_MS, MatchingFunctions(no_match, lambda rule: []))
     assert store.readouts.counts() == {"items": 4, "alerts": 0}
     store.close()
@@ -98,23 +135,30 @@ def blocks(out: str) -> list[str]:
 
 
 def test_named_rule_prints_each_match_with_snippet_and_total(
-        setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]) -> None:
+    setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, hook = setup
     code, out, err = run(capsys, config, "china-russia")
     assert code == 0, err
     found = blocks(out)
     # Oldest first; the Traditional item is found by the Simplified keyword.
     assert [b.split("\n")[1].strip() for b in found] == [
-        "https://www.rfi.fr/cn/4", "https://www.rfi.fr/tw/2", "https://www.rfi.fr/cn/1"]
+        "https://www.rfi.fr/cn/4",
+        "https://www.rfi.fr/tw/2",
+        "https://www.rfi.fr/cn/1",
+    ]
     newest = found[2].split("\n")
     assert newest[0].endswith('[rfi-cn, rfi-tw]  习近平结束访俄，北京与莫斯科建立"特殊"关系')
     assert newest[2] == "  keywords: 中俄"
-    assert newest[3] == ("  中国国家主席习近平周三离开莫斯科。"
-                         "普京和习近平说，【中俄】之间的特殊关系正在进入新时代。")
+    assert newest[3] == (
+        "  中国国家主席习近平周三离开莫斯科。普京和习近平说，【中俄】之间的特殊关系正在进入新时代。"
+    )
     # The snippet quotes the item's own script.
     assert "【中俄】關係不影響和談" in found[1]
-    assert out.strip().splitlines()[-1] == \
-        "rule 'china-russia': 3 matches in 4 stored items; nothing was sent"
+    assert (
+        out.strip().splitlines()[-1]
+        == "rule 'china-russia': 3 matches in 4 stored items; nothing was sent"
+    )
     assert hook.received == []
     store = Store(f"sqlite:///{config.parent / 'monitor.db'}")
     assert store.readouts.counts() == {"items": 4, "alerts": 0}  # nothing written either
@@ -122,32 +166,41 @@ def test_named_rule_prints_each_match_with_snippet_and_total(
     store.close()
 
 
-def test_since_and_feed_filters(setup: tuple[Path, WebhookReceiver],
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_since_and_feed_filters(
+    setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, _ = setup
     _, out, _ = run(capsys, config, "china-russia", "--since", "7d")
     assert [b.split("\n")[1].strip() for b in blocks(out)] == [
-        "https://www.rfi.fr/tw/2", "https://www.rfi.fr/cn/1"]
+        "https://www.rfi.fr/tw/2",
+        "https://www.rfi.fr/cn/1",
+    ]
     assert "2 matches in 3 stored items (published since " in out
     _, out, _ = run(capsys, config, "china-russia", "--since", "24h", "--feed", "rfi-tw")
     # Item 1 (2 hours old) was seen in rfi-tw too; item 2 (3 days) is out of the window.
     assert [b.split("\n")[1].strip() for b in blocks(out)] == ["https://www.rfi.fr/cn/1"]
-    assert out.strip().endswith("1 match in 1 stored item (published since "
-                                f"{out.split('published since ')[1].split(';')[0]}; in rfi-tw)"
-                                "; nothing was sent")
-    _, out, _ = run(capsys, config, "china-russia", "--feed", "rfi-tw", "--feed", "rfi-cn",
-                    "--since", "2d")
+    assert out.strip().endswith(
+        "1 match in 1 stored item (published since "
+        f"{out.split('published since ')[1].split(';')[0]}; in rfi-tw)"
+        "; nothing was sent"
+    )
+    _, out, _ = run(
+        capsys, config, "china-russia", "--feed", "rfi-tw", "--feed", "rfi-cn", "--since", "2d"
+    )
     assert len(blocks(out)) == 1
 
 
-def test_query_from_the_command_line(setup: tuple[Path, WebhookReceiver],
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_query_from_the_command_line(
+    setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, _ = setup
     code, out, _ = run(capsys, config, "--query", "title:(台湾 OR 烏克蘭) -体育")
     assert code == 0
     found = blocks(out)
     assert [b.split("\n")[1].strip() for b in found] == [
-        "https://www.rfi.fr/tw/2", "https://www.rfi.fr/cn/3"]
+        "https://www.rfi.fr/tw/2",
+        "https://www.rfi.fr/cn/3",
+    ]
     assert "【台湾】总统大选：选民关注经济" in found[1]
     assert found[0].split("\n")[2] == "  keywords: 烏克蘭"
     assert out.strip().splitlines()[-1].startswith("rule 'query': 2 matches in 4 stored")
@@ -156,8 +209,9 @@ def test_query_from_the_command_line(setup: tuple[Path, WebhookReceiver],
     assert "0 matches in 4 stored items" in out
 
 
-def test_unknown_rule_lists_the_rules(setup: tuple[Path, WebhookReceiver],
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_rule_lists_the_rules(
+    setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, _ = setup
     code, out, err = run(capsys, config, "china-rusia")
     assert code == 2 and out == ""
@@ -165,14 +219,25 @@ def test_unknown_rule_lists_the_rules(setup: tuple[Path, WebhookReceiver],
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize(("query", "message", "caret"), [
-    ("中俄 OR )", "unexpected ')' (column 7)", "  中俄 OR )\n          ^"),
-    ('title:"特殊关系', "unterminated quoted phrase (column 7)", '  title:"特殊关系\n        ^'),
-    ("中俄 AND", "ends too early", "  中俄 AND\n          ^"),
-])
-def test_query_syntax_error_names_the_column(setup: tuple[Path, WebhookReceiver],
-                                             capsys: pytest.CaptureFixture[str], query: str,
-                                             message: str, caret: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "message", "caret"),
+    [
+        ("中俄 OR )", "unexpected ')' (column 7)", "  中俄 OR )\n          ^"),
+        (
+            'title:"特殊关系',
+            "unterminated quoted phrase (column 7)",
+            '  title:"特殊关系\n        ^',
+        ),
+        ("中俄 AND", "ends too early", "  中俄 AND\n          ^"),
+    ],
+)
+def test_query_syntax_error_names_the_column(
+    setup: tuple[Path, WebhookReceiver],
+    capsys: pytest.CaptureFixture[str],
+    query: str,
+    message: str,
+    caret: str,
+) -> None:
     config, _ = setup
     code, out, err = run(capsys, config, "--query", query)
     assert code == 2 and out == ""
@@ -182,8 +247,9 @@ def test_query_syntax_error_names_the_column(setup: tuple[Path, WebhookReceiver]
     assert "Traceback" not in err
 
 
-def test_bad_since_and_unknown_render_channel(setup: tuple[Path, WebhookReceiver],
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_since_and_unknown_render_channel(
+    setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, _ = setup
     code, _, err = run(capsys, config, "china-russia", "--since", "a week")
     assert code == 2 and err.startswith("error: --since: expected a duration")
@@ -192,8 +258,9 @@ def test_bad_since_and_unknown_render_channel(setup: tuple[Path, WebhookReceiver
     assert err == "error: --render: unknown channel 'emial' (channels: daily, hook, mail)\n"
 
 
-def test_render_text_channel(setup: tuple[Path, WebhookReceiver],
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_render_text_channel(
+    setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, hook = setup
     code, out, err = run(capsys, config, "taiwan", "--render", "hook")
     assert code == 0, err
@@ -211,7 +278,8 @@ def test_render_text_channel(setup: tuple[Path, WebhookReceiver],
 
 
 def test_render_html_channel_in_its_language_and_time_zone(
-        setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]) -> None:
+    setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, _ = setup
     code, out, err = run(capsys, config, "--query", "普京", "--render", "mail")
     assert code == 0, err
@@ -225,8 +293,9 @@ def test_render_html_channel_in_its_language_and_time_zone(
     assert " CST</p>" in html  # Asia/Shanghai
 
 
-def test_render_escapes_item_text_for_html_only(setup: tuple[Path, WebhookReceiver],
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_render_escapes_item_text_for_html_only(
+    setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, _ = setup
     _, out, _ = run(capsys, config, "--query", "content:AT&T", "--render", "mail")
     [found] = blocks(out)
@@ -237,8 +306,9 @@ def test_render_escapes_item_text_for_html_only(setup: tuple[Path, WebhookReceiv
     assert f"  │ {lead} 【AT&T】 与台积电。" in out
 
 
-def test_render_digest_channel_shows_one_digest(setup: tuple[Path, WebhookReceiver],
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_render_digest_channel_shows_one_digest(
+    setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, hook = setup
     code, out, err = run(capsys, config, "china-russia", "--render", "daily")
     assert code == 0, err
@@ -248,21 +318,26 @@ def test_render_digest_channel_shows_one_digest(setup: tuple[Path, WebhookReceiv
     assert hook.received == []
 
 
-def test_missing_database_is_reported_not_created(tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_database_is_reported_not_created(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "never.db"
-    config = write_config(tmp_path / "m.yaml", db=db,
-                          feeds=[{"id": "cn", "url": "https://www.rfi.fr/cn/rss"}],
-                          channels={"c": {"urls": ["json://127.0.0.1:9/x"]}},
-                          rules=[{"name": "r", "any": ["中俄"], "notify": ["c"]}])
+    config = write_config(
+        tmp_path / "m.yaml",
+        db=db,
+        feeds=[{"id": "cn", "url": "https://www.rfi.fr/cn/rss"}],
+        channels={"c": {"urls": ["json://127.0.0.1:9/x"]}},
+        rules=[{"name": "r", "any": ["中俄"], "notify": ["c"]}],
+    )
     code, out, err = run(capsys, config, "r")
     assert code == 1 and out == ""
     assert f"no database at {db}: nothing has been stored yet" in err
     assert not db.exists()
 
 
-def test_unknown_feed_is_noted(setup: tuple[Path, WebhookReceiver],
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_feed_is_noted(
+    setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, _ = setup
     code, out, err = run(capsys, config, "china-russia", "--feed", "rfi-en")
     assert code == 0 and f"note: feed 'rfi-en' is not in {config}" in err
@@ -270,11 +345,15 @@ def test_unknown_feed_is_noted(setup: tuple[Path, WebhookReceiver],
 
 
 def test_a_bad_rule_in_the_config_names_file_line_and_column(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db",
-                          feeds=[{"id": "cn", "url": "https://www.rfi.fr/cn/rss"}],
-                          channels={"c": {"urls": ["json://127.0.0.1:9/x"]}},
-                          rules=[{"name": "bad", "query": "中俄 AND", "notify": ["c"]}])
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(
+        tmp_path / "m.yaml",
+        db=tmp_path / "m.db",
+        feeds=[{"id": "cn", "url": "https://www.rfi.fr/cn/rss"}],
+        channels={"c": {"urls": ["json://127.0.0.1:9/x"]}},
+        rules=[{"name": "bad", "query": "中俄 AND", "notify": ["c"]}],
+    )
     code, out, err = run(capsys, config, "bad")
     assert code == 2 and out == ""
     line = config.read_text(encoding="utf-8").splitlines().index("- name: bad") + 1
@@ -282,8 +361,9 @@ def test_a_bad_rule_in_the_config_names_file_line_and_column(
     assert "(column 7)" in err and "Traceback" not in err
 
 
-def test_explain_shows_each_occurrence_and_why(setup: tuple[Path, WebhookReceiver],
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_explain_shows_each_occurrence_and_why(
+    setup: tuple[Path, WebhookReceiver], capsys: pytest.CaptureFixture[str]
+) -> None:
     config, _ = setup
     code, out, _ = run(capsys, config, "--query", "中俄 -体育", "--explain")
     assert code == 0
@@ -295,22 +375,33 @@ def test_explain_shows_each_occurrence_and_why(setup: tuple[Path, WebhookReceive
     assert "台湾总统大选" not in out
 
 
-def test_config_aliases_and_per_rule_switches(tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_aliases_and_per_rule_switches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "monitor.db"
     config = write_config(
-        tmp_path / "monitor.yaml", db=db, feeds=[{"id": "tw", "url": "https://x.example/rss"}],
+        tmp_path / "monitor.yaml",
+        db=db,
+        feeds=[{"id": "tw", "url": "https://x.example/rss"}],
         channels={"out": {"urls": ["json://127.0.0.1:9/"]}},
-        rules=[{"name": "lai", "any": ["赖清德"], "notify": ["out"]},
-               {"name": "putin", "any": ["普京"], "notify": ["out"]},
-               {"name": "putin-only", "any": ["普京"], "aliases": False, "notify": ["out"]},
-               {"name": "cn-fr", "any": ["中法"], "notify": ["out"]},
-               {"name": "cn-fr-exact", "any": ["中法"], "exact": True, "notify": ["out"]}],
-        aliases=[["赖清德", "William Lai"]])
+        rules=[
+            {"name": "lai", "any": ["赖清德"], "notify": ["out"]},
+            {"name": "putin", "any": ["普京"], "notify": ["out"]},
+            {"name": "putin-only", "any": ["普京"], "aliases": False, "notify": ["out"]},
+            {"name": "cn-fr", "any": ["中法"], "notify": ["out"]},
+            {"name": "cn-fr-exact", "any": ["中法"], "exact": True, "notify": ["out"]},
+        ],
+        aliases=[["赖清德", "William Lai"]],
+    )
     store = Store(f"sqlite:///{db}")
     for n, title in enumerate(["William Lai in Paraguay", "普丁與習近平會談", "集中法律援助"]):
-        item = Item(key=f"k{n}", url=f"https://x.example/{n}", title=title,
-                    published_ms=NOW_MS - n, feed_id="tw")
+        item = Item(
+            key=f"k{n}",
+            url=f"https://x.example/{n}",
+            title=title,
+            published_ms=NOW_MS - n,
+            feed_id="tw",
+        )
         store.items.ingest("tw", [item], NOW_MS, MatchingFunctions(no_match, lambda rule: []))
     store.close()
     expected = {"lai": 1, "putin": 1, "putin-only": 0, "cn-fr": 0, "cn-fr-exact": 1}

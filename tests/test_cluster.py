@@ -39,14 +39,18 @@ from tests.support.schema import database_at
 
 
 def test_database_upgrade_never_refuses_an_old_schema_until_db_upgrade(
-        db_url: str, tmp_path: Path, feed_server: FeedServer) -> None:
+    db_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
     database_at(db_url, "0001")  # the database as the first release left it
     feed_server.set_feed("/cn", rss_feed([]))
     config = write_config(
-        tmp_path / "monitor.yaml", database=db_url, database_upgrade="never",
+        tmp_path / "monitor.yaml",
+        database=db_url,
+        database_upgrade="never",
         feeds=[{"id": "cn", "url": feed_server.url("/cn")}],
         channels={"console": {"urls": ["console://"]}},
-        rules=[{"name": "r", "any": ["中俄"], "notify": ["console"]}])
+        rules=[{"name": "r", "any": ["中俄"], "notify": ["console"]}],
+    )
 
     refused = run_cli("run", "-c", str(config))
     assert refused.returncode == 1
@@ -65,8 +69,11 @@ def test_database_upgrade_never_refuses_an_old_schema_until_db_upgrade(
 
 
 def test_scheduler_lease_must_outlast_a_poll() -> None:
-    with pytest.raises(ConfigError, match=r"x.yaml:4 scheduler.lease: must be longer than "
-                                          r"defaults.timeout \(30 s\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"x.yaml:4 scheduler.lease: must be longer than "
+        r"defaults.timeout \(30 s\)",
+    ):
         parse_config("defaults:\n  timeout: 30s\nscheduler:\n  lease: 20s\n", "x.yaml")
     cfg = parse_config("defaults:\n  timeout: 10s\ndelivery:\n  interval: 1s\n").config
     assert (cfg.feed_lease_seconds(), cfg.delivery.lease_seconds()) == (70, 60)
@@ -127,8 +134,10 @@ class Publisher(threading.Thread):
 
 def backlog(path: str) -> list[FeedItem]:
     n = path.rsplit("/", 1)[1]
-    return [FeedItem(f"中俄旧闻 {n}", f"https://www.rfi.fr/cn/old-{n}", "<p>旧</p>", T0),
-            FeedItem(f"天气 {n}", f"https://www.rfi.fr/cn/weather-{n}", "<p>晴</p>", T0)]
+    return [
+        FeedItem(f"中俄旧闻 {n}", f"https://www.rfi.fr/cn/old-{n}", "<p>旧</p>", T0),
+        FeedItem(f"天气 {n}", f"https://www.rfi.fr/cn/weather-{n}", "<p>晴</p>", T0),
+    ]
 
 
 def owner_prefix(daemon: Daemon) -> str:
@@ -138,9 +147,14 @@ def owner_prefix(daemon: Daemon) -> str:
 
 def leased_by(engine: Engine, table: Any, prefix: str) -> list[Any]:
     with engine.connect() as conn:
-        return list(conn.execute(select(table.c.id).where(
-            table.c.lease_owner.like(prefix + "%"),
-            table.c.lease_until_ms > int(time.time() * 1000))).scalars())
+        return list(
+            conn.execute(
+                select(table.c.id).where(
+                    table.c.lease_owner.like(prefix + "%"),
+                    table.c.lease_until_ms > int(time.time() * 1000),
+                )
+            ).scalars()
+        )
 
 
 def links_of(hook: WebhookReceiver) -> list[tuple[float, str]]:
@@ -156,26 +170,36 @@ def links_of(hook: WebhookReceiver) -> list[tuple[float, str]]:
 
 @pytest.mark.postgres
 def test_three_daemons_poll_each_feed_once_per_interval_alert_once_and_survive_a_kill(
-        tmp_path: Path, cluster_db: str, feed_server: FeedServer,
-        webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, cluster_db: str, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     paths = [f"/f/{i:03d}" for i in range(N_FEEDS)]
     publisher = Publisher(feed_server, paths, every=0.3)
     for p in paths:
         feed_server.set_feed(p, rss_feed(publisher.items[p]))
         feed_server.set_delay(p, LATENCY)
     webhook_receiver.set_delay(SEND_LATENCY)
-    configs = [write_config(
-        tmp_path / f"monitor-{n}.yaml", database=cluster_db,
-        feeds=[{"id": f"f{p[3:]}", "url": feed_server.url(p)} for p in paths],
-        channels={"hook": {"urls": [webhook_receiver.apprise_url("/alerts")]}},
-        rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["hook"]}],
-        # All 200 feeds sit on one local server; real ones are spread over many hosts,
-        # so the per-host limit is as wide as the pool.
-        defaults={"interval": INTERVAL, "jitter": 0, "timeout": 2, "backlog": "none",
-                  "user_agent": f"cluster-test/{n}", "per_host_concurrency": 8},
-        scheduler={"tick": 0.2, "workers": 8, "lease": FEED_LEASE},
-        delivery={"interval": 0.2, "batch": 5, "lease": ALERT_LEASE})
-        for n in range(3)]
+    configs = [
+        write_config(
+            tmp_path / f"monitor-{n}.yaml",
+            database=cluster_db,
+            feeds=[{"id": f"f{p[3:]}", "url": feed_server.url(p)} for p in paths],
+            channels={"hook": {"urls": [webhook_receiver.apprise_url("/alerts")]}},
+            rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["hook"]}],
+            # All 200 feeds sit on one local server; real ones are spread over many hosts,
+            # so the per-host limit is as wide as the pool.
+            defaults={
+                "interval": INTERVAL,
+                "jitter": 0,
+                "timeout": 2,
+                "backlog": "none",
+                "user_agent": f"cluster-test/{n}",
+                "per_host_concurrency": 8,
+            },
+            scheduler={"tick": 0.2, "workers": 8, "lease": FEED_LEASE},
+            delivery={"interval": 0.2, "batch": 5, "lease": ALERT_LEASE},
+        )
+        for n in range(3)
+    ]
     engine = create_engine(cluster_db)
     daemons = [Daemon(c) for c in configs]
     try:
@@ -186,41 +210,64 @@ def test_three_daemons_poll_each_feed_once_per_interval_alert_once_and_survive_a
 
         def first_polls_done() -> bool:
             with engine.connect() as conn:
-                return conn.execute(select(func.count()).select_from(feeds).where(
-                    feeds.c.first_poll_done.is_(True))).scalar_one() == N_FEEDS
+                return (
+                    conn.execute(
+                        select(func.count())
+                        .select_from(feeds)
+                        .where(feeds.c.first_poll_done.is_(True))
+                    ).scalar_one()
+                    == N_FEEDS
+                )
 
-        wait_until(first_polls_done, timeout=30, interval=0.2,
-                   message=lambda: "not every feed was polled:\n" + daemons[0].output[-3000:])
+        wait_until(
+            first_polls_done,
+            timeout=30,
+            interval=0.2,
+            message=lambda: "not every feed was polled:\n" + daemons[0].output[-3000:],
+        )
         publisher.start()
         time.sleep(6.0)
 
         # Kill one once it holds work of both kinds: feeds being polled, alerts being sent.
         victim = daemons[1]
         prefix = owner_prefix(victim)
-        wait_until(lambda: leased_by(engine, feeds, prefix) and leased_by(engine, alerts, prefix),
-                   timeout=20, interval=0.005,
-                   message="the daemon to kill never held feeds and alerts at once")
+        wait_until(
+            lambda: leased_by(engine, feeds, prefix) and leased_by(engine, alerts, prefix),
+            timeout=20,
+            interval=0.005,
+            message="the daemon to kill never held feeds and alerts at once",
+        )
         assert victim.proc is not None
         victim.proc.send_signal(signal.SIGKILL)
         killed_at = time.time()
         victim.proc.wait(10)
         # What it held when it died (the leases outlive it).
         with engine.connect() as conn:
-            held_feeds = list(conn.execute(select(feeds.c.id).where(
-                feeds.c.lease_owner.like(prefix + "%"))).scalars())
-            held_alerts = {r.id: r.url for r in conn.execute(
-                select(alerts.c.id, items.c.url).join(items, items.c.id == alerts.c.item_id)
-                .where(alerts.c.lease_owner.like(prefix + "%"),
-                       alerts.c.status == "pending"))}
+            held_feeds = list(
+                conn.execute(
+                    select(feeds.c.id).where(feeds.c.lease_owner.like(prefix + "%"))
+                ).scalars()
+            )
+            held_alerts = {
+                r.id: r.url
+                for r in conn.execute(
+                    select(alerts.c.id, items.c.url)
+                    .join(items, items.c.id == alerts.c.item_id)
+                    .where(alerts.c.lease_owner.like(prefix + "%"), alerts.c.status == "pending")
+                )
+            }
 
         # Until every feed, the dead one's included, has been polled again. How soon (a
         # lease plus an interval) is the store's promise: tests/test_takeover.py.
         def all_polled_again() -> bool:
-            return {r.path for r in feed_server.requests if r.time > killed_at + 0.5} \
-                == set(paths)
+            return {r.path for r in feed_server.requests if r.time > killed_at + 0.5} == set(paths)
 
-        wait_until(all_polled_again, timeout=60, interval=0.2,
-                   message="not every feed was polled again after the kill")
+        wait_until(
+            all_polled_again,
+            timeout=60,
+            interval=0.2,
+            message="not every feed was polled again after the kill",
+        )
         publisher.halt.set()
         publisher.join()
         expected = set(publisher.matching)
@@ -228,8 +275,14 @@ def test_three_daemons_poll_each_feed_once_per_interval_alert_once_and_survive_a
         def all_alerted() -> bool:
             return expected <= {link for _, link in links_of(webhook_receiver)}
 
-        wait_until(all_alerted, timeout=30, interval=0.2, message=lambda: (
-            f"missing alerts: {sorted(expected - {x for _, x in links_of(webhook_receiver)})}"))
+        wait_until(
+            all_alerted,
+            timeout=30,
+            interval=0.2,
+            message=lambda: (
+                f"missing alerts: {sorted(expected - {x for _, x in links_of(webhook_receiver)})}"
+            ),
+        )
         time.sleep(ALERT_LEASE + 1.0)  # late duplicates, if any, would arrive by now
         survivors = [d for d in daemons if d is not victim]
         for d in survivors:
@@ -260,8 +313,12 @@ def test_three_daemons_poll_each_feed_once_per_interval_alert_once_and_survive_a
             too_soon.append((path, round(t2 - t1, 3)))
     assert too_soon == [], f"feeds polled twice within one interval: {too_soon[:10]}"
 
-    before_kill = Counter(ua.split(" ")[0] for r in requests if r.time < killed_at
-                          for ua in [r.header("User-Agent") or ""])
+    before_kill = Counter(
+        ua.split(" ")[0]
+        for r in requests
+        if r.time < killed_at
+        for ua in [r.header("User-Agent") or ""]
+    )
     total = sum(before_kill.values())
     shares = {ua: round(n / total, 2) for ua, n in sorted(before_kill.items())}
     print(f"\npolls before the kill: {total}, share per daemon: {shares}")
@@ -282,29 +339,37 @@ def test_three_daemons_poll_each_feed_once_per_interval_alert_once_and_survive_a
         else:
             slowest = max(slowest, after[0] - killed_at)
     assert never == [], f"feeds never polled again after the kill: {never[:10]}"
-    print(f"closest two polls of one feed: {closest:.3f} s (interval {INTERVAL} s); every "
-          f"feed polled again {slowest:.2f} s after the kill at the latest (lease "
-          f"{FEED_LEASE} s + interval {INTERVAL} s)")
+    print(
+        f"closest two polls of one feed: {closest:.3f} s (interval {INTERVAL} s); every "
+        f"feed polled again {slowest:.2f} s after the kill at the latest (lease "
+        f"{FEED_LEASE} s + interval {INTERVAL} s)"
+    )
 
     # -- what was alerted, how often (the webhook receiver) ----------------------------
     delivered = Counter(link for _, link in links_of(webhook_receiver))
     assert set(delivered) == set(publisher.matching), "a non-matching article alerted"
     duplicates = {link: n - 1 for link, n in delivered.items() if n > 1}
     in_flight = set(held_alerts.values())
-    print(f"published {len(publisher.matching) + len(publisher.other)} articles, "
-          f"{len(publisher.matching)} matching, {sum(delivered.values())} alerts delivered; "
-          f"killed daemon held {len(held_feeds)} feeds and {len(held_alerts)} alerts; "
-          f"duplicate alerts: {sum(duplicates.values())} (allowed: at most the "
-          f"{len(held_alerts)} in flight); spacing exemptions at the kill: {exempt}")
+    print(
+        f"published {len(publisher.matching) + len(publisher.other)} articles, "
+        f"{len(publisher.matching)} matching, {sum(delivered.values())} alerts delivered; "
+        f"killed daemon held {len(held_feeds)} feeds and {len(held_alerts)} alerts; "
+        f"duplicate alerts: {sum(duplicates.values())} (allowed: at most the "
+        f"{len(held_alerts)} in flight); spacing exemptions at the kill: {exempt}"
+    )
     assert set(duplicates) <= in_flight, f"duplicates beyond the kill: {duplicates}"
     assert sum(duplicates.values()) <= len(held_alerts)
     # Every alert the dead daemon held was delivered by the others after its lease.
     engine = create_engine(cluster_db)
     with engine.connect() as conn:
-        status = dict(conn.execute(select(alerts.c.status, func.count())
-                                   .group_by(alerts.c.status)).all())
-        n_items = conn.execute(select(func.count()).select_from(items).where(
-            items.c.url.like("https://www.rfi.fr/cn/cluster-%"))).scalar_one()
+        status = dict(
+            conn.execute(select(alerts.c.status, func.count()).group_by(alerts.c.status)).all()
+        )
+        n_items = conn.execute(
+            select(func.count())
+            .select_from(items)
+            .where(items.c.url.like("https://www.rfi.fr/cn/cluster-%"))
+        ).scalar_one()
     engine.dispose()
     assert status == {"sent": len(publisher.matching)}, status
     assert n_items == len(publisher.matching) + len(publisher.other)

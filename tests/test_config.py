@@ -52,8 +52,10 @@ def test_durations_sizes_and_env_secrets(tmp_path: Path, monkeypatch: pytest.Mon
         # a misspelled key
         (("    interval: 2m", "    intervall: 2m"), "t.yaml:5 feeds[0].intervall: unknown key"),
         # a rule naming an unknown channel
-        (("notify: [mail, console]", "notify: [mail, emial]"),
-         "t.yaml:14 rules[0].notify: unknown channel 'emial'"),
+        (
+            ("notify: [mail, console]", "notify: [mail, emial]"),
+            "t.yaml:14 rules[0].notify: unknown channel 'emial'",
+        ),
         # a wrong type
         (("interval: 2m", "interval: soon"), "t.yaml:5 feeds[0].interval: expected a duration"),
         # not an http URL
@@ -64,8 +66,9 @@ def test_durations_sizes_and_env_secrets(tmp_path: Path, monkeypatch: pytest.Mon
         (("database:", "databse:"), "t.yaml:1 databse: unknown key"),
     ],
 )
-def test_errors_name_file_line_and_key_path(edit: tuple[str, str], expected: str,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_errors_name_file_line_and_key_path(
+    edit: tuple[str, str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FM_TEST_SMTP_PASSWORD", "pw")
     text = GOOD.format(db="/tmp/x.db").replace(*edit, 1)
     with pytest.raises(ConfigError) as exc:
@@ -75,13 +78,17 @@ def test_errors_name_file_line_and_key_path(edit: tuple[str, str], expected: str
 
 def test_missing_env_var_is_an_error_with_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FM_TEST_SMTP_PASSWORD", raising=False)
-    with pytest.raises(ConfigError, match=r"t.yaml:8 channels.mail.urls\[0\]: environment "
-                                          r"variable FM_TEST_SMTP_PASSWORD is not set"):
+    with pytest.raises(
+        ConfigError,
+        match=r"t.yaml:8 channels.mail.urls\[0\]: environment "
+        r"variable FM_TEST_SMTP_PASSWORD is not set",
+    ):
         parse_config(GOOD.format(db="/tmp/x.db"), "t.yaml")
 
 
-def test_check_command_masks_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_command_masks_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("FM_TEST_SMTP_PASSWORD", "s3cret-pw")
     path = tmp_path / "c.yaml"
     path.write_text(GOOD.format(db=tmp_path / "x.db"), encoding="utf-8")
@@ -96,12 +103,15 @@ def test_check_command_masks_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyP
     [
         ("feeds:\n  - id: x\n    url: http://a/b\n    typo: 1\n", ":4 feeds[0].typo: unknown key"),
         ("feeds: [\n", ":2 invalid YAML"),
-        ("rules:\n  - name: r\n    any: [x]\n    notify: [nope]\n",
-         ":4 rules[0].notify: unknown channel 'nope'"),
+        (
+            "rules:\n  - name: r\n    any: [x]\n    notify: [nope]\n",
+            ":4 rules[0].notify: unknown channel 'nope'",
+        ),
     ],
 )
-def test_check_command_reports_without_traceback(tmp_path: Path, text: str, where: str,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_command_reports_without_traceback(
+    tmp_path: Path, text: str, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")
     assert main(["check", "-c", str(path)]) == 2
@@ -114,7 +124,9 @@ def test_data_is_what_yaml_gives() -> None:
     """The event-by-event builder gives the data yaml.safe_load does."""
     from monitor.config.loader import _Builder
 
-    text = (REPO / "config" / "monitor.yaml").read_text(encoding="utf-8") + """\
+    text = (
+        (REPO / "config" / "monitor.yaml").read_text(encoding="utf-8")
+        + """\
 scalars:
   int: 1
   hex: 0x1f
@@ -134,6 +146,7 @@ scalars:
   anchored: &a {x: [1, 2]}
   alias: *a
 """
+    )
     assert _Builder("t.yaml").build(text) == yaml.safe_load(text)
     assert _Builder("t.yaml").build("") is None
     assert _Builder("t.yaml").build("# only a comment\n") is None
@@ -180,8 +193,9 @@ def test_yaml_that_is_not_a_config(text: str, expected: str) -> None:
 
 def test_large_config_errors_point_at_their_lines() -> None:
     feeds = "".join(f"  - id: f{i}\n    url: http://127.0.0.1:9/{i}\n" for i in range(2000))
-    rules = "".join(f"  - name: r{i}\n    any: [w{i}]\n    notify: [console]\n"
-                    for i in range(3000))
+    rules = "".join(
+        f"  - name: r{i}\n    any: [w{i}]\n    notify: [console]\n" for i in range(3000)
+    )
     text = f"channels:\n  console: console://\nfeeds:\n{feeds}rules:\n{rules}"
     lines = text.splitlines()
 
@@ -195,13 +209,17 @@ def test_large_config_errors_point_at_their_lines() -> None:
     bad = text.replace("    url: http://127.0.0.1:9/1234\n", "    url: ftp://x/1234\n")
     with pytest.raises(ConfigError) as exc:
         parse_config(bad, "big.yaml")
-    assert str(exc.value).startswith(f"big.yaml:{line('    url: http://127.0.0.1:9/1234')} "
-                                     "feeds[1234].url:"), str(exc.value)
+    assert str(exc.value).startswith(
+        f"big.yaml:{line('    url: http://127.0.0.1:9/1234')} feeds[1234].url:"
+    ), str(exc.value)
 
-    bad = text.replace("  - name: r2500\n    any: [w2500]\n    notify: [console]\n",
-                       "  - name: r2500\n    any: [w2500]\n    notify: [console, nope]\n")
-    bad = bad.replace("  - name: r7\n    any: [w7]\n", "  - name: r7\n    any: [w7]\n"
-                      "    feeds: [f1, gone]\n")
+    bad = text.replace(
+        "  - name: r2500\n    any: [w2500]\n    notify: [console]\n",
+        "  - name: r2500\n    any: [w2500]\n    notify: [console, nope]\n",
+    )
+    bad = bad.replace(
+        "  - name: r7\n    any: [w7]\n", "  - name: r7\n    any: [w7]\n    feeds: [f1, gone]\n"
+    )
     with pytest.raises(ConfigError) as exc:
         parse_config(bad, "big.yaml")
     bad_lines = bad.splitlines()

@@ -19,25 +19,38 @@ from tests.support import FeedItem, FeedServer, rss_feed, wait_until
 from tests.support.net import free_port
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 T0 = 1_700_000_000_000
 TOKEN = "console-test-token-0123"
 SECRET = "feed-password-4711"
 
 HOSTILE = FeedItem(
-    '<script>window.pwned=1</script>乌克兰 {{ 7*7 }} **bold** [x](javascript:alert(1))',
+    "<script>window.pwned=1</script>乌克兰 {{ 7*7 }} **bold** [x](javascript:alert(1))",
     "javascript:alert(document.cookie)",
     '<img src=x onerror="window.pwned=2"><p>乌克兰 <script>window.pwned=3</script></p>',
-    T0 + 5_000, guid="hostile-1")
+    T0 + 5_000,
+    guid="hostile-1",
+)
 
 
 def _no_browser(reason: str) -> None:
     if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; under CI=true the browser tests must run (.ci/run installs "
-                    "Debian's chromium)")
-    pytest.skip(f"{reason}: install Debian's chromium (apt-get install chromium "
-                "fonts-noto-cjk) to run the browser tests")
+        pytest.fail(
+            f"{reason}; under CI=true the browser tests must run (.ci/run installs "
+            "Debian's chromium)"
+        )
+    pytest.skip(
+        f"{reason}: install Debian's chromium (apt-get install chromium "
+        "fonts-noto-cjk) to run the browser tests"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +72,9 @@ def browser() -> Iterator[Any]:
 
 def items() -> list[FeedItem]:
     return [
-        FeedItem("俄乌战争：乌克兰东部激战", "https://www.rfi.fr/cn/war-1", "<p>乌克兰军队</p>",
-                 T0),
+        FeedItem(
+            "俄乌战争：乌克兰东部激战", "https://www.rfi.fr/cn/war-1", "<p>乌克兰军队</p>", T0
+        ),
         FeedItem("法国新闻", "https://www.rfi.fr/cn/paris", "<p>巴黎</p>", T0 + 1_000),
         FeedItem("中俄关系新动向", "https://www.rfi.fr/cn/cr-1", "<p>中俄 乌克兰</p>", T0 + 2_000),
     ]
@@ -71,23 +85,32 @@ def start(tmp_path: Path, feed_server: FeedServer, **http: Any) -> tuple[Daemon,
     feed_server.set_feed("/tw/rss", rss_feed([HOSTILE]))
     port = free_port()
     config = write_config(
-        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
+        tmp_path / "monitor.yaml",
+        db=tmp_path / "monitor.db",
         defaults={"backlog": "all"},
         delivery={"max_attempts": 1},
         http={"enabled": True, "listen": f"127.0.0.1:{port}", **http},
-        feeds=[{"id": "rfi-cn", "url": feed_server.url("/cn/rss"), "title": "RFI 中文"},
-               {"id": "rfi-tw", "url": feed_server.url("/tw/rss")},
-               {"id": "gone", "url": feed_server.url("/missing").replace(
-                   "http://", f"http://reader:{SECRET}@")}],
+        feeds=[
+            {"id": "rfi-cn", "url": feed_server.url("/cn/rss"), "title": "RFI 中文"},
+            {"id": "rfi-tw", "url": feed_server.url("/tw/rss")},
+            {
+                "id": "gone",
+                "url": feed_server.url("/missing").replace("http://", f"http://reader:{SECRET}@"),
+            },
+        ],
         # A webhook nobody listens on: its alerts fail once and become dead letters.
-        channels={"console": {"urls": ["console://"]},
-                  "hook": {"urls": [f"json://127.0.0.1:{free_port()}/"]}},
-        rules=[{"name": "ukraine", "any": ["烏克蘭"], "notify": ["console", "hook"]},
-               {"name": "china-russia", "any": ["中俄"], "notify": ["console"]}])
+        channels={
+            "console": {"urls": ["console://"]},
+            "hook": {"urls": [f"json://127.0.0.1:{free_port()}/"]},
+        },
+        rules=[
+            {"name": "ukraine", "any": ["烏克蘭"], "notify": ["console", "hook"]},
+            {"name": "china-russia", "any": ["中俄"], "notify": ["console"]},
+        ],
+    )
     daemon = Daemon(config, env={"CONSOLE_TOKEN": TOKEN}).start()
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _status(base + "/healthz") == 200, timeout=20,
-               message=lambda: daemon.output)
+    wait_until(lambda: _status(base + "/healthz") == 200, timeout=20, message=lambda: daemon.output)
     return daemon, base
 
 
@@ -108,7 +131,8 @@ def post(url: str, data: dict[str, str]) -> int:
 
 
 def test_pages_show_feeds_alerts_and_matches_and_escape_hostile_items(
-        tmp_path: Path, feed_server: FeedServer, browser: Any) -> None:
+    tmp_path: Path, feed_server: FeedServer, browser: Any
+) -> None:
     daemon, base = start(tmp_path, feed_server)
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -120,13 +144,20 @@ def test_pages_show_feeds_alerts_and_matches_and_escape_hostile_items(
         rows = page.locator("#feeds tbody tr")
         assert rows.count() == 3
         # The failing feed comes first, its error shown.
-        wait_until(lambda: page.reload() or "404" in page.locator(
-            "#feeds tbody tr").first.inner_text(), timeout=15)
+        wait_until(
+            lambda: page.reload() or "404" in page.locator("#feeds tbody tr").first.inner_text(),
+            timeout=15,
+        )
         assert page.locator("#feeds tbody tr").first.get_attribute("data-feed") == "gone"
         assert "ok" in page.locator("tr[data-feed='rfi-cn']").inner_text()
         assert page.locator("tr[data-rule='ukraine'] td").nth(1).inner_text() != "0"
-        wait_until(lambda: page.reload() or page.locator(
-            "tr[data-channel='hook'] td").nth(5).inner_text() != "0", timeout=20)
+        wait_until(
+            lambda: (
+                page.reload()
+                or page.locator("tr[data-channel='hook'] td").nth(5).inner_text() != "0"
+            ),
+            timeout=20,
+        )
         assert page.get_by_text("Log in").count() == 0  # read-only: no login, no actions
         page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
 
@@ -146,18 +177,20 @@ def test_pages_show_feeds_alerts_and_matches_and_escape_hostile_items(
         page.screenshot(path=str(tmp_path / "alerts.png"), full_page=True)
 
         # A new article appears without a reload.
-        fresh = FeedItem("乌克兰和平谈判开始", "https://www.rfi.fr/cn/peace", "<p>乌克兰</p>",
-                         T0 + 60_000)
+        fresh = FeedItem(
+            "乌克兰和平谈判开始", "https://www.rfi.fr/cn/peace", "<p>乌克兰</p>", T0 + 60_000
+        )
         feed_server.set_feed("/cn/rss", rss_feed([fresh, *items()]))
-        page.locator("article.alert", has_text="乌克兰和平谈判开始").first.wait_for(
-            timeout=20_000)
+        page.locator("article.alert", has_text="乌克兰和平谈判开始").first.wait_for(timeout=20_000)
         assert page.locator("article.alert").first.inner_text().startswith("乌克兰和平谈判开始")
         del first
 
         # Filters.
         page.goto(base + "/alerts?rule=china-russia")
-        assert {page.locator("article.alert").nth(i).get_attribute("data-rule")
-                for i in range(page.locator("article.alert").count())} == {"china-russia"}
+        assert {
+            page.locator("article.alert").nth(i).get_attribute("data-rule")
+            for i in range(page.locator("article.alert").count())
+        } == {"china-russia"}
 
         # Rule page: chart, recent matches, a backtest query.
         page.goto(base + "/rules/ukraine")
@@ -198,9 +231,15 @@ def test_pages_show_feeds_alerts_and_matches_and_escape_hostile_items(
 
 
 def test_actions_need_the_token_and_a_csrf_token_and_are_logged(
-        tmp_path: Path, feed_server: FeedServer, browser: Any) -> None:
-    daemon, base = start(tmp_path, feed_server, admin_token="${CONSOLE_TOKEN}",
-                         language="zh", timezone="Asia/Shanghai")
+    tmp_path: Path, feed_server: FeedServer, browser: Any
+) -> None:
+    daemon, base = start(
+        tmp_path,
+        feed_server,
+        admin_token="${CONSOLE_TOKEN}",
+        language="zh",
+        timezone="Asia/Shanghai",
+    )
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(base + "/")
@@ -216,11 +255,11 @@ def test_actions_need_the_token_and_a_csrf_token_and_are_logged(
         page.click("#login")
         assert page.locator("header .badge").inner_text() == "管理"
         # Logged in, but a form without the session's CSRF token is still refused.
-        forged = page.request.post(base + "/actions/silence",
-                                   form={"rule": "ukraine", "for": "1h"})
+        forged = page.request.post(base + "/actions/silence", form={"rule": "ukraine", "for": "1h"})
         assert forged.status == 403
-        forged = page.request.post(base + "/actions/silence",
-                                   form={"rule": "ukraine", "for": "1h", "csrf": "guess"})
+        forged = page.request.post(
+            base + "/actions/silence", form={"rule": "ukraine", "for": "1h", "csrf": "guess"}
+        )
         assert forged.status == 403
 
         page.goto(base + "/rules/ukraine")
@@ -232,8 +271,13 @@ def test_actions_need_the_token_and_a_csrf_token_and_are_logged(
         page.locator("#silences button").click()
         assert page.locator("#silences").count() == 0
 
-        wait_until(lambda: page.reload() or page.locator(
-            "tr[data-channel='hook'] td").nth(5).inner_text() != "0", timeout=20)
+        wait_until(
+            lambda: (
+                page.reload()
+                or page.locator("tr[data-channel='hook'] td").nth(5).inner_text() != "0"
+            ),
+            timeout=20,
+        )
         page.click("#redeliver")
         assert "重新投递失败警报" in page.locator(".note").first.inner_text()
         daemon.wait_for_line("console: silence #1 of rule ukraine for 1h added")

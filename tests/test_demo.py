@@ -35,6 +35,7 @@ ARTICLES = REPO / "monitor" / "demo" / "articles"
 
 # -- the shipped stories ---------------------------------------------------------------------
 
+
 def test_stories_ship_both_editions_with_titles_links_times_and_short_excerpts() -> None:
     stories = load_stories()
     assert 24 <= len(stories) <= 60  # a few dozen
@@ -54,16 +55,15 @@ def test_stories_ship_both_editions_with_titles_links_times_and_short_excerpts()
 def test_package_data_globs_cover_every_shipped_file() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     globs = pyproject["tool"]["setuptools"]["package-data"]["monitor.demo"]
-    shipped = [p.relative_to(ARTICLES.parent).as_posix() for p in ARTICLES.rglob("*")
-               if p.is_file()]
+    shipped = [
+        p.relative_to(ARTICLES.parent).as_posix() for p in ARTICLES.rglob("*") if p.is_file()
+    ]
     assert len(shipped) == 2 * len(load_stories()) + 1
     assert [f for f in shipped if not any(fnmatch.fnmatch(f, g) for g in globs)] == []
 
 
-def test_every_example_rule_matches_some_story_and_the_editions_pair_up(
-        tmp_path: Path) -> None:
-    demo = Demo(tmp_path / "demo", fresh=False, every=5, listen="127.0.0.1:0",
-                clock=FakeClock())
+def test_every_example_rule_matches_some_story_and_the_editions_pair_up(tmp_path: Path) -> None:
+    demo = Demo(tmp_path / "demo", fresh=False, every=5, listen="127.0.0.1:0", clock=FakeClock())
     try:
         loaded = load_config(str(demo.config_path))
     finally:
@@ -84,6 +84,7 @@ def test_every_example_rule_matches_some_story_and_the_editions_pair_up(
 
 
 # -- the replay ------------------------------------------------------------------------------
+
 
 def test_replay_lists_a_backlog_then_one_more_story_every_few_seconds() -> None:
     stories = load_stories()
@@ -116,8 +117,7 @@ def test_feed_server_serves_rss_both_editions_read_and_answers_304_when_unchange
             newest = load_stories()[2].edition(edition)
             assert parsed.items[0].title == html.unescape(newest.title)
             assert parsed.items[0].url == newest.url
-            request = urllib.request.Request(server.url(edition),
-                                             headers={"If-None-Match": etag})
+            request = urllib.request.Request(server.url(edition), headers={"If-None-Match": etag})
             with pytest.raises(urllib.error.HTTPError) as not_modified:
                 urllib.request.urlopen(request, timeout=10)
             assert not_modified.value.code == 304
@@ -131,8 +131,10 @@ def test_feed_server_serves_rss_both_editions_read_and_answers_304_when_unchange
 
 # -- the folder ------------------------------------------------------------------------------
 
+
 def test_fresh_removes_the_earlier_database_and_a_foreign_config_is_refused(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "demo"
     Demo(folder, fresh=False, every=5, listen="127.0.0.1:0", clock=FakeClock()).close()
     (folder / "feed-monitor.db").write_bytes(b"earlier run")
@@ -157,14 +159,20 @@ def test_fresh_removes_the_earlier_database_and_a_foreign_config_is_refused(
 
 # -- the command, as a user runs it ----------------------------------------------------------
 
+
 class DemoProcess:
     """``feed-monitor demo`` in a subprocess; stdout and stderr collected apart."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "demo", *args], cwd=REPO,
-            env={**os.environ, "COLUMNS": "250"}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, encoding="utf-8")
+            [sys.executable, "-m", "monitor", "demo", *args],
+            cwd=REPO,
+            env={**os.environ, "COLUMNS": "250"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+        )
         self.out: list[str] = []
         self.err: list[str] = []
         for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err)):
@@ -180,9 +188,13 @@ class DemoProcess:
         return [line for line in list(self.out) if re.match(r"\[[a-z-]+\] ", line)]
 
     def wait(self, what: str, predicate: object, timeout: float = 60) -> None:
-        wait_until(lambda: predicate() or self.proc.poll() is not None,  # type: ignore[operator]
-                   timeout=timeout, message=lambda: f"{what}; stdout:\n" + "\n".join(self.out)
-                   + "\nstderr:\n" + "\n".join(self.err))
+        wait_until(
+            lambda: predicate() or self.proc.poll() is not None,  # type: ignore[operator]
+            timeout=timeout,
+            message=lambda: (
+                f"{what}; stdout:\n" + "\n".join(self.out) + "\nstderr:\n" + "\n".join(self.err)
+            ),
+        )
         assert self.proc.poll() is None, "\n".join(self.err)
 
     def interrupt(self) -> int:
@@ -201,15 +213,24 @@ def test_demo_prints_alerts_serves_health_stops_on_ctrl_c_and_resumes(tmp_path: 
     try:
         # The backlog alerts at the first poll; the cross-edition rule's alert names both
         # editions' links once its hold is over.
-        first.wait("alerts of every kind", lambda: {a.split("]")[0] + "]"
-                                                    for a in first.alerts()} >= {
-            "[ukraine]", "[xi-putin]", "[putin-not-ukraine]", "[china-russia]"})
+        first.wait(
+            "alerts of every kind",
+            lambda: (
+                {a.split("]")[0] + "]" for a in first.alerts()}
+                >= {"[ukraine]", "[xi-putin]", "[putin-not-ukraine]", "[china-russia]"}
+            ),
+        )
         assert f"http://{listen}/" in "\n".join(first.out)
         assert http_get(f"http://{listen}/healthz")[0] == 200
         # A second demo on the same folder (even with --fresh) leaves this one alone.
-        other = subprocess.run([sys.executable, "-m", "monitor", "demo", "--dir", str(folder),
-                                "--fresh"], cwd=REPO, capture_output=True, text=True,
-                               encoding="utf-8", timeout=120)
+        other = subprocess.run(
+            [sys.executable, "-m", "monitor", "demo", "--dir", str(folder), "--fresh"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=120,
+        )
         assert other.returncode == 1, other.stderr
         assert "in use by another feed-monitor daemon" in other.stderr
         assert (folder / "feed-monitor.db").exists()

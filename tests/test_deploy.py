@@ -44,8 +44,12 @@ COMPOSE_ENV = {"POSTGRES_PASSWORD": "pg-Secret-4242", "ALERT_EMAIL_TO": "ops@exa
 
 
 def compose_files() -> list[Path]:
-    found = {p for pattern in ("docker-compose*.y*ml", "compose*.y*ml")
-             for folder in (REPO, REPO / "deploy") for p in folder.glob(pattern)}
+    found = {
+        p
+        for pattern in ("docker-compose*.y*ml", "compose*.y*ml")
+        for folder in (REPO, REPO / "deploy")
+        for p in folder.glob(pattern)
+    }
     return sorted(found)
 
 
@@ -68,14 +72,22 @@ def test_compose_files_are_found() -> None:
 @pytest.mark.parametrize("path", compose_files(), ids=lambda p: str(p.relative_to(REPO)))
 def test_compose_file_matches_the_compose_specification(path: Path) -> None:
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    errors = [f"{'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}"
-              for e in compose_validator().iter_errors(doc)]
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}"
+        for e in compose_validator().iter_errors(doc)
+    ]
     assert not errors, "\n".join(errors)
 
 
-@pytest.mark.parametrize("key, value", [("stop_grace_period", 30),
-                                        ("depends_on", {"postgres": {"condition": "healthy"}}),
-                                        ("restart", ["always"]), ("helthcheck", {})])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("stop_grace_period", 30),
+        ("depends_on", {"postgres": {"condition": "healthy"}}),
+        ("restart", ["always"]),
+        ("helthcheck", {}),
+    ],
+)
 def test_compose_schema_rejects_a_broken_file(key: str, value: object) -> None:
     doc = compose()
     assert not list(compose_validator().iter_errors(doc))
@@ -87,8 +99,9 @@ def test_compose_wiring() -> None:
     doc = compose()
     services = doc["services"]
     assert {"monitor", "postgres", "mailpit", "monitor-sqlite"} <= set(services)
-    monitor, sqlite, pg, mailpit = (services[n] for n in
-                                    ("monitor", "monitor-sqlite", "postgres", "mailpit"))
+    monitor, sqlite, pg, mailpit = (
+        services[n] for n in ("monitor", "monitor-sqlite", "postgres", "mailpit")
+    )
 
     assert pg["image"].startswith("postgres:16-alpine")
     assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
@@ -141,8 +154,14 @@ def _seconds(value: str) -> float:
 
 def test_compose_config_passes_check(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {**os.environ, **COMPOSE_ENV}
-    out = subprocess.run([sys.executable, "-m", "monitor", "check", "-c", str(COMPOSE_CONFIG)],
-                         env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor", "check", "-c", str(COMPOSE_CONFIG)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     # One masking policy: a password shows as **** in every output.
     assert "postgresql+psycopg://feed_monitor:****@postgres:5432/feed_monitor" in out.stdout
@@ -150,8 +169,14 @@ def test_compose_config_passes_check(monkeypatch: pytest.MonkeyPatch) -> None:
 
     # Without the password it is refused, naming the variable.
     env.pop("POSTGRES_PASSWORD")
-    out = subprocess.run([sys.executable, "-m", "monitor", "check", "-c", str(COMPOSE_CONFIG)],
-                         env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "monitor", "check", "-c", str(COMPOSE_CONFIG)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "POSTGRES_PASSWORD" in out.stderr
 
 
@@ -162,13 +187,17 @@ def test_compose_config_has_the_example_feeds_and_rules(monkeypatch: pytest.Monk
     cfg = load_config(COMPOSE_CONFIG).config
     assert cfg.feeds == example.feeds
     assert cfg.defaults == example.defaults
-    assert [r.model_copy(update={"notify": []}) for r in cfg.rules] == \
-        [r.model_copy(update={"notify": []}) for r in example.rules]
+    assert [r.model_copy(update={"notify": []}) for r in cfg.rules] == [
+        r.model_copy(update={"notify": []}) for r in example.rules
+    ]
     assert all(set(r.notify) == {"console", "email"} for r in cfg.rules)
     assert cfg.http.host_port() == ("0.0.0.0", 9321)
     url = make_url(cfg.database)
-    assert (url.drivername, url.host, url.password) == \
-        ("postgresql+psycopg", "postgres", COMPOSE_ENV["POSTGRES_PASSWORD"])
+    assert (url.drivername, url.host, url.password) == (
+        "postgresql+psycopg",
+        "postgres",
+        COMPOSE_ENV["POSTGRES_PASSWORD"],
+    )
     pg_env = compose()["services"]["postgres"]["environment"]
     assert (url.username, url.database) == (pg_env["POSTGRES_USER"], pg_env["POSTGRES_DB"])
 
@@ -218,9 +247,12 @@ def dockerfile() -> list[tuple[str, str]]:
 def readme_install_steps() -> list[str]:
     """The README's quick-start run command, up to the `feed-monitor run` step."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    commands = [line for block in re.findall(r"```sh\n(.*?)```", readme, re.S)
-                for line in block.splitlines() if re.search(r"feed-monitor run -c\b", line)
-                and " && " in line]
+    commands = [
+        line
+        for block in re.findall(r"```sh\n(.*?)```", readme, re.S)
+        for line in block.splitlines()
+        if re.search(r"feed-monitor run -c\b", line) and " && " in line
+    ]
     assert commands, "README has no `... && .venv/bin/feed-monitor run -c ...` command"
     steps = [s.strip() for s in commands[0].split(" && ")]
     run = next(i for i, s in enumerate(steps) if "feed-monitor run" in s)
@@ -233,15 +265,16 @@ def test_dockerfile_installs_with_the_readme_command() -> None:
     runs = [(i, args) for i, (kw, args) in enumerate(instructions) if kw == "RUN"]
     install = readme_install_steps()
     assert install[0].startswith("python3 -m venv .venv")
-    matching = [(i, args.split(" && ")) for i, args in runs
-                if args.split(" && ")[:len(install)] == install]
+    matching = [
+        (i, args.split(" && ")) for i, args in runs if args.split(" && ")[: len(install)] == install
+    ]
     assert matching, f"no RUN starts with the README's install steps {install}"
     [(index, steps)] = matching
 
     # Anything after them only adds documented extras the same way, or checks the result.
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
-    for step in steps[len(install):]:
+    for step in steps[len(install) :]:
         extra = re.fullmatch(r"\.venv/bin/pip install -e '\.\[(\w+)\]'", step)
         if extra:
             assert f"pip install -e '.[{extra[1]}]'" in readme
@@ -266,8 +299,12 @@ def test_dockerfile_runtime() -> None:
     assert kws.index("USER") > max(i for i, k in enumerate(kws) if k == "RUN")
     assert set(json.loads(args["VOLUME"])) == {"/config", "/data"}
     assert args["STOPSIGNAL"] == "SIGTERM"
-    assert json.loads(args["ENTRYPOINT"]) + json.loads(args["CMD"]) == \
-        ["feed-monitor", "run", "-c", "/config/monitor.yaml"]
+    assert json.loads(args["ENTRYPOINT"]) + json.loads(args["CMD"]) == [
+        "feed-monitor",
+        "run",
+        "-c",
+        "/config/monitor.yaml",
+    ]
 
     # From the final working directory the example config's relative paths land in
     # the volumes: the default -c config/monitor.yaml and the SQLite file.
@@ -275,6 +312,7 @@ def test_dockerfile_runtime() -> None:
     db = make_url(load_config(EXAMPLE_CONFIG).config.database).database
     assert workdir / db == PurePosixPath("/data/feed-monitor.db")
     from monitor.cli import DEFAULT_CONFIG
+
     assert workdir / DEFAULT_CONFIG == PurePosixPath("/config/monitor.yaml")
     env = dockerfile_env()
     assert env["FEED_MONITOR_CONFIG"] == "/config/monitor.yaml"
@@ -282,11 +320,16 @@ def test_dockerfile_runtime() -> None:
 
 
 def test_dockerignore_keeps_what_the_install_needs() -> None:
-    patterns = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
-                if ln.strip() and not ln.startswith("#")]
+    patterns = [
+        ln.strip()
+        for ln in (REPO / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     for needed in ("pyproject.toml", "README.md", "monitor", "monitor/store/migrations"):
-        assert not any(PurePosixPath(needed).match(p) or needed == p or
-                       needed.startswith(p.rstrip("/") + "/") for p in patterns), needed
+        assert not any(
+            PurePosixPath(needed).match(p) or needed == p or needed.startswith(p.rstrip("/") + "/")
+            for p in patterns
+        ), needed
     for unwanted in (".venv", ".git", "data", "tests"):
         assert unwanted in patterns
 
@@ -316,21 +359,32 @@ def test_healthcheck_and_sigterm_against_a_running_daemon(tmp_path: Path) -> Non
     port = free_port()
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "monitor.yaml").write_text(
-        "database: sqlite:///data/feed-monitor.db\n"
-        f"http:\n  listen: 127.0.0.1:{port}\n", encoding="utf-8")
+        f"database: sqlite:///data/feed-monitor.db\nhttp:\n  listen: 127.0.0.1:{port}\n",
+        encoding="utf-8",
+    )
     health_url = dockerfile_env()["FEED_MONITOR_HEALTH_URL"]
     assert health_url == "http://127.0.0.1:9321/healthz"
     env = {**os.environ, "FEED_MONITOR_HEALTH_URL": health_url.replace("9321", str(port))}
     env.pop("FEED_MONITOR_CONFIG", None)
 
-    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--grace", "5"],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--grace", "5"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
+
         def healthy() -> bool:
             assert daemon.poll() is None, daemon.stdout.read() if daemon.stdout else ""
-            return subprocess.run(healthcheck_command(), env=env, capture_output=True,
-                                  timeout=10).returncode == 0
+            return (
+                subprocess.run(
+                    healthcheck_command(), env=env, capture_output=True, timeout=10
+                ).returncode
+                == 0
+            )
 
         wait_until(healthy, timeout=30, interval=0.2, message="health check never passed")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
@@ -379,10 +433,16 @@ def test_systemd_unit_hardening() -> None:
         return service[key][-1]
 
     for key, value in {
-        "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-        "PrivateTmp": "yes", "PrivateDevices": "yes", "StateDirectory": "feed-monitor",
-        "ConfigurationDirectory": "feed-monitor", "KillSignal": "SIGTERM",
-        "Restart": "on-failure", "ExecReload": "/bin/kill -HUP $MAINPID",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "PrivateDevices": "yes",
+        "StateDirectory": "feed-monitor",
+        "ConfigurationDirectory": "feed-monitor",
+        "KillSignal": "SIGTERM",
+        "Restart": "on-failure",
+        "ExecReload": "/bin/kill -HUP $MAINPID",
         "ReadWritePaths": "/var/lib/feed-monitor",
         "WorkingDirectory": "/var/lib/feed-monitor",
         "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
@@ -397,15 +457,19 @@ def test_systemd_unit_hardening() -> None:
     # Stopping waits longer than the daemon's grace period.
     exec_start = shlex.split(one("ExecStart"))
     assert exec_start[0].endswith("/.venv/bin/feed-monitor") and exec_start[1] == "run"
-    grace = float(exec_start[exec_start.index("--grace") + 1]) if "--grace" in exec_start \
+    grace = (
+        float(exec_start[exec_start.index("--grace") + 1])
+        if "--grace" in exec_start
         else _default_grace()
+    )
     assert _seconds(one("TimeoutStopSec")) > grace
     config = exec_start[exec_start.index("-c") + 1]
     assert config.startswith("/etc/feed-monitor/")
     # The example config's relative SQLite path lands in the state directory.
     db = make_url(load_config(EXAMPLE_CONFIG).config.database).database
     assert (PurePosixPath(one("WorkingDirectory")) / db).is_relative_to(
-        "/var/lib/" + one("StateDirectory"))
+        "/var/lib/" + one("StateDirectory")
+    )
 
 
 def _unit_for_verify(tmp_path: Path) -> Path:
@@ -423,14 +487,20 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     tool = shutil.which("systemd-analyze")
     assert tool, "systemd-analyze not found (Debian package systemd)"
     path = _unit_for_verify(tmp_path)
-    out = subprocess.run([tool, "verify", "--man=no", str(path)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [tool, "verify", "--man=no", str(path)], capture_output=True, text=True, timeout=60
+    )
     # Unknown keys and bad values are only warnings: any output is a failure here.
-    assert out.returncode == 0 and not out.stderr.strip() and not out.stdout.strip(), \
+    assert out.returncode == 0 and not out.stderr.strip() and not out.stdout.strip(), (
         out.stdout + out.stderr
+    )
 
-    out = subprocess.run([tool, "security", "--offline=yes", "--no-pager", str(path)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [tool, "security", "--offline=yes", "--no-pager", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     m = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", out.stdout + out.stderr)
     assert m, out.stdout + out.stderr
     assert float(m[1]) <= 2.0, out.stdout

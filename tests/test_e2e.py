@@ -19,14 +19,17 @@ def backlog() -> list[FeedItem]:
 
 
 def test_new_matching_item_is_mailed_once_across_restarts(
-        tmp_path: Path, feed_server: FeedServer, smtp_sink: SmtpSink) -> None:
+    tmp_path: Path, feed_server: FeedServer, smtp_sink: SmtpSink
+) -> None:
     items = backlog()
     feed_server.set_feed("/cn/rss", rss_feed(items))
     config = write_config(
-        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
+        tmp_path / "monitor.yaml",
+        db=tmp_path / "monitor.db",
         feeds=[{"id": "rfi-cn", "url": feed_server.url("/cn/rss"), "title": "RFI 中文"}],
         channels={"email": {"urls": [smtp_sink.apprise_url(to="analyst@example.com")]}},
-        rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["email"]}])
+        rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["email"]}],
+    )
 
     with Daemon(config) as daemon:
         daemon.wait_for_line("feed 'rfi-cn': ok, 2 entries: 2 new")
@@ -34,9 +37,12 @@ def test_new_matching_item_is_mailed_once_across_restarts(
         time.sleep(0.5)
         assert smtp_sink.mails == []
 
-        fresh = FeedItem('习近平访俄 中俄"特殊关系"进入新时代',
-                         "https://www.rfi.fr/cn/%E5%9B%BD%E9%99%85/20231001-new", "<p>正文</p>",
-                         T0 + 60_000)
+        fresh = FeedItem(
+            '习近平访俄 中俄"特殊关系"进入新时代',
+            "https://www.rfi.fr/cn/%E5%9B%BD%E9%99%85/20231001-new",
+            "<p>正文</p>",
+            T0 + 60_000,
+        )
         feed_server.set_feed("/cn/rss", rss_feed([fresh, *items]))
         [mail] = smtp_sink.wait_for(1, timeout=15)
         assert list(mail.rcpt_tos) == ["analyst@example.com"]
@@ -60,16 +66,21 @@ def test_new_matching_item_is_mailed_once_across_restarts(
 
 
 def test_unreachable_feeds_are_logged_each_poll_and_the_daemon_keeps_running(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     feed_server.set_feed("/ok", rss_feed(backlog()))
     config = write_config(
-        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
-        feeds=[{"id": "gone", "url": "http://127.0.0.1:9/rss"},
-               {"id": "nohost", "url": "http://feeds.invalid/rss"},
-               {"id": "fine", "url": feed_server.url("/ok")}],
+        tmp_path / "monitor.yaml",
+        db=tmp_path / "monitor.db",
+        feeds=[
+            {"id": "gone", "url": "http://127.0.0.1:9/rss"},
+            {"id": "nohost", "url": "http://feeds.invalid/rss"},
+            {"id": "fine", "url": feed_server.url("/ok")},
+        ],
         channels={"console": {"urls": ["console://"]}},
         rules=[{"name": "r", "any": ["中俄"], "notify": ["console"]}],
-        defaults={"interval": "0.3s"})
+        defaults={"interval": "0.3s"},
+    )
     with Daemon(config) as daemon:
         daemon.wait_for_line("feed 'gone' (http://127.0.0.1:9/rss): connection-error", count=2)
         daemon.wait_for_line("feed 'nohost' (http://feeds.invalid/rss):", count=2)
@@ -83,15 +94,19 @@ def test_unreachable_feeds_are_logged_each_poll_and_the_daemon_keeps_running(
 
 
 def test_sigterm_keeps_queued_alerts_for_the_next_start(
-        tmp_path: Path, feed_server: FeedServer, smtp_sink: SmtpSink) -> None:
-    items = [FeedItem(f"中俄新闻 {i}", f"https://www.rfi.fr/cn/n{i}", "<p>x</p>", T0)
-             for i in range(3)]
+    tmp_path: Path, feed_server: FeedServer, smtp_sink: SmtpSink
+) -> None:
+    items = [
+        FeedItem(f"中俄新闻 {i}", f"https://www.rfi.fr/cn/n{i}", "<p>x</p>", T0) for i in range(3)
+    ]
     feed_server.set_feed("/cn", rss_feed(items))
     config = write_config(
-        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
+        tmp_path / "monitor.yaml",
+        db=tmp_path / "monitor.db",
         feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"}],
         channels={"email": {"urls": [smtp_sink.apprise_url()]}},
-        rules=[{"name": "r", "any": ["中俄"], "notify": ["email"]}])
+        rules=[{"name": "r", "any": ["中俄"], "notify": ["email"]}],
+    )
     smtp_sink.stop()  # the mail server is down: alerts stay queued
     with Daemon(config) as daemon:
         daemon.wait_for_line("3 alerts")

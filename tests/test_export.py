@@ -36,7 +36,8 @@ def files(folder: Path) -> list[str]:
 
 
 def test_export_writes_one_file_per_item_that_reads_back_as_the_item(
-        store: Store, tmp_path: Path) -> None:
+    store: Store, tmp_path: Path
+) -> None:
     stored = [article(i, ts=T0 + (i % 3) * 1000) for i in range(9)]
     store.items.ingest("cn", stored, T0, MatchingFunctions(match_ukraine, no_channels))
     report = export_archive(store, tmp_path / "out")
@@ -59,19 +60,31 @@ def test_export_round_trips_through_import(store: Store, tmp_path: Path, db_url:
     store.items.ingest("cn", stored, T0, MatchingFunctions(match_ukraine, no_channels))
     export_archive(store, tmp_path / "out")
     other = Store(f"sqlite:///{tmp_path / 'other.db'}")
-    report = import_archive(other, [tmp_path / "out"], rules=compile_rules(
-        [RuleSpec("r", any=("x",))]), feed_ids=[], feed_id="cn", now_ms=T0)
+    report = import_archive(
+        other,
+        [tmp_path / "out"],
+        rules=compile_rules([RuleSpec("r", any=("x",))]),
+        feed_ids=[],
+        feed_id="cn",
+        now_ms=T0,
+    )
     assert (report.new, report.invalid) == (20, 0)
-    assert ({s.item for s in other.items.iter_stored()}
-            == {s.item for s in store.items.iter_stored()})
+    assert {s.item for s in other.items.iter_stored()} == {
+        s.item for s in store.items.iter_stored()
+    }
     other.close()
 
 
 def test_export_filters_by_rule_feed_and_time(store: Store, tmp_path: Path) -> None:
-    cn = [article(1, T0, "乌克兰 1"), article(2, T0 + DAY, "乌克兰 2"),
-          article(3, T0 + 2 * DAY, "法国")]
-    tw = [article(4, T0 + DAY, "烏克蘭", feed="tw"),
-          article(5, T0 + 3 * DAY, "乌克兰 5", feed="tw")]
+    cn = [
+        article(1, T0, "乌克兰 1"),
+        article(2, T0 + DAY, "乌克兰 2"),
+        article(3, T0 + 2 * DAY, "法国"),
+    ]
+    tw = [
+        article(4, T0 + DAY, "烏克蘭", feed="tw"),
+        article(5, T0 + 3 * DAY, "乌克兰 5", feed="tw"),
+    ]
     store.items.ingest("cn", cn, T0, MatchingFunctions(match_ukraine, no_channels))
     store.items.ingest("tw", tw, T0, MatchingFunctions(match_ukraine, no_channels))
 
@@ -88,8 +101,12 @@ def test_export_filters_by_rule_feed_and_time(store: Store, tmp_path: Path) -> N
 
 
 def test_export_skips_items_whose_body_retention_emptied(store: Store, tmp_path: Path) -> None:
-    store.items.ingest("cn", [article(1, T0), article(2, T0 + 100 * DAY)], T0,
-                       MatchingFunctions(match_ukraine, no_channels))
+    store.items.ingest(
+        "cn",
+        [article(1, T0), article(2, T0 + 100 * DAY)],
+        T0,
+        MatchingFunctions(match_ukraine, no_channels),
+    )
     stats = store.history.prune(T0 + 101 * DAY, bodies_before_ms=T0 + DAY, keys_before_ms=None)
     assert stats.emptied == 1
     report = export_archive(store, tmp_path / "out")
@@ -98,11 +115,16 @@ def test_export_skips_items_whose_body_retention_emptied(store: Store, tmp_path:
 
 
 def test_items_dated_before_1970_export_and_their_names_sort_by_time(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
-                          channels={"c": "console://"},
-                          rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["c"]}])
-    stamps = [-2**63, -3_000_000 * DAY, -3650 * DAY, -3650 * DAY + 1, -1, 0, 1, T0]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(
+        tmp_path / "m.yaml",
+        db=tmp_path / "m.db",
+        feeds=[],
+        channels={"c": "console://"},
+        rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["c"]}],
+    )
+    stamps = [-(2**63), -3_000_000 * DAY, -3650 * DAY, -3650 * DAY + 1, -1, 0, 1, T0]
     stored = [article(i, ts) for i, ts in enumerate(stamps)]
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     store.items.ingest("cn", stored, T0, MatchingFunctions(match_ukraine, no_channels))
@@ -113,28 +135,52 @@ def test_items_dated_before_1970_export_and_their_names_sort_by_time(
     names = files(out)
     assert not any(n.startswith("-") for n in names)
     # Sorted by name is sorted by time, and each file reads back as its item.
-    assert [entry_to_item(read_archive_file(out / n), "cn").published_ms
-            for n in names] == stamps
+    assert [entry_to_item(read_archive_file(out / n), "cn").published_ms for n in names] == stamps
     assert {entry_to_item(read_archive_file(out / n), "cn") for n in names} == set(stored)
 
 
 def test_export_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
-                          channels={"c": "console://"},
-                          rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["c"]}])
+    config = write_config(
+        tmp_path / "m.yaml",
+        db=tmp_path / "m.db",
+        feeds=[],
+        channels={"c": "console://"},
+        rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["c"]}],
+    )
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    store.items.ingest("cn", [article(1, T0, "乌克兰"), article(2, T0 + DAY)], T0,
-                       MatchingFunctions(match_ukraine, no_channels))
+    store.items.ingest(
+        "cn",
+        [article(1, T0, "乌克兰"), article(2, T0 + DAY)],
+        T0,
+        MatchingFunctions(match_ukraine, no_channels),
+    )
     store.close()
     out = tmp_path / "out"
-    assert main(["export", "-c", str(config), "--out", str(out), "--rule", "ukraine",
-                 "--since", "2023-11-14", "--until", "2023-11-15T00:00+00:00"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "-c",
+                str(config),
+                "--out",
+                str(out),
+                "--rule",
+                "ukraine",
+                "--since",
+                "2023-11-14",
+                "--until",
+                "2023-11-15T00:00+00:00",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == f"{out}: 1 written, 0 unchanged\n"
     assert files(out) == [archive_filename(article(1, T0, "乌克兰"))]
     assert main(["export", "-c", str(config), "--out", str(out), "--rule", "ukrane"]) == 2
     assert capsys.readouterr().err == (
         f"error: --rule: unknown rule 'ukrane' in {config} with no stored matches "
-        "(rules: ukraine)\n")
+        "(rules: ukraine)\n"
+    )
     assert main(["export", "-c", str(config), "--out", str(out), "--feed", "nope"]) == 2
     assert "--feed: no feed 'nope'" in capsys.readouterr().err
     assert main(["export", "-c", str(config), "--out", str(out), "--since", "last week"]) == 2
@@ -155,19 +201,29 @@ def test_parse_when_forms() -> None:
 
 
 def test_rule_archive_folder_receives_each_alerted_item(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
-        caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path,
+    feed_server: FeedServer,
+    webhook_receiver: WebhookReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     folder = tmp_path / "archive" / "ukraine"
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the folder should be", encoding="utf-8")
     config = write_config(
-        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
+        tmp_path / "monitor.yaml",
+        db=tmp_path / "monitor.db",
         feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"}],
         channels={"hook": {"urls": [webhook_receiver.apprise_url("/alerts")]}},
-        rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["hook"],
-                "archive": str(folder)},
-               {"name": "broken", "any": ["乌克兰"], "notify": ["hook"],
-                "archive": str(blocked / "sub")}])
+        rules=[
+            {"name": "ukraine", "any": ["乌克兰"], "notify": ["hook"], "archive": str(folder)},
+            {
+                "name": "broken",
+                "any": ["乌克兰"],
+                "notify": ["hook"],
+                "archive": str(blocked / "sub"),
+            },
+        ],
+    )
     story = FeedItem("乌克兰战事", "https://www.rfi.fr/cn/u1", "<p>基辅</p>", T0)
     other = FeedItem("法国新闻", "https://www.rfi.fr/cn/f1", "<p>巴黎</p>", T0)
     feed_server.set_feed("/cn", rss_feed([story, other]))
@@ -176,8 +232,9 @@ def test_rule_archive_folder_receives_each_alerted_item(
     # The unwritable folder is logged with its rule and path; both alerts still went out.
     assert report.delivery.sent == 2 and len(webhook_receiver.received) == 2
     [error] = [r.getMessage() for r in caplog.records]
-    assert error.startswith(f"rule 'broken': cannot write {story.link} to its archive folder "
-                            f"{blocked / 'sub'}: ")
+    assert error.startswith(
+        f"rule 'broken': cannot write {story.link} to its archive folder {blocked / 'sub'}: "
+    )
     [written] = folder.iterdir()
     got = entry_to_item(read_archive_file(written), "cn")
     assert (got.title, got.url, got.published_ms) == (story.title, story.link, T0)

@@ -45,6 +45,7 @@ def hostile() -> Iterator[HostileServer]:
 
 # --- conditional GET and headers ---------------------------------------------------------
 
+
 def test_conditional_get_returns_304_without_body(feed_server: FeedServer) -> None:
     feed_server.set_feed("/cn", FEED)
     f = fetcher()
@@ -71,6 +72,7 @@ def test_last_modified_alone_also_gives_304(feed_server: FeedServer) -> None:
 
 # --- decompression and the size cap ------------------------------------------------------
 
+
 def test_gzip_body_is_decompressed(feed_server: FeedServer) -> None:
     feed_server.set_feed("/cn", FEED)
     feed_server.set_gzip("/cn")
@@ -78,13 +80,16 @@ def test_gzip_body_is_decompressed(feed_server: FeedServer) -> None:
     assert got.headers["Content-Encoding"] == "gzip" and got.body == FEED.encode()
 
 
-@pytest.mark.parametrize("encoding, compress", [
-    ("deflate", zlib.compress),
-    ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
-    ("gzip", lambda b: gzip.compress(b[:100]) + gzip.compress(b[100:])),  # two members
-    ("x-gzip", gzip.compress),
-    ("identity", lambda b: b),
-])
+@pytest.mark.parametrize(
+    "encoding, compress",
+    [
+        ("deflate", zlib.compress),
+        ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
+        ("gzip", lambda b: gzip.compress(b[:100]) + gzip.compress(b[100:])),  # two members
+        ("x-gzip", gzip.compress),
+        ("identity", lambda b: b),
+    ],
+)
 def test_other_content_encodings(hostile: HostileServer, encoding: str, compress) -> None:  # type: ignore[no-untyped-def]
     hostile.static("/f", compress(FEED.encode()), {"Content-Encoding": encoding})
     assert fetcher().fetch("f", hostile.url("/f")).body == FEED.encode()
@@ -132,6 +137,7 @@ def test_endless_body_stops_at_the_cap(hostile: HostileServer) -> None:
 
 
 # --- time bounds ---------------------------------------------------------------------------
+
 
 def test_dripping_body_is_cut_at_the_deadline(hostile: HostileServer) -> None:
     body = FEED.encode()
@@ -187,14 +193,22 @@ def test_connection_refused_and_unknown_host() -> None:
 
 # --- HTTP errors -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("status, retry_after, expected", [
-    (429, "120", 120.0), (503, "30", 30.0), (500, "120", None), (404, None, None),
-])
+
+@pytest.mark.parametrize(
+    "status, retry_after, expected",
+    [
+        (429, "120", 120.0),
+        (503, "30", 30.0),
+        (500, "120", None),
+        (404, None, None),
+    ],
+)
 def test_error_status_carries_retry_after_for_429_and_503(
-        feed_server: FeedServer, status: int, retry_after: str | None,
-        expected: float | None) -> None:
-    feed_server.set_status("/x", status,
-                           headers={"Retry-After": retry_after} if retry_after else {})
+    feed_server: FeedServer, status: int, retry_after: str | None, expected: float | None
+) -> None:
+    feed_server.set_status(
+        "/x", status, headers={"Retry-After": retry_after} if retry_after else {}
+    )
     e = failure(fetcher(), feed_server.url("/x"))
     assert (e.outcome, e.status, e.retry_after) == ("http-error", status, expected)
     assert e.message.startswith(f"HTTP {status}")
@@ -211,6 +225,7 @@ def test_times_are_read_from_the_fetchers_clock(feed_server: FeedServer) -> None
 
 
 # --- redirects ---------------------------------------------------------------------------------
+
 
 def test_redirects_are_followed_to_the_final_url(feed_server: FeedServer) -> None:
     feed_server.set_feed("/feed", FEED)
@@ -241,10 +256,16 @@ def test_redirect_without_location(feed_server: FeedServer) -> None:
     assert (e.outcome, e.message) == ("http-error", "HTTP 302 without a Location")
 
 
-@pytest.mark.parametrize("target", ["ftp://example.com/feed", "file:///etc/passwd",
-                                    "gopher://127.0.0.1:70/", "javascript:alert(1)"])
-def test_only_http_and_https_even_after_a_redirect(feed_server: FeedServer,
-                                                   target: str) -> None:
+@pytest.mark.parametrize(
+    "target",
+    [
+        "ftp://example.com/feed",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:70/",
+        "javascript:alert(1)",
+    ],
+)
+def test_only_http_and_https_even_after_a_redirect(feed_server: FeedServer, target: str) -> None:
     feed_server.set_status("/r", 302, headers={"Location": target})
     e = failure(fetcher(), feed_server.url("/r"))
     assert e.outcome == "refused" and "only http and https" in e.message
@@ -264,8 +285,7 @@ def test_credentials_follow_same_host_redirects_only(feed_server: FeedServer) ->
     assert [r.header("Authorization") is not None for r in feed_server.requests] == [True, False]
 
 
-def test_a_cookie_the_server_sets_goes_back_with_the_next_poll(
-        feed_server: FeedServer) -> None:
+def test_a_cookie_the_server_sets_goes_back_with_the_next_poll(feed_server: FeedServer) -> None:
     # Some hosts answer feeds only to clients that return the cookie they set.
     feed_server.set_feed("/feed", FEED, headers={"Set-Cookie": "visit=abc123; Path=/"})
     f = fetcher()
@@ -276,27 +296,31 @@ def test_a_cookie_the_server_sets_goes_back_with_the_next_poll(
 
 # --- addresses ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("address, refusal", [
-    ("93.184.215.14", None),
-    ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", None),
-    ("127.0.0.1", "loopback"),
-    ("::1", "loopback"),
-    ("10.1.2.3", "private"),
-    ("172.16.0.1", "private"),
-    ("192.168.1.1", "private"),
-    ("fd00::1", "private"),
-    ("169.254.169.254", "link-local"),  # cloud metadata
-    ("fe80::1", "link-local"),
-    ("100.64.0.1", "non-public"),  # carrier-grade NAT
-    ("224.0.0.1", "multicast"),
-    ("0.0.0.0", "unspecified"),
-    ("::", "unspecified"),
-    ("240.0.0.1", "private"),  # reserved (Python counts it as private too)
-    ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
-    ("::ffff:93.184.215.14", None),
-    ("2002:a01:203::1", "private"),  # 6to4 of 10.1.2.3
-    ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 of 169.254.169.254
-])
+
+@pytest.mark.parametrize(
+    "address, refusal",
+    [
+        ("93.184.215.14", None),
+        ("2606:2800:21f:cb07:6820:80da:af6b:8b2c", None),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("fd00::1", "private"),
+        ("169.254.169.254", "link-local"),  # cloud metadata
+        ("fe80::1", "link-local"),
+        ("100.64.0.1", "non-public"),  # carrier-grade NAT
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("240.0.0.1", "private"),  # reserved (Python counts it as private too)
+        ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
+        ("::ffff:93.184.215.14", None),
+        ("2002:a01:203::1", "private"),  # 6to4 of 10.1.2.3
+        ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 of 169.254.169.254
+    ],
+)
 def test_address_policy(address: str, refusal: str | None) -> None:
     assert AddressPolicy().refusal(ipaddress.ip_address(address)) == refusal
 
@@ -317,8 +341,10 @@ def test_loopback_is_refused_by_default_without_connecting(feed_server: FeedServ
     feed_server.set_feed("/cn", FEED)
     e = failure(Fetcher(), feed_server.url("/cn"))
     assert e.outcome == "refused"
-    assert e.message == ("127.0.0.1 is a loopback address; not allowed by "
-                         "defaults.allowed_networks or defaults.allow_private_addresses")
+    assert e.message == (
+        "127.0.0.1 is a loopback address; not allowed by "
+        "defaults.allowed_networks or defaults.allow_private_addresses"
+    )
     e = failure(Fetcher(), f"http://localhost:{feed_server.port}/cn")
     assert e.outcome == "refused" and e.message.startswith("localhost resolves to ")
     assert feed_server.count() == 0
@@ -334,15 +360,18 @@ def test_redirect_hops_are_checked_again(feed_server: FeedServer) -> None:
     f = Fetcher(FetchLimits(allowed_networks=("127.0.0.1/32",)))
     e = failure(f, feed_server.url("/metadata"))
     assert e.outcome == "refused"
-    assert e.message.startswith("169.254.169.254 is a link-local address (redirected to "
-                                "http://169.254.169.254/latest/meta-data/); not allowed")
+    assert e.message.startswith(
+        "169.254.169.254 is a link-local address (redirected to "
+        "http://169.254.169.254/latest/meta-data/); not allowed"
+    )
     e = failure(f, feed_server.url("/other-loopback"))
     assert e.outcome == "refused" and e.message.startswith("127.0.0.2 is a loopback address")
     assert f.fetch("f", feed_server.url("/ok")).status == 200
 
 
 def test_a_name_with_refused_and_allowed_addresses_connects_to_an_allowed_one(
-        feed_server: FeedServer) -> None:
+    feed_server: FeedServer,
+) -> None:
     # localhost resolves to 127.0.0.1 and usually ::1; only the first is allowed here, and
     # the connection goes to it (the check runs on the addresses actually dialled).
     feed_server.set_feed("/cn", FEED)
@@ -351,6 +380,7 @@ def test_a_name_with_refused_and_allowed_addresses_connects_to_an_allowed_one(
 
 
 # --- per-host concurrency ------------------------------------------------------------------
+
 
 def _fetch_at_once(f: Fetcher, urls: list[str]) -> list[object]:
     results: list[object] = [None] * len(urls)
@@ -394,7 +424,9 @@ def test_waiting_for_a_busy_host_counts_against_the_deadline(hostile: HostileSer
     f.set_limits(FetchLimits(allowed_networks=LOOPBACK, per_host=1, deadline=0.5))
     e = failure(f, hostile.url("/slow"))
     assert (e.outcome, e.message) == (
-        "timeout", "1 requests to 127.0.0.1 already running; none finished within 0.5 s")
+        "timeout",
+        "1 requests to 127.0.0.1 already running; none finished within 0.5 s",
+    )
     holder.join(10)
     assert [getattr(r, "status", None) for r in first] == [200]
     assert len(hostile.visits("/slow")) == 1
@@ -417,8 +449,9 @@ def test_messages_never_show_credentials(feed_server: FeedServer) -> None:
 
 # --- HTTPS ---------------------------------------------------------------------------------
 
-needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None,
-                                   reason="needs the openssl command")
+needs_openssl = pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="needs the openssl command"
+)
 
 
 @pytest.fixture
@@ -442,7 +475,8 @@ def test_https_is_verified_against_the_host_name(tls_server: HostileServer) -> N
 
 @needs_openssl
 def test_https_with_an_untrusted_certificate_is_a_connection_error(
-        tls_server: HostileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    tls_server: HostileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tls_server.static("/feed", FEED.encode())
     monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     e = failure(fetcher(), tls_server.url("/feed"))

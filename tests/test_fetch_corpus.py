@@ -53,8 +53,9 @@ def test_the_corpus_has_every_file() -> None:
 
 @pytest.mark.corpus
 @pytest.mark.parametrize("path", corpus_files(), ids=label)
-def test_corpus_file_fetched_and_parsed(path: Path | None, server: FeedServer,
-                                        fetcher: Fetcher) -> None:
+def test_corpus_file_fetched_and_parsed(
+    path: Path | None, server: FeedServer, fetcher: Fetcher
+) -> None:
     shared_dir("corpus", "feedparser", "tests")  # skips, or fails under CI, when absent
     assert path is not None
     body = path.read_bytes()
@@ -62,8 +63,9 @@ def test_corpus_file_fetched_and_parsed(path: Path | None, server: FeedServer,
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
     extra = {k: v for k, v in headers.items() if k.lower() != "content-type"}
     route = "/" + path.relative_to(CORPUS).as_posix()
-    server.set_feed(route, body, content_type=content_type, headers=extra, etag=False,
-                    last_modified=False)
+    server.set_feed(
+        route, body, content_type=content_type, headers=extra, etag=False, last_modified=False
+    )
 
     fetched = fetcher.fetch("corpus", server.url(route))
     assert fetched.status == 200 and fetched.body == body

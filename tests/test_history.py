@@ -52,19 +52,23 @@ def alert_rows(store: Store) -> list[dict[str, Any]]:
 # -- on_update -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("policy,alerts_per_step", [
-    ("ignore", [1, 0, 0]),   # the first version alerts; no update ever does
-    ("rematch", [1, 0, 0]),  # the rule matched already: updates stay quiet
-    ("always", [1, 1, 1]),   # every update that still matches alerts again
-])
+@pytest.mark.parametrize(
+    "policy,alerts_per_step",
+    [
+        ("ignore", [1, 0, 0]),  # the first version alerts; no update ever does
+        ("rematch", [1, 0, 0]),  # the rule matched already: updates stay quiet
+        ("always", [1, 1, 1]),  # every update that still matches alerts again
+    ],
+)
 def test_on_update_policies(store: Store, policy: str, alerts_per_step: list[int]) -> None:
     policies = {"乌克兰": RuleOptions(on_update=policy)}
     url = "https://www.rfi.fr/cn/x"
     got, sent = [], []
     for step in range(3):
         version = item(url, T0 + step * 60_000, f"乌克兰 第{step}版")
-        stats = store.items.ingest("cn", [version], T0 + step,
-                                   words(lambda r: policies.get(r, RuleOptions())))
+        stats = store.items.ingest(
+            "cn", [version], T0 + step, words(lambda r: policies.get(r, RuleOptions()))
+        )
         got.append(stats.alerts)
         for a in store.outbox.lease("w", T0 + 10, 10, 1000, ["mail"]):
             sent.append((a.revision, a.item.title))
@@ -83,8 +87,12 @@ def test_always_refreshes_an_alert_still_waiting_instead_of_adding_one(store: St
     url = "https://www.rfi.fr/cn/w"
     store.items.ingest("cn", [item(url, title="乌克兰 一")], T0, words(lambda r: always))
     hit = RuleMatch("乌克兰", ("乌克兰",), "…乌克兰 二…")
-    upd = store.items.ingest("cn", [item(url, T0 + 60_000, "乌克兰 二")], T0 + 1,
-                             MatchingFunctions(lambda it, f: [hit], mail, lambda r: always))
+    upd = store.items.ingest(
+        "cn",
+        [item(url, T0 + 60_000, "乌克兰 二")],
+        T0 + 1,
+        MatchingFunctions(lambda it, f: [hit], mail, lambda r: always),
+    )
     assert upd.alerts == 0
     [row] = alert_rows(store)
     assert (row["status"], row["revision"], row["snippet"]) == ("pending", 0, "…乌克兰 二…")
@@ -95,54 +103,79 @@ def test_always_refreshes_an_alert_still_waiting_instead_of_adding_one(store: St
 def test_ignore_records_a_newly_matching_update_without_alerting(store: Store) -> None:
     ignore = {"乌克兰": RuleOptions(on_update="ignore")}
     url = "https://www.rfi.fr/cn/y"
-    store.items.ingest("cn", [item(url, title="法国")], T0,
-                       words(lambda r: ignore.get(r, RuleOptions())))
-    upd = store.items.ingest("cn", [item(url, T0 + 60_000, "乌克兰 普京")], T0 + 1,
-                             words(lambda r: ignore.get(r, RuleOptions())))
+    store.items.ingest(
+        "cn", [item(url, title="法国")], T0, words(lambda r: ignore.get(r, RuleOptions()))
+    )
+    upd = store.items.ingest(
+        "cn",
+        [item(url, T0 + 60_000, "乌克兰 普京")],
+        T0 + 1,
+        words(lambda r: ignore.get(r, RuleOptions())),
+    )
     assert (upd.matched, upd.alerts) == (2, 1)  # 普京 (rematch) alerts; 乌克兰 is recorded
     assert [r["rule"] for r in alert_rows(store)] == ["普京"]
     # Recorded: seen in another feed later, it still does not alert for 乌克兰.
-    again = store.items.ingest("tw", [item(url, T0 + 60_000, "乌克兰 普京", "tw")], T0 + 2,
-                               words(lambda r: ignore.get(r, RuleOptions())))
+    again = store.items.ingest(
+        "tw",
+        [item(url, T0 + 60_000, "乌克兰 普京", "tw")],
+        T0 + 2,
+        words(lambda r: ignore.get(r, RuleOptions())),
+    )
     assert again.alerts == 0
 
 
 def test_always_realerts_through_a_whole_poll(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     url = "https://www.rfi.fr/cn/update"
     config = write_config(
-        tmp_path / "m.yaml", db=tmp_path / "m.db",
+        tmp_path / "m.yaml",
+        db=tmp_path / "m.db",
         feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"}],
         channels={"hook": {"urls": [webhook_receiver.apprise_url("/a")]}},
-        rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["hook"],
-                "on_update": "always"}])
+        rules=[{"name": "ukraine", "any": ["乌克兰"], "notify": ["hook"], "on_update": "always"}],
+    )
     for n in range(2):
         feed_server.set_feed("/cn", rss_feed([FeedItem(f"乌克兰 v{n}", url, "", T0 + n * 60_000)]))
         Daemon.open(str(config)).once()
     assert [r.json["title"] for r in webhook_receiver.received] == [
-        "[ukraine] 乌克兰 v0", "[ukraine] (updated) 乌克兰 v1"]
+        "[ukraine] 乌克兰 v0",
+        "[ukraine] (updated) 乌克兰 v1",
+    ]
 
 
 # -- cross-edition ---------------------------------------------------------------------------
 
-CN = FeedItem("中俄峰会在莫斯科举行 普京会见习近平", "https://www.rfi.fr/cn/中国/20240516-summit",
-              "<p>中俄关系</p>", T0)
-TW = FeedItem("中俄峰會在莫斯科舉行 普京會見習近平", "https://www.rfi.fr/tw/中國/20240516-summit",
-              "<p>中俄關係</p>", T0 + 120_000)
+CN = FeedItem(
+    "中俄峰会在莫斯科举行 普京会见习近平",
+    "https://www.rfi.fr/cn/中国/20240516-summit",
+    "<p>中俄关系</p>",
+    T0,
+)
+TW = FeedItem(
+    "中俄峰會在莫斯科舉行 普京會見習近平",
+    "https://www.rfi.fr/tw/中國/20240516-summit",
+    "<p>中俄關係</p>",
+    T0 + 120_000,
+)
 
 
-def edition_config(tmp_path: Path, feed_server: FeedServer, hook: WebhookReceiver,
-                   cross: object) -> Path:
+def edition_config(
+    tmp_path: Path, feed_server: FeedServer, hook: WebhookReceiver, cross: object
+) -> Path:
     rule: dict[str, Any] = {"name": "china-russia", "any": ["中俄"], "notify": ["hook"]}
     if cross is not None:
         rule["cross_edition"] = cross
     return write_config(
-        tmp_path / "m.yaml", db=tmp_path / "m.db",
-        feeds=[{"id": "rfi-cn", "title": "RFI 简体", "url": feed_server.url("/cn"),
-                "backlog": "all"},
-               {"id": "rfi-tw", "title": "RFI 繁體", "url": feed_server.url("/tw"),
-                "backlog": "all"}],
-        channels={"hook": {"urls": [hook.apprise_url("/a")]}}, rules=[rule])
+        tmp_path / "m.yaml",
+        db=tmp_path / "m.db",
+        feeds=[
+            {"id": "rfi-cn", "title": "RFI 简体", "url": feed_server.url("/cn"), "backlog": "all"},
+            {"id": "rfi-tw", "title": "RFI 繁體", "url": feed_server.url("/tw"), "backlog": "all"},
+        ],
+        channels={"hook": {"urls": [hook.apprise_url("/a")]}},
+        rules=[rule],
+    )
 
 
 def test_title_key_folds_scripts_punctuation_and_case() -> None:
@@ -152,13 +185,20 @@ def test_title_key_folds_scripts_punctuation_and_case() -> None:
     assert title_key("快讯") is None and title_key("") is None
 
 
-@pytest.mark.parametrize("cross,expected", [
-    ({"hold": 0}, 1),  # one alert naming both links
-    (None, 2),         # not opted in: one alert per edition
-])
+@pytest.mark.parametrize(
+    "cross,expected",
+    [
+        ({"hold": 0}, 1),  # one alert naming both links
+        (None, 2),  # not opted in: one alert per edition
+    ],
+)
 def test_cn_and_tw_editions_of_one_story(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
-        cross: object, expected: int) -> None:
+    tmp_path: Path,
+    feed_server: FeedServer,
+    webhook_receiver: WebhookReceiver,
+    cross: object,
+    expected: int,
+) -> None:
     feed_server.set_feed("/cn", rss_feed([CN]))
     feed_server.set_feed("/tw", rss_feed([TW]))
     report = Daemon.open(str(edition_config(tmp_path, feed_server, webhook_receiver, cross))).once()
@@ -172,7 +212,8 @@ def test_cn_and_tw_editions_of_one_story(
 
 
 def test_an_edition_polled_later_joins_the_held_alert(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     config = edition_config(tmp_path, feed_server, webhook_receiver, {"hold": "1s"})
     feed_server.set_feed("/cn", rss_feed([CN]))
     feed_server.set_feed("/tw", rss_feed([]))
@@ -194,8 +235,7 @@ def test_an_edition_after_the_alert_was_sent_gives_no_second_alert(store: Store)
     assert store.items.ingest("cn", [cn], T0, words(lambda r: cross)).alerts == 1
     [sent] = store.outbox.lease("w", T0, 10, 1000, ["mail"])
     store.outbox.mark_sent([sent.id], "w", T0 + 1)
-    later = store.items.ingest("tw", [tw], T0 + 5,
-                               words(lambda r: cross))
+    later = store.items.ingest("tw", [tw], T0 + 5, words(lambda r: cross))
     assert (later.new, later.matched, later.alerts) == (1, 1, 0)
     # Redelivered or not, the alert now names both editions.
     eds = store.outbox.editions(sent.item_id, "普京", DAY)
@@ -212,8 +252,7 @@ def test_what_is_not_another_edition(store: Store) -> None:
         ("tw", item("https://www.rfi.fr/tw/d", T0, "中俄另一场峰会 普京", "tw")),  # other title
     ]
     for feed, it in cases:
-        assert store.items.ingest(feed, [it], T0 + 1,
-                                  words(lambda r: cross)).alerts == 1, it.url
+        assert store.items.ingest(feed, [it], T0 + 1, words(lambda r: cross)).alerts == 1, it.url
 
 
 def test_editions_arriving_at_once_on_postgresql_give_one_alert(db_url: str) -> None:
@@ -223,19 +262,23 @@ def test_editions_arriving_at_once_on_postgresql_give_one_alert(db_url: str) -> 
     stores = [Store(db_url), Store(db_url)]
     for round_no in range(5):
         title = f"中俄峰会举行 第{round_no}轮 普京"
-        pairs = [("cn", item(f"https://www.rfi.fr/cn/{round_no}", title=title)),
-                 ("tw", item(f"https://www.rfi.fr/tw/{round_no}", title=title, feed="tw"))]
+        pairs = [
+            ("cn", item(f"https://www.rfi.fr/cn/{round_no}", title=title)),
+            ("tw", item(f"https://www.rfi.fr/tw/{round_no}", title=title, feed="tw")),
+        ]
         barrier = threading.Barrier(2)
         results: list[int] = []
 
-        def run(s: Store, feed: str, it: Item, barrier: threading.Barrier,
-                results: list[int]) -> None:
+        def run(
+            s: Store, feed: str, it: Item, barrier: threading.Barrier, results: list[int]
+        ) -> None:
             barrier.wait()
-            results.append(s.items.ingest(feed, [it], T0,
-                                          words(lambda r: cross)).alerts)
+            results.append(s.items.ingest(feed, [it], T0, words(lambda r: cross)).alerts)
 
-        threads = [threading.Thread(target=run, args=(s, f, it, barrier, results))
-                   for s, (f, it) in zip(stores, pairs, strict=True)]
+        threads = [
+            threading.Thread(target=run, args=(s, f, it, barrier, results))
+            for s, (f, it) in zip(stores, pairs, strict=True)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -250,15 +293,18 @@ def test_editions_arriving_at_once_on_postgresql_give_one_alert(db_url: str) -> 
 
 def test_prune_empties_bodies_then_deletes_keys_but_never_a_waiting_alert(store: Store) -> None:
     now = T0 + 500 * DAY
-    old = [item(f"https://www.rfi.fr/cn/{i}", T0 + i * 100 * DAY, f"普京 {i}",
-                content="<p>正文</p>") for i in range(5)]  # 0, 100, 200, 300, 400 days
+    old = [
+        item(f"https://www.rfi.fr/cn/{i}", T0 + i * 100 * DAY, f"普京 {i}", content="<p>正文</p>")
+        for i in range(5)
+    ]  # 0, 100, 200, 300, 400 days
     store.items.ingest("cn", old, T0, words())
     leased = store.outbox.lease("w", now, 10, 1000, ["mail"])
     for a in leased:
         if a.item.url != old[0].url:  # the oldest item's alert is still waiting
             store.outbox.mark_sent([a.id], "w", now)
-    stats = store.history.prune(now, bodies_before_ms=now - 250 * DAY,
-                                keys_before_ms=now - 350 * DAY)
+    stats = store.history.prune(
+        now, bodies_before_ms=now - 250 * DAY, keys_before_ms=now - 350 * DAY
+    )
     # 0 days: too old even for its key, but its alert waits: kept whole. 100 days: deleted.
     # 200 days: body emptied. 300 and 400: untouched.
     assert (stats.deleted, stats.emptied, stats.kept) == (1, 1, 1)
@@ -271,19 +317,24 @@ def test_prune_empties_bodies_then_deletes_keys_but_never_a_waiting_alert(store:
     # The emptied item is still known: seen again in its feed, it is a repeat.
     again = store.items.ingest("cn", [old[2]], now, words())
     assert (again.repeats, again.alerts) == (1, 0)
-    assert store.history.prune(now, now - 250 * DAY, now - 350 * DAY) .emptied == 0  # idempotent
+    assert store.history.prune(now, now - 250 * DAY, now - 350 * DAY).emptied == 0  # idempotent
 
 
 def test_an_item_older_than_the_kept_keys_never_alerts(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    feed_server: FeedServer,
+    webhook_receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     now = int(time.time() * 1000)
     config = write_config(
-        tmp_path / "m.yaml", db=tmp_path / "m.db",
+        tmp_path / "m.yaml",
+        db=tmp_path / "m.db",
         feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"}],
         channels={"hook": {"urls": [webhook_receiver.apprise_url("/a")]}},
         rules=[{"name": "putin", "any": ["普京"], "notify": ["hook"]}],
-        retention={"items": "30d", "keys": "60d"})
+        retention={"items": "30d", "keys": "60d"},
+    )
     ancient = FeedItem("普京 旧闻", "https://www.rfi.fr/cn/ancient", "<p>正文</p>", now - 90 * DAY)
     middle = FeedItem("普京 上月", "https://www.rfi.fr/cn/middle", "<p>正文</p>", now - 45 * DAY)
     fresh = FeedItem("普京 今天", "https://www.rfi.fr/cn/fresh", "<p>正文</p>", now - 1000)
@@ -291,11 +342,15 @@ def test_an_item_older_than_the_kept_keys_never_alerts(
     Daemon.open(str(config)).once()
     # Older than retention.keys: its key may have been pruned, so it is recorded silently.
     assert sorted(r.json["title"] for r in webhook_receiver.received) == [
-        "[putin] 普京 上月", "[putin] 普京 今天"]
+        "[putin] 普京 上月",
+        "[putin] 普京 今天",
+    ]
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     Daemon.open(str(config)).prune()  # what the daemon runs daily
     assert sorted((s.item.title, s.item.summary) for s in store.items.iter_stored()) == [
-        ("普京 上月", ""), ("普京 今天", "<p>正文</p>")]
+        ("普京 上月", ""),
+        ("普京 今天", "<p>正文</p>"),
+    ]
     store.close()
     assert main(["prune", "-c", str(config)]) == 0
     assert capsys.readouterr().out == "0 item bodies emptied, 0 items deleted\n"
@@ -307,8 +362,9 @@ def test_pruned_keys_a_feed_still_lists_do_not_alert_again(store: Store) -> None
     now = T0 + 500 * DAY
     old = [item(f"https://www.rfi.fr/cn/{i}", T0 + i * DAY, f"普京 {i}") for i in range(3)]
     assert store.items.ingest("cn", old, T0, words()).alerts == 3
-    store.outbox.mark_sent([a.id for a in store.outbox.lease("w", now, 10, 1000, ["mail"])],
-                           "w", now)
+    store.outbox.mark_sent(
+        [a.id for a in store.outbox.lease("w", now, 10, 1000, ["mail"])], "w", now
+    )
     assert store.history.prune(now, None, now - 400 * DAY).deleted == 3
     # An earlier horizon later (a shorter --keys) never moves the recorded one back.
     assert store.history.prune(now, None, T0 - DAY).deleted == 0
@@ -319,16 +375,23 @@ def test_pruned_keys_a_feed_still_lists_do_not_alert_again(store: Store) -> None
 
 
 def test_prune_keys_from_the_command_line_then_a_poll_gives_no_repeat_alerts(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path,
+    feed_server: FeedServer,
+    webhook_receiver: WebhookReceiver,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     now = int(time.time() * 1000)
     config = write_config(
-        tmp_path / "m.yaml", db=tmp_path / "m.db",
+        tmp_path / "m.yaml",
+        db=tmp_path / "m.db",
         feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"}],
         channels={"hook": {"urls": [webhook_receiver.apprise_url("/a")]}},
-        rules=[{"name": "putin", "any": ["普京"], "notify": ["hook"]}])  # no retention set
-    stories = [FeedItem(f"普京 {i}", f"https://www.rfi.fr/cn/{i}", "", now - (500 + i) * DAY)
-               for i in range(3)]
+        rules=[{"name": "putin", "any": ["普京"], "notify": ["hook"]}],
+    )  # no retention set
+    stories = [
+        FeedItem(f"普京 {i}", f"https://www.rfi.fr/cn/{i}", "", now - (500 + i) * DAY)
+        for i in range(3)
+    ]
     stories.append(FeedItem("普京 今天", "https://www.rfi.fr/cn/today", "", now - 1000))
     feed_server.set_feed("/cn", rss_feed(stories), etag=False, last_modified=False)
     Daemon.open(str(config)).once()
@@ -341,16 +404,22 @@ def test_prune_keys_from_the_command_line_then_a_poll_gives_no_repeat_alerts(
 
 
 def test_prune_command_without_retention_and_with_bad_overrides(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = write_config(tmp_path / "m.yaml", db=tmp_path / "m.db", feeds=[],
-                          channels={"c": "console://"},
-                          rules=[{"name": "r", "any": ["x"], "notify": ["c"]}])
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(
+        tmp_path / "m.yaml",
+        db=tmp_path / "m.db",
+        feeds=[],
+        channels={"c": "console://"},
+        rules=[{"name": "r", "any": ["x"], "notify": ["c"]}],
+    )
     assert main(["prune", "-c", str(config)]) == 0
     assert capsys.readouterr().out.startswith("nothing to prune")
     assert main(["prune", "-c", str(config), "--items", "90d", "--keys", "30d"]) == 2
     assert capsys.readouterr().err == (
         "error: --items/--keys (retention): retention.keys must be at least retention.items: "
-        "a key deleted before its body would let the item alert again\n")
+        "a key deleted before its body would let the item alert again\n"
+    )
     assert main(["prune", "-c", str(config), "--items", "soon"]) == 2
     assert capsys.readouterr().err.startswith("error: --items: expected a duration")
     assert main(["prune", "-c", str(config), "--keys", "400d"]) == 0
@@ -373,14 +442,16 @@ def test_retention_config_errors_name_file_and_line(tmp_path: Path) -> None:
 
 def test_upgrade_to_0003_keeps_everything_and_fills_title_keys(db_url: str) -> None:
     database_at(
-        db_url, "0002",
+        db_url,
+        "0002",
         "INSERT INTO items (id, key, url, title, summary, content, author, categories, "
         "published_ms, first_seen_ms, updated_ms) VALUES (1, 'https://x.org/a', "
         "'https://x.org/a', '中俄峰會舉行', '', 'b', '', '[]', 1, 1, 1)",
         "INSERT INTO item_feeds VALUES (1, 'tw', 1)",
         "INSERT INTO matches VALUES (1, 'r', 1, true)",
         "INSERT INTO alerts (rule, item_id, channel, keywords, snippet, status, attempts, "
-        "created_ms, next_attempt_ms) VALUES ('r', 1, 'mail', '[]', '', 'sent', 1, 1, 1)")
+        "created_ms, next_attempt_ms) VALUES ('r', 1, 'mail', '[]', '', 'sent', 1, 1, 1)",
+    )
     store = Store(db_url)
     assert store.schema_revision()[0] == migrate.head_revision()
     with store.engine.connect() as conn:
@@ -403,16 +474,17 @@ def test_upgrade_to_0003_keeps_everything_and_fills_title_keys(db_url: str) -> N
 
 def test_a_new_edition_finds_an_item_stored_before_0003(db_url: str) -> None:
     database_at(
-        db_url, "0002",
+        db_url,
+        "0002",
         "INSERT INTO items (key, url, title, summary, content, author, categories, "
         "published_ms, first_seen_ms, updated_ms) VALUES ('https://www.rfi.fr/cn/s', "
         f"'https://www.rfi.fr/cn/s', '中俄峰会举行 普京', '', '', '', '[]', {T0}, 1, 1)",
         "INSERT INTO item_feeds SELECT id, 'cn', 1 FROM items",
-        "INSERT INTO matches SELECT id, '普京', 1, true FROM items")
+        "INSERT INTO matches SELECT id, '普京', 1, true FROM items",
+    )
     store = Store(db_url)
     tw = item("https://www.rfi.fr/tw/s", T0 + 1000, "中俄峰會舉行 普京", "tw")
-    stats = store.items.ingest("tw", [tw], T0,
-                               words(lambda r: RuleOptions(edition_window_ms=DAY)))
+    stats = store.items.ingest("tw", [tw], T0, words(lambda r: RuleOptions(edition_window_ms=DAY)))
     assert (stats.matched, stats.alerts) == (1, 0)
     store.close()
 
@@ -421,7 +493,8 @@ def test_updated_item_gets_its_body_back_after_pruning(store: Store) -> None:
     url = "https://www.rfi.fr/cn/p"
     store.items.ingest("cn", [item(url, T0, "x", content="<p>a</p>")], T0, words())
     store.history.prune(T0 + DAY, bodies_before_ms=T0 + 1, keys_before_ms=None)
-    store.items.ingest("cn", [replace(item(url, T0 + 60_000, "x", content="<p>b</p>"))], T0,
-                       words())
+    store.items.ingest(
+        "cn", [replace(item(url, T0 + 60_000, "x", content="<p>b</p>"))], T0, words()
+    )
     [row] = list(store.history.export_rows())
     assert (row.pruned, row.item.content) == (False, "<p>b</p>")

@@ -49,8 +49,11 @@ def serve_cases(feeds: FeedServer, hostile: HostileServer, tmp_path: Path) -> di
     """Every hostile case on a path; returns feed id -> URL."""
     secret = tmp_path / "secret.txt"
     secret.write_text(SECRET, encoding="utf-8")
-    xxe = (fixture("xxe.xml").replace(b"file:///etc/passwd", secret.as_uri().encode())
-           .replace(b"http://127.0.0.1:PORT/evil.dtd", feeds.url("/evil.dtd").encode()))
+    xxe = (
+        fixture("xxe.xml")
+        .replace(b"file:///etc/passwd", secret.as_uri().encode())
+        .replace(b"http://127.0.0.1:PORT/evil.dtd", feeds.url("/evil.dtd").encode())
+    )
     rss = "application/rss+xml"
     # The parser's bad inputs, served as a server would.
     plain = {
@@ -74,13 +77,13 @@ def serve_cases(feeds: FeedServer, hostile: HostileServer, tmp_path: Path) -> di
         # feed's items are its own in the database; ASCII bytes are the same in every
         # one of these encodings. No validators: every poll reads and parses again.
         body = body.replace(b"//www.rfi.fr/", f"//{fid}.example/".encode())
-        feeds.set_feed(f"/{fid}", body, content_type=content_type, etag=False,
-                       last_modified=False)
+        feeds.set_feed(f"/{fid}", body, content_type=content_type, etag=False, last_modified=False)
         urls[fid] = feeds.url(f"/{fid}")
     feeds.set_redirect("/redirect-loop", "/redirect-loop")
     feeds.set_status("/rate-limited", 429, headers={"Retry-After": "120"})
-    feeds.set_status("/unavailable", 503,
-                     headers={"Retry-After": formatdate(time.time() + 60, usegmt=True)})
+    feeds.set_status(
+        "/unavailable", 503, headers={"Retry-After": formatdate(time.time() + 60, usegmt=True)}
+    )
     feeds.set_status("/server-error", 500, body="internal error")
     for fid in ("redirect-loop", "rate-limited", "unavailable", "server-error"):
         urls[fid] = feeds.url(f"/{fid}")
@@ -129,20 +132,28 @@ def peak_rss(pid: int) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
-def test_daemon_survives_hostile_feeds(tmp_path: Path, feed_server: FeedServer,
-                                       hostile: HostileServer) -> None:
+def test_daemon_survives_hostile_feeds(
+    tmp_path: Path, feed_server: FeedServer, hostile: HostileServer
+) -> None:
     urls = serve_cases(feed_server, hostile, tmp_path)
     assert set(urls) == set(EXPECTED)
     db = tmp_path / "monitor.db"
     config = write_config(
-        tmp_path / "monitor.yaml", db=db,
+        tmp_path / "monitor.yaml",
+        db=db,
         feeds=[{"id": fid, "url": url} for fid, url in urls.items()],
         channels={"console": {"urls": ["console://"]}},
         rules=[{"name": "china-russia", "any": ["中俄", "习近平"], "notify": ["console"]}],
-        defaults={"timeout": f"{TIMEOUT:g}s", "connect_timeout": "2s", "read_timeout": "2s",
-                  "max_backoff": f"{MAX_BACKOFF:g}s", "unhealthy_after": UNHEALTHY_AFTER,
-                  "per_host_concurrency": 32},
-        scheduler={"workers": len(urls) + 2})
+        defaults={
+            "timeout": f"{TIMEOUT:g}s",
+            "connect_timeout": "2s",
+            "read_timeout": "2s",
+            "max_backoff": f"{MAX_BACKOFF:g}s",
+            "unhealthy_after": UNHEALTHY_AFTER,
+            "per_host_concurrency": 32,
+        },
+        scheduler={"workers": len(urls) + 2},
+    )
 
     store = Store(f"sqlite:///{db}", upgrade=None)
 
@@ -158,10 +169,18 @@ def test_daemon_survives_hostile_feeds(tmp_path: Path, feed_server: FeedServer,
             # and then retried at the cap at least once more.
             def settled() -> bool:
                 r = rows()
-                return (len(r) == len(urls) and all(x.last_outcome for x in r.values())
-                        and r["server-error"].failures >= UNHEALTHY_AFTER + 1)
-            wait_until(settled, timeout=40, interval=0.2,
-                       message=lambda: f"feeds not all polled: {rows()}\n{daemon.output}")
+                return (
+                    len(r) == len(urls)
+                    and all(x.last_outcome for x in r.values())
+                    and r["server-error"].failures >= UNHEALTHY_AFTER + 1
+                )
+
+            wait_until(
+                settled,
+                timeout=40,
+                interval=0.2,
+                message=lambda: f"feeds not all polled: {rows()}\n{daemon.output}",
+            )
             assert daemon.proc is not None and daemon.proc.poll() is None, daemon.output
             report = status_json(config)
             rss = peak_rss(daemon.proc.pid)
@@ -183,11 +202,17 @@ def test_daemon_survives_hostile_feeds(tmp_path: Path, feed_server: FeedServer,
     output = daemon.output
     assert "Traceback" not in output, output
     for fid, (outcome, _) in EXPECTED.items():  # the logs name each feed and its outcome
-        assert any(f"feed '{fid}'" in line and f" {outcome}" in line
-                   for line in daemon.lines), (fid, outcome)
+        assert any(f"feed '{fid}'" in line and f" {outcome}" in line for line in daemon.lines), (
+            fid,
+            outcome,
+        )
     # No poll held a worker past the deadline: each failure says how long it took.
-    took = [(m[1], float(m[2])) for m in re.finditer(
-        r"feed '([\w.-]+)' \(.*?\): [\w-]+: .*? \(after ([\d.]+) s\); failure", output)]
+    took = [
+        (m[1], float(m[2]))
+        for m in re.finditer(
+            r"feed '([\w.-]+)' \(.*?\): [\w-]+: .*? \(after ([\d.]+) s\); failure", output
+        )
+    ]
     assert {fid for fid, _ in took} >= {"drip", "drip-headers", "gzip-bomb", "endless"}
     # The deadline, not the body, ended them: the expected outcomes above are "timeout"
     # and "too-large", and the dripping servers saw the client hang up before their end
@@ -213,11 +238,11 @@ def test_daemon_survives_hostile_feeds(tmp_path: Path, feed_server: FeedServer,
     assert bad["failures"] >= UNHEALTHY_AFTER + 1 and bad["http_status"] == 500
     assert MAX_BACKOFF - 0.05 <= delay("server-error") <= MAX_BACKOFF + 0.05
     assert bad["healthy"] is False
-    assert bad["unhealthy_reason"].startswith(f"{bad['failures']} consecutive failures; "
-                                              "last: http-error: HTTP 500")
+    assert bad["unhealthy_reason"].startswith(
+        f"{bad['failures']} consecutive failures; last: http-error: HTTP 500"
+    )
     assert feed_server.count("/server-error") >= UNHEALTHY_AFTER + 1
-    assert f"feed 'server-error' is unhealthy: {UNHEALTHY_AFTER} consecutive failures" \
-        in output
+    assert f"feed 'server-error' is unhealthy: {UNHEALTHY_AFTER} consecutive failures" in output
     assert feeds["truncated"]["healthy"] is True
     # A feed that failed once or twice waits the first back-off steps, not the cap.
     for fid in ("redirect-loop", "html-page", "metadata"):
@@ -230,8 +255,9 @@ def test_daemon_survives_hostile_feeds(tmp_path: Path, feed_server: FeedServer,
     # nothing of the file the external entity named, anywhere.
     store = Store(f"sqlite:///{db}", upgrade=None)
     try:
-        stored = {fid: [s.item.title for s in store.items.iter_stored(feed_ids=[fid])]
-                  for fid in EXPECTED}
+        stored = {
+            fid: [s.item.title for s in store.items.iter_stored(feed_ids=[fid])] for fid in EXPECTED
+        }
     finally:
         store.close()
     for fid in ("gb2312-undeclared", "gbk-as-gb2312", "gb18030-as-gbk", "utf8-as-gb2312"):
@@ -247,11 +273,13 @@ def test_daemon_survives_hostile_feeds(tmp_path: Path, feed_server: FeedServer,
 
 # --- the same decisions in process, one poll at a time -------------------------------------
 
+
 def _poll_once(monitor: Any, fid: str) -> Any:
     """Claim ``fid`` whether due or not and poll it, as a tick would."""
     parts = monitor.parts
-    [row] = parts.store.feeds.claim_due(parts.owner, parts.clock.now_ms(), 1, 60_000, [fid],
-                                        due_ms=2**62)
+    [row] = parts.store.feeds.claim_due(
+        parts.owner, parts.clock.now_ms(), 1, 60_000, [fid], due_ms=2**62
+    )
     return monitor.poll(row)
 
 
@@ -261,7 +289,8 @@ def _delay_s(monitor: Any, fid: str) -> float:
 
 
 def test_freshness_hints_raise_the_interval_also_after_a_304(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     rss = fixture("rss2_rfi.xml")
     assert b"<ttl>15</ttl>" in rss
     no_ttl = rss.replace(b"<ttl>15</ttl>", b"")
@@ -269,11 +298,13 @@ def test_freshness_hints_raise_the_interval_also_after_a_304(
     feed_server.set_feed("/max-age", no_ttl, headers={"Cache-Control": "max-age=600"})
     feed_server.set_feed("/plain", no_ttl)
     config = write_config(
-        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
+        tmp_path / "monitor.yaml",
+        db=tmp_path / "monitor.db",
         feeds=[{"id": p, "url": feed_server.url(f"/{p}")} for p in ("ttl", "max-age", "plain")],
         channels={"console": {"urls": ["console://"]}},
         rules=[{"name": "r", "any": ["中俄"], "notify": ["console"]}],
-        defaults={"interval": "60s"})
+        defaults={"interval": "60s"},
+    )
     monitor = MonitorDaemon.open(str(config))
     try:
         for fid, expected in (("ttl", 1800), ("max-age", 600), ("plain", 60)):
@@ -289,14 +320,16 @@ def test_freshness_hints_raise_the_interval_also_after_a_304(
 
 
 def test_the_default_config_refuses_loopback_and_a_reload_can_allow_it(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     feed_server.set_feed("/cn", fixture("rss2_rfi.xml"))
     kwargs: dict[str, Any] = dict(
-        db=tmp_path / "monitor.db", feeds=[{"id": "cn", "url": feed_server.url("/cn")}],
+        db=tmp_path / "monitor.db",
+        feeds=[{"id": "cn", "url": feed_server.url("/cn")}],
         channels={"console": {"urls": ["console://"]}},
-        rules=[{"name": "r", "any": ["中俄"], "notify": ["console"]}])
-    config = write_config(tmp_path / "monitor.yaml", defaults={"allowed_networks": []},
-                          **kwargs)
+        rules=[{"name": "r", "any": ["中俄"], "notify": ["console"]}],
+    )
+    config = write_config(tmp_path / "monitor.yaml", defaults={"allowed_networks": []}, **kwargs)
     monitor = MonitorDaemon.open(str(config))
     try:
         result = _poll_once(monitor, "cn")

@@ -10,14 +10,30 @@ from monitor.match.normalize import fold_text, fold_with_offsets, html_to_text
 from monitor.types import Item, RuleSpec
 
 
-def make_item(title: str = "", content: str = "", *, summary: str = "", author: str = "",
-              categories: tuple[str, ...] = (), url: str = "https://www.rfi.fr/cn/x",
-              feed_id: str = "rfi-cn") -> Item:
-    return Item(key=url, url=url, title=title, published_ms=1679494503000, feed_id=feed_id,
-                summary=summary, content=content, author=author, categories=categories)
+def make_item(
+    title: str = "",
+    content: str = "",
+    *,
+    summary: str = "",
+    author: str = "",
+    categories: tuple[str, ...] = (),
+    url: str = "https://www.rfi.fr/cn/x",
+    feed_id: str = "rfi-cn",
+) -> Item:
+    return Item(
+        key=url,
+        url=url,
+        title=title,
+        published_ms=1679494503000,
+        feed_id=feed_id,
+        summary=summary,
+        content=content,
+        author=author,
+        categories=categories,
+    )
 
 
-RFI_TITLE = '习近平结束访俄，北京与莫斯科建立针对西方的&quot;特殊&quot;关系'
+RFI_TITLE = "习近平结束访俄，北京与莫斯科建立针对西方的&quot;特殊&quot;关系"
 RFI_BODY = (
     "<div>22/03/2023 - 15:10</div><p><strong>中国国家主席习近平周三离开莫斯科。普京和习近平说，"
     '中俄之间的"特殊关系"正在进入一个"新时代"。</strong></p>'
@@ -53,22 +69,36 @@ CASES = [
     ("NOT excludes", "乌克兰 NOT 体育", make_item("乌克兰体育新闻"), False),
     ("-term excludes", "乌克兰 -体育", make_item("乌克兰体育新闻"), False),
     ("-term absent", "乌克兰 -体育", make_item("乌克兰战争"), True),
-    ("NOT scoped to category",
-     "(Ukraine OR 乌克兰) AND NOT category:体育",
-     make_item("乌克兰队获胜", categories=("体育",)), False),
-    ("NOT scoped to category, other category",
-     "(Ukraine OR 乌克兰) AND NOT category:体育",
-     make_item("Ukraine talks", categories=("国际",)), True),
+    (
+        "NOT scoped to category",
+        "(Ukraine OR 乌克兰) AND NOT category:体育",
+        make_item("乌克兰队获胜", categories=("体育",)),
+        False,
+    ),
+    (
+        "NOT scoped to category, other category",
+        "(Ukraine OR 乌克兰) AND NOT category:体育",
+        make_item("Ukraine talks", categories=("国际",)),
+        True,
+    ),
     ("category scope hits category only", "category:体育", make_item("体育"), False),
     ("title scope ignores body", 'title:"特殊关系"', make_item("x", "特殊关系"), False),
     ("title scope phrase", 'title:"特殊关系"', make_item("中俄特殊关系"), True),
     ("content scope", "content:ICC", make_item("ICC", RFI_BODY), True),
     ("summary scope", "summary:法新社", make_item("x", "法新社"), False),
     ("author scope", "author:柯比", make_item("x", author="约翰-柯比"), True),
-    ("url scope, percent-encoded path",
-     "url:国际", make_item("x", url="https://www.rfi.fr/cn/%E5%9B%BD%E9%99%85/1"), True),
-    ("unscoped term ignores url",
-     "国际", make_item("x", url="https://a/%E5%9B%BD%E9%99%85"), False),
+    (
+        "url scope, percent-encoded path",
+        "url:国际",
+        make_item("x", url="https://www.rfi.fr/cn/%E5%9B%BD%E9%99%85/1"),
+        True,
+    ),
+    (
+        "unscoped term ignores url",
+        "国际",
+        make_item("x", url="https://a/%E5%9B%BD%E9%99%85"),
+        False,
+    ),
     ("scoped group", "title:(中俄 OR 美国) 普京", make_item("美国", "普京"), True),
     ("phrase with spaces", '"prime minister"', make_item("The Prime   Minister said"), True),
     ("phrase order matters", '"prime minister"', make_item("minister prime"), False),
@@ -81,8 +111,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("query", "item", "expected"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("query", "item", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_query_matches_table(query: str, item: Item, expected: bool) -> None:
     matches = compile_query(query).match(item, [item.feed_id])
     assert bool(matches) is expected, matches
@@ -133,38 +164,50 @@ def test_sugar_without_query() -> None:
     assert not rules.match(make_item("AI and pain"))
 
 
-@pytest.mark.parametrize(("rule_feeds", "seen_in", "expected"), [
-    ((), ["rfi-cn"], True),
-    (("rfi-tw",), ["rfi-cn"], False),
-    (("rfi-tw",), ["rfi-cn", "rfi-tw"], True),
-    (("rfi-cn",), [], True),  # item.feed_id counts as seen
-])
-def test_rules_limited_to_feeds(rule_feeds: tuple[str, ...], seen_in: list[str],
-                                expected: bool) -> None:
+@pytest.mark.parametrize(
+    ("rule_feeds", "seen_in", "expected"),
+    [
+        ((), ["rfi-cn"], True),
+        (("rfi-tw",), ["rfi-cn"], False),
+        (("rfi-tw",), ["rfi-cn", "rfi-tw"], True),
+        (("rfi-cn",), [], True),  # item.feed_id counts as seen
+    ],
+)
+def test_rules_limited_to_feeds(
+    rule_feeds: tuple[str, ...], seen_in: list[str], expected: bool
+) -> None:
     rules = compile_rules([RuleSpec("r", query="中俄", feeds=rule_feeds)])
     assert bool(rules.match(make_item("中俄"), seen_in)) is expected
 
 
 def test_many_rules_share_keywords_and_keep_config_order() -> None:
-    specs = [RuleSpec(f"r{i}", query=q) for i, q in
-             enumerate(["中俄", "普京 -中俄", "普京", "title:普京", "習近平 OR 中俄", "美国"])]
+    specs = [
+        RuleSpec(f"r{i}", query=q)
+        for i, q in enumerate(
+            ["中俄", "普京 -中俄", "普京", "title:普京", "習近平 OR 中俄", "美国"]
+        )
+    ]
     rules = compile_rules(specs)
     assert rules.names == [s.name for s in specs]
     assert [m.rule for m in rules.match(make_item("中俄峰会：普京"))] == ["r0", "r2", "r3", "r4"]
 
 
-@pytest.mark.parametrize(("query", "line", "column", "fragment"), [
-    ("中俄 AND", 12, 7, "ends too early"),
-    ("中俄 OR )", 12, 7, "unexpected ')'"),
-    ('title:"特殊关系', 12, 7, "unterminated quoted phrase"),
-    ("re:/abc", 12, 1, "unterminated regular expression"),
-    ("中俄\nOR (普京", 13, 7, "ends too early"),
-    ("中俄\nOR re:/a(/", 13, 9, "bad regular expression"),
-    ("title:re:/(abc/", 12, 11, "bad regular expression"),
-    ("x re:/a[b/", 12, 8, "bad regular expression"),
-])
-def test_syntax_errors_name_rule_file_line_and_column(query: str, line: int, column: int,
-                                                       fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "line", "column", "fragment"),
+    [
+        ("中俄 AND", 12, 7, "ends too early"),
+        ("中俄 OR )", 12, 7, "unexpected ')'"),
+        ('title:"特殊关系', 12, 7, "unterminated quoted phrase"),
+        ("re:/abc", 12, 1, "unterminated regular expression"),
+        ("中俄\nOR (普京", 13, 7, "ends too early"),
+        ("中俄\nOR re:/a(/", 13, 9, "bad regular expression"),
+        ("title:re:/(abc/", 12, 11, "bad regular expression"),
+        ("x re:/a[b/", 12, 8, "bad regular expression"),
+    ],
+)
+def test_syntax_errors_name_rule_file_line_and_column(
+    query: str, line: int, column: int, fragment: str
+) -> None:
     spec = RuleSpec("bad-rule", query=query, source="config.yaml", line=12)
     with pytest.raises(RuleError) as err:
         compile_rules([RuleSpec("ok", query="中俄"), spec])
@@ -199,12 +242,15 @@ def test_regex_only_rule_is_evaluated_for_every_item() -> None:
     assert not rules.match(make_item("今年"))
 
 
-@pytest.mark.parametrize(("raw", "folded"), [
-    ("Ｇ７ 峰會", "g7 峰会"),
-    ("烏克蘭  習近平\n臺灣", "乌克兰 习近平 台湾"),
-    ("<p>A&amp;B</p><script>x()</script>", "a&b"),
-    ("Straße", "strasse"),
-])
+@pytest.mark.parametrize(
+    ("raw", "folded"),
+    [
+        ("Ｇ７ 峰會", "g7 峰会"),
+        ("烏克蘭  習近平\n臺灣", "乌克兰 习近平 台湾"),
+        ("<p>A&amp;B</p><script>x()</script>", "a&b"),
+        ("Straße", "strasse"),
+    ],
+)
 def test_normalize_text(raw: str, folded: str) -> None:
     assert normalize_text(raw) == folded
 
@@ -217,7 +263,8 @@ def test_offsets_point_back_to_source_characters(plain: str) -> None:
     for i, ch in enumerate(folded):
         if ch != " ":
             assert fold_text(plain[offsets[i]]).find(ch) >= 0 or ch in fold_text(
-                plain[offsets[i]:offsets[i + 1] + 1])
+                plain[offsets[i] : offsets[i + 1] + 1]
+            )
 
 
 def test_keyword_bytes_straddling_two_characters_do_not_match() -> None:
@@ -238,16 +285,19 @@ def test_astral_characters_keep_hit_offsets() -> None:
     assert not compile_query("AI").match(make_item("😀PAIN"))
 
 
-@pytest.mark.parametrize(("markup", "text"), [
-    ("<a href='x'>foo</a>bar", "foobar"),
-    ("<B>foo</B><SPAN class=x>bar</SPAN>", "foobar"),
-    ("<b>foo</b><br/>bar", "foo bar"),
-    ("<i>foo</i><img src=x>bar", "foo bar"),
-    ("<ARTICLE>foo</ARTICLE>bar", "foo bar"),
-    ("<span>foo</span><section>bar</section>", "foo bar"),
-    ("<p>foo</p><P>bar</P><pre>baz</pre>", "foo bar baz"),
-    ("<strong>习</strong><em>近平</em>", "习近平"),
-    ("a<!-- <p> -->b<script>x<y</script>c", "ab c"),
-])
+@pytest.mark.parametrize(
+    ("markup", "text"),
+    [
+        ("<a href='x'>foo</a>bar", "foobar"),
+        ("<B>foo</B><SPAN class=x>bar</SPAN>", "foobar"),
+        ("<b>foo</b><br/>bar", "foo bar"),
+        ("<i>foo</i><img src=x>bar", "foo bar"),
+        ("<ARTICLE>foo</ARTICLE>bar", "foo bar"),
+        ("<span>foo</span><section>bar</section>", "foo bar"),
+        ("<p>foo</p><P>bar</P><pre>baz</pre>", "foo bar baz"),
+        ("<strong>习</strong><em>近平</em>", "习近平"),
+        ("a<!-- <p> -->b<script>x<y</script>c", "ab c"),
+    ],
+)
 def test_block_tags_separate_inline_tags_do_not(markup: str, text: str) -> None:
     assert html_to_text(markup) == text

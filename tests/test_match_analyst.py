@@ -15,8 +15,9 @@ from monitor.types import Item, RuleSpec
 
 def make_item(title: str = "", content: str = "") -> Item:
     url = "https://www.rfi.fr/cn/x"
-    return Item(key=url, url=url, title=title, published_ms=1679494503000, feed_id="rfi-cn",
-                content=content)
+    return Item(
+        key=url, url=url, title=title, published_ms=1679494503000, feed_id="rfi-cn", content=content
+    )
 
 
 def matches(query: str, title: str = "", content: str = "", **spec: object) -> bool:
@@ -115,14 +116,17 @@ def test_near_snippet_marks_both_hits() -> None:
     assert m.keywords == ("普京 ← 普丁", "习近平")  # in the order of the query
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("a NEAR b", "NEAR needs a distance"),
-    ("a NEAR/0 b", "NEAR distance must be 1 to 1000"),
-    ("a NEAR/2 b NEAR/2 c", "NEAR joins two terms"),
-    ("a NEAR/2 (b AND c)", "each side of NEAR"),
-    ("a NEAR/2 re:/b+/", "regular expression cannot be a side of NEAR"),
-    ("a NEAR/3", "query ends too early"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("a NEAR b", "NEAR needs a distance"),
+        ("a NEAR/0 b", "NEAR distance must be 1 to 1000"),
+        ("a NEAR/2 b NEAR/2 c", "NEAR joins two terms"),
+        ("a NEAR/2 (b AND c)", "each side of NEAR"),
+        ("a NEAR/2 re:/b+/", "regular expression cannot be a side of NEAR"),
+        ("a NEAR/3", "query ends too early"),
+    ],
+)
 def test_near_errors(query: str, message: str) -> None:
     with pytest.raises(RuleError) as e:
         compile_query(query)

@@ -116,9 +116,13 @@ def test_offsets_point_at_the_source_character(text: str) -> None:
     folded, offsets = fold_with_offsets(plain)
     assert len(offsets) == len(folded) + 1 and offsets[-1] == len(plain)
     assert offsets == sorted(offsets)
-    if "\u0f73" in plain or any(unicodedata.combining(c) for c in plain) \
-            or any("\u1100" <= c <= "\u11ff" for c in plain) or "\uff9e" in plain \
-            or "\uff9f" in plain:
+    if (
+        "\u0f73" in plain
+        or any(unicodedata.combining(c) for c in plain)
+        or any("\u1100" <= c <= "\u11ff" for c in plain)
+        or "\uff9e" in plain
+        or "\uff9f" in plain
+    ):
         return  # composition may cross chunks; folded is then re-searched (see docstring)
     assert folded == fold_text(plain)
     # Compare before t2s, which converts phrases ("瞭解" -> "了解", while "瞭" stays):
@@ -135,8 +139,9 @@ T2S_TEXT = "沈默瞭解藉口反覆打坏乾隆乾燥后後里裡面麵髮发�
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.text(alphabet=st.sampled_from(T2S_TEXT + "，。 a\U00020000\U0002f800\ud800"),
-               max_size=20))
+@given(
+    st.text(alphabet=st.sampled_from(T2S_TEXT + "，。 a\U00020000\U0002f800\ud800"), max_size=20)
+)
 def test_to_simplified_equals_opencc(text: str) -> None:
     # Skipping OpenCC for text it would not change must never change the result.
     reference = _T2S.convert(text.replace("\ud800", "\ufffd"))
@@ -144,15 +149,17 @@ def test_to_simplified_equals_opencc(text: str) -> None:
 
 
 def test_a_lone_surrogate_does_not_stop_matching() -> None:
-    item = Item(key="k", url="https://example.org/a", title="烏克蘭\ud800新聞",
-                published_ms=0, feed_id="f")
+    item = Item(
+        key="k", url="https://example.org/a", title="烏克蘭\ud800新聞", published_ms=0, feed_id="f"
+    )
     [m] = compile_query("乌克兰").match(item)
     assert m.snippet == "【烏克蘭】\ud800新聞"
     assert item_fields(item)["title"].folded == "乌克兰\ufffd新闻"
 
 
-words = st.text(alphabet=st.sampled_from('中俄ANDORNOTre:/-"()ab é\t\u3000title'), min_size=1,
-                max_size=8)
+words = st.text(
+    alphabet=st.sampled_from('中俄ANDORNOTre:/-"()ab é\t\u3000title'), min_size=1, max_size=8
+)
 
 
 @settings(max_examples=500, deadline=None)
@@ -167,9 +174,11 @@ def test_one_word_shortcut_agrees_with_the_parser(query: str) -> None:
 # them and their neighbours: skipping OpenCC must never change the result.
 _CHECK = _t2s_check()
 _PHRASES = sorted(_CHECK.phrases) if _CHECK is not None else ["沈默", "瞭解", "藉口", "答覆"]
-_PHRASE_TOKENS = _PHRASES + sorted({p[i:j] for p in _PHRASES for i in range(len(p))
-                                    for j in range(i + 1, len(p) + 1)}) + list(
-    "的了么覆盖沉默坏人，。 a乾後")
+_PHRASE_TOKENS = (
+    _PHRASES
+    + sorted({p[i:j] for p in _PHRASES for i in range(len(p)) for j in range(i + 1, len(p) + 1)})
+    + list("的了么覆盖沉默坏人，。 a乾後")
+)
 
 
 def test_the_phrase_table_is_read_from_the_installed_dictionary() -> None:
@@ -207,8 +216,9 @@ def _fold_step_by_step(text: str) -> tuple[str, bool]:
 
 
 @settings(max_examples=1000, deadline=None)
-@given(st.lists(st.one_of(hard_text, st.sampled_from(_PHRASE_TOKENS), st.text(max_size=6)),
-                max_size=6))
+@given(
+    st.lists(st.one_of(hard_text, st.sampled_from(_PHRASE_TOKENS), st.text(max_size=6)), max_size=6)
+)
 def test_one_scan_fold_equals_step_by_step(parts: list[str]) -> None:
     # Traditional Chinese in the first 256 characters takes the step-by-step path: a long
     # Simplified start makes the one scan see the rest.
@@ -227,7 +237,8 @@ def test_one_scan_fold_equals_step_by_step(parts: list[str]) -> None:
 def test_stepwise_fields_map_offsets_as_fold_with_offsets(texts: list[str], collapse: bool) -> None:
     plains = [" ".join(t.split()) for t in texts] if collapse else texts
     for plain, (folded, aligned, stepwise) in zip(
-            plains, fold_fields(plains, collapsed=collapse), strict=True):
+        plains, fold_fields(plains, collapsed=collapse), strict=True
+    ):
         if stepwise:
             offsets = stepwise_offsets(plain, folded)
             if offsets is not None:
@@ -239,13 +250,56 @@ def test_stepwise_fields_map_offsets_as_fold_with_offsets(texts: list[str], coll
 # html_to_text's tag patterns carry lookaheads that only reject early; the plain ones:
 _REF_BLOCK = re.compile(rf"</?(?:{_alternation(BLOCK_TAGS)})\b[^>]*>")
 _REF_TAG = re.compile(r"</?[A-Za-z][^>]*>|<![^>]*>|<\?[^>]*>")
-_MARKUP = ["<p>", "</p>", "<P class=x>", "<span>", "</span>", "<spanx>", "<span/>",
-           "<a href='<p>'>", '<div title="<p>">', "<br/>", "<BR>", "<img src=x>", "<!-- c -->",
-           "<!x>", "<?pi?>",
-           "<script>x<p>y</script>", "<h1>", "<h1x>", "<h7>", "<sub>", "<section>", "<b>", "<i>",
-           "<u>", "<ul>", "<iframe>", "<strong>", "<em>", "<font>", "<sup>", "<x-p>", "<p-x>",
-           "<p中>", "<table>", "text", "中文", "&amp;", "<", ">", "<<p>>", "< p>", "</", "/",
-           "\u3000", " ", "<dl>", "<dd>", "<li\n>"]
+_MARKUP = [
+    "<p>",
+    "</p>",
+    "<P class=x>",
+    "<span>",
+    "</span>",
+    "<spanx>",
+    "<span/>",
+    "<a href='<p>'>",
+    '<div title="<p>">',
+    "<br/>",
+    "<BR>",
+    "<img src=x>",
+    "<!-- c -->",
+    "<!x>",
+    "<?pi?>",
+    "<script>x<p>y</script>",
+    "<h1>",
+    "<h1x>",
+    "<h7>",
+    "<sub>",
+    "<section>",
+    "<b>",
+    "<i>",
+    "<u>",
+    "<ul>",
+    "<iframe>",
+    "<strong>",
+    "<em>",
+    "<font>",
+    "<sup>",
+    "<x-p>",
+    "<p-x>",
+    "<p中>",
+    "<table>",
+    "text",
+    "中文",
+    "&amp;",
+    "<",
+    ">",
+    "<<p>>",
+    "< p>",
+    "</",
+    "/",
+    "\u3000",
+    " ",
+    "<dl>",
+    "<dd>",
+    "<li\n>",
+]
 
 
 @settings(max_examples=1000, deadline=None)

@@ -19,8 +19,29 @@ from monitor.match import compile_rules, normalize_text
 from monitor.match.normalize import fold_text, is_word_char, to_simplified
 from monitor.types import Item, RuleSpec
 
-WORDS = ["乌克兰", "烏克蘭", "习近平", "習近平", "台湾", "臺灣", "中俄", "普京", "关系", "關係",
-         "体育", "體育", "峰会", "AI", "ai", "pain", "PAIN", "G7", "Ｇ７", "news", "driven"]
+WORDS = [
+    "乌克兰",
+    "烏克蘭",
+    "习近平",
+    "習近平",
+    "台湾",
+    "臺灣",
+    "中俄",
+    "普京",
+    "关系",
+    "關係",
+    "体育",
+    "體育",
+    "峰会",
+    "AI",
+    "ai",
+    "pain",
+    "PAIN",
+    "G7",
+    "Ｇ７",
+    "news",
+    "driven",
+]
 # "…" and "ß" change length when folded, so snippets of such text need an offset map.
 SEPARATORS = ["", "", " ", "-", "，", "。", "&amp;", "  ", "…", "ß", "\u3000", "（"]
 PATTERNS = [r"关系|ai", r"g\d", r"^习", r"峰会$", r"[a-z]+-driven"]
@@ -45,7 +66,8 @@ def cjk_fragment(word: str) -> st.SearchStrategy[str]:
     if is_word_char(word[0]):
         return st.just(word)
     return st.integers(0, len(word) - 1).flatmap(
-        lambda i: st.integers(i + 1, len(word)).map(lambda j: word[i:j]))
+        lambda i: st.integers(i + 1, len(word)).map(lambda j: word[i:j])
+    )
 
 
 keywords = st.sampled_from(WORDS).flatmap(cjk_fragment)
@@ -62,8 +84,9 @@ formulas = st.recursive(
     ),
     max_leaves=6,
 )
-texts = st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from(SEPARATORS)),
-                 max_size=8).map(lambda parts: "".join(w + s for w, s in parts))
+texts = st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from(SEPARATORS)), max_size=8).map(
+    lambda parts: "".join(w + s for w, s in parts)
+)
 
 
 def render(node: object, style: int = 0) -> str:
@@ -80,8 +103,10 @@ def render(node: object, style: int = 0) -> str:
 
 
 def field_texts(item: Item) -> dict[str, str]:
-    return {"title": normalize_text(item.title, markup=False),
-            "content": normalize_text(item.content)}
+    return {
+        "title": normalize_text(item.title, markup=False),
+        "content": normalize_text(item.content),
+    }
 
 
 def keyword_hits(keyword: str, text: str) -> bool:
@@ -131,18 +156,29 @@ def all_leaves(node: object) -> list[Leaf]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(rules=st.lists(st.tuples(formulas, st.integers(0, 3)), min_size=1, max_size=6),
-       title=texts, content=texts, wrap=st.booleans())
-def test_compiled_matcher_agrees_with_reference(rules: list[tuple[object, int]], title: str,
-                                                content: str, wrap: bool) -> None:
+@given(
+    rules=st.lists(st.tuples(formulas, st.integers(0, 3)), min_size=1, max_size=6),
+    title=texts,
+    content=texts,
+    wrap=st.booleans(),
+)
+def test_compiled_matcher_agrees_with_reference(
+    rules: list[tuple[object, int]], title: str, content: str, wrap: bool
+) -> None:
     specs = [RuleSpec(f"r{i}", query=render(f, style)) for i, (f, style) in enumerate(rules)]
     try:
         ruleset = compile_rules(specs)
     except RuleError as e:
         assume("none of its terms" not in str(e))
         raise
-    item = Item(key="k", url="https://example.org/a", title=title, published_ms=0,
-                feed_id="f", content=f"<p>{content}</p>" if wrap else content)
+    item = Item(
+        key="k",
+        url="https://example.org/a",
+        title=title,
+        published_ms=0,
+        feed_id="f",
+        content=f"<p>{content}</p>" if wrap else content,
+    )
     fields = field_texts(item)
     expected: dict[str, set[str]] = {}
     for spec, (formula, _) in zip(specs, rules, strict=True):
@@ -152,7 +188,8 @@ def test_compiled_matcher_agrees_with_reference(rules: list[tuple[object, int]],
         if evaluate(formula, hit):
             expected[spec.name] = {
                 f"re:/{leaf.text}/" if leaf.regex else leaf.text
-                for leaf in positive_leaves(formula) if hit[leaf]
+                for leaf in positive_leaves(formula)
+                if hit[leaf]
             }
     matches = ruleset.match(item, ["f"])
     got = {m.rule: set(m.keywords) for m in matches}
@@ -164,7 +201,7 @@ def test_compiled_matcher_agrees_with_reference(rules: list[tuple[object, int]],
 def assert_snippet_marks_a_hit(snippet: str, labels: tuple[str, ...]) -> None:
     """The text in 【】 is, once folded, one of the keywords or a match of one of the regexes."""
     assert snippet.count("【") == 1 and snippet.count("】") == 1, snippet
-    marked = fold_text(snippet[snippet.index("【") + 1:snippet.index("】")])
+    marked = fold_text(snippet[snippet.index("【") + 1 : snippet.index("】")])
     words = [fold_text(k) for k in labels if not k.startswith("re:/")]
     patterns = [re.compile(to_simplified(k[4:-1]), re.I) for k in labels if k.startswith("re:/")]
     assert marked in words or any(p.fullmatch(marked) for p in patterns), (snippet, labels)

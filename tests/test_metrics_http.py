@@ -36,58 +36,76 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def test_metrics_parse_and_move_with_polls_and_deliveries(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
-    first = [FeedItem(f"中俄新闻 {i}", f"https://www.rfi.fr/cn/m{i}", "<p>x</p>", T0)
-             for i in range(2)]
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
+    first = [
+        FeedItem(f"中俄新闻 {i}", f"https://www.rfi.fr/cn/m{i}", "<p>x</p>", T0) for i in range(2)
+    ]
     feed_server.set_feed("/cn", rss_feed(first))
     port = free_port()
     config = write_config(
-        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
+        tmp_path / "monitor.yaml",
+        db=tmp_path / "monitor.db",
         feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"}],
         channels={"hook": {"urls": [webhook_receiver.apprise_url("/alerts")]}},
         rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["hook"]}],
-        http={"enabled": True, "listen": f"127.0.0.1:{port}"})
+        http={"enabled": True, "listen": f"127.0.0.1:{port}"},
+    )
     with Daemon(config) as daemon:
         daemon.wait_for_line("health and metrics on")
         webhook_receiver.wait_for(2, timeout=10)
         # The second poll answers 304: the status counter gets a second label.
-        wait_until(lambda: value(scrape(port)[0], "feed_monitor_http_responses_total",
-                                 status="304") >= 1, timeout=10)
+        wait_until(
+            lambda: value(scrape(port)[0], "feed_monitor_http_responses_total", status="304") >= 1,
+            timeout=10,
+        )
         before, families = scrape(port)
-        for family in ("feed_monitor_polls:counter", "feed_monitor_fetch_seconds:histogram",
-                       "feed_monitor_http_responses:counter", "feed_monitor_items:counter",
-                       "feed_monitor_rule_matches:counter", "feed_monitor_deliveries:counter",
-                       "feed_monitor_delivery_latency_seconds:histogram",
-                       "feed_monitor_config_reloads:counter", "feed_monitor_alerts:gauge"):
+        for family in (
+            "feed_monitor_polls:counter",
+            "feed_monitor_fetch_seconds:histogram",
+            "feed_monitor_http_responses:counter",
+            "feed_monitor_items:counter",
+            "feed_monitor_rule_matches:counter",
+            "feed_monitor_deliveries:counter",
+            "feed_monitor_delivery_latency_seconds:histogram",
+            "feed_monitor_config_reloads:counter",
+            "feed_monitor_alerts:gauge",
+        ):
             assert family in families
         assert value(before, "feed_monitor_polls_total", feed="cn", outcome="ok") == 1
-        assert value(before, "feed_monitor_polls_total", feed="cn",
-                     outcome="not-modified") >= 1
+        assert value(before, "feed_monitor_polls_total", feed="cn", outcome="not-modified") >= 1
         assert value(before, "feed_monitor_http_responses_total", status="200") == 1
         # Fetch durations by outcome, not by feed: one 200, then 304s.
         assert value(before, "feed_monitor_fetch_seconds_count", outcome="ok") == 1
         assert value(before, "feed_monitor_fetch_seconds_count", outcome="not-modified") >= 1
-        assert not any(name.startswith("feed_monitor_fetch_seconds") and "feed" in dict(labels)
-                       for name, labels in before)
+        assert not any(
+            name.startswith("feed_monitor_fetch_seconds") and "feed" in dict(labels)
+            for name, labels in before
+        )
         assert value(before, "feed_monitor_items_total", feed="cn", kind="new") == 2
         assert value(before, "feed_monitor_rule_matches_total", rule="china-russia") == 2
-        assert value(before, "feed_monitor_deliveries_total", channel="hook",
-                     result="sent") == 2
+        assert value(before, "feed_monitor_deliveries_total", channel="hook", result="sent") == 2
         assert value(before, "feed_monitor_delivery_latency_seconds_count", channel="hook") == 2
         assert value(before, "feed_monitor_alerts", channel="hook", state="sent") == 2
 
         # One more article; the receiver fails once, then takes it; the config is saved.
         webhook_receiver.fail_next(1, status=500)
-        feed_server.set_feed("/cn", rss_feed([
-            FeedItem("中俄峰会", "https://www.rfi.fr/cn/m9", "<p>x</p>", T0 + 1), *first]))
+        feed_server.set_feed(
+            "/cn",
+            rss_feed(
+                [FeedItem("中俄峰会", "https://www.rfi.fr/cn/m9", "<p>x</p>", T0 + 1), *first]
+            ),
+        )
         webhook_receiver.wait_for(3, timeout=10)
         config.write_text(config.read_text(encoding="utf-8") + "\n", encoding="utf-8")
         daemon.wait_for_line("config reloaded")
 
         def moved() -> Samples | None:
             after = scrape(port)[0]
-            done = value(after, "feed_monitor_alerts", channel="hook", state="sent") == 3 \
+            done = (
+                value(after, "feed_monitor_alerts", channel="hook", state="sent") == 3
                 and value(after, "feed_monitor_config_reloads_total", result="ok") == 1
+            )
             return after if done else None
 
         after = wait_until(moved, timeout=5)
@@ -95,25 +113,26 @@ def test_metrics_parse_and_move_with_polls_and_deliveries(
         assert value(after, "feed_monitor_http_responses_total", status="200") == 2
         assert value(after, "feed_monitor_items_total", feed="cn", kind="new") == 3
         assert value(after, "feed_monitor_rule_matches_total", rule="china-russia") == 3
-        assert value(after, "feed_monitor_deliveries_total", channel="hook",
-                     result="failed") == 1
-        assert value(after, "feed_monitor_deliveries_total", channel="hook",
-                     result="sent") == 3
+        assert value(after, "feed_monitor_deliveries_total", channel="hook", result="failed") == 1
+        assert value(after, "feed_monitor_deliveries_total", channel="hook", result="sent") == 3
         assert value(after, "feed_monitor_delivery_latency_seconds_count", channel="hook") == 3
         assert value(after, "feed_monitor_config_reloads_total", result="failed") == 0
         assert daemon.stop() == 0
 
 
 def test_healthz_says_ok_as_json_and_unknown_paths_are_404(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     feed_server.set_feed("/cn", rss_feed([]))
     port = free_port()
     config = write_config(
-        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
+        tmp_path / "monitor.yaml",
+        db=tmp_path / "monitor.db",
         feeds=[{"id": "cn", "url": feed_server.url("/cn")}],
         channels={"console": {"urls": ["console://"]}},
         rules=[{"name": "r", "any": ["中俄"], "notify": ["console"]}],
-        http={"enabled": True, "listen": f"127.0.0.1:{port}"})
+        http={"enabled": True, "listen": f"127.0.0.1:{port}"},
+    )
     with Daemon(config) as daemon:
         daemon.wait_for_line(f"health and metrics on http://127.0.0.1:{port}/")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:

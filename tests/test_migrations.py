@@ -44,12 +44,14 @@ def test_current_revision_is_head_after_start(db_url: str) -> None:
 
 def test_upgrade_from_the_first_schema_keeps_items_and_alerts(db_url: str) -> None:
     database_at(
-        db_url, "0001",
+        db_url,
+        "0001",
         "INSERT INTO items (id, key, url, title, summary, content, author, categories, "
         "published_ms, first_seen_ms, updated_ms) VALUES (1, 'https://x.org/a', "
         "'https://x.org/a', '中俄', '', '', '', '[]', 1, 1, 1)",
         "INSERT INTO alerts (rule, item_id, channel, keywords, snippet, status, attempts, "
-        "created_ms, next_attempt_ms) VALUES ('r', 1, 'mail', '[]', '', 'pending', 0, 1, 1)")
+        "created_ms, next_attempt_ms) VALUES ('r', 1, 'mail', '[]', '', 'pending', 0, 1, 1)",
+    )
     store = Store(db_url)  # upgrades to head at start
     assert store.schema_revision()[0] == migrate.head_revision() != "0001"
     assert store.readouts.counts() == {"items": 1, "alerts": 1}
@@ -66,9 +68,20 @@ def test_migration_0003_title_keys_equal_the_title_keys_of_today() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     t2s = opencc.OpenCC("t2s")
-    titles = ["中俄峰會在莫斯科舉行 普京會見習近平", "中俄峰会在莫斯科举行，普京会见习近平",
-              "示威「嗌咪」拉低口罩", "ＡＢＣ News：Ｇ７", "abc news: g7", "快讯", "", "Live",
-              "&quot;烏克蘭&quot; 戰事 &amp; 談判", "Straße  ﬁnale\tⅣ", "沈默的瞭解 藉口",
-              "x" * 300, "Ukraine\ud800 war"]
+    titles = [
+        "中俄峰會在莫斯科舉行 普京會見習近平",
+        "中俄峰会在莫斯科举行，普京会见习近平",
+        "示威「嗌咪」拉低口罩",
+        "ＡＢＣ News：Ｇ７",
+        "abc news: g7",
+        "快讯",
+        "",
+        "Live",
+        "&quot;烏克蘭&quot; 戰事 &amp; 談判",
+        "Straße  ﬁnale\tⅣ",
+        "沈默的瞭解 藉口",
+        "x" * 300,
+        "Ukraine\ud800 war",
+    ]
     for title in titles:
         assert module._title_key(title, t2s) == title_key(title), title

@@ -25,12 +25,24 @@ def test_nested_outlines_give_feeds_with_folder_paths() -> None:
         ("rfi", "https://www.rfi.fr/cn/rss", "RFI 中文 (简体)", ["News/中文", "Watch list"]),
         ("rfi-2", "https://www.rfi.fr/tw/rss", "RFI 中文 (繁體)", ["News/中文"]),
         ("zaobao", "https://www.zaobao.com.sg/rss/realtime/china", "联合早报", ["News/中文"]),
-        ("bbc-news-world", "http://feeds.bbci.co.uk/news/world/rss.xml", "BBC News - World",
-         ["News/World & Europe"]),
-        ("lemonde", "https://www.lemonde.fr/international/rss_full.xml", None,
-         ["News/World & Europe"]),
-        ("le-monde-fr-actualites", "http://www.lemonde.fr/rss/une.xml",
-         "Le Monde.fr - Actualités", []),
+        (
+            "bbc-news-world",
+            "http://feeds.bbci.co.uk/news/world/rss.xml",
+            "BBC News - World",
+            ["News/World & Europe"],
+        ),
+        (
+            "lemonde",
+            "https://www.lemonde.fr/international/rss_full.xml",
+            None,
+            ["News/World & Europe"],
+        ),
+        (
+            "le-monde-fr-actualites",
+            "http://www.lemonde.fr/rss/une.xml",
+            "Le Monde.fr - Actualités",
+            [],
+        ),
     ]
 
 
@@ -54,17 +66,25 @@ def test_ids_avoid_existing_config_ids() -> None:
 
 
 def test_gbk_encoded_file_is_decoded() -> None:
-    assert load("gbk.opml") == [{
-        "id": "zaobao", "url": "https://www.zaobao.com.sg/rss/realtime/china",
-        "title": "联合早报 即时", "categories": ["新闻"]}]
+    assert load("gbk.opml") == [
+        {
+            "id": "zaobao",
+            "url": "https://www.zaobao.com.sg/rss/realtime/china",
+            "title": "联合早报 即时",
+            "categories": ["新闻"],
+        }
+    ]
 
 
-@pytest.mark.parametrize(("name", "line", "expected"), [
-    ("malformed.opml", 7, "not well-formed XML: mismatched tag"),
-    ("not-opml.xml", 2, "expected an <opml> document, found <rss>"),
-    ("entities.opml", 3, "entity declarations and external entities are not allowed"),
-    ("bad-scheme.opml", 5, "outline 'Old FTP feed' has xmlUrl 'ftp://example.org/feed.xml'"),
-])
+@pytest.mark.parametrize(
+    ("name", "line", "expected"),
+    [
+        ("malformed.opml", 7, "not well-formed XML: mismatched tag"),
+        ("not-opml.xml", 2, "expected an <opml> document, found <rss>"),
+        ("entities.opml", 3, "entity declarations and external entities are not allowed"),
+        ("bad-scheme.opml", 5, "outline 'Old FTP feed' has xmlUrl 'ftp://example.org/feed.xml'"),
+    ],
+)
 def test_bad_files_name_the_file_and_line(name: str, line: int, expected: str) -> None:
     with pytest.raises(OpmlError) as info:
         load(name)
@@ -73,27 +93,35 @@ def test_bad_files_name_the_file_and_line(name: str, line: int, expected: str) -
     assert isinstance(info.value, MonitorError)
 
 
-@pytest.mark.parametrize(("data", "expected"), [
-    (b"", "not well-formed XML"),
-    (b"<opml version='2.0'><head/></opml>", "has no <body>"),
-    (b"<?xml version='1.0' encoding='x-nonsense'?><opml/>", "unknown encoding 'x-nonsense'"),
-    (b"<!DOCTYPE x SYSTEM 'file:///etc/passwd'><opml><body>&ext;</body></opml>",
-     "not allowed"),
-    (b"<!DOCTYPE opml [<!ENTITY ext SYSTEM 'file:///etc/passwd'>]>"
-     b"<opml><body><outline text='&ext;' xmlUrl='https://x.org/'/></body></opml>",
-     "not allowed"),
-])
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", "not well-formed XML"),
+        (b"<opml version='2.0'><head/></opml>", "has no <body>"),
+        (b"<?xml version='1.0' encoding='x-nonsense'?><opml/>", "unknown encoding 'x-nonsense'"),
+        (b"<!DOCTYPE x SYSTEM 'file:///etc/passwd'><opml><body>&ext;</body></opml>", "not allowed"),
+        (
+            b"<!DOCTYPE opml [<!ENTITY ext SYSTEM 'file:///etc/passwd'>]>"
+            b"<opml><body><outline text='&ext;' xmlUrl='https://x.org/'/></body></opml>",
+            "not allowed",
+        ),
+    ],
+)
 def test_unusable_documents_are_errors(data: bytes, expected: str) -> None:
     with pytest.raises(OpmlError, match=re.escape(expected)):
         opml_to_feeds(data, "in.opml")
 
 
 def test_feed_scheme_doctype_without_entities_and_feeds_inside_feeds() -> None:
-    data = (b"<!DOCTYPE opml><opml><body>"
-            b"<outline text='a' xmlUrl='feed:https://x.org/rss'>"
-            b"<outline text='Inner' xmlUrl='https://y.org/rss'/></outline></body></opml>")
+    data = (
+        b"<!DOCTYPE opml><opml><body>"
+        b"<outline text='a' xmlUrl='feed:https://x.org/rss'>"
+        b"<outline text='Inner' xmlUrl='https://y.org/rss'/></outline></body></opml>"
+    )
     assert [(f["id"], f["url"], f["categories"]) for f in opml_to_feeds(data, "f.opml")] == [
-        ("x", "https://x.org/rss", []), ("inner", "https://y.org/rss", [])]
+        ("x", "https://x.org/rss", []),
+        ("inner", "https://y.org/rss", []),
+    ]
 
 
 def test_empty_body_gives_no_feeds() -> None:
@@ -101,17 +129,24 @@ def test_empty_body_gives_no_feeds() -> None:
     assert feeds_to_yaml([]) == "feeds: []\n"
 
 
-@pytest.mark.parametrize(("title", "url", "taken", "expected"), [
-    ("RFI 中文 (简体)", "https://www.rfi.fr/cn/rss", (), "rfi"),
-    ("RFI 中文 (简体)", "https://www.rfi.fr/cn/rss", ("rfi", "rfi-2"), "rfi-3"),
-    ("联合早报", "https://www.zaobao.com.sg/rss", (), "zaobao"),
-    (None, "http://feeds.bbci.co.uk/news/rss.xml", (), "bbci"),
-    ("", "https://news.google.com/rss", (), "news-google"),
-    ("", "http://127.0.0.1:8080/feed.xml", (), "127-0-0-1"),
-    ("Économie & Société", "https://x.fr/rss", (), "economie-societe"),
-    ("A very long title that goes on and on past the limit", "https://x/", (),
-     "a-very-long-title-that-goes-on"),
-])
+@pytest.mark.parametrize(
+    ("title", "url", "taken", "expected"),
+    [
+        ("RFI 中文 (简体)", "https://www.rfi.fr/cn/rss", (), "rfi"),
+        ("RFI 中文 (简体)", "https://www.rfi.fr/cn/rss", ("rfi", "rfi-2"), "rfi-3"),
+        ("联合早报", "https://www.zaobao.com.sg/rss", (), "zaobao"),
+        (None, "http://feeds.bbci.co.uk/news/rss.xml", (), "bbci"),
+        ("", "https://news.google.com/rss", (), "news-google"),
+        ("", "http://127.0.0.1:8080/feed.xml", (), "127-0-0-1"),
+        ("Économie & Société", "https://x.fr/rss", (), "economie-societe"),
+        (
+            "A very long title that goes on and on past the limit",
+            "https://x/",
+            (),
+            "a-very-long-title-that-goes-on",
+        ),
+    ],
+)
 def test_feed_slug(title: str | None, url: str, taken: tuple[str, ...], expected: str) -> None:
     slug = feed_slug(title, url, taken)
     assert slug == expected
@@ -132,8 +167,7 @@ def test_printed_yaml_is_valid_config_with_folders_as_comments() -> None:
 
 
 def test_yaml_quotes_titles_that_would_not_read_back() -> None:
-    feeds = [{"id": "x", "url": "https://x.org/rss", "title": "yes: no # [1]",
-              "categories": []}]
+    feeds = [{"id": "x", "url": "https://x.org/rss", "title": "yes: no # [1]", "categories": []}]
     assert yaml.safe_load(feeds_to_yaml(feeds))["feeds"][0]["title"] == "yes: no # [1]"
 
 

@@ -46,8 +46,9 @@ DOCS = REPO / "docs" / "parsing.md"
 
 # Fields of feedparser's result the project does not keep, and why: one table, matched
 # (fnmatch) against the dotted path an Expect names, after ``X_detail.value`` -> ``X``.
-_DETAIL = ("the project keeps a text field's value; its declared type, xml:base and "
-           "language are not kept")
+_DETAIL = (
+    "the project keeps a text field's value; its declared type, xml:base and language are not kept"
+)
 _SUBTITLE = "a feed's subtitle (tagline, description, info) is not kept"
 _RIGHTS = "rights (copyright) are not kept"
 _PEOPLE = "people other than the entry author (and their URLs and e-mail) are not kept"
@@ -91,7 +92,7 @@ NOT_KEPT: dict[str, str] = {
     "feed.docs": "the documentation URL of RSS is not kept",
     "feed.newlocation": "a feed's announced new location is not kept",
     "entries.guidislink": "whether a guid is a permalink is used (a permalink guid is the link) "
-                          "but not kept",
+    "but not kept",
     "feed.image*": "images and icons are not kept",
     "feed.icon": "images and icons are not kept",
     "feed.logo": "images and icons are not kept",
@@ -104,37 +105,57 @@ NOT_KEPT: dict[str, str] = {
     "entries.license": "licences are not kept",
     "*.content.src": "content published elsewhere (src) is neither fetched nor kept",
     "*.thr_in-reply-to*": "elements of other namespaces (threading, unknown ones) are not kept",
-    "entries.madeup_element": "elements of other namespaces (threading, unknown ones) are "
-                              "not kept",
+    "entries.madeup_element": "elements of other namespaces (threading, unknown ones) are not kept",
 }
 
 # Paths the view holds (after ``X_detail.value`` -> ``X``).
-KEPT = frozenset({
-    "bozo", "entries", "feed",
-    "entries.title", "entries.link", "entries.id", "entries.guid",
-    "entries.summary", "entries.description", "entries.content", "entries.content.value",
-    "entries.author", "entries.tags", "entries.tags.term", "entries.category",
-    "entries.published_parsed", "entries.updated_parsed",
-    "feed.title", "feed.link",
-})
+KEPT = frozenset(
+    {
+        "bozo",
+        "entries",
+        "feed",
+        "entries.title",
+        "entries.link",
+        "entries.id",
+        "entries.guid",
+        "entries.summary",
+        "entries.description",
+        "entries.content",
+        "entries.content.value",
+        "entries.author",
+        "entries.tags",
+        "entries.tags.term",
+        "entries.category",
+        "entries.published_parsed",
+        "entries.updated_parsed",
+        "feed.title",
+        "feed.link",
+    }
+)
 
 # What the project reads differently from feedparser on purpose, and why. An Expect that
 # fails on the project's view but holds once one of these differences is allowed for is an
 # intended difference: titles compared as plain text, HTML compared after feedparser's own
 # post-processing. Files that need more are listed by name below.
-PLAIN_TITLES = ("titles are plain text: tags are dropped, escaped markup too (mirrors "
-                "double-escape titles), entities decoded; feedparser keeps sanitized HTML")
-HTML_AS_PUBLISHED = ("summary and content are stored as published; feedparser resolves "
-                     "relative URIs inside the HTML and re-serializes it while sanitizing "
-                     "(templates and the matcher read the text)")
-_ID_AS_WRITTEN = ("an entry id is kept as written, not resolved against the feed's URL: it "
-                  "is an identity, and a key must not change when a feed moves")
+PLAIN_TITLES = (
+    "titles are plain text: tags are dropped, escaped markup too (mirrors "
+    "double-escape titles), entities decoded; feedparser keeps sanitized HTML"
+)
+HTML_AS_PUBLISHED = (
+    "summary and content are stored as published; feedparser resolves "
+    "relative URIs inside the HTML and re-serializes it while sanitizing "
+    "(templates and the matcher read the text)"
+)
+_ID_AS_WRITTEN = (
+    "an entry id is kept as written, not resolved against the feed's URL: it "
+    "is an identity, and a key must not change when a feed moves"
+)
 INTENDED: dict[str, str] = {
     "atom10/tag_in_attr.xml": "a title that is only an image has no plain text: no title",
     "base/http_entry_id_base_content_location.xml": _ID_AS_WRITTEN,
     "base/http_entry_id_base_docuri.xml": _ID_AS_WRITTEN,
     "base/rel_uri_with_unicode_character.xml": HTML_AS_PUBLISHED + "; here against the "
-                                               "channel's xml:base",
+    "channel's xml:base",
 }
 
 
@@ -217,19 +238,18 @@ def _entry_view(item: Item, rule: str, base: str) -> View:
     if rule == HTML_AS_PUBLISHED:
         summary, content = _post_processed(summary, base), _post_processed(content, base)
     if summary:
-        view.update(summary=summary, description=summary,
-                    summary_detail=View(value=summary))
+        view.update(summary=summary, description=summary, summary_detail=View(value=summary))
     if content:
         view["content"] = [View(value=content)]
     if item.author:
         view["author"] = item.author
     if item.categories:
-        view.update(tags=[View(term=c) for c in item.categories],
-                    category=item.categories[0])
+        view.update(tags=[View(term=c) for c in item.categories], category=item.categories[0])
     if item.published_ms != NOW:
         # One time per item: the publish time, else the update time.
-        view.update(published_parsed=_time(item.published_ms),
-                    updated_parsed=_time(item.published_ms))
+        view.update(
+            published_parsed=_time(item.published_ms), updated_parsed=_time(item.published_ms)
+        )
     return view
 
 
@@ -249,8 +269,9 @@ class Reading:
         if self.parsed.link:
             feed["link"] = self.parsed.link
         bozo = any(w.startswith("not well-formed") for w in self.parsed.warnings)
-        return View(bozo=bozo, feed=feed,
-                    entries=[_entry_view(i, rule, self.base) for i in self.items])
+        return View(
+            bozo=bozo, feed=feed, entries=[_entry_view(i, rule, self.base) for i in self.items]
+        )
 
 
 def read(path: Path) -> Reading:
@@ -289,9 +310,13 @@ def _paths(tree: ast.AST) -> Iterator[tuple[str, ...]]:
         return None
 
     def visit(node: ast.AST) -> Iterator[tuple[str, ...]]:
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "has_key" and node.args
-                and isinstance(node.args[0], ast.Constant)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "has_key"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             head = chain(node.func.value)
             if head is not None:
                 yield (*head, str(node.args[0].value))
@@ -333,10 +358,34 @@ def not_kept(path: str) -> str | None:
 
 
 _FUNCTIONS = {"len", "datetime"}
-_NODES = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub,
-          ast.Compare, ast.Eq, ast.NotEq, ast.In, ast.NotIn, ast.Is, ast.IsNot, ast.Lt,
-          ast.Gt, ast.LtE, ast.GtE, ast.Name, ast.Load, ast.Constant, ast.Subscript,
-          ast.Attribute, ast.Call, ast.Tuple, ast.List)
+_NODES = (
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.Compare,
+    ast.Eq,
+    ast.NotEq,
+    ast.In,
+    ast.NotIn,
+    ast.Is,
+    ast.IsNot,
+    ast.Lt,
+    ast.Gt,
+    ast.LtE,
+    ast.GtE,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.Subscript,
+    ast.Attribute,
+    ast.Call,
+    ast.Tuple,
+    ast.List,
+)
 
 
 def evaluate(expr: str, view: View) -> bool:
@@ -359,7 +408,8 @@ def _feedparser_result(path: Path) -> Any:
     base = _doc_uri(path)
     if base:  # as if fetched from there: feedparser joins its URL with Content-Location
         response["content-location"] = feedparser.urls.make_safe_absolute_uri(
-            base, response.get("content-location", ""))
+            base, response.get("content-location", "")
+        )
     return feedparser.parse(io.BytesIO(body), response_headers=response)
 
 

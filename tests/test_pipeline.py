@@ -25,14 +25,24 @@ def once(config: Path) -> OnceReport:
     return Daemon.open(str(config)).once()
 
 
-def setup(tmp_path: Path, feed_server: FeedServer, hook: WebhookReceiver,
-          paths: dict[str, str], backlog: str = "all", **rule: Any) -> Path:
+def setup(
+    tmp_path: Path,
+    feed_server: FeedServer,
+    hook: WebhookReceiver,
+    paths: dict[str, str],
+    backlog: str = "all",
+    **rule: Any,
+) -> Path:
     return write_config(
-        tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
-        feeds=[{"id": fid, "url": feed_server.url(path), "backlog": backlog}
-               for fid, path in paths.items()],
+        tmp_path / "monitor.yaml",
+        db=tmp_path / "monitor.db",
+        feeds=[
+            {"id": fid, "url": feed_server.url(path), "backlog": backlog}
+            for fid, path in paths.items()
+        ],
         channels={"hook": {"urls": [hook.apprise_url("/alerts")]}},
-        rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["hook"], **rule}])
+        rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["hook"], **rule}],
+    )
 
 
 def titles(hook: WebhookReceiver) -> list[str]:
@@ -40,9 +50,9 @@ def titles(hook: WebhookReceiver) -> list[str]:
 
 
 def test_items_sharing_one_timestamp_are_each_alerted_once(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
-    batch = [FeedItem(f"中俄 {i}", f"https://www.rfi.fr/cn/s{i}", "<p>x</p>", T0)
-             for i in range(6)]
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
+    batch = [FeedItem(f"中俄 {i}", f"https://www.rfi.fr/cn/s{i}", "<p>x</p>", T0) for i in range(6)]
     feed_server.set_feed("/cn", rss_feed(batch))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
     assert once(config).delivery.sent == 6
@@ -52,9 +62,13 @@ def test_items_sharing_one_timestamp_are_each_alerted_once(
 
 
 def test_http_https_and_double_slash_variants_give_one_alert(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
-    variants = ["https://www.rfi.fr/cn/%E4%B8%AD%E5%9B%BD/x", "http://www.rfi.fr/cn/中国/x",
-                "https://www.rfi.fr//cn//%E4%B8%AD%E5%9B%BD/x?xtor=RSS-1"]
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
+    variants = [
+        "https://www.rfi.fr/cn/%E4%B8%AD%E5%9B%BD/x",
+        "http://www.rfi.fr/cn/中国/x",
+        "https://www.rfi.fr//cn//%E4%B8%AD%E5%9B%BD/x?xtor=RSS-1",
+    ]
     feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", variants[0], "", T0)]))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
     once(config)
@@ -65,7 +79,8 @@ def test_http_https_and_double_slash_variants_give_one_alert(
 
 
 def test_item_in_two_feeds_gives_one_alert_naming_both(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     story = FeedItem("中俄峰会", "https://www.rfi.fr/cn/summit", "<p>x</p>", T0)
     feed_server.set_feed("/cn", rss_feed([story]))
     feed_server.set_feed("/intl", rss_feed([story]))
@@ -76,9 +91,12 @@ def test_item_in_two_feeds_gives_one_alert_naming_both(
     assert "cn" in alert.json["message"] and "intl" in alert.json["message"]
 
 
-def test_a_304_response_is_not_parsed(tmp_path: Path, feed_server: FeedServer,
-                                      webhook_receiver: WebhookReceiver,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_304_response_is_not_parsed(
+    tmp_path: Path,
+    feed_server: FeedServer,
+    webhook_receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", "https://x.org/a", "", T0)]))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
     parsed: list[str] = []
@@ -99,7 +117,8 @@ def test_a_304_response_is_not_parsed(tmp_path: Path, feed_server: FeedServer,
 
 
 def test_first_poll_records_backlog_and_later_items_alert(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     old = [FeedItem(f"中俄旧闻 {i}", f"https://x.org/old{i}", "", T0) for i in range(3)]
     feed_server.set_feed("/cn", rss_feed(old))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"}, backlog="none")
@@ -112,12 +131,15 @@ def test_first_poll_records_backlog_and_later_items_alert(
 
 
 def test_backlog_window_alerts_only_recent_items(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     import time
 
     now = int(time.time() * 1000)
-    items = [FeedItem("中俄 recent", "https://x.org/r", "", now - 3600_000),
-             FeedItem("中俄 old", "https://x.org/o", "", now - 3 * 86400_000)]
+    items = [
+        FeedItem("中俄 recent", "https://x.org/r", "", now - 3600_000),
+        FeedItem("中俄 old", "https://x.org/o", "", now - 3 * 86400_000),
+    ]
     feed_server.set_feed("/cn", rss_feed(items))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"}, backlog="24h")
     once(config)
@@ -125,33 +147,39 @@ def test_backlog_window_alerts_only_recent_items(
 
 
 def test_update_alerts_only_when_a_rule_newly_matches(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     url = "https://x.org/story"
     feed_server.set_feed("/cn", rss_feed([FeedItem("法国新闻", url, "<p>巴黎</p>", T0)]))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
     once(config)
     assert webhook_receiver.received == []
-    feed_server.set_feed("/cn", rss_feed([FeedItem("法国新闻（更新）", url,
-                                                   "<p>中俄关系</p>", T0 + 60_000)]))
+    feed_server.set_feed(
+        "/cn", rss_feed([FeedItem("法国新闻（更新）", url, "<p>中俄关系</p>", T0 + 60_000)])
+    )
     assert once(config).ingest.updated == 1
-    feed_server.set_feed("/cn", rss_feed([FeedItem("法国新闻（再更新）", url,
-                                                   "<p>中俄关系 又</p>", T0 + 120_000)]))
+    feed_server.set_feed(
+        "/cn", rss_feed([FeedItem("法国新闻（再更新）", url, "<p>中俄关系 又</p>", T0 + 120_000)])
+    )
     assert once(config).ingest.updated == 1
     assert titles(webhook_receiver) == ["[china-russia] 法国新闻（更新）"]
 
 
-def test_rules_limited_to_feeds(tmp_path: Path, feed_server: FeedServer,
-                                webhook_receiver: WebhookReceiver) -> None:
+def test_rules_limited_to_feeds(
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     feed_server.set_feed("/cn", rss_feed([FeedItem("中俄 A", "https://x.org/a", "", T0)]))
     feed_server.set_feed("/tw", rss_feed([FeedItem("中俄 B", "https://x.org/b", "", T0)]))
-    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn", "tw": "/tw"},
-                   feeds=["tw"])
+    config = setup(
+        tmp_path, feed_server, webhook_receiver, {"cn": "/cn", "tw": "/tw"}, feeds=["tw"]
+    )
     once(config)
     assert titles(webhook_receiver) == ["[china-russia] 中俄 B"]
 
 
 def test_failed_delivery_is_retried_not_lost(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", "https://x.org/a", "", T0)]))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
     webhook_receiver.fail_next(1, status=500)
@@ -166,7 +194,8 @@ def test_failed_delivery_is_retried_not_lost(
 
 
 def test_poll_feed_takes_its_times_from_the_clock(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", "https://x.org/a", "", T0)]))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
     clock = FakeClock(start_ms=T0)
@@ -183,7 +212,8 @@ def test_poll_feed_takes_its_times_from_the_clock(
 
 
 def test_a_lone_surrogate_reference_costs_one_character_not_the_feed(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     bad = FeedItem("", "https://x.org/bad", "", T0, raw_title_xml="中俄 x&#xD800;y")
     good = FeedItem("中俄 good", "https://x.org/good", "", T0)
     feed_server.set_feed("/cn", rss_feed([bad, good]))
@@ -194,7 +224,8 @@ def test_a_lone_surrogate_reference_costs_one_character_not_the_feed(
 
 
 def test_an_unexpected_error_in_a_poll_is_a_failure_of_the_feed(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     feed_server.set_feed("/cn", rss_feed([FeedItem("中俄", "https://x.org/a", "", T0)]))
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
     clock = FakeClock(start_ms=T0)
@@ -206,8 +237,9 @@ def test_an_unexpected_error_in_a_poll_is_a_failure_of_the_feed(
     parts.parser = broken_parser
     try:
         for failures in (1, 2):
-            [row] = parts.store.feeds.claim_due(parts.owner, clock.now_ms(), 1, 60_000, ["cn"],
-                                                due_ms=2**62)
+            [row] = parts.store.feeds.claim_due(
+                parts.owner, clock.now_ms(), 1, 60_000, ["cn"], due_ms=2**62
+            )
             result = poll_feed(parts, parts.runtime, row, clock.now_ms())
             assert result.outcome is PollOutcome.ERROR
             [stored] = parts.store.readouts.feed_rows()
@@ -222,16 +254,18 @@ def test_an_unexpected_error_in_a_poll_is_a_failure_of_the_feed(
 
 
 def test_an_undated_entry_keeps_its_first_seen_time_and_alerts_once(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     def serve(date: str = "") -> None:
-        undated = (f"<item><title>中俄 undated</title><link>https://x.org/u</link>{date}"
-                   "<description>x</description></item>")
+        undated = (
+            f"<item><title>中俄 undated</title><link>https://x.org/u</link>{date}"
+            "<description>x</description></item>"
+        )
         # No ETag, no Last-Modified: every poll gets the whole body again.
         feed_server.set_feed("/cn", rss_feed([undated]), etag=False, last_modified=False)
 
     serve()
-    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"},
-                   on_update="always")
+    config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"}, on_update="always")
     clock = FakeClock(start_ms=T0)
 
     def poll() -> OnceReport:
@@ -257,12 +291,14 @@ def test_an_undated_entry_keeps_its_first_seen_time_and_alerts_once(
 
 
 def _rss(items: str) -> str:
-    return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>{items}' \
-           "</channel></rss>"
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>{items}</channel></rss>'
+    )
 
 
 def test_malformed_urls_in_a_feed_spare_its_good_items(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     # One entry whose guid is no URL (feedparser's item_guid_isPermaLink_ValueError.xml)
     # used to fail the whole poll with "ValueError: Invalid IPv6 URL".
     body = _rss(
@@ -271,7 +307,8 @@ def test_malformed_urls_in_a_feed_spare_its_good_items(
         "</guid></item>"
         "<item><title>中俄 bad link</title><link>http://[::1/broken</link></item>"
         '<item xml:base="http://[bad/"><title>中俄 bad base</title><link>story/9</link>'
-        '<enclosure url="http://[bad/a.mp3" type="audio/mpeg" length="1"/></item>')
+        '<enclosure url="http://[bad/a.mp3" type="audio/mpeg" length="1"/></item>'
+    )
     # Moved: relative links resolve against the URL after the redirect.
     feed_server.set_feed("/new/rss", body)
     feed_server.set_redirect("/cn", "/new/rss")
@@ -280,17 +317,23 @@ def test_malformed_urls_in_a_feed_spare_its_good_items(
     assert [r.outcome for r in report.results] == ["ok-with-warnings"]
     assert report.ingest.new == 3  # the bad link without an id is skipped
     received = {r.json["title"]: r.json["message"] for r in webhook_receiver.received}
-    assert set(received) == {"[china-russia] 中俄 good", "[china-russia] 中俄 bad guid",
-                             "[china-russia] 中俄 bad base"}
+    assert set(received) == {
+        "[china-russia] 中俄 good",
+        "[china-russia] 中俄 bad guid",
+        "[china-russia] 中俄 bad base",
+    }
     assert "https://www.rfi.fr/cn/good" in received["[china-russia] 中俄 good"]
     assert feed_server.url("/new/story/9") in received["[china-russia] 中俄 bad base"]
 
 
 def test_relative_links_resolve_against_content_location(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     feed_server.set_feed(
-        "/cn", _rss("<item><title>中俄 relative</title><link>20230322-a</link></item>"),
-        headers={"Content-Location": "https://www.rfi.fr/cn/"})
+        "/cn",
+        _rss("<item><title>中俄 relative</title><link>20230322-a</link></item>"),
+        headers={"Content-Location": "https://www.rfi.fr/cn/"},
+    )
     config = setup(tmp_path, feed_server, webhook_receiver, {"cn": "/cn"})
     once(config)
     [alert] = webhook_receiver.received

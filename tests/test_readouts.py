@@ -22,8 +22,12 @@ def seeded(store: Store, n: int = 23) -> None:
     rules = MatchingFunctions(two_rules, route({"all": ["mail", "chat"], "tenth": ["mail"]}))
     for i in range(n):
         feed = "tw" if i % 2 else "cn"
-        store.items.ingest(feed, [item(f"https://www.rfi.fr/a/{i}", T0 + i * 1000,
-                                       f"标题 {i}", feed)], T0 + i * 1000, rules)
+        store.items.ingest(
+            feed,
+            [item(f"https://www.rfi.fr/a/{i}", T0 + i * 1000, f"标题 {i}", feed)],
+            T0 + i * 1000,
+            rules,
+        )
 
 
 def all_pages(store: Store, where: AlertFilter, size: int) -> list[list[tuple[str, str]]]:
@@ -67,8 +71,7 @@ def test_feed_items_and_rule_matches(store: Store) -> None:
     seeded(store)
     shown = store.readouts.feed_items("cn", 3)
     assert [s.title for s in shown] == ["标题 22", "标题 20", "标题 18"]
-    assert sorted(store.readouts.rule_match_times("tenth", T0)) == [T0, T0 + 10_000,
-                                                                     T0 + 20_000]
+    assert sorted(store.readouts.rule_match_times("tenth", T0)) == [T0, T0 + 10_000, T0 + 20_000]
     recent = store.readouts.recent_matches("tenth", 2)
     assert [m.item.url for m in recent] == ["https://www.rfi.fr/a/20", "https://www.rfi.fr/a/10"]
     assert recent[0].keywords == ("中俄",) and recent[0].alerted

@@ -35,11 +35,14 @@ def health(port: int) -> tuple[int, dict[str, Any]]:
 
 
 def test_edits_apply_within_5_s_and_bad_edits_are_refused_until_fixed(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
-    feed_server.set_feed("/a", rss_feed([FeedItem("法国新闻", "https://www.rfi.fr/cn/a0",
-                                                  "<p>巴黎</p>", T0)]))
-    feed_server.set_feed("/b", rss_feed([FeedItem("乌克兰局势", "https://www.rfi.fr/cn/b0",
-                                                  "<p>基辅</p>", T0)]))
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
+    feed_server.set_feed(
+        "/a", rss_feed([FeedItem("法国新闻", "https://www.rfi.fr/cn/a0", "<p>巴黎</p>", T0)])
+    )
+    feed_server.set_feed(
+        "/b", rss_feed([FeedItem("乌克兰局势", "https://www.rfi.fr/cn/b0", "<p>基辅</p>", T0)])
+    )
     port = free_port()
     path = tmp_path / "monitor.yaml"
     feed_a = {"id": "a", "url": feed_server.url("/a")}
@@ -48,9 +51,15 @@ def test_edits_apply_within_5_s_and_bad_edits_are_refused_until_fixed(
     new_rule = {"name": "ukraine", "any": ["乌克兰"], "notify": ["hook"]}
 
     def save(feeds: list[dict[str, Any]], rules: list[dict[str, Any]], **extra: Any) -> None:
-        write_config(path, db=tmp_path / "monitor.db", feeds=feeds, rules=rules,
-                     channels={"hook": {"urls": [webhook_receiver.apprise_url("/alerts")]}},
-                     http={"enabled": True, "listen": f"127.0.0.1:{port}"}, **extra)
+        write_config(
+            path,
+            db=tmp_path / "monitor.db",
+            feeds=feeds,
+            rules=rules,
+            channels={"hook": {"urls": [webhook_receiver.apprise_url("/alerts")]}},
+            http={"enabled": True, "listen": f"127.0.0.1:{port}"},
+            **extra,
+        )
 
     save([feed_a], [old_rule])
     with Daemon(path) as daemon:
@@ -71,20 +80,26 @@ def test_edits_apply_within_5_s_and_bad_edits_are_refused_until_fixed(
         # Broken YAML: refused with file:line, /healthz turns 503 with the reason.
         good_text = path.read_text(encoding="utf-8")
         bad_line = line_of(path, "  jitter: 0")
-        path.write_text(good_text.replace("  jitter: 0\n", "  jitter: 0: 1\n"),
-                        encoding="utf-8")
+        path.write_text(good_text.replace("  jitter: 0\n", "  jitter: 0: 1\n"), encoding="utf-8")
         daemon.wait_for_line("config reload failed")
         [failed] = [line for line in daemon.lines if "config reload failed" in line]
         assert f"{path}:{bad_line} invalid YAML" in failed
         status, report = health(port)
         assert status == 503
-        assert any(p.startswith(f"config reload failed: {path}:{bad_line}")
-                   for p in report["problems"])
+        assert any(
+            p.startswith(f"config reload failed: {path}:{bad_line}") for p in report["problems"]
+        )
 
         # The running config keeps working: a new article alerts under the old rule.
-        feed_server.set_feed("/a", rss_feed([
-            FeedItem("中俄峰会", "https://www.rfi.fr/cn/a1", "<p>莫斯科</p>", T0 + 1000),
-            FeedItem("法国新闻", "https://www.rfi.fr/cn/a0", "<p>巴黎</p>", T0)]))
+        feed_server.set_feed(
+            "/a",
+            rss_feed(
+                [
+                    FeedItem("中俄峰会", "https://www.rfi.fr/cn/a1", "<p>莫斯科</p>", T0 + 1000),
+                    FeedItem("法国新闻", "https://www.rfi.fr/cn/a0", "<p>巴黎</p>", T0),
+                ]
+            ),
+        )
         received = webhook_receiver.wait_for(2, timeout=10)
         assert received[1].json["title"] == "[china-russia] 中俄峰会"
 
@@ -107,24 +122,28 @@ def test_edits_apply_within_5_s_and_bad_edits_are_refused_until_fixed(
 
 
 def test_removed_feed_stops_changed_interval_applies_and_a_removed_channel_keeps_its_alerts(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver,
-        smtp_sink: SmtpSink) -> None:
-    story = [FeedItem(f"中俄新闻 {i}", f"https://www.rfi.fr/cn/k{i}", "<p>x</p>", T0)
-             for i in range(2)]
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver, smtp_sink: SmtpSink
+) -> None:
+    story = [
+        FeedItem(f"中俄新闻 {i}", f"https://www.rfi.fr/cn/k{i}", "<p>x</p>", T0) for i in range(2)
+    ]
     feed_server.set_feed("/keep", rss_feed(story))
     path = tmp_path / "monitor.yaml"
     hook = {"urls": [webhook_receiver.apprise_url("/alerts")]}
     mail = {"urls": [smtp_sink.apprise_url()]}
     with FeedServer() as slow:  # its own server: its in_flight counts only this feed
         slow.set_feed("/gone", rss_feed([FeedItem("天气", "https://x.org/w", "", T0)]))
-        keep = {"id": "keep", "url": feed_server.url("/keep"), "backlog": "all",
-                "interval": "60s"}
+        keep = {"id": "keep", "url": feed_server.url("/keep"), "backlog": "all", "interval": "60s"}
         gone = {"id": "gone", "url": slow.url("/gone"), "interval": "0.5s"}
 
         def save(feeds: list[dict[str, Any]], channels: dict[str, Any]) -> None:
-            write_config(path, db=tmp_path / "monitor.db", feeds=feeds, channels=channels,
-                         rules=[{"name": "china-russia", "any": ["中俄"],
-                                 "notify": list(channels)}])
+            write_config(
+                path,
+                db=tmp_path / "monitor.db",
+                feeds=feeds,
+                channels=channels,
+                rules=[{"name": "china-russia", "any": ["中俄"], "notify": list(channels)}],
+            )
 
         smtp_sink.stop()  # mail alerts wait in the outbox
         save([keep, gone], {"hook": hook, "mail": mail})
@@ -150,9 +169,15 @@ def test_removed_feed_stops_changed_interval_applies_and_a_removed_channel_keeps
             [mail_row] = [c for c in report["channels"] if c["name"] == "mail"]
             assert mail_row["configured"] is False
             assert mail_row["pending"] + mail_row["retrying"] == 2 and mail_row["dead"] == 0
-            table = subprocess.run([sys.executable, "-m", "monitor", "status", "-c", str(path)],
-                                   cwd=REPO, capture_output=True, text=True, encoding="utf-8",
-                                   check=True, env={**os.environ, "COLUMNS": "200"}).stdout
+            table = subprocess.run(
+                [sys.executable, "-m", "monitor", "status", "-c", str(path)],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                encoding="utf-8",
+                check=True,
+                env={**os.environ, "COLUMNS": "200"},
+            ).stdout
             assert "mail (not configured)" in table
 
             # The channel comes back (and its server): the waiting alerts go out.
@@ -160,7 +185,9 @@ def test_removed_feed_stops_changed_interval_applies_and_a_removed_channel_keeps
             save([keep], {"hook": hook, "mail": mail})
             mails = smtp_sink.wait_for(2, timeout=10)
             assert daemon.stop() == 0
-    assert sorted(m.subject for m in mails) == ["[china-russia] 中俄新闻 0",
-                                                "[china-russia] 中俄新闻 1"]
+    assert sorted(m.subject for m in mails) == [
+        "[china-russia] 中俄新闻 0",
+        "[china-russia] 中俄新闻 1",
+    ]
     assert len(webhook_receiver.received) == 2
     assert "Traceback" not in daemon.output

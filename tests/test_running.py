@@ -29,26 +29,41 @@ PG_DOWN = "postgresql+psycopg://monitor:hunter2secret@127.0.0.1:1/monitor"
 
 
 def feed_config(tmp_path: Path, feed_server: FeedServer, **extra: object) -> Path:
-    feed_server.set_feed("/cn", rss_feed([FeedItem("中俄新闻", "https://www.rfi.fr/cn/1",
-                                                   "<p>x</p>", 1_700_000_000_000)]))
-    return write_config(tmp_path / "monitor.yaml", db=tmp_path / "monitor.db",
-                        feeds=[{"id": "cn", "url": feed_server.url("/cn")}], channels={},
-                        rules=[], **extra)  # type: ignore[arg-type]
+    feed_server.set_feed(
+        "/cn",
+        rss_feed([FeedItem("中俄新闻", "https://www.rfi.fr/cn/1", "<p>x</p>", 1_700_000_000_000)]),
+    )
+    return write_config(
+        tmp_path / "monitor.yaml",
+        db=tmp_path / "monitor.db",
+        feeds=[{"id": "cn", "url": feed_server.url("/cn")}],
+        channels={},
+        rules=[],
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=REPO,
-                          capture_output=True, text=True, encoding="utf-8", timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+    )
 
 
 # -- 13: a locked or full database ------------------------------------------------------
 
 
 def test_healthz_answers_503_with_the_reason_while_another_process_locks_the_database(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     port = free_port()
-    config = feed_config(tmp_path, feed_server,
-                         http={"enabled": True, "listen": f"127.0.0.1:{port}"})
+    config = feed_config(
+        tmp_path, feed_server, http={"enabled": True, "listen": f"127.0.0.1:{port}"}
+    )
     with Daemon(config) as daemon:
         daemon.wait_for_line("feed-monitor running")
         assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
@@ -67,10 +82,12 @@ def test_healthz_answers_503_with_the_reason_while_another_process_locks_the_dat
 
 
 def test_a_full_database_fails_healthz_and_is_logged_once_not_once_a_tick(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     port = free_port()
-    config = feed_config(tmp_path, feed_server,
-                         http={"enabled": True, "listen": f"127.0.0.1:{port}"})
+    config = feed_config(
+        tmp_path, feed_server, http={"enabled": True, "listen": f"127.0.0.1:{port}"}
+    )
     db = tmp_path / "monitor.db"
     with Daemon(config) as daemon:
         daemon.wait_for_line("feed-monitor running")
@@ -78,8 +95,10 @@ def test_a_full_database_fails_healthz_and_is_logged_once_not_once_a_tick(
         # Every write of the feeds' schedule now fails as on a full disk (SQLITE_FULL
         # itself needs a full filesystem: the trigger raises its message instead).
         with sqlite3.connect(db) as conn:
-            conn.execute("CREATE TRIGGER disk_full BEFORE UPDATE ON feeds BEGIN "
-                         "SELECT RAISE(ABORT, 'database or disk is full'); END")
+            conn.execute(
+                "CREATE TRIGGER disk_full BEFORE UPDATE ON feeds BEGIN "
+                "SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
         daemon.wait_for_line("job 'tick' failed")
 
         def unhealthy() -> str | None:
@@ -92,8 +111,9 @@ def test_a_full_database_fails_healthz_and_is_logged_once_not_once_a_tick(
         with sqlite3.connect(db) as conn:
             conn.execute("DROP TRIGGER disk_full")
         daemon.wait_for_line("job 'tick' recovered after")
-        assert wait_until(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200,
-                          timeout=10)
+        assert wait_until(
+            lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, timeout=10
+        )
         assert daemon.stop() == 0
     out = daemon.output
     assert sum("job 'tick' failed" in line for line in daemon.lines) == 1
@@ -101,7 +121,8 @@ def test_a_full_database_fails_healthz_and_is_logged_once_not_once_a_tick(
 
 
 def test_a_repeated_job_failure_is_logged_once_then_at_most_once_a_minute(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     clock = FakeClock()
     faults = Faults(logging.getLogger("monitor.test"), clock)
     caplog.set_level(logging.INFO, "monitor.test")
@@ -109,15 +130,17 @@ def test_a_repeated_job_failure_is_logged_once_then_at_most_once_a_minute(
         raise ValueError("unexpected")
     except ValueError as e:
         faults.failed("deliver", e)  # unexpected: logged with its traceback, once
-    full = StoreError("database sqlite:///m.db: claiming feeds failed: database or disk "
-                      "is full")
+    full = StoreError("database sqlite:///m.db: claiming feeds failed: database or disk is full")
     for _ in range(750):  # 150 s of ticks every 0.2 s
         faults.failed("tick", full)
         clock.advance(0.2)
     assert faults.failing() == {"deliver": "unexpected", "tick": str(full)}
     tick_lines = [r for r in caplog.records if "'tick'" in r.getMessage()]
     assert [r.getMessage().split(":")[0] for r in tick_lines] == [
-        "job 'tick' failed", "job 'tick' still failing", "job 'tick' still failing"]
+        "job 'tick' failed",
+        "job 'tick' still failing",
+        "job 'tick' still failing",
+    ]
     assert "301 times in 60 s (300 since the last report)" in tick_lines[1].getMessage()
     assert all(r.exc_info is None for r in tick_lines)
     deliver_lines = [r for r in caplog.records if "'deliver'" in r.getMessage()]
@@ -131,9 +154,11 @@ def test_a_repeated_job_failure_is_logged_once_then_at_most_once_a_minute(
 
 
 def test_status_against_an_unreachable_postgresql_is_one_line_with_the_password_masked(
-        tmp_path: Path) -> None:
-    config = write_config(tmp_path / "monitor.yaml", database=PG_DOWN, feeds=[],
-                          channels={}, rules=[])
+    tmp_path: Path,
+) -> None:
+    config = write_config(
+        tmp_path / "monitor.yaml", database=PG_DOWN, feeds=[], channels={}, rules=[]
+    )
     done = run_cli("status", "-c", str(config))
     assert done.returncode == 1
     lines = done.stderr.splitlines()
@@ -144,13 +169,19 @@ def test_status_against_an_unreachable_postgresql_is_one_line_with_the_password_
 
 
 def test_a_read_only_database_at_start_is_one_line_naming_it(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     db = tmp_path / "monitor.db"
     config = feed_config(tmp_path, feed_server)
     assert run_cli("once", "-c", str(config)).returncode == 0  # the database exists
     # Opened read-only (as a file the daemon's user cannot write, which root can).
-    write_config(config, database=f"sqlite:///file:{db}?mode=ro&uri=true",
-                 feeds=[{"id": "cn", "url": feed_server.url("/cn")}], channels={}, rules=[])
+    write_config(
+        config,
+        database=f"sqlite:///file:{db}?mode=ro&uri=true",
+        feeds=[{"id": "cn", "url": feed_server.url("/cn")}],
+        channels={},
+        rules=[],
+    )
     for command in ("run", "once"):
         done = run_cli(command, "-c", str(config))
         assert done.returncode == 1, done.stderr
@@ -161,7 +192,8 @@ def test_a_read_only_database_at_start_is_one_line_naming_it(
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes a file whatever its mode")
 def test_a_database_file_without_write_permission_is_one_line(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     config = feed_config(tmp_path, feed_server)
     assert run_cli("once", "-c", str(config)).returncode == 0
     (tmp_path / "monitor.db").chmod(0o444)
@@ -174,7 +206,8 @@ def test_a_database_file_without_write_permission_is_one_line(
 
 
 def test_a_second_daemon_on_the_same_sqlite_file_refuses_naming_the_first(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     config = feed_config(tmp_path, feed_server)
     with Daemon(config) as first:
         first.wait_for_line("feed-monitor running")
@@ -196,22 +229,30 @@ def test_a_second_daemon_on_the_same_sqlite_file_refuses_naming_the_first(
 
 
 def test_a_taken_listen_port_ends_the_start_with_one_line_and_no_job_running(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = feed_config(tmp_path, feed_server, scheduler={"tick": 0.01},
-                             http={"enabled": True, "listen": f"127.0.0.1:{port}"})
+        config = feed_config(
+            tmp_path,
+            feed_server,
+            scheduler={"tick": 0.01},
+            http={"enabled": True, "listen": f"127.0.0.1:{port}"},
+        )
         daemon = InProcessDaemon.open(str(config))
         with pytest.raises(MonitorError, match=f"cannot listen on 127.0.0.1:{port}"):
             daemon.run(grace=1)
         # Nothing was started that could race the exit: no job, no claimed feed.
         assert not daemon.jobs.running
         with sqlite3.connect(tmp_path / "monitor.db") as conn:
-            assert conn.execute("SELECT count(*) FROM feeds WHERE lease_owner IS NOT NULL "
-                                "OR last_poll_ms IS NOT NULL").fetchone() == (0,)
+            assert conn.execute(
+                "SELECT count(*) FROM feeds WHERE lease_owner IS NOT NULL "
+                "OR last_poll_ms IS NOT NULL"
+            ).fetchone() == (0,)
         done = run_cli("run", "-c", str(config))
     assert done.returncode == 1
     assert (done.stdout + done.stderr).splitlines() == [
-        f"error: cannot listen on 127.0.0.1:{port} (http.listen): Address already in use"]
+        f"error: cannot listen on 127.0.0.1:{port} (http.listen): Address already in use"
+    ]

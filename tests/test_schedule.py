@@ -13,13 +13,23 @@ from monitor.schedule.jobs import JobRunner
 from tests.support.clock import FakeClock
 
 
-@pytest.mark.parametrize("expr, after, fire", [
-    # 08:00 in Shanghai is 00:00 UTC; strictly after a fire time is the next day's.
-    ("0 8 * * *", datetime(2024, 3, 1, 0, 0, tzinfo=UTC), datetime(2024, 3, 2, 0, 0, tzinfo=UTC)),
-    ("0 8 * * *", datetime(2024, 3, 1, 23, 59, tzinfo=UTC),
-     datetime(2024, 3, 2, 0, 0, tzinfo=UTC)),
-    ("0 0 29 2 *", datetime(2024, 3, 1, tzinfo=UTC), datetime(2028, 2, 28, 16, 0, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    "expr, after, fire",
+    [
+        # 08:00 in Shanghai is 00:00 UTC; strictly after a fire time is the next day's.
+        (
+            "0 8 * * *",
+            datetime(2024, 3, 1, 0, 0, tzinfo=UTC),
+            datetime(2024, 3, 2, 0, 0, tzinfo=UTC),
+        ),
+        (
+            "0 8 * * *",
+            datetime(2024, 3, 1, 23, 59, tzinfo=UTC),
+            datetime(2024, 3, 2, 0, 0, tzinfo=UTC),
+        ),
+        ("0 0 29 2 *", datetime(2024, 3, 1, tzinfo=UTC), datetime(2028, 2, 28, 16, 0, tzinfo=UTC)),
+    ],
+)
 def test_next_cron_time(expr: str, after: datetime, fire: datetime) -> None:
     assert next_cron_time(expr, "Asia/Shanghai", after) == fire
 
@@ -31,10 +41,12 @@ def test_a_bad_or_never_firing_cron_is_refused(expr: str) -> None:
 
 
 def test_a_digest_that_never_fires_is_a_config_error() -> None:
-    text = ("channels:\n  c:\n    url: console://\n    digest:\n"
-            "      schedule: '0 8 30 2 *'\n")
-    with pytest.raises(ConfigError, match=r"t.yaml:4 channels.c.digest: invalid cron "
-                                          r"expression '0 8 30 2 \*': it never fires"):
+    text = "channels:\n  c:\n    url: console://\n    digest:\n      schedule: '0 8 30 2 *'\n"
+    with pytest.raises(
+        ConfigError,
+        match=r"t.yaml:4 channels.c.digest: invalid cron "
+        r"expression '0 8 30 2 \*': it never fires",
+    ):
         parse_config(text, "t.yaml")
 
 
@@ -46,6 +58,5 @@ def test_first_run_times_come_from_the_clock() -> None:
     assert job.next_run_time == datetime.fromtimestamp(1_700_000_002.5, UTC)
     clock.advance(60)
     runner.wake("tick")
-    assert runner._sched.get_job("tick").next_run_time == datetime.fromtimestamp(
-        1_700_000_060, UTC)
+    assert runner._sched.get_job("tick").next_run_time == datetime.fromtimestamp(1_700_000_060, UTC)
     runner.shutdown()

@@ -15,8 +15,10 @@ T0 = 1_700_000_000_000
 
 
 def stories(n: int) -> list[FeedItem]:
-    return [FeedItem(f"中俄新闻 {i}", f"https://www.rfi.fr/cn/s{i}", "<p>x</p>", T0 + i)
-            for i in range(n)]
+    return [
+        FeedItem(f"中俄新闻 {i}", f"https://www.rfi.fr/cn/s{i}", "<p>x</p>", T0 + i)
+        for i in range(n)
+    ]
 
 
 def leases(db: Path) -> tuple[int, int]:
@@ -29,22 +31,27 @@ def leases(db: Path) -> tuple[int, int]:
 
 def sent_titles(db: Path) -> list[str]:
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT i.title FROM alerts a JOIN items i ON i.id = a.item_id "
-                            "WHERE a.status = 'sent' ORDER BY i.title")
+        rows = conn.execute(
+            "SELECT i.title FROM alerts a JOIN items i ON i.id = a.item_id "
+            "WHERE a.status = 'sent' ORDER BY i.title"
+        )
         return [r[0] for r in rows]
 
 
 def test_sigterm_finishes_the_send_in_flight_and_the_rest_goes_after_a_restart(
-        tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver) -> None:
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
     feed_server.set_feed("/cn", rss_feed(stories(4)))
     webhook_receiver.set_delay(1.0)  # each send takes a second: some are pending at SIGTERM
     db = tmp_path / "monitor.db"
     config = write_config(
-        tmp_path / "monitor.yaml", db=db,
+        tmp_path / "monitor.yaml",
+        db=db,
         feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"}],
         channels={"hook": {"urls": [webhook_receiver.apprise_url("/alerts")]}},
         rules=[{"name": "r", "any": ["中俄"], "notify": ["hook"]}],
-        delivery={"parallel": 1})  # one send at a time, so some wait when SIGTERM comes
+        delivery={"parallel": 1},
+    )  # one send at a time, so some wait when SIGTERM comes
     with Daemon(config, "--grace", "10") as daemon:
         webhook_receiver.wait_for(1, timeout=15)  # sending the second now, two pending
         assert daemon.stop(signal.SIGTERM, timeout=15) == 0
@@ -66,7 +73,8 @@ def test_sigterm_finishes_the_send_in_flight_and_the_rest_goes_after_a_restart(
 
 
 def test_work_still_running_after_the_grace_period_is_released_and_the_exit_is_0(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
     feed_server.set_feed("/cn", rss_feed(stories(3)))
     db = tmp_path / "monitor.db"
     # A receiver that accepts the connection and never answers; Apprise is told to wait
@@ -80,11 +88,15 @@ def test_work_still_running_after_the_grace_period_is_released_and_the_exit_is_0
         slow.set_feed("/slow", rss_feed(stories(1)))
         slow.set_delay("/slow", 4.0)
         config = write_config(
-            tmp_path / "monitor.yaml", db=db,
-            feeds=[{"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"},
-                   {"id": "slow", "url": slow.url("/slow"), "backlog": "all"}],
+            tmp_path / "monitor.yaml",
+            db=db,
+            feeds=[
+                {"id": "cn", "url": feed_server.url("/cn"), "backlog": "all"},
+                {"id": "slow", "url": slow.url("/slow"), "backlog": "all"},
+            ],
             channels={"hook": {"urls": [f"json://127.0.0.1:{port}/alerts?rto=60"]}},
-            rules=[{"name": "r", "any": ["中俄"], "notify": ["hook"]}])
+            rules=[{"name": "r", "any": ["中俄"], "notify": ["hook"]}],
+        )
         with Daemon(config, "--grace", "1") as daemon:
             conn, _ = stuck.accept()  # the daemon is sending now
             wait_until(lambda: slow.in_flight == 1, timeout=10)
@@ -93,8 +105,7 @@ def test_work_still_running_after_the_grace_period_is_released_and_the_exit_is_0
             assert daemon.stop(timeout=10) == 0
         conn.close()
         stuck.close()
-        assert "grace period of 1 s over: 1 poll(s) and a delivery still running" \
-            in daemon.output
+        assert "grace period of 1 s over: 1 poll(s) and a delivery still running" in daemon.output
         assert leases(db) == (0, 0)
         assert sent_titles(db) == []
 
@@ -102,9 +113,11 @@ def test_work_still_running_after_the_grace_period_is_released_and_the_exit_is_0
         # flight at least once, as the outbox promises), the slow feed is polled again.
         slow.set_delay("/slow", 0)
         with WebhookReceiver(port=port) as hook, Daemon(config) as daemon:
-            wait_until(lambda: len({r.json["title"] for r in hook.received}) == 3,
-                       timeout=15, message=lambda: f"{[r.text for r in hook.received]}")
+            wait_until(
+                lambda: len({r.json["title"] for r in hook.received}) == 3,
+                timeout=15,
+                message=lambda: f"{[r.text for r in hook.received]}",
+            )
             daemon.wait_for_line("feed 'slow': ok")
             assert daemon.stop() == 0
-        assert {r.json["title"] for r in hook.received} == (
-            {f"[r] 中俄新闻 {i}" for i in range(3)})
+        assert {r.json["title"] for r in hook.received} == ({f"[r] 中俄新闻 {i}" for i in range(3)})

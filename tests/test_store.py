@@ -22,6 +22,7 @@ def match_all(item: Item, feeds: Collection[str]) -> list[RuleMatch]:
 def match_title(word: str):
     def match(item: Item, feeds: Collection[str]) -> list[RuleMatch]:
         return [RuleMatch("word", (word,))] if word in item.title else []
+
     return match
 
 
@@ -38,8 +39,11 @@ def test_repeat_is_ignored_and_shared_timestamps_are_all_kept(store: Store) -> N
 
 
 def test_url_variants_are_one_item_and_one_alert(store: Store) -> None:
-    urls = ["https://www.rfi.fr/cn/%E4%B8%AD/x", "http://www.rfi.fr/cn/中/x",
-            "https://www.rfi.fr//cn/中/x"]
+    urls = [
+        "https://www.rfi.fr/cn/%E4%B8%AD/x",
+        "http://www.rfi.fr/cn/中/x",
+        "https://www.rfi.fr//cn/中/x",
+    ]
     for u in urls:
         store.items.ingest("cn", [item(u)], T0, MatchingFunctions(match_all, channels))
     assert store.readouts.counts() == {"items": 1, "alerts": 2}
@@ -47,15 +51,24 @@ def test_url_variants_are_one_item_and_one_alert(store: Store) -> None:
 
 def test_update_alerts_only_for_rules_that_newly_match(store: Store) -> None:
     url = "https://www.rfi.fr/cn/x"
-    first = store.items.ingest("cn", [item(url, title="无关")], T0,
-                               MatchingFunctions(match_title("乌克兰"), channels))
+    first = store.items.ingest(
+        "cn", [item(url, title="无关")], T0, MatchingFunctions(match_title("乌克兰"), channels)
+    )
     assert (first.new, first.alerts) == (1, 0)
-    upd = store.items.ingest("cn", [item(url, T0 + 60_000, "乌克兰战事")], T0,
-                             MatchingFunctions(match_title("乌克兰"), channels))
+    upd = store.items.ingest(
+        "cn",
+        [item(url, T0 + 60_000, "乌克兰战事")],
+        T0,
+        MatchingFunctions(match_title("乌克兰"), channels),
+    )
     assert (upd.updated, upd.alerts) == (1, 1)
     # Updated again, still matching: no second alert for the same rule.
-    again = store.items.ingest("cn", [item(url, T0 + 120_000, "乌克兰战事更新")], T0,
-                               MatchingFunctions(match_title("乌克兰"), channels))
+    again = store.items.ingest(
+        "cn",
+        [item(url, T0 + 120_000, "乌克兰战事更新")],
+        T0,
+        MatchingFunctions(match_title("乌克兰"), channels),
+    )
     assert (again.updated, again.alerts) == (1, 0)
     stored = list(store.items.iter_stored())
     assert stored[0].item.title == "乌克兰战事更新"
@@ -64,8 +77,12 @@ def test_update_alerts_only_for_rules_that_newly_match(store: Store) -> None:
 def test_item_in_two_feeds_is_one_item_one_alert_naming_both(store: Store) -> None:
     url = "https://www.rfi.fr/cn/x"
     store.items.ingest("cn", [item(url)], T0, MatchingFunctions(match_all, channels))
-    stats = store.items.ingest("tw", [item(url.replace("https", "http"), feed="tw")], T0 + 5,
-                               MatchingFunctions(match_all, channels))
+    stats = store.items.ingest(
+        "tw",
+        [item(url.replace("https", "http"), feed="tw")],
+        T0 + 5,
+        MatchingFunctions(match_all, channels),
+    )
     # The item is a repeat; only the rule limited to feed tw newly applies.
     assert (stats.new, stats.repeats, stats.alerts) == (0, 1, 1)
     leased = store.outbox.lease("w1", T0 + 10, 100, 60_000, ["mail", "chat"])
@@ -76,12 +93,14 @@ def test_item_in_two_feeds_is_one_item_one_alert_naming_both(store: Store) -> No
 def test_backlog_floor_records_matches_without_alerting(store: Store) -> None:
     old = item("https://x.org/old", T0)
     new = item("https://x.org/new", T0 + 3_600_000)
-    stats = store.items.ingest("cn", [old, new], T0, MatchingFunctions(match_all, channels),
-                               alert_min_published_ms=T0 + 1)
+    stats = store.items.ingest(
+        "cn", [old, new], T0, MatchingFunctions(match_all, channels), alert_min_published_ms=T0 + 1
+    )
     assert (stats.new, stats.matched, stats.alerts) == (2, 2, 2)  # only `new` alerts (2 ch.)
     # A later update of the backlog item does not alert for the rule it matched before.
-    stats = store.items.ingest("cn", [item("https://x.org/old", T0 + 5)], T0,
-                               MatchingFunctions(match_all, channels))
+    stats = store.items.ingest(
+        "cn", [item("https://x.org/old", T0 + 5)], T0, MatchingFunctions(match_all, channels)
+    )
     assert stats.alerts == 0
 
 
@@ -103,8 +122,9 @@ def test_leases_are_exclusive_and_expire(store: Store) -> None:
 
 
 def test_failed_alert_retries_then_dies(store: Store) -> None:
-    store.items.ingest("cn", [item("https://x.org/a")], T0,
-                       MatchingFunctions(match_title("中俄"), channels))
+    store.items.ingest(
+        "cn", [item("https://x.org/a")], T0, MatchingFunctions(match_title("中俄"), channels)
+    )
     [a] = store.outbox.lease("w", T0, 10, 60_000, ["mail"])
     store.outbox.mark_failed([a.id], "w", "boom", T0 + 30_000, dead=False)
     assert store.outbox.lease("w", T0 + 1, 10, 60_000, ["mail"]) == []  # backing off
@@ -121,9 +141,20 @@ def test_feed_schedule_claims_are_leased(store: Store) -> None:
     [row] = store.feeds.claim_due("w1", T0, 5, 60_000, ["cn"])
     assert not row.first_poll_done
     assert store.feeds.claim_due("w2", T0, 5, 60_000, ["cn"]) == []
-    store.feeds.finish_poll("cn", "w1", now_ms=T0, next_poll_ms=T0 + 300_000, outcome="ok",
-                      error=None, status=200, failures=0, etag='"e1"', last_modified="x",
-                      keep_validators=False, first_poll_done=True)
+    store.feeds.finish_poll(
+        "cn",
+        "w1",
+        now_ms=T0,
+        next_poll_ms=T0 + 300_000,
+        outcome="ok",
+        error=None,
+        status=200,
+        failures=0,
+        etag='"e1"',
+        last_modified="x",
+        keep_validators=False,
+        first_poll_done=True,
+    )
     assert store.feeds.claim_due("w2", T0 + 299_999, 5, 60_000, ["cn"]) == []
     [row] = store.feeds.claim_due("w2", T0 + 300_000, 5, 60_000, ["cn"])
     assert (row.etag, row.first_poll_done) == ('"e1"', True)
@@ -131,7 +162,8 @@ def test_feed_schedule_claims_are_leased(store: Store) -> None:
 
 @pytest.mark.postgres
 def test_a_connection_the_server_dropped_while_idle_is_replaced(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Connections idle in the pool are pinged when taken again: one the server closed
     (a restart, an idle cut) is replaced, and the next call succeeds."""
     from sqlalchemy import create_engine, text
@@ -147,9 +179,12 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced(
         assert store.engine.pool.checkedin() >= 1
         killer = create_engine(url)
         with killer.begin() as conn:
-            killed = conn.execute(text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+            killed = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
         killer.dispose()
         assert killed >= 1
         monkeypatch.setattr(database, "IDLE_PING_S", 0.0)

@@ -79,7 +79,8 @@ def count(store: Store, table: Any, *where: Any) -> int:
 
 
 def test_same_new_items_from_two_feeds_at_once_are_one_item_and_one_alert_each(
-        stores: list[Store]) -> None:
+    stores: list[Store],
+) -> None:
     """Two daemons poll two feeds carrying the same new articles, listed in opposite orders
     (as RFI's /cn and /tw sections do): each article is stored once and alerts once per
     (rule, channel), and neither transaction fails on the unique item key or deadlocks."""
@@ -96,8 +97,9 @@ def test_same_new_items_from_two_feeds_at_once_are_one_item_and_one_alert_each(
         batch = [gate(feed)] + [item(u, feed=feed) for u in urls]
         return store.items.ingest(feed, batch, T0, MatchingFunctions(match, channels))
 
-    cn, tw = run_at_once([lambda: poll(stores[0], "cn", shared),
-                          lambda: poll(stores[1], "tw", shared[::-1])])
+    cn, tw = run_at_once(
+        [lambda: poll(stores[0], "cn", shared), lambda: poll(stores[1], "tw", shared[::-1])]
+    )
     assert meeting.met or stores[0].is_sqlite
     assert cn.new + tw.new == 20 + 2  # every shared article once, plus the two gate items
     assert cn.repeats + tw.repeats == 20  # ... and a repeat in the other feed
@@ -107,12 +109,14 @@ def test_same_new_items_from_two_feeds_at_once_are_one_item_and_one_alert_each(
     assert count(store, item_feeds) == 20 * 2 + 2
     leased = store.outbox.lease("w", T0, 100, 60_000, ["mail", "chat"])
     assert sorted((a.item.url, a.channel) for a in leased) == sorted(
-        (u, ch) for u in shared for ch in ("mail", "chat"))
+        (u, ch) for u in shared for ch in ("mail", "chat")
+    )
     assert all(set(a.feeds) == {"cn", "tw"} for a in leased)
 
 
 def test_known_item_in_two_more_feeds_at_once_matches_a_scoped_rule_once(
-        stores: list[Store]) -> None:
+    stores: list[Store],
+) -> None:
     """An article already stored from /cn turns up in /tw and /hk in the same instant. A
     rule limited to those two feeds now matches it in both transactions: the match is
     recorded once and alerts once per channel."""
@@ -130,8 +134,9 @@ def test_known_item_in_two_more_feeds_at_once_matches_a_scoped_rule_once(
     assert (first.new, first.alerts) == (1, 0)
 
     def poll(store: Store, feed: str) -> IngestStats:
-        return store.items.ingest(feed, [gate(feed), item(url, feed=feed)], T0 + 1000, MatchingFunctions(match,
-                                  channels))
+        return store.items.ingest(
+            feed, [gate(feed), item(url, feed=feed)], T0 + 1000, MatchingFunctions(match, channels)
+        )
 
     tw, hk = run_at_once([lambda: poll(stores[1], "tw"), lambda: poll(stores[2], "hk")])
     assert meeting.met or stores[0].is_sqlite
@@ -154,14 +159,19 @@ def claim_all(store: Store, owner: str, now_ms: int, ids: list[str]) -> list[str
 
 def test_concurrent_feed_claims_are_disjoint_and_so_are_takeovers(stores: list[Store]) -> None:
     ids = [f"f{i:03d}" for i in range(200)]
-    stores[0].feeds.sync([FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in ids], T0,
-                         first_spread_s=0)
+    stores[0].feeds.sync(
+        [FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in ids], T0, first_spread_s=0
+    )
     owners = [f"owner-{n}" for n in range(len(stores))]
     # Round 1: everything is due and free. Round 2: every lease has expired (their owners
     # died mid-poll), so the same feeds are up for takeover, again by all at once.
     for now in (T0, T0 + 60_001):
-        claimed = run_at_once([(lambda s=s, o=o, t=now: claim_all(s, o, t, ids))
-                               for s, o in zip(stores, owners, strict=True)])
+        claimed = run_at_once(
+            [
+                (lambda s=s, o=o, t=now: claim_all(s, o, t, ids))
+                for s, o in zip(stores, owners, strict=True)
+            ]
+        )
         flat = [fid for got in claimed for fid in got]
         assert sorted(flat) == ids, "a feed was claimed twice or not at all"
         with stores[0].engine.connect() as conn:
@@ -175,25 +185,32 @@ def test_claims_take_only_the_feeds_of_the_claimers_config(stores: list[Store]) 
     daemon adds after the claimer first looked at the table; they keep their schedule."""
     a, b = stores[0], stores[1]
     mine = ["a1", "a2"]
-    a.feeds.sync([FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in mine], T0,
-                 first_spread_s=0)
+    a.feeds.sync(
+        [FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in mine], T0, first_spread_s=0
+    )
     first = a.feeds.claim_due("A", T0, 1, 60_000, mine)
     assert len(first) == 1
     # Another daemon's config adds feeds this store has not seen; they are due before
     # the rest of its own, so its next claim meets them first.
-    b.feeds.sync([FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in ("b1", "b2")],
-                 T0, first_spread_s=0)
+    b.feeds.sync(
+        [FeedSpec(i, f"http://127.0.0.1:9/{i}", None, 60) for i in ("b1", "b2")],
+        T0,
+        first_spread_s=0,
+    )
     with a.engine.begin() as conn:
-        conn.execute(feeds.update().where(feeds.c.id.in_(["b1", "b2"]))
-                     .values(next_poll_ms=T0 - 5_000))
+        conn.execute(
+            feeds.update().where(feeds.c.id.in_(["b1", "b2"])).values(next_poll_ms=T0 - 5_000)
+        )
     second = a.feeds.claim_due("A", T0, 1, 60_000, mine)
     assert sorted(r.id for r in first + second) == mine
     with a.engine.connect() as conn:
         rows = {r.id: r for r in conn.execute(select(feeds))}
     for fid in ("b1", "b2"):
         assert rows[fid].lease_owner is None and rows[fid].next_poll_ms == T0 - 5_000
-    assert sorted(r.id for r in b.feeds.claim_due("B", T0, 10, 60_000, ["b1", "b2"])) \
-        == ["b1", "b2"]
+    assert sorted(r.id for r in b.feeds.claim_due("B", T0, 10, 60_000, ["b1", "b2"])) == [
+        "b1",
+        "b2",
+    ]
 
 
 def lease_all(store: Store, owner: str, now_ms: int) -> list[int]:
@@ -207,13 +224,21 @@ def test_concurrent_alert_leases_are_disjoint_and_so_are_takeovers(stores: list[
     def match(it: Item, seen: Collection[str]) -> list[RuleMatch]:
         return [RuleMatch("r", ("中俄",))]
 
-    stats = stores[0].items.ingest("cn", [item(f"https://x.org/{i}") for i in range(150)], T0,
-                             MatchingFunctions(match, lambda rule: ["mail"]))
+    stats = stores[0].items.ingest(
+        "cn",
+        [item(f"https://x.org/{i}") for i in range(150)],
+        T0,
+        MatchingFunctions(match, lambda rule: ["mail"]),
+    )
     assert stats.alerts == 150
     owners = [f"owner-{n}" for n in range(len(stores))]
     for now in (T0, T0 + 60_001):  # fresh, then after every lease expired
-        leased = run_at_once([(lambda s=s, o=o, t=now: lease_all(s, o, t))
-                              for s, o in zip(stores, owners, strict=True)])
+        leased = run_at_once(
+            [
+                (lambda s=s, o=o, t=now: lease_all(s, o, t))
+                for s, o in zip(stores, owners, strict=True)
+            ]
+        )
         flat = [aid for got in leased for aid in got]
         assert len(flat) == len(set(flat)) == 150, "an alert was leased twice or not at all"
     # Only the current holder's "sent" counts.

@@ -15,8 +15,9 @@ from monitor.store import Store
 from monitor.types import FeedSpec, Item, MatchingFunctions, PollOutcome, RuleMatch
 
 T0 = 1_679_494_503_000
-ITEM = Item(key="https://x.org/a", url="https://x.org/a", title="中俄关系", published_ms=T0,
-            feed_id="cn")
+ITEM = Item(
+    key="https://x.org/a", url="https://x.org/a", title="中俄关系", published_ms=T0, feed_id="cn"
+)
 RULES = MatchingFunctions(lambda it, feeds: [RuleMatch("r", ("中俄",))], lambda rule: ["mail"])
 
 # One call of every public method of every part, with arguments that reach the database.
@@ -24,8 +25,15 @@ CALLS: dict[str, Callable[[Store], Any]] = {
     "feeds.sync": lambda s: s.feeds.sync([FeedSpec("cn", "http://x/cn", None, 60)], T0, 0),
     "feeds.claim_due": lambda s: s.feeds.claim_due("w", T0, 5, 60_000, ["cn"]),
     "feeds.finish_poll": lambda s: s.feeds.finish_poll(
-        "cn", "w", now_ms=T0, next_poll_ms=T0, outcome=PollOutcome.OK, error=None,
-        status=200, failures=0),
+        "cn",
+        "w",
+        now_ms=T0,
+        next_poll_ms=T0,
+        outcome=PollOutcome.OK,
+        error=None,
+        status=200,
+        failures=0,
+    ),
     "feeds.release_leases": lambda s: s.feeds.release_leases("w"),
     "items.ingest": lambda s: s.items.ingest("cn", [ITEM], T0, RULES),
     "items.iter_stored": lambda s: list(s.items.iter_stored()),
@@ -77,7 +85,8 @@ def broken_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.mark.parametrize("name", [n for n in CALLS if n != "ping"])
 def test_every_method_raises_store_error_on_a_broken_database(
-        broken_sqlite: Store, name: str) -> None:
+    broken_sqlite: Store, name: str
+) -> None:
     error = check_store_error(broken_sqlite, CALLS[name])
     assert "no such table" in str(error)
 
@@ -92,14 +101,14 @@ def unreachable() -> Any:
 
 @pytest.mark.parametrize("name", list(CALLS))
 def test_every_method_raises_store_error_with_the_password_masked(
-        unreachable: Store, name: str) -> None:
+    unreachable: Store, name: str
+) -> None:
     error = check_store_error(unreachable, CALLS[name])
     assert "monitor:***@127.0.0.1:1/feeds" in str(error)
     assert "s3cret-pw" not in str(error)
 
 
-def test_schema_revision_of_an_unreachable_database_raises_store_error(
-        unreachable: Store) -> None:
+def test_schema_revision_of_an_unreachable_database_raises_store_error(unreachable: Store) -> None:
     check_store_error(unreachable, lambda s: s.schema_revision())
 
 
@@ -114,6 +123,7 @@ def test_a_file_that_is_not_a_database_is_refused_on_open(tmp_path: Path) -> Non
 def test_a_password_is_masked_when_opening_fails() -> None:
     with pytest.raises(StoreError) as info:
         Store("postgresql+psycopg://monitor:s3cret-pw@127.0.0.1:1/feeds")
-    assert "cannot open database postgresql+psycopg://monitor:***@127.0.0.1:1/feeds" \
-        in str(info.value)
+    assert "cannot open database postgresql+psycopg://monitor:***@127.0.0.1:1/feeds" in str(
+        info.value
+    )
     assert "s3cret-pw" not in str(info.value)

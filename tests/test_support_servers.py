@@ -109,7 +109,10 @@ def test_rfi_like_items_are_deterministic_and_can_share_timestamps() -> None:
 )
 def test_item_titles_reach_the_parser_as_intended(title_xml: str | None, expected: str) -> None:
     item = rss_item(
-        '北京与莫斯科的"特殊"关系', "https://www.rfi.fr/cn/x", "<p>正文</p>", START_MS,
+        '北京与莫斯科的"特殊"关系',
+        "https://www.rfi.fr/cn/x",
+        "<p>正文</p>",
+        START_MS,
         raw_title_xml=title_xml,
     )
     [entry] = feedparser.parse(rss_feed([item]).encode("utf-8")).entries
@@ -153,7 +156,10 @@ def test_conditional_get_with_etag(feed_server: FeedServer) -> None:
     changed = requests.get(url, headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
     assert [r.header("If-None-Match") for r in feed_server.requests_for("/feed.xml")] == [
-        None, etag, f'"x", W/{etag}', etag,
+        None,
+        etag,
+        f'"x", W/{etag}',
+        etag,
     ]
 
 
@@ -197,7 +203,8 @@ def test_redirect_is_followed_to_the_new_path(feed_server: FeedServer) -> None:
     assert (r.status_code, r.text, r.url) == (200, "<rss>moved</rss>", feed_server.url("/new.xml"))
     assert [h.status_code for h in r.history] == [301]
     assert [(x.path, x.status) for x in feed_server.requests] == [
-        ("/old.xml", 301), ("/new.xml", 200),
+        ("/old.xml", 301),
+        ("/new.xml", 200),
     ]
 
 
@@ -228,7 +235,8 @@ def test_delay_makes_a_client_time_out_without_blocking_others(feed_server: Feed
     assert feed_server.in_flight == 1
     slow.join(timeout=3)
     assert [(r.path, r.status) for r in feed_server.requests] == [
-        ("/fast.xml", 200), ("/slow.xml", 200),
+        ("/fast.xml", 200),
+        ("/slow.xml", 200),
     ]
 
     with pytest.raises(requests.Timeout):
@@ -286,7 +294,9 @@ def test_apprise_mailto_with_login_delivers_chinese_intact(smtp_sink: SmtpSink) 
     assert mail.subject == CHINESE_TITLE
     assert CHINESE_BODY in mail.text
     assert (mail.mail_from, mail.rcpt_tos, mail.login) == (
-        "monitor@example.org", ("analyst@example.com",), "user",
+        "monitor@example.org",
+        ("analyst@example.com",),
+        "user",
     )
     assert mail.message["To"] == "analyst@example.com"
     assert smtp_sink.auth_attempts == [("PLAIN", "user", True)]
@@ -296,13 +306,19 @@ def test_apprise_mailto_with_login_delivers_chinese_intact(smtp_sink: SmtpSink) 
 MAIL_URLS = [
     # mailto:// is plain SMTP, no STARTTLS; user:pass makes it AUTH PLAIN over plain text.
     ("mailto://user:pass@127.0.0.1:{port}?from=monitor@example.org&to=x@example.com", True),
-    ("mailto://user:pass@127.0.0.1:{port}?from=monitor@example.org&to=x@example.com"
-     "&mode=insecure", True),
+    (
+        "mailto://user:pass@127.0.0.1:{port}?from=monitor@example.org&to=x@example.com"
+        "&mode=insecure",
+        True,
+    ),
     ("mailto://127.0.0.1:{port}?from=monitor@example.org&to=x@example.com", True),
     # mailtos:// means STARTTLS (or mode=ssl), which the sink does not offer.
     ("mailtos://user:pass@127.0.0.1:{port}?from=monitor@example.org&to=x@example.com", False),
-    ("mailto://user:pass@127.0.0.1:{port}?from=monitor@example.org&to=x@example.com"
-     "&mode=starttls", False),
+    (
+        "mailto://user:pass@127.0.0.1:{port}?from=monitor@example.org&to=x@example.com"
+        "&mode=starttls",
+        False,
+    ),
 ]
 
 

@@ -28,8 +28,10 @@ FEED_IDS = frozenset(f"f{i:03d}" for i in range(N_FEEDS))
 def daemons(db_url: str) -> Iterator[dict[str, Store]]:
     """One store per owner on one database, its feeds added and all due at once."""
     stores = {owner: Store(db_url) for owner in OWNERS}
-    specs = [FeedSpec(id=f, url=f"http://127.0.0.1/{f}", title=None, interval_s=INTERVAL_S)
-             for f in sorted(FEED_IDS)]
+    specs = [
+        FeedSpec(id=f, url=f"http://127.0.0.1/{f}", title=None, interval_s=INTERVAL_S)
+        for f in sorted(FEED_IDS)
+    ]
     stores[OWNERS[0]].feeds.sync(specs, FakeClock().now_ms(), 0)
     yield stores
     for s in stores.values():
@@ -37,20 +39,29 @@ def daemons(db_url: str) -> Iterator[dict[str, Store]]:
 
 
 def claim(store: Store, owner: str, clock: FakeClock, limit: int = N_FEEDS) -> list[FeedRow]:
-    rows: list[FeedRow] = store.feeds.claim_due(owner, clock.now_ms(), limit, LEASE_S * 1000,
-                                                FEED_IDS)
+    rows: list[FeedRow] = store.feeds.claim_due(
+        owner, clock.now_ms(), limit, LEASE_S * 1000, FEED_IDS
+    )
     return rows
 
 
 def finish(store: Store, owner: str, rows: list[FeedRow], clock: FakeClock) -> None:
     for row in rows:
-        store.feeds.finish_poll(row.id, owner, now_ms=clock.now_ms(),
-                                next_poll_ms=clock.now_ms() + INTERVAL_S * 1000,
-                                outcome="ok", error=None, status=200, failures=0)
+        store.feeds.finish_poll(
+            row.id,
+            owner,
+            now_ms=clock.now_ms(),
+            next_poll_ms=clock.now_ms() + INTERVAL_S * 1000,
+            outcome="ok",
+            error=None,
+            status=200,
+            failures=0,
+        )
 
 
-def poll_round(daemons: dict[str, Store], clock: FakeClock, limit: int,
-               finishing: tuple[str, ...] = OWNERS) -> dict[str, list[FeedRow]]:
+def poll_round(
+    daemons: dict[str, Store], clock: FakeClock, limit: int, finishing: tuple[str, ...] = OWNERS
+) -> dict[str, list[FeedRow]]:
     """Each owner claims up to ``limit`` due feeds in turn; those in ``finishing`` poll them."""
     claimed = {owner: claim(store, owner, clock, limit) for owner, store in daemons.items()}
     for owner in finishing:
@@ -75,7 +86,8 @@ def test_owners_share_the_due_feeds_without_overlap(daemons: dict[str, Store]) -
 
 
 def test_a_dead_owners_feeds_are_taken_over_when_its_lease_ends_not_before(
-        daemons: dict[str, Store]) -> None:
+    daemons: dict[str, Store],
+) -> None:
     clock = FakeClock()
     last_poll_ms = clock.now_ms()
     poll_round(daemons, clock, limit=N_FEEDS // len(OWNERS))
@@ -102,8 +114,7 @@ def test_a_dead_owners_feeds_are_taken_over_when_its_lease_ends_not_before(
 
     # The moment it ends, the survivors take every one of its feeds, each feed once.
     clock.advance(0.001)
-    taken = {owner: ids(claim(store, owner, clock)) & held
-             for owner, store in survivors.items()}
+    taken = {owner: ids(claim(store, owner, clock)) & held for owner, store in survivors.items()}
     assert set.union(*taken.values()) == held
     assert not set.intersection(*taken.values())
     # So each of its feeds is polled again within a lease plus an interval of its last poll.
@@ -117,7 +128,8 @@ def test_a_dead_owners_feeds_are_taken_over_when_its_lease_ends_not_before(
 
 
 def test_an_owner_that_stops_cleanly_hands_its_feeds_over_at_once(
-        daemons: dict[str, Store]) -> None:
+    daemons: dict[str, Store],
+) -> None:
     clock = FakeClock()
     leaving = OWNERS[0]
     held = ids(claim(daemons[leaving], leaving, clock, limit=10))

@@ -13,10 +13,21 @@ from monitor.config.units import (
 )
 
 
-@pytest.mark.parametrize("value, seconds", [
-    (90, 90.0), (1.5, 1.5), ("90", 90.0), ("250ms", 0.25), ("30s", 30.0), ("5m", 300.0),
-    (" 24h ", 86400.0), ("7d", 604800.0), ("1w", 604800.0), ("1.5h", 5400.0),
-])
+@pytest.mark.parametrize(
+    "value, seconds",
+    [
+        (90, 90.0),
+        (1.5, 1.5),
+        ("90", 90.0),
+        ("250ms", 0.25),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        (" 24h ", 86400.0),
+        ("7d", 604800.0),
+        ("1w", 604800.0),
+        ("1.5h", 5400.0),
+    ],
+)
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
 
@@ -27,10 +38,19 @@ def test_not_durations(value: object) -> None:
         parse_duration(value)
 
 
-@pytest.mark.parametrize("value, size", [
-    (1048576, 1048576), ("512", 512), ("15MiB", 15 * 2**20), ("500KB", 500_000),
-    ("1 kib", 1024), ("2GB", 2 * 10**9), ("1.5MiB", int(1.5 * 2**20)), ("7b", 7),
-])
+@pytest.mark.parametrize(
+    "value, size",
+    [
+        (1048576, 1048576),
+        ("512", 512),
+        ("15MiB", 15 * 2**20),
+        ("500KB", 500_000),
+        ("1 kib", 1024),
+        ("2GB", 2 * 10**9),
+        ("1.5MiB", int(1.5 * 2**20)),
+        ("7b", 7),
+    ],
+)
 def test_sizes(value: object, size: int) -> None:
     assert parse_size(value) == size
 
@@ -41,10 +61,17 @@ def test_not_sizes(value: object) -> None:
         parse_size(value)
 
 
-@pytest.mark.parametrize("text, rate", [
-    ("20/min", (20, 60.0)), ("5/10s", (5, 10.0)), ("100 / hour", (100, 3600.0)),
-    ("1/day", (1, 86400.0)), ("3/2.5minutes", (3, 150.0)), ("10/sec", (10, 1.0)),
-])
+@pytest.mark.parametrize(
+    "text, rate",
+    [
+        ("20/min", (20, 60.0)),
+        ("5/10s", (5, 10.0)),
+        ("100 / hour", (100, 3600.0)),
+        ("1/day", (1, 86400.0)),
+        ("3/2.5minutes", (3, 150.0)),
+        ("10/sec", (10, 1.0)),
+    ],
+)
 def test_rates(text: str, rate: tuple[int, float]) -> None:
     assert parse_rate(text) == rate
 
@@ -55,9 +82,15 @@ def test_not_rates(text: str) -> None:
         parse_rate(text)
 
 
-@pytest.mark.parametrize("text, window", [
-    ("none", 0.0), ("all", None), ("24h", 86400.0), ("90", 90.0),
-])
+@pytest.mark.parametrize(
+    "text, window",
+    [
+        ("none", 0.0),
+        ("all", None),
+        ("24h", 86400.0),
+        ("90", 90.0),
+    ],
+)
 def test_backlogs(text: str, window: float | None) -> None:
     assert check_backlog(text) == text
     assert backlog_seconds(text) == window

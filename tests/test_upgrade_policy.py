@@ -21,10 +21,19 @@ assert isinstance(PREVIOUS, str)
 
 # Every command that opens the database, with the arguments it needs to get that far.
 COMMANDS: list[tuple[str, ...]] = [
-    ("run",), ("once",), ("status",), ("status", "--json"), ("test-rule", "r"),
-    ("silence", "add", "--rule", "r", "--for", "1h"), ("silence", "list"),
-    ("silence", "expire", "1"), ("redeliver",), ("import", "{tmp}/archive.md"),
-    ("export", "--out", "{tmp}/out"), ("prune", "--items", "30d"), ("db", "current"),
+    ("run",),
+    ("once",),
+    ("status",),
+    ("status", "--json"),
+    ("test-rule", "r"),
+    ("silence", "add", "--rule", "r", "--for", "1h"),
+    ("silence", "list"),
+    ("silence", "expire", "1"),
+    ("redeliver",),
+    ("import", "{tmp}/archive.md"),
+    ("export", "--out", "{tmp}/out"),
+    ("prune", "--items", "30d"),
+    ("db", "current"),
 ]
 
 
@@ -43,23 +52,29 @@ def behind(tmp_path: Path) -> tuple[Path, Path]:
     db = tmp_path / "monitor.db"
     database_at(f"sqlite:///{db}", PREVIOUS)
     config = write_config(
-        tmp_path / "monitor.yaml", db=db, database_upgrade="never",
+        tmp_path / "monitor.yaml",
+        db=db,
+        database_upgrade="never",
         # Never polled: a refused command must not get as far as the network.
         feeds=[{"id": "cn", "url": "http://127.0.0.1:9/cn"}],
         channels={"c": {"urls": ["json://127.0.0.1:9/x"]}},
-        rules=[{"name": "r", "any": ["中俄"], "notify": ["c"]}])
+        rules=[{"name": "r", "any": ["中俄"], "notify": ["c"]}],
+    )
     (tmp_path / "archive.md").write_text("", encoding="utf-8")
     return config, db
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_every_command_refuses_an_older_schema_alike(behind: tuple[Path, Path],
-                                                      command: tuple[str, ...]) -> None:
+def test_every_command_refuses_an_older_schema_alike(
+    behind: tuple[Path, Path], command: tuple[str, ...]
+) -> None:
     config, db = behind
     args = [a.replace("{tmp}", str(config.parent)) for a in command]
     done = run_cli(*args, "-c", str(config))
-    expected = (f"error: database sqlite:///{db} has schema {PREVIOUS}, this version needs "
-                f"{HEAD}: run 'feed-monitor db upgrade'")
+    expected = (
+        f"error: database sqlite:///{db} has schema {PREVIOUS}, this version needs "
+        f"{HEAD}: run 'feed-monitor db upgrade'"
+    )
     assert done.returncode == 1, done.stderr
     assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [expected]
     assert "Traceback" not in done.stderr

@@ -10,22 +10,46 @@ import yaml
 CONSOLE = {"out": {"urls": ["console://"]}}
 
 
-def write_config(path: Path, *, database: str, feeds: list[dict[str, Any]],
-                 rules: list[dict[str, Any]], channels: dict[str, Any] | None = None,
-                 **sections: dict[str, Any]) -> Path:
+def write_config(
+    path: Path,
+    *,
+    database: str,
+    feeds: list[dict[str, Any]],
+    rules: list[dict[str, Any]],
+    channels: dict[str, Any] | None = None,
+    **sections: dict[str, Any],
+) -> Path:
     """A config of ``sections`` (defaults, scheduler, delivery, ...) as given, the web
     console off, and alerts to ``console://`` (whose output a benchmark discards) unless
     ``channels`` says otherwise."""
-    cfg: dict[str, Any] = {"database": database, **sections, "http": {"enabled": False},
-                           "feeds": feeds, "channels": channels or CONSOLE, "rules": rules}
-    path.write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False,
-                                   default_flow_style=None, width=200), encoding="utf-8")
+    cfg: dict[str, Any] = {
+        "database": database,
+        **sections,
+        "http": {"enabled": False},
+        "feeds": feeds,
+        "channels": channels or CONSOLE,
+        "rules": rules,
+    }
+    path.write_text(
+        yaml.safe_dump(
+            cfg, allow_unicode=True, sort_keys=False, default_flow_style=None, width=200
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
-def farm_config(path: Path, *, database: Path, feeds: list[tuple[str, str]],
-                rules: list[dict[str, Any]], workers: int, timeout: float,
-                interval: str = "5m", tick: float = 5.0) -> Path:
+def farm_config(
+    path: Path,
+    *,
+    database: Path,
+    feeds: list[tuple[str, str]],
+    rules: list[dict[str, Any]],
+    workers: int,
+    timeout: float,
+    interval: str = "5m",
+    tick: float = 5.0,
+) -> Path:
     """The config of the cycle, memory and rule-cost benchmarks: defaults except what a
     farm on 127.0.0.1 needs.
 
@@ -36,12 +60,21 @@ def farm_config(path: Path, *, database: Path, feeds: list[tuple[str, str]],
     - ``jitter`` 0 and ``backlog: none`` (the default): first polls record, not alert.
     """
     return write_config(
-        path, database=f"sqlite:///{database}",
-        feeds=[{"id": fid, "url": url} for fid, url in feeds], rules=rules,
-        defaults={"interval": interval, "jitter": 0, "timeout": timeout,
-                  "connect_timeout": timeout, "read_timeout": timeout,
-                  "allow_private_addresses": True, "per_host_concurrency": min(workers, 64)},
-        scheduler={"workers": workers, "tick": tick})
+        path,
+        database=f"sqlite:///{database}",
+        feeds=[{"id": fid, "url": url} for fid, url in feeds],
+        rules=rules,
+        defaults={
+            "interval": interval,
+            "jitter": 0,
+            "timeout": timeout,
+            "connect_timeout": timeout,
+            "read_timeout": timeout,
+            "allow_private_addresses": True,
+            "per_host_concurrency": min(workers, 64),
+        },
+        scheduler={"workers": workers, "tick": tick},
+    )
 
 
 def feed_id(index: int) -> str:

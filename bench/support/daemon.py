@@ -45,8 +45,11 @@ class Daemon:
         self.log = log
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "run", "-c", str(config), "--log-level",
-             "warning"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._log)
+            [sys.executable, "-m", "monitor", "run", "-c", str(config), "--log-level", "warning"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log,
+        )
 
     def check(self) -> None:
         if self.proc.poll() is not None:
@@ -63,8 +66,11 @@ class Daemon:
 
     def wait_started(self, n: int, timeout: float = 300) -> None:
         """Until the daemon has created its tables and the rows of all ``n`` feeds."""
-        self.wait_for(lambda: (db_scalar(self.db, "SELECT count(*) FROM feeds") or 0) >= n,
-                      timeout, "the daemon to start")
+        self.wait_for(
+            lambda: (db_scalar(self.db, "SELECT count(*) FROM feeds") or 0) >= n,
+            timeout,
+            "the daemon to start",
+        )
 
     def idle(self, timeout: float = 300) -> None:
         """Until every feed has been polled once and no poll is in flight.
@@ -73,9 +79,18 @@ class Daemon:
         feed due could record its (earlier) finish after that, and overwrite "due now"
         with its next poll time; that feed would then never be polled in the cycle.
         """
-        self.wait_for(lambda: db_scalar(
-            self.db, "SELECT count(*) FROM feeds WHERE last_poll_ms IS NULL "
-            "OR lease_owner IS NOT NULL") == 0, timeout, "the daemon's polls in flight")
+        self.wait_for(
+            lambda: (
+                db_scalar(
+                    self.db,
+                    "SELECT count(*) FROM feeds WHERE last_poll_ms IS NULL "
+                    "OR lease_owner IS NOT NULL",
+                )
+                == 0
+            ),
+            timeout,
+            "the daemon's polls in flight",
+        )
 
     def cycle(self, n: int, timeout: float = 300) -> dict[str, Any]:
         """Make every feed due now, as an interval ending does; measure until every feed's
@@ -90,26 +105,46 @@ class Daemon:
         with conn:
             conn.execute("UPDATE feeds SET next_poll_ms = ?", (due,))
         conn.close()
-        self.wait_for(lambda: db_scalar(self.db, "SELECT count(*) FROM feeds WHERE "
-                                        "last_poll_ms >= ?", due) == n, timeout, "a cycle")
+        self.wait_for(
+            lambda: (
+                db_scalar(self.db, "SELECT count(*) FROM feeds WHERE last_poll_ms >= ?", due) == n
+            ),
+            timeout,
+            "a cycle",
+        )
         cpu = cpu_seconds(pid) - cpu0
         status = proc_status(pid)
         last = db_scalar(self.db, "SELECT max(last_poll_ms) FROM feeds")
-        self.wait_for(lambda: db_scalar(self.db, "SELECT count(*) FROM alerts WHERE status "
-                                        "= 'pending'") == 0, timeout, "the alerts")
+        self.wait_for(
+            lambda: db_scalar(self.db, "SELECT count(*) FROM alerts WHERE status = 'pending'") == 0,
+            timeout,
+            "the alerts",
+        )
         drained = time.time() - due / 1000
         conn = sqlite3.connect(self.db, timeout=30)
         try:
-            outcomes = Counter(dict(conn.execute(
-                "SELECT last_outcome, count(*) FROM feeds WHERE last_poll_ms >= ? "
-                "GROUP BY last_outcome", (due,)).fetchall()))
+            outcomes = Counter(
+                dict(
+                    conn.execute(
+                        "SELECT last_outcome, count(*) FROM feeds WHERE last_poll_ms >= ? "
+                        "GROUP BY last_outcome",
+                        (due,),
+                    ).fetchall()
+                )
+            )
         finally:
             conn.close()
-        return {"wall_s": (last - due) / 1000, "drained_s": drained, "cpu_s": cpu,
-                "rss_mb": status["VmRSS"], "peak_rss_mb": status["VmHWM"],
-                "outcomes": dict(outcomes), "feeds": n,
-                "new_items": (db_scalar(self.db, "SELECT count(*) FROM items") or 0) - items0,
-                "alerts": (db_scalar(self.db, "SELECT count(*) FROM alerts") or 0) - alerts0}
+        return {
+            "wall_s": (last - due) / 1000,
+            "drained_s": drained,
+            "cpu_s": cpu,
+            "rss_mb": status["VmRSS"],
+            "peak_rss_mb": status["VmHWM"],
+            "outcomes": dict(outcomes),
+            "feeds": n,
+            "new_items": (db_scalar(self.db, "SELECT count(*) FROM items") or 0) - items0,
+            "alerts": (db_scalar(self.db, "SELECT count(*) FROM alerts") or 0) - alerts0,
+        }
 
     def stop(self) -> None:
         if self.proc.poll() is None:

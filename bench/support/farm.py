@@ -92,13 +92,16 @@ SAME_ITEMS = 10
 BASE_MS = 1_690_000_000_000
 HANZI = "中国俄罗斯乌克兰习近平普京北京莫斯科西方关系和平计划总统访问峰会战略伙伴时代经济欧洲"
 # A document that starts as RSS and stops mid-tag: no item can be read from it.
-MALFORMED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
-             b"<title>oops &bogus; <item><title>\xe4\xb8\xad\xe4\xbf\x84 <link>http://")
+MALFORMED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>'
+    b"<title>oops &bogus; <item><title>\xe4\xb8\xad\xe4\xbf\x84 <link>http://"
+)
 RSS_TYPE = "application/rss+xml; charset=utf-8"
 DEFAULT_WEIGHTS = "etag=60,plain=20,news=20"
 WEIGHTED_BASE_MS = 1_700_000_000_000
-WEIGHTED_HANZI = ("中国俄罗斯乌克兰法国美国欧洲北京巴黎莫斯科总统访问峰会"
-                  "经济战略伙伴关系和平计划时代新闻")
+WEIGHTED_HANZI = (
+    "中国俄罗斯乌克兰法国美国欧洲北京巴黎莫斯科总统访问峰会经济战略伙伴关系和平计划时代新闻"
+)
 
 # (status, headers, body) of one answer; None: hang up without answering.
 Answer = tuple[int, dict[str, str], bytes]
@@ -119,10 +122,18 @@ def corpus_articles() -> tuple[list[tuple[str, str, str]], str]:
         title = f"新闻{i}：" + "".join(rng.choice(HANZI) for _ in range(16)) + "&quot;特殊&quot;"
         url = f"https://www.rfi.fr/cn/%E5%9B%BD%E9%99%85/2023032{i % 10}-{i}"
         paragraphs = "".join(
-            "<p><span><span><span>" + "".join(rng.choice(HANZI) for _ in range(120))
-            + "。</span></span></span></p>" for _ in range(12))
-        out.append((title, url, f'<div>22/03/2023 - 15:10</div><img src="https://s.rfi.fr/'
-                    f'x{i}.jpg">{paragraphs}'))
+            "<p><span><span><span>"
+            + "".join(rng.choice(HANZI) for _ in range(120))
+            + "。</span></span></span></p>"
+            for _ in range(12)
+        )
+        out.append(
+            (
+                title,
+                url,
+                f'<div>22/03/2023 - 15:10</div><img src="https://s.rfi.fr/x{i}.jpg">{paragraphs}',
+            )
+        )
     return out, "synthetic RFI-shaped items (corpus absent)"
 
 
@@ -153,19 +164,24 @@ def content_body(raw: bytes, compress: bool = True) -> Body:
     return Body(raw, gzip.compress(raw, 6) if compress else None, f'"{digest[:20]}"', lm)
 
 
-def rss(title: str, items: list[tuple[int, str, str, str]],
-        link: str = "https://www.rfi.fr/cn/") -> bytes:
+def rss(
+    title: str, items: list[tuple[int, str, str, str]], link: str = "https://www.rfi.fr/cn/"
+) -> bytes:
     """RSS 2.0 the way ../shared/tools/serve-corpus renders archive items: (published ms,
     title, url, html body), in the order given."""
-    out = ['<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>',
-           f"<title>{escape(title)}</title><link>{escape(link)}</link>",
-           f"<description>{escape(title)}</description>"]
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>',
+        f"<title>{escape(title)}</title><link>{escape(link)}</link>",
+        f"<description>{escape(title)}</description>",
+    ]
     for ms, t, url, body in items:
         pub = format_datetime(datetime.fromtimestamp(ms / 1000, UTC), usegmt=True)
         body = body.replace("]]>", "]]]]><![CDATA[>")
-        out.append(f"<item><title>{escape(t)}</title><link>{escape(url)}</link>"
-                   f"<guid>{escape(url)}</guid><pubDate>{pub}</pubDate>"
-                   f"<description><![CDATA[{body}]]></description></item>")
+        out.append(
+            f"<item><title>{escape(t)}</title><link>{escape(url)}</link>"
+            f"<guid>{escape(url)}</guid><pubDate>{pub}</pubDate>"
+            f"<description><![CDATA[{body}]]></description></item>"
+        )
     out.append("</channel></rss>")
     return "".join(out).encode("utf-8")
 
@@ -178,8 +194,9 @@ def conditional(body: Body, headers: dict[str, str]) -> bool:
     return headers.get("if-modified-since") == body.last_modified
 
 
-def send(body: Body, headers: dict[str, str], stats: Counter[str], label: str,
-         validators: bool = True) -> Answer:
+def send(
+    body: Body, headers: dict[str, str], stats: Counter[str], label: str, validators: bool = True
+) -> Answer:
     """The answer for ``body``: 304 when the validators match, else 200 (gzipped if the
     body has a gzipped form and the client accepts it)."""
     out = {"Content-Type": RSS_TYPE}
@@ -209,8 +226,9 @@ class Mix(Protocol):
     def forget_before(self, generation: int) -> None:
         """No namespace asks for generations before ``generation`` any more."""
 
-    async def answer(self, generation: int, index: int, headers: dict[str, str],
-                     stats: Counter[str]) -> Answer | None:
+    async def answer(
+        self, generation: int, index: int, headers: dict[str, str], stats: Counter[str]
+    ) -> Answer | None:
         """The answer to a request for feed ``index`` in cycle ``generation``; None: hang
         up without a word."""
 
@@ -250,8 +268,9 @@ class RfiMix:
         key = (index, gen)
         if key not in self._changed:
             first = gen * NEW_PER_CYCLE
-            items = [self._item(index, k, False)
-                     for k in reversed(range(first, first + CHANGED_ITEMS))]
+            items = [
+                self._item(index, k, False) for k in reversed(range(first, first + CHANGED_ITEMS))
+            ]
             self._changed[key] = content_body(rss(f"RFI feed {index}", items))
         return self._changed[key]
 
@@ -264,8 +283,9 @@ class RfiMix:
             if kind_of(i, self.seed) == "changed":
                 self.changed_body(i, generation)
 
-    async def answer(self, generation: int, index: int, headers: dict[str, str],
-                     stats: Counter[str]) -> Answer | None:
+    async def answer(
+        self, generation: int, index: int, headers: dict[str, str], stats: Counter[str]
+    ) -> Answer | None:
         kind = kind_of(index, self.seed)
         if kind == "timeout":
             stats["timeout"] += 1
@@ -300,8 +320,14 @@ class WeightedMix:
         shares = {k: float(v) for k, v in (part.split("=") for part in weights.split(","))}
         self.generation = 0
         self.serial = 0
-        self.feeds = [_WeightedFeed(i, self.rng.choices(list(shares), list(shares.values()))[0],
-                                    self.rng.choice((10, 20, 30, 50))) for i in range(feeds)]
+        self.feeds = [
+            _WeightedFeed(
+                i,
+                self.rng.choices(list(shares), list(shares.values()))[0],
+                self.rng.choice((10, 20, 30, 50)),
+            )
+            for i in range(feeds)
+        ]
         for f in self.feeds:
             f.articles = [self._article(f) for _ in range(f.size)]
             self._render(f)
@@ -330,14 +356,15 @@ class WeightedMix:
             for f in self.feeds:
                 if f.kind == "news":
                     new = [self._article(f) for _ in range(self.rng.randint(1, 2))]
-                    f.articles = (new + f.articles)[:f.size]
+                    f.articles = (new + f.articles)[: f.size]
                     self._render(f)
 
     def forget_before(self, generation: int) -> None:
         pass  # nothing kept per generation
 
-    async def answer(self, generation: int, index: int, headers: dict[str, str],
-                     stats: Counter[str]) -> Answer | None:
+    async def answer(
+        self, generation: int, index: int, headers: dict[str, str], stats: Counter[str]
+    ) -> Answer | None:
         if index >= len(self.feeds):
             stats["404"] += 1
             return 404, {"Content-Type": "text/plain"}, b"no such feed\n"
@@ -409,22 +436,37 @@ class Farm:
                     answer = self.control(parts.path, parse_qs(parts.query), data)
                 else:
                     m = re.fullmatch(r"/([\w-]{1,32})/feed/(\d+)", parts.path)
-                    answer = (await self.feed(m[1], int(m[2]), headers) if m else
-                              (404, {"Content-Type": "text/plain"}, b"no such feed\n"))
+                    answer = (
+                        await self.feed(m[1], int(m[2]), headers)
+                        if m
+                        else (404, {"Content-Type": "text/plain"}, b"no such feed\n")
+                    )
                 if answer is None:
                     break  # a hung feed: close without a word
                 status, out, body = answer
-                reason = {200: "OK", 304: "Not Modified", 404: "Not Found",
-                          500: "Internal Server Error"}[status]
+                reason = {
+                    200: "OK",
+                    304: "Not Modified",
+                    404: "Not Found",
+                    500: "Internal Server Error",
+                }[status]
                 out["Content-Length"] = str(len(body))
-                writer.write(f"HTTP/1.1 {status} {reason}\r\n".encode() + "".join(
-                    f"{k}: {v}\r\n" for k, v in out.items()).encode() + b"\r\n"
-                    + (body if method != "HEAD" else b""))
+                writer.write(
+                    f"HTTP/1.1 {status} {reason}\r\n".encode()
+                    + "".join(f"{k}: {v}\r\n" for k, v in out.items()).encode()
+                    + b"\r\n"
+                    + (body if method != "HEAD" else b"")
+                )
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     break
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
-                ValueError, KeyError):
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+            ValueError,
+            KeyError,
+        ):
             pass
         except asyncio.CancelledError:
             # The farm is stopping while a hung feed still holds its connection: this
@@ -440,8 +482,11 @@ def parse_latency(text: str) -> tuple[float, float]:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    mix: Mix = (RfiMix(args.feeds, args.hang, args.seed) if args.mix == "rfi"
-                else WeightedMix(args.feeds, args.seed, args.mix))
+    mix: Mix = (
+        RfiMix(args.feeds, args.hang, args.seed)
+        if args.mix == "rfi"
+        else WeightedMix(args.feeds, args.seed, args.mix)
+    )
     farm = Farm(mix, parse_latency(args.latency), args.seed)
     server = await asyncio.start_server(farm.handle, "127.0.0.1", args.port, backlog=4096)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
@@ -450,6 +495,7 @@ async def serve(args: argparse.Namespace) -> None:
     done = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, done.set)
     loop.add_signal_handler(signal.SIGINT, done.set)
+
     # stdin closing means the benchmark that started us is gone (when stdin is a pipe;
     # epoll cannot watch a file or /dev/null, and then SIGTERM is the way to stop).
     def on_stdin() -> None:
@@ -465,12 +511,33 @@ async def serve(args: argparse.Namespace) -> None:
 class FarmProcess:
     """The farm in its own process; stopped by closing its stdin (or on exit)."""
 
-    def __init__(self, feeds: int, latency: str = "0.01-0.05", hang: float = 20.0,
-                 seed: int = 1, mix: str = "rfi") -> None:
+    def __init__(
+        self,
+        feeds: int,
+        latency: str = "0.01-0.05",
+        hang: float = 20.0,
+        seed: int = 1,
+        mix: str = "rfi",
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__)), "--feeds", str(feeds), "--latency",
-             latency, "--hang", str(hang), "--seed", str(seed), "--mix", mix],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                str(Path(__file__)),
+                "--feeds",
+                str(feeds),
+                "--latency",
+                latency,
+                "--hang",
+                str(hang),
+                "--seed",
+                str(seed),
+                "--mix",
+                mix,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("PORT "):
@@ -489,16 +556,18 @@ class FarmProcess:
         return f"http://127.0.0.1:{self.port}/{ns}/feed/{index}"
 
     def get(self, path: str, data: bytes | None = None) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", data=data,
-                                    timeout=120) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.port}{path}", data=data, timeout=120
+        ) as r:
             return str(r.read().decode())
 
     def advance(self, ns: str, upto: int) -> int:
         return int(self.get(f"/_advance?ns={ns}&upto={upto}"))
 
     def stats(self, ns: str, reset: bool = True) -> dict[str, int]:
-        data: dict[str, int] = json.loads(self.get(f"/_stats?ns={ns}"
-                                                   + ("&reset=1" if reset else "")))
+        data: dict[str, int] = json.loads(
+            self.get(f"/_stats?ns={ns}" + ("&reset=1" if reset else ""))
+        )
         return data
 
     def publish(self, ns: str, index: int, document: bytes) -> None:
@@ -522,13 +591,24 @@ class FarmProcess:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--feeds", type=int, default=5000, help="feeds whose bodies are rendered "
-                   "at start (in the rfi mix any index answers)")
-    p.add_argument("--mix", default="rfi", help="'rfi', or percent per kind of the "
-                   f"weighted mix: {DEFAULT_WEIGHTS}")
+    p.add_argument(
+        "--feeds",
+        type=int,
+        default=5000,
+        help="feeds whose bodies are rendered at start (in the rfi mix any index answers)",
+    )
+    p.add_argument(
+        "--mix",
+        default="rfi",
+        help=f"'rfi', or percent per kind of the weighted mix: {DEFAULT_WEIGHTS}",
+    )
     p.add_argument("--latency", default="0.01-0.05", help="seconds before each answer, LOW-HIGH")
-    p.add_argument("--hang", type=float, default=20.0,
-                   help="seconds a 'timeout' feed holds the connection before closing it")
+    p.add_argument(
+        "--hang",
+        type=float,
+        default=20.0,
+        help="seconds a 'timeout' feed holds the connection before closing it",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--port", type=int, default=0)
     asyncio.run(serve(p.parse_args()))

@@ -25,15 +25,22 @@ def machine() -> dict[str, Any]:
                 mem_gib = int(line.split()[1]) / 2**20
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1),
-            "os": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version(), "load_average": round(os.getloadavg()[0], 2)}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_gib, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load_average": round(os.getloadavg()[0], 2),
+    }
 
 
 def machine_line(m: dict[str, Any] | None = None) -> str:
     m = m or machine()
-    return (f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']:.0f} GiB, {m['os']}, "
-            f"Python {m['python']}, load average {m['load_average']:.2f} at start")
+    return (
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']:.0f} GiB, {m['os']}, "
+        f"Python {m['python']}, load average {m['load_average']:.2f} at start"
+    )
 
 
 def proc_status(pid: int) -> dict[str, float]:

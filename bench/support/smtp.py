@@ -39,8 +39,9 @@ class _Controller(Controller):
 
     def _create_server(self) -> Any:
         async def bind() -> Any:
-            server = await self.loop.create_server(self._factory_invoker, host=self.hostname,
-                                                   port=self.port)
+            server = await self.loop.create_server(
+                self._factory_invoker, host=self.hostname, port=self.port
+            )
             self.port = server.sockets[0].getsockname()[1]
             return server
 
@@ -53,8 +54,9 @@ def _no_login_data_warning(record: logging.LogRecord) -> bool:
     return "login_data is deprecated" not in record.getMessage()
 
 
-def _accept(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-            auth_data: Any) -> AuthResult:
+def _accept(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+) -> AuthResult:
     return AuthResult(success=True)
 
 
@@ -64,14 +66,22 @@ class SmtpSink:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.mails: list[Mail] = []
-        self._controller = _Controller(_Handler(self), hostname="127.0.0.1", port=0,
-                                       ready_timeout=5.0, authenticator=_accept,
-                                       auth_require_tls=False, server_hostname="bench")
+        self._controller = _Controller(
+            _Handler(self),
+            hostname="127.0.0.1",
+            port=0,
+            ready_timeout=5.0,
+            authenticator=_accept,
+            auth_require_tls=False,
+            server_hostname="bench",
+        )
 
     def apprise_url(self) -> str:
         """An Apprise URL that delivers here: plain SMTP with a login."""
-        return (f"mailto://user:pass@127.0.0.1:{self._controller.port}"
-                "?from=monitor@example.org&to=alerts@example.org")
+        return (
+            f"mailto://user:pass@127.0.0.1:{self._controller.port}"
+            "?from=monitor@example.org&to=alerts@example.org"
+        )
 
     def clear(self) -> None:
         with self.lock:

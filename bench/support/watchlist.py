@@ -10,18 +10,48 @@ from bench.support.farm import corpus_articles
 
 # Common characters to build watch-list words from. A two- or three-character word made
 # of them, and absent from the corpus, is the typical keyword a user adds "in case".
-COMMON = ("的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去"
-          "之过家学对可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又"
-          "如前所本见经头面公同三已老从动两长知民样现分将外但身些与高意进把法此实回二理美点月明"
-          "其种声全工己话儿者向情部正名定女问力机给等几很业最间新什打便位因重被走电四第门相次东"
-          "政海口使教西再平真听世气信北少关并内加化由却代军产入先山五太水万市眼体别处总才场师书"
-          "比住员九笑性通目华报立马命张活难神数件安表原车白应路期叫死常提感金何更反合放做系计或"
-          "司利受光王果亲界及今京务制解各任至清物台象记边共风战干接它许八特觉望直服毛林题建南度"
-          "统色字请交爱让认算论百吃义科怎元社术结六功指思非流每青管夫连远资队跟带花快条院变联言")
-ENGLISH = ("Ukraine", "NATO", "Taiwan", "Xinjiang", "Huawei", "sanctions", "Beijing", "Kremlin",
-           "election", "tariff", "semiconductor", "Hong Kong", "Tibet", "Macron", "Zelensky",
-           "Biden", "Putin", "Shanghai", "WHO", "G7", "BRICS", "Belt and Road", "TikTok",
-           "ByteDance", "Alibaba", "Tencent", "Uyghur", "Dalai Lama", "Hamas", "Gaza")
+COMMON = (
+    "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去"
+    "之过家学对可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又"
+    "如前所本见经头面公同三已老从动两长知民样现分将外但身些与高意进把法此实回二理美点月明"
+    "其种声全工己话儿者向情部正名定女问力机给等几很业最间新什打便位因重被走电四第门相次东"
+    "政海口使教西再平真听世气信北少关并内加化由却代军产入先山五太水万市眼体别处总才场师书"
+    "比住员九笑性通目华报立马命张活难神数件安表原车白应路期叫死常提感金何更反合放做系计或"
+    "司利受光王果亲界及今京务制解各任至清物台象记边共风战干接它许八特觉望直服毛林题建南度"
+    "统色字请交爱让认算论百吃义科怎元社术结六功指思非流每青管夫连远资队跟带花快条院变联言"
+)
+ENGLISH = (
+    "Ukraine",
+    "NATO",
+    "Taiwan",
+    "Xinjiang",
+    "Huawei",
+    "sanctions",
+    "Beijing",
+    "Kremlin",
+    "election",
+    "tariff",
+    "semiconductor",
+    "Hong Kong",
+    "Tibet",
+    "Macron",
+    "Zelensky",
+    "Biden",
+    "Putin",
+    "Shanghai",
+    "WHO",
+    "G7",
+    "BRICS",
+    "Belt and Road",
+    "TikTok",
+    "ByteDance",
+    "Alibaba",
+    "Tencent",
+    "Uyghur",
+    "Dalai Lama",
+    "Hamas",
+    "Gaza",
+)
 _HAN_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
 _TAG = re.compile(r"<[^>]+>")
 
@@ -32,8 +62,13 @@ def corpus_texts() -> list[tuple[str, str]]:
     return [(title, _TAG.sub("", body)) for title, _, body in articles]
 
 
-def watch_rules(count: int, seed: int = 7, corpus_share: float = 0.05,
-                english_share: float = 0.08, news_words: int = 80) -> list[dict[str, Any]]:
+def watch_rules(
+    count: int,
+    seed: int = 7,
+    corpus_share: float = 0.05,
+    english_share: float = 0.08,
+    news_words: int = 80,
+) -> list[dict[str, Any]]:
     """``count`` rules as a watch list looks: mostly words that are not in today's news.
 
     Keywords are 2-3 common characters absent from the corpus (most of a real watch list
@@ -56,8 +91,8 @@ def watch_rules(count: int, seed: int = 7, corpus_share: float = 0.05,
     grams: set[str] = set()
     for text in joined:
         for run in _HAN_RUN.findall(text):
-            grams.update(run[i:i + 2] for i in range(len(run) - 1))
-            grams.update(run[i:i + 3] for i in range(len(run) - 2))
+            grams.update(run[i : i + 2] for i in range(len(run) - 1))
+            grams.update(run[i : i + 3] for i in range(len(run) - 2))
     title_runs = [r for t, _ in texts for r in _HAN_RUN.findall(t)]
     limit = max(1, len(joined) // 50)
     selective: dict[str, bool] = {}
@@ -67,7 +102,7 @@ def watch_rules(count: int, seed: int = 7, corpus_share: float = 0.05,
             run = rng.choice(title_runs)
             size = rng.randint(2, min(4, len(run)))
             start = rng.randint(0, len(run) - size)
-            word = run[start:start + size]
+            word = run[start : start + size]
             if word not in selective:
                 selective[word] = sum(word in t for t in joined) <= limit
             if selective[word]:

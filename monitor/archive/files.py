@@ -71,8 +71,9 @@ def read_archive_file(path: str | Path) -> ArchiveEntry:
     except OSError as e:
         raise ArchiveError(f"cannot read: {e.strerror or e}", str(path)) from e
     if not looks_like_archive(data.decode("utf-8", errors="replace")):
-        raise NotAnArchiveFile(f"{NOT_ARCHIVE} (no <!--epoch ms--> timestamp comment)",
-                               str(path), 1)
+        raise NotAnArchiveFile(
+            f"{NOT_ARCHIVE} (no <!--epoch ms--> timestamp comment)", str(path), 1
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -81,8 +82,9 @@ def read_archive_file(path: str | Path) -> ArchiveEntry:
     return parse_archive(text, str(path))
 
 
-def iter_archive_paths(paths: Iterable[str | Path],
-                       on_outside: Callable[[Path], None] | None = None) -> Iterator[Path]:
+def iter_archive_paths(
+    paths: Iterable[str | Path], on_outside: Callable[[Path], None] | None = None
+) -> Iterator[Path]:
     """Files named, ``*.md`` under folders (recursively) and glob matches; sorted, once each.
 
     Hidden files and folders (``.git``) under a folder are skipped, and so is a symlink
@@ -132,12 +134,20 @@ class ImportReport:
     errors: tuple[str, ...] = ()
 
 
-def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
-                   feed_ids: Collection[str], feed_id: str = DEFAULT_IMPORT_FEED,
-                   now_ms: int, batch_size: int = 1000, on_error: ErrorFn | None = None,
-                   on_files: Callable[[int], None] | None = None,
-                   on_progress: ProgressFn | None = None,
-                   on_skip: ErrorFn | None = None) -> ImportReport:
+def import_archive(
+    store: Store,
+    paths: Iterable[str | Path],
+    *,
+    rules: RuleSet,
+    feed_ids: Collection[str],
+    feed_id: str = DEFAULT_IMPORT_FEED,
+    now_ms: int,
+    batch_size: int = 1000,
+    on_error: ErrorFn | None = None,
+    on_files: Callable[[int], None] | None = None,
+    on_progress: ProgressFn | None = None,
+    on_skip: ErrorFn | None = None,
+) -> ImportReport:
     """Store the archive files under ``paths`` (files, folders, globs) as already seen.
 
     A file that is not an archive file (no timestamp comment: a README beside them)
@@ -175,7 +185,7 @@ def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
     errors: list[str] = []
     new = duplicate = matched = 0
     for start in range(0, len(files), batch_size):
-        chunk = files[start:start + batch_size]
+        chunk = files[start : start + batch_size]
         fresh: list[Item] = []
         for path in chunk:
             item = _read_item(path, feed_id, errors, on_error, skip)
@@ -197,13 +207,21 @@ def import_archive(store: Store, paths: Iterable[str | Path], *, rules: RuleSet,
         matched += sum(len(hits) for it, hits in batch if it.key in added)
         if on_progress:
             on_progress(len(chunk))
-    return ImportReport(files=len(files), new=new, duplicate=duplicate, invalid=len(errors),
-                        skipped=len(skips) - outside, outside=outside, matched=matched,
-                        errors=tuple(errors))
+    return ImportReport(
+        files=len(files),
+        new=new,
+        duplicate=duplicate,
+        invalid=len(errors),
+        skipped=len(skips) - outside,
+        outside=outside,
+        matched=matched,
+        errors=tuple(errors),
+    )
 
 
-def _read_item(path: Path, feed_id: str, errors: list[str], on_error: ErrorFn | None,
-               skip: ErrorFn) -> Item | None:
+def _read_item(
+    path: Path, feed_id: str, errors: list[str], on_error: ErrorFn | None, skip: ErrorFn
+) -> Item | None:
     """The file's item, or None with its error appended to ``errors`` and reported (or,
     for a file that is no archive file, given to ``skip``)."""
     try:
@@ -233,10 +251,16 @@ class ExportReport:
     no_url: int = 0  # skipped: the format needs a link
 
 
-def export_archive(store: Store, out_dir: str | Path, *, since_ms: int | None = None,
-                   until_ms: int | None = None, rule: str | None = None,
-                   feed_ids: Collection[str] = (),
-                   on_progress: ProgressFn | None = None) -> ExportReport:
+def export_archive(
+    store: Store,
+    out_dir: str | Path,
+    *,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    rule: str | None = None,
+    feed_ids: Collection[str] = (),
+    on_progress: ProgressFn | None = None,
+) -> ExportReport:
     """Write stored items (all, those ``rule`` matched, those seen in ``feed_ids``),
     published in [since, until), one file each, named ``archive_filename``.
 
@@ -296,8 +320,7 @@ def write_item(folder: Path, item: Item) -> bool:
 # -- rule archives -------------------------------------------------------------------------
 
 
-def write_rule_archives(alerted: Sequence[tuple[str, Item]], folders: Mapping[str, str]
-                        ) -> int:
+def write_rule_archives(alerted: Sequence[tuple[str, Item]], folders: Mapping[str, str]) -> int:
     """Write each alerted item into its rule's ``archive`` folder; the files written.
 
     Called after the alerts are committed: a failure here is logged with the rule
@@ -314,6 +337,7 @@ def write_rule_archives(alerted: Sequence[tuple[str, Item]], folders: Mapping[st
             Path(folder).mkdir(parents=True, exist_ok=True)
             written += write_item(Path(folder), item)
         except (OSError, ArchiveError) as e:
-            log.error("rule '%s': cannot write %s to its archive folder %s: %s", rule,
-                      item.url, folder, e)
+            log.error(
+                "rule '%s': cannot write %s to its archive folder %s: %s", rule, item.url, folder, e
+            )
     return written

@@ -95,19 +95,24 @@ def _entry_problem(entry: ArchiveEntry) -> str | None:
     if entry.newline in entry.url or "](" in entry.url:
         return f"the URL must be one line without '](': {entry.url!r}"
     fm = entry.front_matter
-    if fm is not None and (not fm.startswith("---" + entry.newline)
-                           or not fm.endswith(entry.newline)
-                           or "---" not in fm.split(entry.newline)[1:]):
-        return ("front matter must open and close with '---' lines and end with a line break")
+    if fm is not None and (
+        not fm.startswith("---" + entry.newline)
+        or not fm.endswith(entry.newline)
+        or "---" not in fm.split(entry.newline)[1:]
+    ):
+        return "front matter must open and close with '---' lines and end with a line break"
     return None
 
 
 def parse_archive(text: str, source: str = "<string>") -> ArchiveEntry:
     """Parse one archive item; ``source`` names the file in errors."""
     if text.startswith("\ufeff"):
-        raise ArchiveError("the file starts with a byte-order mark; expected the "
-                           "timestamp comment <!--epoch ms--> (save as UTF-8 without BOM)",
-                           source, 1)
+        raise ArchiveError(
+            "the file starts with a byte-order mark; expected the "
+            "timestamp comment <!--epoch ms--> (save as UTF-8 without BOM)",
+            source,
+            1,
+        )
     first_end = text.find("\n")
     newline = "\r\n" if first_end > 0 and text[first_end - 1] == "\r" else "\n"
     lines = _Lines(text, newline, source)
@@ -125,8 +130,10 @@ def parse_archive(text: str, source: str = "<string>") -> ArchiveEntry:
     if magnitude.startswith("0") and (len(magnitude) > 1 or digits.startswith("-")):
         lines.fail(f"the timestamp {digits} has leading zeros; expected epoch milliseconds")
     if len(magnitude) > _MAX_STAMP_DIGITS or not -_STAMP_LIMIT <= int(digits) < _STAMP_LIMIT:
-        lines.fail(f"the timestamp {_show(digits)} is out of range; expected epoch "
-                   "milliseconds (a signed 64-bit number)")
+        lines.fail(
+            f"the timestamp {_show(digits)} is out of range; expected epoch "
+            "milliseconds (a signed 64-bit number)"
+        )
 
     link = lines.take("the link line [title](url)")
     split = link.rfind("](")
@@ -134,7 +141,7 @@ def parse_archive(text: str, source: str = "<string>") -> ArchiveEntry:
         lines.fail(f"expected the link line [title](url), found {_show(link)}")
     # The title may hold "[", "]", "(", ")" and even "]("; the URL never holds
     # "](" (item_to_entry guarantees it), so the last "](" is the split.
-    title, url = link[1:split], link[split + 2:-1]
+    title, url = link[1:split], link[split + 2 : -1]
     if not url:
         lines.fail("the link line [title](url) has an empty URL")
 
@@ -145,7 +152,7 @@ def parse_archive(text: str, source: str = "<string>") -> ArchiveEntry:
     if blank != "":
         lines.fail(f"expected a blank line before the body, found {_show(blank)}")
 
-    body = text[lines.pos:]
+    body = text[lines.pos :]
     final_newline = body.endswith(newline)
     if final_newline:
         body = body[: -len(newline)]
@@ -169,21 +176,22 @@ def looks_like_archive(text: str) -> bool:
     first = rows[i].strip()
     if _STAMPISH.fullmatch(first):
         return True
-    return bool(_COMMENT.fullmatch(first)) and i + 1 < len(rows) \
-        and rows[i + 1].startswith("[")
+    return bool(_COMMENT.fullmatch(first)) and i + 1 < len(rows) and rows[i + 1].startswith("[")
 
 
 def format_archive(entry: ArchiveEntry) -> str:
     """The text of one archive file; the inverse of :func:`parse_archive`."""
     nl = entry.newline
-    return "".join((
-        entry.front_matter or "",
-        f"<!--{entry.published_ms}-->{nl}",
-        f"[{entry.title}]({entry.url}){nl}",
-        f"{SEPARATOR}{nl}{nl}",
-        entry.body,
-        nl if entry.final_newline else "",
-    ))
+    return "".join(
+        (
+            entry.front_matter or "",
+            f"<!--{entry.published_ms}-->{nl}",
+            f"[{entry.title}]({entry.url}){nl}",
+            f"{SEPARATOR}{nl}{nl}",
+            entry.body,
+            nl if entry.final_newline else "",
+        )
+    )
 
 
 def entry_to_item(entry: ArchiveEntry, feed_id: str) -> Item:
@@ -221,8 +229,7 @@ def item_to_entry(item: Item, front_matter: str | None = None) -> ArchiveEntry:
     would break the link line: whitespace, control characters and ``](``.
     """
     if not item.url:
-        raise ArchiveError(f"item {item.key!r} has no URL; the archive format needs one",
-                           "<item>")
+        raise ArchiveError(f"item {item.key!r} has no URL; the archive format needs one", "<item>")
     if front_matter is None and (item.author or item.categories):
         front_matter = _item_front_matter(item)
     return ArchiveEntry(
@@ -253,13 +260,15 @@ def _yaml_quoted(text: str) -> str:
     breaks and refuses others.
     """
     quoted = json.dumps(text, ensure_ascii=False)
-    return "".join(c if c.isprintable() else
-                   f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
-                   for c in quoted)
+    return "".join(
+        c if c.isprintable() else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}"
+        for c in quoted
+    )
 
 
 def escape_title(title: str) -> str:
     """Raw title text such that ``html.unescape`` gives ``title`` back."""
+
     def amp(m: re.Match[str]) -> str:
         ref = m.group(0)
         return ref if html.unescape(ref) == ref else "&amp;" + ref[1:]
@@ -295,7 +304,7 @@ class _Lines:
         if self.pos >= len(self.text):
             return None
         end = self.text.find(self.newline, self.pos)
-        return self.text[self.pos:] if end < 0 else self.text[self.pos:end]
+        return self.text[self.pos :] if end < 0 else self.text[self.pos : end]
 
     def take(self, expected: str) -> str:
         line = self.peek()
@@ -316,8 +325,9 @@ def _read_front_matter(lines: _Lines, source: str) -> str:
     while True:
         line = lines.peek()
         if line is None:
-            raise ArchiveError("front matter opened with --- is never closed by a --- line",
-                               source, opened_at)
+            raise ArchiveError(
+                "front matter opened with --- is never closed by a --- line", source, opened_at
+            )
         lines.take("---")
         if line == "---":
             break
@@ -329,11 +339,13 @@ def _read_front_matter(lines: _Lines, source: str) -> str:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line_no = opened_at + 1 + mark.line if mark is not None else opened_at
-        raise ArchiveError(f"front matter is not valid YAML: {getattr(e, 'problem', e)}",
-                           source, line_no) from e
+        raise ArchiveError(
+            f"front matter is not valid YAML: {getattr(e, 'problem', e)}", source, line_no
+        ) from e
     if data is not None and not isinstance(data, dict):
-        raise ArchiveError("front matter must be a YAML mapping (key: value lines)",
-                           source, opened_at)
+        raise ArchiveError(
+            "front matter must be a YAML mapping (key: value lines)", source, opened_at
+        )
     return block
 
 

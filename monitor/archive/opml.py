@@ -54,8 +54,9 @@ class _Outline:
     children: list[_Outline] = field(default_factory=list)
 
 
-def opml_to_feeds(data: bytes, source: str = "<opml>",
-                  existing_ids: Iterable[str] = ()) -> list[dict[str, Any]]:
+def opml_to_feeds(
+    data: bytes, source: str = "<opml>", existing_ids: Iterable[str] = ()
+) -> list[dict[str, Any]]:
     """Feeds of an OPML file, in document order, as config entries.
 
     Each dict has ``id`` (a new slug ``[a-z0-9][a-z0-9_-]*``, unique and not in
@@ -88,8 +89,12 @@ def opml_to_feeds(data: bytes, source: str = "<opml>",
             else:
                 feed_id = feed_slug(name, url, taken)
                 taken.add(feed_id)
-                entry = {"id": feed_id, "url": url, "title": name or None,
-                         "categories": [folder] if folder else []}
+                entry = {
+                    "id": feed_id,
+                    "url": url,
+                    "title": name or None,
+                    "categories": [folder] if folder else [],
+                }
                 by_key[key] = entry
                 feeds.append(entry)
             walk(o.children, path)
@@ -126,8 +131,9 @@ def opml_import(loaded: LoadedConfig, path: str | Path) -> tuple[str, list[str]]
 def opml_export(loaded: LoadedConfig, reveal_secrets: bool = False) -> str:
     """OPML of the configured feeds; secrets in their URLs masked unless revealed."""
     masker = masker_for(loaded)
-    return feeds_to_opml([(f.id, f.url if reveal_secrets else masker(f.url), f.title)
-                          for f in loaded.config.feeds])
+    return feeds_to_opml(
+        [(f.id, f.url if reveal_secrets else masker(f.url), f.title) for f in loaded.config.feeds]
+    )
 
 
 def feeds_to_yaml(feeds: Iterable[dict[str, Any]]) -> str:
@@ -150,8 +156,9 @@ def feeds_to_yaml(feeds: Iterable[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def feeds_to_opml(feeds: Iterable[tuple[str, str, str | None]],
-                  title: str = "feed-monitor feeds") -> str:
+def feeds_to_opml(
+    feeds: Iterable[tuple[str, str, str | None]], title: str = "feed-monitor feeds"
+) -> str:
     """An OPML 2.0 document listing ``(id, url, title)`` feeds; ``text`` falls back to the id."""
     root = ET.Element("opml", version="2.0")
     head = ET.SubElement(root, "head")
@@ -194,8 +201,11 @@ def _parse(data: bytes, source: str) -> list[_Outline]:
     seen_body = False
 
     def refuse_entities(*_: object) -> NoReturn:
-        raise OpmlError("entity declarations and external entities are not allowed in OPML",
-                        source, parser.CurrentLineNumber)
+        raise OpmlError(
+            "entity declarations and external entities are not allowed in OPML",
+            source,
+            parser.CurrentLineNumber,
+        )
 
     def start(tag: str, attrs: dict[str, str]) -> None:
         nonlocal seen_body
@@ -230,8 +240,11 @@ def _parse(data: bytes, source: str) -> list[_Outline]:
     try:
         parser.Parse(_as_expat_input(data, source), True)
     except expat.ExpatError as e:
-        raise OpmlError(f"not well-formed XML: {expat.ErrorString(e.code)} "
-                        f"(column {e.offset + 1})", source, e.lineno) from e
+        raise OpmlError(
+            f"not well-formed XML: {expat.ErrorString(e.code)} (column {e.offset + 1})",
+            source,
+            e.lineno,
+        ) from e
     if not seen_body:
         raise OpmlError("the <opml> document has no <body>", source)
     return body
@@ -261,8 +274,9 @@ def _http_url(url: str, name: str, source: str, line: int) -> str:
         url = rest if _HTTP_URL.match(rest) else "http:" + rest
     if not _HTTP_URL.match(url):
         label = f"outline '{name}'" if name else "an outline"
-        raise OpmlError(f"{label} has xmlUrl {url!r}; expected an http:// or https:// URL",
-                        source, line)
+        raise OpmlError(
+            f"{label} has xmlUrl {url!r}; expected an http:// or https:// URL", source, line
+        )
     return url
 
 

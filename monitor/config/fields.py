@@ -31,23 +31,36 @@ class _NumberOrText:
         return {"anyOf": [number, text], "examples": self.examples}
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), _NumberOrText(
-    r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$",
-    "seconds, or a number with a unit: ms, s, m, h, d, w", [90, "30s", "5m", "24h"])]
-Size = Annotated[int, BeforeValidator(parse_size), _NumberOrText(
-    r"^\s*\d+(\.\d+)?\s*([bB]|[kKmMgG][iI]?[bB])?\s*$",
-    "bytes, or a number with a unit: B, KB, KiB, MB, MiB, GB, GiB", [1048576, "15MiB"])]
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    _NumberOrText(
+        r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*$",
+        "seconds, or a number with a unit: ms, s, m, h, d, w",
+        [90, "30s", "5m", "24h"],
+    ),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    _NumberOrText(
+        r"^\s*\d+(\.\d+)?\s*([bB]|[kKmMgG][iI]?[bB])?\s*$",
+        "bytes, or a number with a unit: B, KB, KiB, MB, MiB, GB, GiB",
+        [1048576, "15MiB"],
+    ),
+]
 # What a backlog may say, for editors (the validators say why a value is wrong).
-BACKLOG_SCHEMA: JsonDict = {"pattern": r"^(none|all|\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*)$",
-                            "examples": ["none", "all", "24h"]}
+BACKLOG_SCHEMA: JsonDict = {
+    "pattern": r"^(none|all|\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)?\s*)$",
+    "examples": ["none", "all", "24h"],
+}
 
 
 def _zone(name: str) -> str:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use a name such as Asia/Shanghai)") \
-            from None
+        raise ValueError(f"unknown time zone {name!r} (use a name such as Asia/Shanghai)") from None
     return name
 
 

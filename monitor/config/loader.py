@@ -51,10 +51,17 @@ class LoadedConfig:
         lines = self.rule_lines
         return [
             RuleSpec(
-                name=r.name, query=r.query, any=tuple(r.any), all=tuple(r.all),
-                none=tuple(r.none), feeds=tuple(r.feeds), notify=tuple(r.notify),
-                source=self.path, line=lines[i] if i < len(lines) else None,
-                aliases=r.aliases, exact=r.exact,
+                name=r.name,
+                query=r.query,
+                any=tuple(r.any),
+                all=tuple(r.all),
+                none=tuple(r.none),
+                feeds=tuple(r.feeds),
+                notify=tuple(r.notify),
+                source=self.path,
+                line=lines[i] if i < len(lines) else None,
+                aliases=r.aliases,
+                exact=r.exact,
             )
             for i, r in enumerate(self.config.rules)
         ]
@@ -63,13 +70,18 @@ class LoadedConfig:
         return feed.interval or self.config.defaults.interval
 
     def feed_backlog_window(self, feed: FeedConfig) -> float | None:
-        return backlog_seconds(feed.backlog if feed.backlog is not None
-                               else self.config.defaults.backlog)
+        return backlog_seconds(
+            feed.backlog if feed.backlog is not None else self.config.defaults.backlog
+        )
 
     def line_of(self, *path: Any) -> int | None:
         """The line of a key path (None if the file does not have it): for errors."""
-        if (len(path) == 2 and path[0] == "rules" and isinstance(path[1], int)
-                and 0 <= path[1] < len(self.rule_lines)):
+        if (
+            len(path) == 2
+            and path[0] == "rules"
+            and isinstance(path[1], int)
+            and 0 <= path[1] < len(self.rule_lines)
+        ):
             return self.rule_lines[path[1]]
         return self.lines_of([path]).get(path)
 
@@ -107,8 +119,13 @@ class _Builder:
     given key paths; line numbers are 1-based.
     """
 
-    def __init__(self, path: str, want: Container[tuple[Any, ...]] | None = None,
-                 parser: type[Any] = _PARSER, environment: bool = True) -> None:
+    def __init__(
+        self,
+        path: str,
+        want: Container[tuple[Any, ...]] | None = None,
+        parser: type[Any] = _PARSER,
+        environment: bool = True,
+    ) -> None:
         self.path = path
         self.environment = environment  # substitute ${VAR}: only in a config
         self.want = want
@@ -138,8 +155,11 @@ class _Builder:
             end = next(events)
             if not isinstance(end, yaml.StreamEndEvent):
                 raise yaml.composer.ComposerError(
-                    "expected a single document in the stream", None,
-                    "but found another document", end.start_mark)
+                    "expected a single document in the stream",
+                    None,
+                    "but found another document",
+                    end.start_mark,
+                )
             return data
         finally:
             self._anchors.clear()
@@ -160,14 +180,19 @@ class _Builder:
         else:  # an alias; an anchor is known once its node is complete (no cycles)
             if ev.anchor not in self._anchors:
                 raise yaml.composer.ComposerError(
-                    None, None, f"found undefined alias {ev.anchor!r}", ev.start_mark)
+                    None, None, f"found undefined alias {ev.anchor!r}", ev.start_mark
+                )
             weight = self._weights[ev.anchor]
             self._values += weight - 1
             self._aliased += weight
             if self._aliased > MAX_ALIASED_VALUES:
                 raise yaml.composer.ComposerError(
-                    None, None, f"aliases stand for more than {MAX_ALIASED_VALUES:,} values "
-                    f"(at alias {ev.anchor!r}); write the values out instead", ev.start_mark)
+                    None,
+                    None,
+                    f"aliases stand for more than {MAX_ALIASED_VALUES:,} values "
+                    f"(at alias {ev.anchor!r}); write the values out instead",
+                    ev.start_mark,
+                )
             return self._anchors[ev.anchor]
         if ev.anchor is not None:
             self._anchors[ev.anchor] = value
@@ -186,11 +211,12 @@ class _Builder:
                 duplicate = key in out
             except TypeError:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", None, "found an unhashable key",
-                    ev.start_mark) from None
+                    "while constructing a mapping", None, "found an unhashable key", ev.start_mark
+                ) from None
             if duplicate:
-                self.errors.append(ConfigError(
-                    f"duplicate key {key!r}", self.path, line, key_path(loc + (key,))))
+                self.errors.append(
+                    ConfigError(f"duplicate key {key!r}", self.path, line, key_path(loc + (key,)))
+                )
             if self.want is not None and loc + (key,) in self.want:
                 self.lines[loc + (key,)] = line
             out[key] = self._node(next(events), loc + (key,))
@@ -216,11 +242,13 @@ class _Builder:
         else:
             c = self._constructor
             try:
-                value = c.construct_object(yaml.ScalarNode(
-                    tag, ev.value, ev.start_mark, ev.end_mark, ev.style), deep=True)
+                value = c.construct_object(
+                    yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style), deep=True
+                )
             except (ValueError, OverflowError) as e:  # a date such as 2024-13-45
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"{ev.value!r}: {e}", ev.start_mark) from None
+                    None, None, f"{ev.value!r}: {e}", ev.start_mark
+                ) from None
             finally:
                 c.constructed_objects.clear()
             if not isinstance(value, str):
@@ -237,9 +265,11 @@ class _Builder:
             elif default is not None:
                 secret = default
             else:
-                self.errors.append(ConfigError(
-                    f"environment variable {name} is not set", self.path, line,
-                    key_path(loc)))
+                self.errors.append(
+                    ConfigError(
+                        f"environment variable {name} is not set", self.path, line, key_path(loc)
+                    )
+                )
                 return ""
             if secret:
                 self.secrets.add(secret)
@@ -252,8 +282,7 @@ def _with_prefixes(paths: Iterable[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
     return {p[:n] for p in paths for n in range(len(p) + 1)}
 
 
-def _lines_of(text: str, path: str,
-              paths: Iterable[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
+def _lines_of(text: str, path: str, paths: Iterable[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
     """The lines of these key paths in ``text`` (those it has)."""
     builder = _Builder(path, want=set(paths))
     try:
@@ -285,8 +314,7 @@ def _yaml_error(e: yaml.YAMLError, text: str, path: str) -> ConfigError:
             e = again
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
-        return ConfigError(f"invalid YAML: {e.problem or e}", path,
-                           mark.line + 1 if mark else None)
+        return ConfigError(f"invalid YAML: {e.problem or e}", path, mark.line + 1 if mark else None)
     return ConfigError(f"invalid YAML: {e}", path)
 
 
@@ -318,20 +346,27 @@ def parse_config(text: str, path: str = "<config>") -> LoadedConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping (database, feeds, channels, rules)",
-                          path, 1)
+        raise ConfigError(
+            "the top level must be a mapping (database, feeds, channels, rules)", path, 1
+        )
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
         errors = _located(e, path, text)
         # A validator may quote the bad value: a ${ENV} secret, a URL with its token.
         mask = _raw_masker(builder.secrets, data)
-        raise ConfigErrors([ConfigError(mask(x.message), x.path, x.line, x.key)
-                            for x in errors.errors]) from None
+        raise ConfigErrors(
+            [ConfigError(mask(x.message), x.path, x.line, x.key) for x in errors.errors]
+        ) from None
     finally:
         del data
-    loaded = LoadedConfig(config, path, frozenset(builder.secrets), builder.rule_lines,
-                          zlib.compress(text.encode("utf-8")))
+    loaded = LoadedConfig(
+        config,
+        path,
+        frozenset(builder.secrets),
+        builder.rule_lines,
+        zlib.compress(text.encode("utf-8")),
+    )
     _check_references(loaded)
     return loaded
 
@@ -347,8 +382,11 @@ def _raw_masker(secrets: Iterable[str], data: dict[str, Any]) -> Masker:
             yield from (v for v in value if isinstance(v, str))
 
     feeds = data.get("feeds")
-    feed_urls = [u for f in feeds if isinstance(f, dict) for u in strings(f.get("url"))] \
-        if isinstance(feeds, list) else []
+    feed_urls = (
+        [u for f in feeds if isinstance(f, dict) for u in strings(f.get("url"))]
+        if isinstance(feeds, list)
+        else []
+    )
     channels = data.get("channels")
     channel_urls: list[str] = []
     for ch in channels.values() if isinstance(channels, dict) else ():
@@ -358,8 +396,9 @@ def _raw_masker(secrets: Iterable[str], data: dict[str, Any]) -> Masker:
             channel_urls += strings(ch)
     database = data.get("database")
     masker = Masker()
-    masker.add_config(secrets, feed_urls, channel_urls,
-                      database if isinstance(database, str) else None)
+    masker.add_config(
+        secrets, feed_urls, channel_urls, database if isinstance(database, str) else None
+    )
     return masker
 
 
@@ -380,7 +419,7 @@ def _located(e: ValidationError, path: str, text: str) -> ConfigErrors:
         if err["type"] == "extra_forbidden":
             msg = f"unknown key '{loc[-1]}'"
         elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         errors.append(ConfigError(msg, path, line, key_path(loc) or None))
     return ConfigErrors(errors)
 
@@ -394,22 +433,41 @@ def _check_references(loaded: LoadedConfig) -> None:
         for j, name in enumerate(rule.notify):
             if name not in cfg.channels:
                 known = ", ".join(sorted(cfg.channels)) or "none defined"
-                found.append((f"unknown channel '{name}' (channels: {known})",
-                              (("rules", i, "notify", j), ("rules", i)), f"rules[{i}].notify"))
+                found.append(
+                    (
+                        f"unknown channel '{name}' (channels: {known})",
+                        (("rules", i, "notify", j), ("rules", i)),
+                        f"rules[{i}].notify",
+                    )
+                )
         for j, fid in enumerate(rule.feeds):
             if fid not in feed_ids:
-                found.append((f"unknown feed '{fid}'",
-                              (("rules", i, "feeds", j), ("rules", i)), f"rules[{i}].feeds"))
+                found.append(
+                    (
+                        f"unknown feed '{fid}'",
+                        (("rules", i, "feeds", j), ("rules", i)),
+                        f"rules[{i}].feeds",
+                    )
+                )
     lease = cfg.scheduler.lease
     if lease is not None and lease <= cfg.defaults.timeout:
         # A poll may run for defaults.timeout; a shorter lease would let a second daemon
         # poll the same feed while the first is still at it.
-        found.append((f"must be longer than defaults.timeout ({cfg.defaults.timeout:g} s)",
-                      (("scheduler", "lease"),), "scheduler.lease"))
+        found.append(
+            (
+                f"must be longer than defaults.timeout ({cfg.defaults.timeout:g} s)",
+                (("scheduler", "lease"),),
+                "scheduler.lease",
+            )
+        )
     if not found:
         return
     lines = loaded.lines_of(p for _, paths, _ in found for p in paths)
-    raise ConfigErrors([
-        ConfigError(message, loaded.path,
-                    next((lines[p] for p in paths if p in lines), None), key)
-        for message, paths, key in found])
+    raise ConfigErrors(
+        [
+            ConfigError(
+                message, loaded.path, next((lines[p] for p in paths if p in lines), None), key
+            )
+            for message, paths, key in found
+        ]
+    )

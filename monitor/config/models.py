@@ -36,24 +36,36 @@ class Defaults(_Model):
     backlog: str = Field(
         "none",
         description="On a feed's first poll, alert for: none, all, or items newer than a "
-        "window such as 24h.", json_schema_extra=BACKLOG_SCHEMA,
+        "window such as 24h.",
+        json_schema_extra=BACKLOG_SCHEMA,
     )
-    user_agent: str | None = Field(None, description="User-Agent header; default "
-                                   "feed-monitor/VERSION.")
+    user_agent: str | None = Field(
+        None, description="User-Agent header; default feed-monitor/VERSION."
+    )
     max_redirects: int = Field(5, ge=0, le=20, description="Redirect hops followed per fetch.")
     per_host_concurrency: int = Field(
-        2, ge=1, le=64, description="Requests to one host name at once, across all feeds.")
+        2, ge=1, le=64, description="Requests to one host name at once, across all feeds."
+    )
     max_backoff: Duration = Field(
-        6 * 3600, gt=0, description="Longest wait between polls of a failing feed (the "
-        "interval doubles per failure up to this).")
+        6 * 3600,
+        gt=0,
+        description="Longest wait between polls of a failing feed (the "
+        "interval doubles per failure up to this).",
+    )
     unhealthy_after: int = Field(
-        5, ge=1, description="Consecutive failures after which status shows a feed as "
-        "unhealthy (it is still retried).")
+        5,
+        ge=1,
+        description="Consecutive failures after which status shows a feed as "
+        "unhealthy (it is still retried).",
+    )
     allow_private_addresses: bool = Field(
-        False, description="Poll feeds on private, loopback and link-local addresses.")
+        False, description="Poll feeds on private, loopback and link-local addresses."
+    )
     allowed_networks: list[str] = Field(
-        default_factory=list, description="CIDR ranges polled even though not public, "
-        "e.g. 10.1.2.0/24 (narrower than allow_private_addresses).")
+        default_factory=list,
+        description="CIDR ranges polled even though not public, "
+        "e.g. 10.1.2.0/24 (narrower than allow_private_addresses).",
+    )
 
     @field_validator("allowed_networks")
     @classmethod
@@ -62,8 +74,9 @@ class Defaults(_Model):
             try:
                 ipaddress.ip_network(str(net).strip(), strict=False)
             except ValueError:
-                raise ValueError(f"{net!r} is not a network such as 10.0.0.0/8 or "
-                                 "fd00::/8") from None
+                raise ValueError(
+                    f"{net!r} is not a network such as 10.0.0.0/8 or fd00::/8"
+                ) from None
         return [str(n).strip() for n in v]
 
     @field_validator("backlog")
@@ -83,8 +96,9 @@ class FeedConfig(_Model):
     url: str = Field(description="http:// or https:// URL of the feed.")
     title: str | None = Field(None, description="Name shown in alerts; default the id.")
     interval: Duration | None = Field(None, gt=0, description="Overrides defaults.interval.")
-    backlog: str | None = Field(None, description="Overrides defaults.backlog.",
-                                json_schema_extra=BACKLOG_SCHEMA)
+    backlog: str | None = Field(
+        None, description="Overrides defaults.backlog.", json_schema_extra=BACKLOG_SCHEMA
+    )
     enabled: bool = Field(True, description="false keeps the feed here but stops polling it.")
 
     @field_validator("url")
@@ -103,8 +117,9 @@ class FeedConfig(_Model):
 class RateLimit(_Model):
     """At most count messages per period; written as an object or as 20/min, 5/10s."""
 
-    model_config = ConfigDict(json_schema_extra=also_text(
-        RATE_PATTERN, "count/period, e.g. 20/min or 5/10s"))
+    model_config = ConfigDict(
+        json_schema_extra=also_text(RATE_PATTERN, "count/period, e.g. 20/min or 5/10s")
+    )
     count: int = Field(gt=0)
     per: Duration = Field(gt=0)
 
@@ -143,8 +158,11 @@ class QuietHours(_Model):
 
 def _channel_schema(schema: dict[str, Any]) -> None:
     """A channel is written with urls, with a single url, or as one URL string."""
-    schema["properties"]["url"] = {"type": "string", "title": "Url",
-                                   "description": "One Apprise URL (instead of urls)."}
+    schema["properties"]["url"] = {
+        "type": "string",
+        "title": "Url",
+        "description": "One Apprise URL (instead of urls).",
+    }
     schema.pop("required", None)
     schema["oneOf"] = [{"required": ["urls"]}, {"required": ["url"]}]
     also_text(None, "one Apprise URL")(schema)
@@ -156,7 +174,8 @@ class ChannelConfig(_Model):
     model_config = ConfigDict(json_schema_extra=_channel_schema)
     urls: list[str] = Field(min_length=1, description="Apprise URLs; console:// prints.")
     format: Literal["text", "markdown", "html"] | None = Field(
-        None, description="Body format; default html for email-only channels, else text.")
+        None, description="Body format; default html for email-only channels, else text."
+    )
     language: Literal["en", "zh"] = "en"
     timezone: TimeZone = Field("UTC", description="Time zone of times shown in messages.")
     title_template: str | None = None
@@ -188,11 +207,17 @@ class CrossEditionConfig(_Model):
     """One alert for one story published in several editions (RFI /cn and /tw)."""
 
     window: Duration = Field(
-        86400, gt=0, description="Items whose folded titles are equal and whose publish "
-        "times are at most this far apart are one story.")
+        86400,
+        gt=0,
+        description="Items whose folded titles are equal and whose publish "
+        "times are at most this far apart are one story.",
+    )
     hold: Duration = Field(
-        300, ge=0, description="New alerts of the rule wait this long, so the other "
-        "edition, polled minutes later, joins the same message; 0 sends at once.")
+        300,
+        ge=0,
+        description="New alerts of the rule wait this long, so the other "
+        "edition, polled minutes later, joins the same message; 0 sends at once.",
+    )
 
 
 class RuleConfig(_Model):
@@ -208,20 +233,30 @@ class RuleConfig(_Model):
     notify: tuple[str, ...] = Field(min_length=1, description="Channel names.")
     digest: DigestConfig | None = Field(None, description="Send this rule's alerts as digests.")
     on_update: Literal["ignore", "rematch", "always"] = Field(
-        "rematch", description="An updated item (same URL, new time): ignore never alerts; "
-        "rematch alerts when the rule newly matches; always alerts again while it matches.")
+        "rematch",
+        description="An updated item (same URL, new time): ignore never alerts; "
+        "rematch alerts when the rule newly matches; always alerts again while it matches.",
+    )
     cross_edition: bool | CrossEditionConfig = Field(
-        False, description="true (or window/hold): a story in several editions "
-        "(Simplified /cn, Traditional /tw) gives one alert naming every link.")
+        False,
+        description="true (or window/hold): a story in several editions "
+        "(Simplified /cn, Traditional /tw) gives one alert naming every link.",
+    )
     archive: str | None = Field(
-        None, description="Folder that receives every item this rule alerts for, as an "
-        "archive file (<!--ms--> format); relative to the working directory.")
+        None,
+        description="Folder that receives every item this rule alerts for, as an "
+        "archive file (<!--ms--> format); relative to the working directory.",
+    )
     aliases: bool = Field(
-        True, description="false: keywords match only as written, not every form of the "
-        "name in the alias table (普京 / 普丁 / Putin).")
+        True,
+        description="false: keywords match only as written, not every form of the "
+        "name in the alias table (普京 / 普丁 / Putin).",
+    )
     exact: bool = Field(
-        False, description="true: Chinese keywords of 2-3 characters match anywhere, "
-        "also inside other words (中法 in 集中法律).")
+        False,
+        description="true: Chinese keywords of 2-3 characters match anywhere, "
+        "also inside other words (中法 in 集中法律).",
+    )
 
     def editions(self) -> CrossEditionConfig | None:
         """The cross-edition settings, or None when the rule does not opt in."""
@@ -245,11 +280,19 @@ class DeliveryConfig(_Model):
     backoff: Duration = Field(30, gt=0, description="First retry delay; doubles per attempt.")
     max_backoff: Duration = Field(3600, gt=0, description="Longest retry delay.")
     batch: int = Field(100, ge=1, description="Alerts leased per delivery run.")
-    parallel: int = Field(4, ge=1, le=64, description="Messages sent at once (each channel's "
-                          "rate limit still holds; 1 sends strictly one after another).")
+    parallel: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Messages sent at once (each channel's "
+        "rate limit still holds; 1 sends strictly one after another).",
+    )
     lease: Duration | None = Field(
-        None, gt=0, description="How long leased alerts stay with one daemon before another "
-        "may take them over (default: 10 intervals, at least 60s).")
+        None,
+        gt=0,
+        description="How long leased alerts stay with one daemon before another "
+        "may take them over (default: 10 intervals, at least 60s).",
+    )
 
     def lease_seconds(self) -> float:
         return self.lease or max(60.0, self.interval * 10)
@@ -261,23 +304,32 @@ class SchedulerConfig(_Model):
     tick: Duration = Field(5, gt=0, description="How often due feeds are claimed.")
     workers: int = Field(8, ge=1, le=256, description="Concurrent polls.")
     lease: Duration | None = Field(
-        None, gt=0, description="How long a claimed feed stays with one daemon before another "
-        "may take it over; longer than defaults.timeout (default: defaults.timeout + 60s).")
+        None,
+        gt=0,
+        description="How long a claimed feed stays with one daemon before another "
+        "may take it over; longer than defaults.timeout (default: defaults.timeout + 60s).",
+    )
 
 
 class HttpConfig(_Model):
     """The HTTP address: the web console, /healthz and /metrics."""
 
     enabled: bool = Field(True, description="Serve the console, /healthz and /metrics.")
-    listen: str = Field("127.0.0.1:9321", pattern=r"^\[?[^\s\]]*\]?:\d{1,5}$",
-                        description="host:port of the console, /healthz and /metrics.")
+    listen: str = Field(
+        "127.0.0.1:9321",
+        pattern=r"^\[?[^\s\]]*\]?:\d{1,5}$",
+        description="host:port of the console, /healthz and /metrics.",
+    )
     console: bool = Field(True, description="Serve the web console at /.")
     language: Literal["en", "zh"] = Field("en", description="Language of the console.")
     timezone: TimeZone = Field("UTC", description="Time zone of times the console shows.")
     admin_token: str | None = Field(
-        None, min_length=12, description="Enables the console's actions (silence, expire, "
+        None,
+        min_length=12,
+        description="Enables the console's actions (silence, expire, "
         "redeliver) after logging in with this token; write it as ${ENV}. Without it the "
-        "console is read-only.")
+        "console is read-only.",
+    )
 
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
@@ -288,27 +340,38 @@ class LogConfig(_Model):
     """What the daemon says on its own while it runs."""
 
     heartbeat: Duration = Field(
-        300, ge=0, description="Every this long, 'run' logs one line: feeds polled, new "
+        300,
+        ge=0,
+        description="Every this long, 'run' logs one line: feeds polled, new "
         "items, alerts sent and failures since the last line (the first a minute after "
-        "start); 0 turns it off.")
+        "start); 0 turns it off.",
+    )
 
 
 class RetentionConfig(_Model):
     """How long stored items are kept; by default, forever."""
 
     items: Duration | None = Field(
-        None, gt=0, description="Empty the body of items published longer ago than this "
-        "(title, URL, dedupe key and matches stay), e.g. 90d.")
+        None,
+        gt=0,
+        description="Empty the body of items published longer ago than this "
+        "(title, URL, dedupe key and matches stay), e.g. 90d.",
+    )
     keys: Duration | None = Field(
-        None, gt=0, description="Delete items published longer ago than this, dedupe key "
+        None,
+        gt=0,
+        description="Delete items published longer ago than this, dedupe key "
         "included; at least items. An item this old that a feed still lists is recorded "
-        "without alerting.")
+        "without alerting.",
+    )
 
     @model_validator(mode="after")
     def _keys_outlive_bodies(self) -> RetentionConfig:
         if self.items is not None and self.keys is not None and self.keys < self.items:
-            raise ValueError("retention.keys must be at least retention.items: a key "
-                             "deleted before its body would let the item alert again")
+            raise ValueError(
+                "retention.keys must be at least retention.items: a key "
+                "deleted before its body would let the item alert again"
+            )
         return self
 
 
@@ -317,8 +380,10 @@ class Config(_Model):
 
     database: str = Field("sqlite:///data/feed-monitor.db", description="SQLAlchemy URL.")
     database_upgrade: Literal["auto", "never"] = Field(
-        "auto", description="auto: migrate the schema at start; never: refuse to start on an "
-        "older schema until 'feed-monitor db upgrade' has run.")
+        "auto",
+        description="auto: migrate the schema at start; never: refuse to start on an "
+        "older schema until 'feed-monitor db upgrade' has run.",
+    )
     defaults: Defaults = Field(Defaults(), description="Settings every feed inherits.")
     scheduler: SchedulerConfig = SchedulerConfig()
     delivery: DeliveryConfig = DeliveryConfig()
@@ -326,13 +391,17 @@ class Config(_Model):
     log: LogConfig = Field(LogConfig(), description="What the daemon logs on its own.")
     feeds: list[FeedConfig] = Field(default_factory=list, description="Feeds to poll.")
     channels: dict[str, ChannelConfig] = Field(
-        default_factory=dict, description="Channels by name, used in rules[].notify.")
+        default_factory=dict, description="Channels by name, used in rules[].notify."
+    )
     rules: list[RuleConfig] = Field(default_factory=list, description="Keyword rules.")
     aliases: list[list[str]] = Field(
-        default_factory=list, description="Groups of equivalent names added to the built-in "
-        "table, e.g. [[赖清德, 賴清德, William Lai]]; a keyword in any form matches all.")
+        default_factory=list,
+        description="Groups of equivalent names added to the built-in "
+        "table, e.g. [[赖清德, 賴清德, William Lai]]; a keyword in any form matches all.",
+    )
     retention: RetentionConfig = Field(
-        RetentionConfig(), description="Pruning of old items (daily, and feed-monitor prune).")
+        RetentionConfig(), description="Pruning of old items (daily, and feed-monitor prune)."
+    )
 
     def feed_titles(self) -> dict[str, str]:
         """Feed id -> the name alerts show for it (its title, else the id)."""

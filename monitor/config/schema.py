@@ -6,8 +6,7 @@ from typing import Any
 
 from monitor.config.models import Config
 
-_BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum",
-           "le": "maximum"}
+_BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
 
 
 def config_json_schema() -> dict[str, Any]:
@@ -19,9 +18,12 @@ def config_json_schema() -> dict[str, Any]:
         # its own names; JSON Schema spells them otherwise, and they apply to numbers
         # only, which is what they mean here. Keys of properties/$defs are field names.
         if isinstance(node, dict):
-            return {(k if names else _BOUNDS.get(k, k)):
-                    fix(v, names=not names and k in ("properties", "$defs"))
-                    for k, v in node.items()}
+            return {
+                (k if names else _BOUNDS.get(k, k)): fix(
+                    v, names=not names and k in ("properties", "$defs")
+                )
+                for k, v in node.items()
+            }
         if isinstance(node, list):
             return [fix(v) for v in node]
         return node

@@ -6,16 +6,42 @@ import re
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_UNITS: dict[str | None, float] = {
-    "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+    "ms": 0.001,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 604800,
+    None: 1,
+}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.I)
 _SIZE_UNITS: dict[str | None, int] = {
-    "b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30,
-    None: 1}
-RATE_PATTERN = (r"^\s*(\d+)\s*/\s*(?:(\d+(?:\.\d+)?)\s*)?"
-                r"(s|sec|second|m|min|minute|h|hour|d|day)s?\s*$")
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 10**6,
+    "mib": 2**20,
+    "gb": 10**9,
+    "gib": 2**30,
+    None: 1,
+}
+RATE_PATTERN = (
+    r"^\s*(\d+)\s*/\s*(?:(\d+(?:\.\d+)?)\s*)?"
+    r"(s|sec|second|m|min|minute|h|hour|d|day)s?\s*$"
+)
 _RATE = re.compile(RATE_PATTERN)
-_RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600,
-               "hour": 3600, "d": 86400, "day": 86400}
+_RATE_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
 
 
 def parse_duration(value: object) -> float:

@@ -51,8 +51,9 @@ _installed = False
 _console_lock = threading.Lock()
 
 
-def _print_to_console(body: str, title: str, notify_type: str, *args: object,
-                      **kwargs: object) -> bool:
+def _print_to_console(
+    body: str, title: str, notify_type: str, *args: object, **kwargs: object
+) -> bool:
     with _console_lock:
         sys.stdout.write(f"{title}\n{body}\n\n")
         sys.stdout.flush()

@@ -69,9 +69,11 @@ class AppriseNotifier:
         if ok:
             return SendOutcome(True)
         details = "\n".join(heard.lines).strip()
-        return SendOutcome(False, self.masker(details.splitlines()[-1] if details
-                                              else "notification failed"),
-                           tuple(heard.retry_after))
+        return SendOutcome(
+            False,
+            self.masker(details.splitlines()[-1] if details else "notification failed"),
+            tuple(heard.retry_after),
+        )
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,9 @@ class Channel:
     limiter: RateLimiter | None = None
 
 
-def build_channels(settings: Mapping[str, ChannelSettings], masker: Masker,
-                   source: str | None = None) -> dict[str, Channel]:
+def build_channels(
+    settings: Mapping[str, ChannelSettings], masker: Masker, source: str | None = None
+) -> dict[str, Channel]:
     """A channel for each of ``settings``; ``source`` (the config file) locates template
     errors. Every secret of the channels' URLs is added to ``masker``."""
     apprise_glue.install()  # console:// must be known before its URL is read
@@ -102,10 +105,15 @@ def build_channels(settings: Mapping[str, ChannelSettings], masker: Masker,
             # would make a burst of alerts take minutes (channels set their own limits).
             if plugin.request_rate_per_sec == _GENERIC_THROTTLE:
                 plugin.request_rate_per_sec = 0
-        limiter = RateLimiter(ch.rate_limit.count, ch.rate_limit.per_s) \
-            if ch.rate_limit else None
-        out[name] = Channel(name, ch, obj, AppriseNotifier(obj, ch.body_format, masker),
-                            MessageTemplates.for_channel(ch, source), limiter)
+        limiter = RateLimiter(ch.rate_limit.count, ch.rate_limit.per_s) if ch.rate_limit else None
+        out[name] = Channel(
+            name,
+            ch,
+            obj,
+            AppriseNotifier(obj, ch.body_format, masker),
+            MessageTemplates.for_channel(ch, source),
+            limiter,
+        )
     return out
 
 
@@ -146,8 +154,11 @@ def undeliverable(url: str) -> str | None:
         reason = "; ".join(said.lines) or "Apprise cannot read this URL"
         scheme = url.split("://", 1)[0] if "://" in url else ""
         if scheme.lower() not in _PLUGINS:
-            return f"unknown Apprise scheme '{scheme}' ({reason})" if scheme \
+            return (
+                f"unknown Apprise scheme '{scheme}' ({reason})"
+                if scheme
                 else f"not a URL (no scheme://; {reason})"
+            )
         return reason
     for plugin in obj:
         if isinstance(plugin, NotifyEmail) and not plugin.targets:

@@ -63,13 +63,19 @@ class Deliverer:
     story. ``on_result(channel, outcome, latency_s)`` hears of every alert sent or failed.
     """
 
-    def __init__(self, outbox: Outbox, owner: str, settings: DeliverySettings,
-                 channels: dict[str, Channel], masker: Masker,
-                 feed_titles: Callable[[], Mapping[str, str]] = dict,
-                 on_result: Callable[[str, str, float], None] | None = None,
-                 rule_digests: Mapping[str, DigestSchedule] | None = None,
-                 rule_editions: Mapping[str, int] | None = None,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        owner: str,
+        settings: DeliverySettings,
+        channels: dict[str, Channel],
+        masker: Masker,
+        feed_titles: Callable[[], Mapping[str, str]] = dict,
+        on_result: Callable[[str, str, float], None] | None = None,
+        rule_digests: Mapping[str, DigestSchedule] | None = None,
+        rule_editions: Mapping[str, int] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.outbox = outbox
         self.owner = owner
         self.settings = settings
@@ -110,8 +116,9 @@ class Deliverer:
         # Sending stops at half the lease and the rest goes back (below): once the lease
         # is over another daemon may take these alerts, and both would send them.
         send_until = self.clock.monotonic() + lease_s / 2
-        batch = self.outbox.lease(self.owner, now_ms, self.settings.batch,
-                                        int(lease_s * 1000), list(self.channels))
+        batch = self.outbox.lease(
+            self.owner, now_ms, self.settings.batch, int(lease_s * 1000), list(self.channels)
+        )
         if not batch:
             return DeliveryStats()
         silenced = held = 0
@@ -122,8 +129,13 @@ class Deliverer:
             if silence is not None:
                 self.outbox.mark_silenced([alert.id], self.owner, silence.id)
                 silenced += 1
-                log.info("channel '%s': alert %d (rule '%s') silenced by silence %d",
-                         alert.channel, alert.id, alert.rule, silence.id)
+                log.info(
+                    "channel '%s': alert %d (rule '%s') silenced by silence %d",
+                    alert.channel,
+                    alert.id,
+                    alert.rule,
+                    silence.id,
+                )
                 continue
             group = self._group(alert, now_ms)
             if group is None:  # held back until its release time
@@ -149,19 +161,29 @@ class Deliverer:
         if digest is not None and digest.window_s is not None:
             # A grouping window opens with the first alert and collects those that follow.
             opened_ms = self.outbox.held_release(
-                alert.channel, alert.rule if own_digest else None, now_ms)
-        release_ms = hold_until_ms(now_ms, alert.created_ms, digest,
-                                   channel.settings.quiet_hours, opened_ms)
+                alert.channel, alert.rule if own_digest else None, now_ms
+            )
+        release_ms = hold_until_ms(
+            now_ms, alert.created_ms, digest, channel.settings.quiet_hours, opened_ms
+        )
         if release_ms is not None:
             self.outbox.hold([alert.id], self.owner, release_ms)
-            log.info("channel '%s': alert %d (rule '%s') held until %s", alert.channel,
-                     alert.id, alert.rule,
-                     datetime.fromtimestamp(release_ms / 1000, UTC).isoformat(timespec="seconds"))
+            log.info(
+                "channel '%s': alert %d (rule '%s') held until %s",
+                alert.channel,
+                alert.id,
+                alert.rule,
+                datetime.fromtimestamp(release_ms / 1000, UTC).isoformat(timespec="seconds"),
+            )
             return None
         return digest_group if digest else f"single:{alert.id}"
 
-    def _send_all(self, messages: list[tuple[tuple[str, str], list[AlertRow]]],
-                  titles: Mapping[str, str], send_until: float) -> DeliveryStats:
+    def _send_all(
+        self,
+        messages: list[tuple[tuple[str, str], list[AlertRow]]],
+        titles: Mapping[str, str],
+        send_until: float,
+    ) -> DeliveryStats:
         """Send the messages of one batch, up to ``delivery.parallel`` at once, in their
         order; a channel's rate limit is applied as each is handed out."""
 
@@ -236,16 +258,21 @@ class Deliverer:
     def _pause_s(self, retry_after: Sequence[str], now_ms: int) -> float | None:
         """How long a Retry-After asks the channel to pause (the longest one if several
         URLs answered), at most ``max_backoff``; None when none was given or readable."""
-        asked = [s for s in (retry_after_value_s(v, now_ms / 1000) for v in retry_after)
-                 if s is not None and s > 0]
+        asked = [
+            s
+            for s in (retry_after_value_s(v, now_ms / 1000) for v in retry_after)
+            if s is not None and s > 0
+        ]
         return min(max(asked), self.settings.max_backoff_s) if asked else None
 
-    def _send(self, channel: Channel, group: str, alerts: list[AlertRow],
-              titles: Mapping[str, str]) -> DeliveryStats:
+    def _send(
+        self, channel: Channel, group: str, alerts: list[AlertRow], titles: Mapping[str, str]
+    ) -> DeliveryStats:
         ids = [a.id for a in alerts]
         tz = ZoneInfo(channel.settings.timezone)
-        contexts = [alert_context(a, titles, tz, channel.name, self._editions(a, titles))
-                    for a in alerts]
+        contexts = [
+            alert_context(a, titles, tz, channel.name, self._editions(a, titles)) for a in alerts
+        ]
         if group.startswith("single:"):
             rendered = channel.templates.render(contexts[0])
         else:
@@ -256,10 +283,13 @@ class Deliverer:
         if ok:
             self.outbox.mark_sent(ids, self.owner, now_ms)
             what = f"alert {ids[0]}" if len(ids) == 1 else f"digest of {len(ids)} alerts"
-            log.info("channel '%s': sent %s (rule '%s'): %s", channel.name, what,
-                     alerts[0].rule if len(ids) == 1 else ", ".join(sorted({a.rule for a in
-                                                                            alerts})),
-                     one_line(alerts[0].item.url) if len(ids) == 1 else rendered.title)
+            log.info(
+                "channel '%s': sent %s (rule '%s'): %s",
+                channel.name,
+                what,
+                alerts[0].rule if len(ids) == 1 else ", ".join(sorted({a.rule for a in alerts})),
+                one_line(alerts[0].item.url) if len(ids) == 1 else rendered.title,
+            )
             for a in alerts:
                 self._result(channel.name, "sent", (now_ms - a.created_ms) / 1000)
             return DeliveryStats(sent=len(ids), messages=1)
@@ -275,25 +305,42 @@ class Deliverer:
         else:
             delay = min(settings.max_backoff_s, settings.backoff_s * 2 ** (attempts - 1))
             delay *= 0.8 + 0.4 * self.clock.random()  # ±20 %: retries of many alerts spread
-        self.outbox.mark_failed(ids, self.owner, error[:1000], now_ms + int(delay * 1000),
-                                      dead)
+        self.outbox.mark_failed(ids, self.owner, error[:1000], now_ms + int(delay * 1000), dead)
         if pause is not None:
-            log.warning("channel '%s': alert %s failed (attempt %d): %s; the receiver asks "
-                        "to retry after %s s: the channel pauses for %.0f s", channel.name,
-                        ", ".join(map(str, ids)), attempts, error,
-                        ", ".join(outcome.retry_after), pause)
+            log.warning(
+                "channel '%s': alert %s failed (attempt %d): %s; the receiver asks "
+                "to retry after %s s: the channel pauses for %.0f s",
+                channel.name,
+                ", ".join(map(str, ids)),
+                attempts,
+                error,
+                ", ".join(outcome.retry_after),
+                pause,
+            )
         elif dead:
-            log.error("channel '%s': alert %s is dead after %d attempts: %s", channel.name,
-                      ", ".join(map(str, ids)), attempts, error)
+            log.error(
+                "channel '%s': alert %s is dead after %d attempts: %s",
+                channel.name,
+                ", ".join(map(str, ids)),
+                attempts,
+                error,
+            )
         else:
-            log.warning("channel '%s': alert %s failed (attempt %d, retry in %.1f s): %s",
-                        channel.name, ", ".join(map(str, ids)), attempts, delay, error)
+            log.warning(
+                "channel '%s': alert %s failed (attempt %d, retry in %.1f s): %s",
+                channel.name,
+                ", ".join(map(str, ids)),
+                attempts,
+                delay,
+                error,
+            )
         for _ in alerts:
             self._result(channel.name, "dead" if dead else "failed", 0.0)
         return DeliveryStats(dead=len(ids)) if dead else DeliveryStats(failed=len(ids))
 
-    def _editions(self, alert: AlertRow, titles: Mapping[str, str]
-                  ) -> list[dict[str, object]] | None:
+    def _editions(
+        self, alert: AlertRow, titles: Mapping[str, str]
+    ) -> list[dict[str, object]] | None:
         """Every edition of the alert's story, read when it is sent, so an edition that
         joined while the alert waited is in the message. None: just the item."""
         window = self.rule_editions.get(alert.rule)
@@ -302,12 +349,20 @@ class Deliverer:
         try:
             found = self.outbox.editions(alert.item_id, alert.rule, window)
         except StoreError as e:  # the message still goes out, with its own link
-            log.warning("alert %d: cannot read the other editions: %s", alert.id,
-                        self.masker(str(e)).splitlines()[0])
+            log.warning(
+                "alert %d: cannot read the other editions: %s",
+                alert.id,
+                self.masker(str(e)).splitlines()[0],
+            )
             return None
-        return [{"feed": titles.get(e.feeds[0], e.feeds[0]) if e.feeds else "",
-                 "feeds": [titles.get(f, f) for f in e.feeds], "url": e.url}
-                for e in found] or None
+        return [
+            {
+                "feed": titles.get(e.feeds[0], e.feeds[0]) if e.feeds else "",
+                "feeds": [titles.get(f, f) for f in e.feeds],
+                "url": e.url,
+            }
+            for e in found
+        ] or None
 
     def _result(self, channel: str, outcome: str, latency_s: float) -> None:
         if self.on_result:

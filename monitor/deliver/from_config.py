@@ -18,9 +18,14 @@ from monitor.deliver.settings import (
 
 def delivery_settings(config: DeliveryConfig) -> DeliverySettings:
     return DeliverySettings(
-        max_attempts=config.max_attempts, max_age_s=config.max_age, backoff_s=config.backoff,
-        max_backoff_s=config.max_backoff, batch=config.batch, parallel=config.parallel,
-        lease_s=config.lease_seconds())
+        max_attempts=config.max_attempts,
+        max_age_s=config.max_age,
+        backoff_s=config.backoff,
+        max_backoff_s=config.max_backoff,
+        batch=config.batch,
+        parallel=config.parallel,
+        lease_s=config.lease_seconds(),
+    )
 
 
 def digest_schedule(config: DigestConfig) -> DigestSchedule:
@@ -34,14 +39,19 @@ def quiet_hours(config: QuietHoursConfig) -> QuietHours:
 def channel_settings(name: str, config: ChannelConfig) -> ChannelSettings:
     limit = config.rate_limit
     return ChannelSettings(
-        name=name, urls=tuple(config.urls), body_format=config.body_format(),
-        language=config.language, timezone=config.timezone,
-        title_template=config.title_template, body_template=config.body_template,
+        name=name,
+        urls=tuple(config.urls),
+        body_format=config.body_format(),
+        language=config.language,
+        timezone=config.timezone,
+        title_template=config.title_template,
+        body_template=config.body_template,
         digest_title_template=config.digest_title_template,
         digest_body_template=config.digest_body_template,
         rate_limit=RateLimit(limit.count, limit.per) if limit else None,
         digest=digest_schedule(config.digest) if config.digest else None,
-        quiet_hours=quiet_hours(config.quiet_hours) if config.quiet_hours else None)
+        quiet_hours=quiet_hours(config.quiet_hours) if config.quiet_hours else None,
+    )
 
 
 def channels_settings(configs: Mapping[str, ChannelConfig]) -> dict[str, ChannelSettings]:

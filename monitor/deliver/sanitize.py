@@ -23,8 +23,15 @@ EMAIL_LINE_MAX = 998  # octets of one line of a mail (RFC 5321 4.5.3.1.6)
 _SUBJECT_BUDGET = EMAIL_LINE_MAX - len("Subject: =?utf-8?q??=") - 10
 
 # Limits of the item fields a template sees (characters).
-FIELD_MAX = {"title": 300, "author": 200, "category": 100, "url": 2048, "feed": 200,
-             "keyword": 200, "snippet": 400}
+FIELD_MAX = {
+    "title": 300,
+    "author": 200,
+    "category": 100,
+    "url": 2048,
+    "feed": 200,
+    "keyword": 200,
+    "snippet": 400,
+}
 CATEGORIES_MAX = 20
 
 # C0 and C1 controls (tab and newline are handled apart), DEL, and the bidi embeddings,
@@ -71,7 +78,7 @@ def is_web_url(url: str) -> bool:
         scheme = urlsplit(cleaned).scheme.lower()
     except ValueError:
         return False
-    return scheme in ("http", "https") and cleaned[len(scheme):].startswith("://")
+    return scheme in ("http", "https") and cleaned[len(scheme) :].startswith("://")
 
 
 def is_email_channel(urls: Iterable[str]) -> bool:
@@ -80,6 +87,7 @@ def is_email_channel(urls: Iterable[str]) -> bool:
 
 
 # -- markdown ------------------------------------------------------------------------
+
 
 class WebUrl(str):
     """A URL in a template context: on a markdown channel it is percent-encoded where
@@ -91,7 +99,7 @@ class WebUrl(str):
 # Escapes CommonMark and Python-Markdown (Apprise's converter for mail) both read.
 _MD_INLINE = re.compile(r"[\\`*_{}\[\]()]")
 _MD_LINE_START = re.compile(r"^(\s*)([#+~-]|\d+(?=\.))", re.M)
-_URL_UNSAFE = {c: f"%{ord(c):02X}" for c in " ()<>[]\\\"`*{}|^"}
+_URL_UNSAFE = {c: f"%{ord(c):02X}" for c in ' ()<>[]\\"`*{}|^'}
 
 
 def escape_markdown(value: object) -> object:
@@ -104,14 +112,16 @@ def escape_markdown(value: object) -> object:
     text = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_INLINE.sub(lambda m: "\\" + m[0], text)
     # Block markup counts only at a line's start: a heading, a quote, a list item.
-    return _MD_LINE_START.sub(lambda m: m[1] + "\\" + m[2] if not m[2][0].isdigit()
-                              else m[1] + m[2] + "\\", text)
+    return _MD_LINE_START.sub(
+        lambda m: m[1] + "\\" + m[2] if not m[2][0].isdigit() else m[1] + m[2] + "\\", text
+    )
 
 
 _MD_LINK = re.compile(
     r"(?P<bang>!?)\[(?P<text>(?:\\.|[^\\\[\]])*)\]\(\s*"
     r"(?P<dest><(?:\\.|[^\\<>\n])*>|(?:\\.|[^\\\s()]|\((?:\\.|[^\\\s()])*\))*)"
-    r"(?:\s+(?:\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|\((?:\\.|[^()\\])*\)))?\s*\)")
+    r"(?:\s+(?:\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|\((?:\\.|[^()\\])*\)))?\s*\)"
+)
 _MD_AUTOLINK = re.compile(r"<(?P<dest>[A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\s]*)>")
 _MD_REFERENCE = re.compile(r"^ {0,3}\[(?:\\.|[^\\\[\]])+\]:[ \t]*(?P<dest>\S+).*$\n?", re.M)
 _MD_UNESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
@@ -143,8 +153,22 @@ def unlink_markdown(body: str) -> str:
 
 # -- html ----------------------------------------------------------------------------
 
-_URL_ATTRS = frozenset({"href", "src", "action", "formaction", "background", "poster",
-                        "cite", "srcset", "xlink:href", "data", "longdesc", "usemap"})
+_URL_ATTRS = frozenset(
+    {
+        "href",
+        "src",
+        "action",
+        "formaction",
+        "background",
+        "poster",
+        "cite",
+        "srcset",
+        "xlink:href",
+        "data",
+        "longdesc",
+        "usemap",
+    }
+)
 
 
 class _LinkGuard(HTMLParser):
@@ -157,8 +181,13 @@ class _LinkGuard(HTMLParser):
         self._anchors: list[bool] = []  # per open <a>: whether it was dropped
 
     def _tag(self, tag: str, attrs: list[tuple[str, str | None]], closed: bool) -> None:
-        bad = {n for n, v in attrs if n in _URL_ATTRS and v is not None
-               and not all(is_web_url(u.split()[0]) for u in v.split(",") if u.strip())}
+        bad = {
+            n
+            for n, v in attrs
+            if n in _URL_ATTRS
+            and v is not None
+            and not all(is_web_url(u.split()[0]) for u in v.split(",") if u.strip())
+        }
         if tag == "a" and not closed:
             self._anchors.append("href" in bad)
         if not bad:
@@ -166,8 +195,11 @@ class _LinkGuard(HTMLParser):
         elif tag == "a" and "href" in bad:
             return  # the link's text stays, as text
         else:
-            kept = "".join(f' {n}="{html.escape(v, quote=True)}"' if v is not None
-                           else f" {n}" for n, v in attrs if n not in bad)
+            kept = "".join(
+                f' {n}="{html.escape(v, quote=True)}"' if v is not None else f" {n}"
+                for n, v in attrs
+                if n not in bad
+            )
             self.out.append(f"<{tag}{kept}{' /' if closed else ''}>")
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -212,6 +244,7 @@ def unlink_html(body: str) -> str:
 
 
 # -- the rendered message ------------------------------------------------------------
+
 
 def _qp_cost(c: str) -> int:
     """Characters ``c`` takes in an encoded header word: the larger of Q and B."""

@@ -54,16 +54,29 @@ from monitor.types import AlertRow
 _TAGS = re.compile(r"<[^>]+>")
 
 LABELS = {
-    "en": {"feed": "Feed", "rule": "Rule", "keywords": "Keywords", "published": "Published",
-           "digest": "{count} new alerts", "read": "Read", "editions": "Editions",
-           "updated": "updated"},
-    "zh": {"feed": "来源", "rule": "规则", "keywords": "关键词", "published": "发布时间",
-           "digest": "{count} 条新提醒", "read": "阅读全文", "editions": "各版本",
-           "updated": "更新"},
+    "en": {
+        "feed": "Feed",
+        "rule": "Rule",
+        "keywords": "Keywords",
+        "published": "Published",
+        "digest": "{count} new alerts",
+        "read": "Read",
+        "editions": "Editions",
+        "updated": "updated",
+    },
+    "zh": {
+        "feed": "来源",
+        "rule": "规则",
+        "keywords": "关键词",
+        "published": "发布时间",
+        "digest": "{count} 条新提醒",
+        "read": "阅读全文",
+        "editions": "各版本",
+        "updated": "更新",
+    },
 }
 
-DEFAULT_TITLE = ("[{{ rule }}] {% if revision %}({{ labels.updated }}) {% endif %}"
-                 "{{ item.title }}")
+DEFAULT_TITLE = "[{{ rule }}] {% if revision %}({{ labels.updated }}) {% endif %}{{ item.title }}"
 DEFAULT_DIGEST_TITLE = "{{ labels.digest.format(count=count) }} ({{ channel }})"
 
 DEFAULT_BODY = {
@@ -96,7 +109,7 @@ DEFAULT_BODY = {
         "{{ labels.keywords }}: {{ hits | join(', ') }}<br>"
         "{{ labels.published }}: {{ published.strftime('%Y-%m-%d %H:%M %Z') }}</p>"
         "{% if editions | length > 1 %}<p>{{ labels.editions }}:<br>"
-        "{% for e in editions %}{{ e.feed }}: <a href=\"{{ e.url }}\">{{ e.url }}</a><br>"
+        '{% for e in editions %}{{ e.feed }}: <a href="{{ e.url }}">{{ e.url }}</a><br>'
         "{% endfor %}</p>{% endif %}"
         "{% if snippet %}<blockquote>{{ snippet }}</blockquote>{% endif %}"
     ),
@@ -114,8 +127,8 @@ DEFAULT_DIGEST_BODY = {
         "{% endfor %}"
     ),
     "html": (
-        "<ol>{% for a in alerts %}<li><a href=\"{{ a.item.url }}\">{{ a.item.title }}</a><br>"
-        "<a href=\"{{ a.item.url }}\">{{ a.item.url }}</a><br>"
+        '<ol>{% for a in alerts %}<li><a href="{{ a.item.url }}">{{ a.item.title }}</a><br>'
+        '<a href="{{ a.item.url }}">{{ a.item.url }}</a><br>'
         "<small>{{ a.rule }}: {{ a.hits | join(', ') }} · "
         "{{ a.published.strftime('%m-%d %H:%M') }}</small></li>{% endfor %}</ol>"
     ),
@@ -132,23 +145,38 @@ def _plain(markup: str, limit: int = 300) -> str:
     return shorten(one_line(html.unescape(_TAGS.sub(" ", markup))), limit)
 
 
-def alert_context(alert: AlertRow, feed_titles: Mapping[str, str], tz: tzinfo,
-                  channel: str, editions: list[dict[str, Any]] | None = None
-                  ) -> dict[str, Any]:
+def alert_context(
+    alert: AlertRow,
+    feed_titles: Mapping[str, str],
+    tz: tzinfo,
+    channel: str,
+    editions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     item = alert.item
-    feeds = fields((feed_titles.get(f, f) for f in alert.feeds), "feed") \
-        or [field(item.feed_id, "feed")]
+    feeds = fields((feed_titles.get(f, f) for f in alert.feeds), "feed") or [
+        field(item.feed_id, "feed")
+    ]
     url = WebUrl(field(item.url, "url"))
     if editions is None:  # just the item itself
         editions = [{"feed": feeds[0], "feeds": feeds, "url": url}]
     else:
-        editions = [{**e, "feed": field(str(e.get("feed", "")), "feed"),
-                     "feeds": fields(e.get("feeds", ()), "feed"),
-                     "url": WebUrl(field(str(e.get("url", "")), "url"))} for e in editions]
+        editions = [
+            {
+                **e,
+                "feed": field(str(e.get("feed", "")), "feed"),
+                "feeds": fields(e.get("feeds", ()), "feed"),
+                "url": WebUrl(field(str(e.get("url", "")), "url")),
+            }
+            for e in editions
+        ]
     return {
-        "item": {"title": field(item.title, "title"), "url": url,
-                 "summary": _plain(item.summary), "author": field(item.author, "author"),
-                 "categories": fields(item.categories, "category", CATEGORIES_MAX)},
+        "item": {
+            "title": field(item.title, "title"),
+            "url": url,
+            "summary": _plain(item.summary),
+            "author": field(item.author, "author"),
+            "categories": fields(item.categories, "category", CATEGORIES_MAX),
+        },
         "rule": field(alert.rule, "keyword"),
         "hits": fields(alert.keywords, "keyword"),
         "snippet": field(alert.snippet, "snippet"),
@@ -163,17 +191,28 @@ def alert_context(alert: AlertRow, feed_titles: Mapping[str, str], tz: tzinfo,
 class MessageTemplates:
     """A channel's compiled templates; compiling at config load catches errors early."""
 
-    def __init__(self, channel: str, fmt: str, language: str, title: str | None,
-                 body: str | None, digest_title: str | None = None,
-                 digest_body: str | None = None, source: str | None = None,
-                 email: bool = False) -> None:
+    def __init__(
+        self,
+        channel: str,
+        fmt: str,
+        language: str,
+        title: str | None,
+        body: str | None,
+        digest_title: str | None = None,
+        digest_body: str | None = None,
+        source: str | None = None,
+        email: bool = False,
+    ) -> None:
         self.channel = channel
         self.format = fmt
         self.email = email  # a mail goes out: subject and line lengths have limits
         self.labels = LABELS.get(language, LABELS["en"])
-        env = Environment(autoescape=fmt == "html", undefined=StrictUndefined,
-                          keep_trailing_newline=False,
-                          finalize=escape_markdown if fmt == "markdown" else None)
+        env = Environment(
+            autoescape=fmt == "html",
+            undefined=StrictUndefined,
+            keep_trailing_newline=False,
+            finalize=escape_markdown if fmt == "markdown" else None,
+        )
         # Titles are plain text on every service: never escaped.
         title_env = Environment(autoescape=False, undefined=StrictUndefined)
         try:
@@ -183,31 +222,47 @@ class MessageTemplates:
             self.digest_body = env.from_string(digest_body or DEFAULT_DIGEST_BODY[fmt])
         except TemplateError as e:
             line = getattr(e, "lineno", None)
-            raise ConfigError(f"template error: {e}", source, None,
-                              f"channels.{channel}" + (f" (template line {line})"
-                                                       if line else "")) from e
+            raise ConfigError(
+                f"template error: {e}",
+                source,
+                None,
+                f"channels.{channel}" + (f" (template line {line})" if line else ""),
+            ) from e
 
     @classmethod
-    def for_channel(cls, channel: ChannelSettings, source: str | None = None
-                    ) -> MessageTemplates:
+    def for_channel(cls, channel: ChannelSettings, source: str | None = None) -> MessageTemplates:
         """The templates a channel's settings name (the defaults where they name none)."""
-        return cls(channel.name, channel.body_format, channel.language,
-                   channel.title_template, channel.body_template,
-                   channel.digest_title_template, channel.digest_body_template, source,
-                   email=is_email_channel(channel.urls))
+        return cls(
+            channel.name,
+            channel.body_format,
+            channel.language,
+            channel.title_template,
+            channel.body_template,
+            channel.digest_title_template,
+            channel.digest_body_template,
+            source,
+            email=is_email_channel(channel.urls),
+        )
 
     def render(self, ctx: Mapping[str, Any]) -> Rendered:
         return self._render(self.title, self.body, {**ctx, "labels": self.labels})
 
     def render_digest(self, contexts: Sequence[Mapping[str, Any]]) -> Rendered:
-        ctx = {"alerts": list(contexts), "count": len(contexts), "channel": self.channel,
-               "labels": self.labels}
+        ctx = {
+            "alerts": list(contexts),
+            "count": len(contexts),
+            "channel": self.channel,
+            "labels": self.labels,
+        }
         return self._render(self.digest_title, self.digest_body, ctx)
 
     def _render(self, title: Any, body: Any, ctx: Mapping[str, Any]) -> Rendered:
         try:
-            return Rendered(clean_title(title.render(ctx), email=self.email),
-                            clean_body(body.render(ctx), self.format, email=self.email).strip())
+            return Rendered(
+                clean_title(title.render(ctx), email=self.email),
+                clean_body(body.render(ctx), self.format, email=self.email).strip(),
+            )
         except TemplateError as e:
-            raise ConfigError(f"template error while rendering: {e}", None, None,
-                              f"channels.{self.channel}") from e
+            raise ConfigError(
+                f"template error while rendering: {e}", None, None, f"channels.{self.channel}"
+            ) from e

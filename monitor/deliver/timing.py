@@ -38,8 +38,9 @@ def quiet_end(quiet: QuietHours, at: datetime) -> datetime | None:
     return end_local.astimezone(UTC)
 
 
-def digest_release(digest: DigestSchedule, created: datetime,
-                   opened: datetime | None = None) -> datetime:
+def digest_release(
+    digest: DigestSchedule, created: datetime, opened: datetime | None = None
+) -> datetime:
     """When the digest an alert created at ``created`` belongs to goes out.
 
     A cron schedule releases at its next time; a window opens with the first alert and
@@ -54,8 +55,13 @@ def digest_release(digest: DigestSchedule, created: datetime,
     return created + timedelta(seconds=digest.window_s)
 
 
-def hold_until_ms(now_ms: int, created_ms: int, digest: DigestSchedule | None,
-                  quiet: QuietHours | None, opened_ms: int | None = None) -> int | None:
+def hold_until_ms(
+    now_ms: int,
+    created_ms: int,
+    digest: DigestSchedule | None,
+    quiet: QuietHours | None,
+    opened_ms: int | None = None,
+) -> int | None:
     """Until when a new alert is held back (by its digest, then by quiet hours at the
     time it would go out), or None when it goes out now."""
     now = _utc(now_ms)

@@ -33,6 +33,5 @@ def load_stories() -> tuple[Story, ...]:
             if f.name.endswith(".md"):
                 entry = parse_archive(f.read_text(encoding="utf-8"), f"{edition}/{f.name}")
                 found.setdefault(f.name.removesuffix(".md"), {})[edition] = entry
-    stories = [Story(sid, e["cn"], e["tw"]) for sid, e in found.items()
-               if set(e) == set(EDITIONS)]
+    stories = [Story(sid, e["cn"], e["tw"]) for sid, e in found.items() if set(e) == set(EDITIONS)]
     return tuple(sorted(stories, key=lambda s: (s.cn.published_ms, -int(s.id))))

@@ -30,8 +30,15 @@ class Replay:
     The count is worked out when a feed is read, so no timer runs; a reader sees every
     story that is due, however long it waited."""
 
-    def __init__(self, stories: Sequence[Story], *, start: int, every: float, clock: Clock,
-                 on_publish: Callable[[int], None] = lambda n: None) -> None:
+    def __init__(
+        self,
+        stories: Sequence[Story],
+        *,
+        start: int,
+        every: float,
+        clock: Clock,
+        on_publish: Callable[[int], None] = lambda n: None,
+    ) -> None:
         self.stories = tuple(stories)
         self.start = min(max(start, 0), len(self.stories))
         self.every = every
@@ -54,24 +61,26 @@ class Replay:
 
     def feed(self, edition: str, base_url: str) -> bytes:
         """The RSS document of ``edition`` as it stands now, newest first."""
-        out = self.stories[:self.published()]
+        out = self.stories[: self.published()]
         return render_rss(edition, [s.edition(edition) for s in reversed(out)], base_url)
 
 
 def render_rss(edition: str, entries: Sequence[ArchiveEntry], base_url: str) -> bytes:
     """An RSS 2.0 document like RFI's: title, link, guid, pubDate and the body as CDATA."""
-    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>',
-             f"<title>{escape(FEED_TITLES[edition])}</title>",
-             f"<link>{escape(base_url)}/{edition}/</link>",
-             f"<description>{escape(FEED_TITLES[edition])}: feed-monitor demo "
-             "replay</description>"]
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel>',
+        f"<title>{escape(FEED_TITLES[edition])}</title>",
+        f"<link>{escape(base_url)}/{edition}/</link>",
+        f"<description>{escape(FEED_TITLES[edition])}: feed-monitor demo replay</description>",
+    ]
     for e in entries:
         pub = format_datetime(datetime.fromtimestamp(e.published_ms / 1000, UTC), usegmt=True)
         body = e.body.replace("]]>", "]]]]><![CDATA[>")
         parts.append(
             f"<item><title>{escape(html.unescape(e.title))}</title>"
-            f"<link>{escape(e.url)}</link><guid isPermaLink=\"true\">{escape(e.url)}</guid>"
-            f"<pubDate>{pub}</pubDate><description><![CDATA[{body}]]></description></item>")
+            f'<link>{escape(e.url)}</link><guid isPermaLink="true">{escape(e.url)}</guid>'
+            f"<pubDate>{pub}</pubDate><description><![CDATA[{body}]]></description></item>"
+        )
     parts.append("</channel></rss>\n")
     return "".join(parts).encode("utf-8")
 
@@ -94,8 +103,9 @@ class FeedServer:
                 if self.headers.get("If-None-Match") == etag:
                     self._send(304, {"ETag": etag}, b"")
                     return
-                self._send(200, {"Content-Type": "application/rss+xml; charset=utf-8",
-                                 "ETag": etag}, body)
+                self._send(
+                    200, {"Content-Type": "application/rss+xml; charset=utf-8", "ETag": etag}, body
+                )
 
             def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
                 self.send_response(status)
@@ -110,8 +120,9 @@ class FeedServer:
 
         self._http = ThreadingHTTPServer((host, port), Handler)
         self._http.daemon_threads = True
-        self._thread = threading.Thread(target=self._http.serve_forever, name="demo-feeds",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, name="demo-feeds", daemon=True
+        )
 
     @property
     def base_url(self) -> str:

@@ -28,7 +28,9 @@ DEFAULT_LISTEN = "127.0.0.1:9321"
 BACKLOG = 4  # stories the feeds list from the start
 
 # The demo's config. Comments are kept: it is the first config a new user reads.
-CONFIG = MARK + """ at every start (edits are overwritten: copy it to experiment).
+CONFIG = (
+    MARK
+    + """ at every start (edits are overwritten: copy it to experiment).
 # The real daemon runs on it, as `feed-monitor run -c {config}` would.
 
 database: {database}
@@ -83,6 +85,7 @@ rules:
     cross_edition: {{window: 24h, hold: 5s}}
     notify: [console]
 """
+)
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,9 @@ class Start:
 class Demo:
     """The demo's folder, replay and feed server; ``config_path`` is for the daemon."""
 
-    def __init__(self, folder: Path, *, fresh: bool, every: float, listen: str | None,
-                 clock: Clock) -> None:
+    def __init__(
+        self, folder: Path, *, fresh: bool, every: float, listen: str | None, clock: Clock
+    ) -> None:
         if every <= 0:
             raise UsageError(f"--every must be more than 0 seconds, got {every:g}")
         self.folder = folder
@@ -116,14 +120,20 @@ class Demo:
     def _open(self, fresh: bool, every: float, listen: str | None, clock: Clock) -> None:
         self.start = self._prepare(fresh)
         self.listen, self.listen_note = _console_address(listen)
-        self.replay = Replay(self.stories, start=max(self.start.published, BACKLOG),
-                             every=every, clock=clock, on_publish=self._published)
+        self.replay = Replay(
+            self.stories,
+            start=max(self.start.published, BACKLOG),
+            every=every,
+            clock=clock,
+            on_publish=self._published,
+        )
         self._save(self.replay.start)
         try:
             server = FeedServer(self.replay)
         except OSError as e:
-            raise MonitorError(f"demo: cannot start the feed server on 127.0.0.1: "
-                               f"{e.strerror or e}") from e
+            raise MonitorError(
+                f"demo: cannot start the feed server on 127.0.0.1: {e.strerror or e}"
+            ) from e
         self.server = server
         server.start()
         self.feed_urls = {edition: server.url(edition) for edition in EDITIONS}
@@ -136,8 +146,7 @@ class Demo:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise MonitorError(f"{folder}: cannot create the demo folder: "
-                               f"{e.strerror or e}") from e
+            raise MonitorError(f"{folder}: cannot create the demo folder: {e.strerror or e}") from e
         # The one-daemon lock of the demo's database, held for the whole run (the daemon
         # the demo starts is its holder): a second demo on this folder stops here, before
         # --fresh removed anything or the config was rewritten.
@@ -146,11 +155,12 @@ class Demo:
             try:
                 head = self.config_path.read_text(encoding="utf-8", errors="replace")
             except OSError as e:
-                raise MonitorError(f"{self.config_path}: cannot read: {e.strerror or e}") \
-                    from e
+                raise MonitorError(f"{self.config_path}: cannot read: {e.strerror or e}") from e
             if not head.startswith(MARK):
-                raise UsageError(f"--dir {folder}: {self.config_path} was not written by "
-                                 "the demo; choose another folder (--dir)")
+                raise UsageError(
+                    f"--dir {folder}: {self.config_path} was not written by "
+                    "the demo; choose another folder (--dir)"
+                )
         db = folder / DB_NAME
         if fresh:
             existed = db.exists()
@@ -158,8 +168,7 @@ class Demo:
                 try:
                     (folder / name).unlink(missing_ok=True)
                 except OSError as e:
-                    raise MonitorError(f"{folder / name}: cannot remove: "
-                                       f"{e.strerror or e}") from e
+                    raise MonitorError(f"{folder / name}: cannot remove: {e.strerror or e}") from e
             return Start(resumed=False, published=0, removed=existed)
         if not db.exists():
             return Start(resumed=False, published=0)
@@ -178,32 +187,45 @@ class Demo:
             tmp.write_text(json.dumps({"published": published}), encoding="utf-8")
             os.replace(tmp, self._state)
         except OSError as e:  # the next run would replay from the start; nothing is lost
-            log.warning("demo: cannot record the replay's progress in %s: %s", self._state,
-                        e.strerror or e)
+            log.warning(
+                "demo: cannot record the replay's progress in %s: %s", self._state, e.strerror or e
+            )
 
     def _published(self, n: int) -> None:
         self._save(n)
         story = self.stories[n - 1]
-        log.info("demo: story %d of %d published in both feeds: %s", n, len(self.stories),
-                 _plain(story.cn.title))
+        log.info(
+            "demo: story %d of %d published in both feeds: %s",
+            n,
+            len(self.stories),
+            _plain(story.cn.title),
+        )
         if n == len(self.stories):
-            log.info("demo: all %d stories are out; the daemon keeps running (Ctrl-C stops, "
-                     "--fresh replays them)", n)
+            log.info(
+                "demo: all %d stories are out; the daemon keeps running (Ctrl-C stops, "
+                "--fresh replays them)",
+                n,
+            )
 
     def _database_url(self) -> str:
         return f"sqlite:///{self.folder.resolve() / DB_NAME}"
 
     def _write_config(self) -> None:
         text = CONFIG.format(
-            config=self.config_path, database=_yaml(self._database_url()),
-            listen=_yaml(self.listen), cn_title=_yaml(FEED_TITLES["cn"]),
-            tw_title=_yaml(FEED_TITLES["tw"]), cn_url=_yaml(self.feed_urls["cn"]),
-            tw_url=_yaml(self.feed_urls["tw"]))
+            config=self.config_path,
+            database=_yaml(self._database_url()),
+            listen=_yaml(self.listen),
+            cn_title=_yaml(FEED_TITLES["cn"]),
+            tw_title=_yaml(FEED_TITLES["tw"]),
+            cn_url=_yaml(self.feed_urls["cn"]),
+            tw_url=_yaml(self.feed_urls["tw"]),
+        )
         try:
             self.config_path.write_text(text, encoding="utf-8")
         except OSError as e:
-            raise MonitorError(f"{self.config_path}: cannot write the demo's config: "
-                               f"{e.strerror or e}") from e
+            raise MonitorError(
+                f"{self.config_path}: cannot write the demo's config: {e.strerror or e}"
+            ) from e
 
     # -- what the user is told -----------------------------------------------------------
 
@@ -213,15 +235,21 @@ class Demo:
         total, out = len(self.stories), self.replay.start
         start = self.start
         if start.resumed and out >= total:
-            how = (f"resuming: all {total} stories were published in an earlier run, so no "
-                   "new alert will come; --fresh replays them")
+            how = (
+                f"resuming: all {total} stories were published in an earlier run, so no "
+                "new alert will come; --fresh replays them"
+            )
         elif start.resumed:
-            how = (f"resuming the earlier run: {out} of {total} stories are out and stored; "
-                   f"the rest follow (--fresh starts over)")
+            how = (
+                f"resuming the earlier run: {out} of {total} stories are out and stored; "
+                f"the rest follow (--fresh starts over)"
+            )
         else:
-            how = ("a fresh start" + (" (--fresh removed the earlier run's database)"
-                                      if start.removed else "")
-                   + "; run it again to resume, or with --fresh to start over")
+            how = (
+                "a fresh start"
+                + (" (--fresh removed the earlier run's database)" if start.removed else "")
+                + "; run it again to resume, or with --fresh to start over"
+            )
         rules = []
         for r in loaded.config.rules:
             what = r.query or " OR ".join(r.any)
@@ -248,8 +276,10 @@ class Demo:
 
     def farewell(self) -> str:
         """The last line: where things are, and how to go on."""
-        return (f"demo stopped. Run it again to resume (the database stays in "
-                f"{self.folder}/), or with --fresh to start over.")
+        return (
+            f"demo stopped. Run it again to resume (the database stays in "
+            f"{self.folder}/), or with --fresh to start over."
+        )
 
     def close(self) -> None:
         """Stop the feed server and let the database go; safe to call more than once."""

@@ -50,7 +50,8 @@ class AddressPolicy:
         """Why ``ip`` is refused ("loopback", "private", ...), or None when it is allowed."""
         inner = self.unwrap(ip)
         if any(inner.version == n.version and inner in n for n in self.networks) or any(
-                ip.version == n.version and ip in n for n in self.networks):
+            ip.version == n.version and ip in n for n in self.networks
+        ):
             return None
         if inner.is_multicast:
             return "multicast"
@@ -137,7 +138,8 @@ def _connect(conn: HTTPConnection) -> socket.socket:
         return sock
     if isinstance(err, TimeoutError):
         raise ConnectTimeoutError(
-            conn, f"Connection to {conn.host} timed out. (connect timeout={timeout})") from err
+            conn, f"Connection to {conn.host} timed out. (connect timeout={timeout})"
+        ) from err
     raise NewConnectionError(conn, f"Failed to establish a new connection: {err}") from err
 
 
@@ -176,5 +178,7 @@ class CheckedAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _CheckedHTTPPool,
-                                                   "https": _CheckedHTTPSPool}
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _CheckedHTTPPool,
+            "https": _CheckedHTTPSPool,
+        }

@@ -81,15 +81,23 @@ def _chain(inflater: _Inflater, chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield from inflater.feed(chunk)
 
 
-def read_body(feed_id: str, url: str, resp: requests.Response, attempt: Attempt,
-              max_bytes: int, read_timeout: float, deadline: float) -> bytes:
+def read_body(
+    feed_id: str,
+    url: str,
+    resp: requests.Response,
+    attempt: Attempt,
+    max_bytes: int,
+    read_timeout: float,
+    deadline: float,
+) -> bytes:
     """The whole decoded body of ``resp``, or FeedError (timeout, too-large, a broken
     encoding or connection). ``deadline`` is the fetch's total, for messages."""
     try:
         body = _Body(resp.headers.get("Content-Encoding", ""))
     except ValueError as e:
-        raise FeedError(feed_id, url, PollOutcome.HTTP_ERROR, str(e),
-                        status=resp.status_code) from None
+        raise FeedError(
+            feed_id, url, PollOutcome.HTTP_ERROR, str(e), status=resp.status_code
+        ) from None
     parts: list[bytes] = []
     size = 0
     raw = resp.raw
@@ -98,8 +106,9 @@ def read_body(feed_id: str, url: str, resp: requests.Response, attempt: Attempt,
         while True:
             left = attempt.left()
             if left <= 0 or attempt.expired:
-                raise FeedError(feed_id, url, PollOutcome.TIMEOUT,
-                                f"body not complete within {deadline:g} s")
+                raise FeedError(
+                    feed_id, url, PollOutcome.TIMEOUT, f"body not complete within {deadline:g} s"
+                )
             read = min(read_timeout, left)
             _set_read_timeout(raw, read)
             # read1 returns what has arrived instead of waiting for a full chunk,
@@ -110,28 +119,39 @@ def read_body(feed_id: str, url: str, resp: requests.Response, attempt: Attempt,
             for piece in body.decode(chunk):
                 size += len(piece)
                 if size > max_bytes:
-                    raise FeedError(feed_id, url, PollOutcome.TOO_LARGE,
-                                    f"body larger than {max_bytes} bytes"
-                                    + (" after decompression" if body.inflaters else ""))
+                    raise FeedError(
+                        feed_id,
+                        url,
+                        PollOutcome.TOO_LARGE,
+                        f"body larger than {max_bytes} bytes"
+                        + (" after decompression" if body.inflaters else ""),
+                    )
                 parts.append(piece)
     except FeedError:
         raise
     except zlib.error as e:
-        raise FeedError(feed_id, url, PollOutcome.HTTP_ERROR,
-                        f"body is not valid {resp.headers.get('Content-Encoding')}: {e}",
-                        status=resp.status_code) from None
+        raise FeedError(
+            feed_id,
+            url,
+            PollOutcome.HTTP_ERROR,
+            f"body is not valid {resp.headers.get('Content-Encoding')}: {e}",
+            status=resp.status_code,
+        ) from None
     except Exception as e:  # urllib3 ReadTimeoutError, ProtocolError, OSError
         timed_out = "timed out" in str(e).lower()
         if attempt.expired or (timed_out and attempt.left() <= 0.05):
-            raise FeedError(feed_id, url, PollOutcome.TIMEOUT,
-                            f"body not complete within {deadline:g} s") from e
+            raise FeedError(
+                feed_id, url, PollOutcome.TIMEOUT, f"body not complete within {deadline:g} s"
+            ) from e
         if timed_out:
-            raise FeedError(feed_id, url, PollOutcome.TIMEOUT,
-                            f"body stalled: no data for {read:g} s") from e
+            raise FeedError(
+                feed_id, url, PollOutcome.TIMEOUT, f"body stalled: no data for {read:g} s"
+            ) from e
         raise FeedError(feed_id, url, PollOutcome.CONNECTION_ERROR, cause(e)) from e
     if attempt.expired:  # the watchdog's shutdown can look like a normal end of body
-        raise FeedError(feed_id, url, PollOutcome.TIMEOUT,
-                        f"body not complete within {deadline:g} s")
+        raise FeedError(
+            feed_id, url, PollOutcome.TIMEOUT, f"body not complete within {deadline:g} s"
+        )
     return b"".join(parts)
 
 

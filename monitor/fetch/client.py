@@ -57,8 +57,13 @@ class Fetcher:
     HTTP-date Retry-After is counted from (``now_ms``).
     """
 
-    def __init__(self, limits: FetchLimits | None = None, user_agent: str | None = None,
-                 pool_size: int = 16, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        limits: FetchLimits | None = None,
+        user_agent: str | None = None,
+        pool_size: int = 16,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.limits = limits or FetchLimits()
         self.clock = clock
         self._watchdog = Watchdog(clock)
@@ -71,15 +76,16 @@ class Fetcher:
         # address we connect to, and credentials must not leak into feed requests. A CA
         # bundle named there (a company's own CA) is still used, as requests would.
         self.session.trust_env = False
-        self.session.verify = (os.environ.get("REQUESTS_CA_BUNDLE")
-                               or os.environ.get("CURL_CA_BUNDLE") or True)
+        self.session.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
         self.session.headers["User-Agent"] = user_agent or USER_AGENT
         self.session.headers["Accept"] = (
             "application/rss+xml, application/atom+xml, application/feed+json, "
-            "application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
+            "application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+        )
         self.session.headers["Accept-Encoding"] = ACCEPT_ENCODING
-        adapter = CheckedAdapter(pool_connections=pool_size, pool_maxsize=pool_size,
-                                 max_retries=0)
+        adapter = CheckedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -98,8 +104,9 @@ class Fetcher:
     def close(self) -> None:
         self.session.close()
 
-    def fetch(self, feed_id: str, url: str, etag: str | None = None,
-              last_modified: str | None = None) -> FetchResult:
+    def fetch(
+        self, feed_id: str, url: str, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
         """GET ``url`` conditionally; raise FeedError for anything but 200 or 304."""
         with self._hosts_lock:
             lim, policy = self.limits, self.policy
@@ -119,8 +126,9 @@ class Fetcher:
             del this_thread.attempt, this_thread.policy  # back to the class defaults
             attempt.close()
 
-    def _follow(self, feed_id: str, url: str, headers: dict[str, str], attempt: _Fetch,
-                start: float) -> FetchResult:
+    def _follow(
+        self, feed_id: str, url: str, headers: dict[str, str], attempt: _Fetch, start: float
+    ) -> FetchResult:
         lim = attempt.limits
         current = url
         origin = urlsplit(url)
@@ -129,42 +137,74 @@ class Fetcher:
             parts = self._checked(feed_id, url, current, hop)
             same_origin = (parts.hostname, parts.port) == (origin.hostname, origin.port)
             with self._host_slot(feed_id, url, parts.hostname or "", attempt):
-                resp = self._get(feed_id, url, current, headers, attempt,
-                                 auth if same_origin and any(auth) else None)
+                resp = self._get(
+                    feed_id,
+                    url,
+                    current,
+                    headers,
+                    attempt,
+                    auth if same_origin and any(auth) else None,
+                )
                 done = False  # the response read to its end: its connection can be reused
                 try:
                     if resp.status_code in _REDIRECTS:
                         target = self.session.get_redirect_target(resp)
                         if not target:
-                            raise FeedError(feed_id, url, PollOutcome.HTTP_ERROR,
-                                            f"HTTP {resp.status_code} without a Location",
-                                            status=resp.status_code)
+                            raise FeedError(
+                                feed_id,
+                                url,
+                                PollOutcome.HTTP_ERROR,
+                                f"HTTP {resp.status_code} without a Location",
+                                status=resp.status_code,
+                            )
                         try:
                             current = urljoin(current, target)
                         except ValueError:
-                            raise FeedError(feed_id, url, PollOutcome.HTTP_ERROR,
-                                            f"invalid redirect Location {target[:200]!r}",
-                                            status=resp.status_code) from None
+                            raise FeedError(
+                                feed_id,
+                                url,
+                                PollOutcome.HTTP_ERROR,
+                                f"invalid redirect Location {target[:200]!r}",
+                                status=resp.status_code,
+                            ) from None
                         continue
                     if resp.status_code == 304:  # never has a body
                         done = True
-                        return FetchResult(304, None, dict(resp.headers), headers.get(
-                            "If-None-Match"), headers.get("If-Modified-Since"), current,
-                            self.clock.monotonic() - start)
+                        return FetchResult(
+                            304,
+                            None,
+                            dict(resp.headers),
+                            headers.get("If-None-Match"),
+                            headers.get("If-Modified-Since"),
+                            current,
+                            self.clock.monotonic() - start,
+                        )
                     if resp.status_code != 200:
                         raise FeedError(
-                            feed_id, url, PollOutcome.HTTP_ERROR,
+                            feed_id,
+                            url,
+                            PollOutcome.HTTP_ERROR,
                             f"HTTP {resp.status_code} {resp.reason or ''}".strip(),
                             retry_after=politeness.retry_after_s(
-                                resp.status_code, resp.headers.get("Retry-After"),
-                                self.clock.now_ms() / 1000),
-                            status=resp.status_code)
-                    body = read_body(feed_id, url, resp, attempt, lim.max_bytes,
-                                     lim.read_timeout, lim.deadline)
+                                resp.status_code,
+                                resp.headers.get("Retry-After"),
+                                self.clock.now_ms() / 1000,
+                            ),
+                            status=resp.status_code,
+                        )
+                    body = read_body(
+                        feed_id, url, resp, attempt, lim.max_bytes, lim.read_timeout, lim.deadline
+                    )
                     done = True
-                    return FetchResult(200, body, dict(resp.headers), resp.headers.get("ETag"),
-                                       resp.headers.get("Last-Modified"), current,
-                                       self.clock.monotonic() - start)
+                    return FetchResult(
+                        200,
+                        body,
+                        dict(resp.headers),
+                        resp.headers.get("ETag"),
+                        resp.headers.get("Last-Modified"),
+                        current,
+                        self.clock.monotonic() - start,
+                    )
                 finally:
                     # A response read to its end gives its connection back to the pool
                     # (keep-alive: the next poll of this host skips the TCP and TLS
@@ -173,80 +213,119 @@ class Fetcher:
                         resp.raw.release_conn()
                     else:
                         resp.close()
-        raise FeedError(feed_id, url, PollOutcome.HTTP_ERROR, f"too many redirects (more "
-                        f"than {lim.max_redirects}), last to {shown_url(current)}")
+        raise FeedError(
+            feed_id,
+            url,
+            PollOutcome.HTTP_ERROR,
+            f"too many redirects (more than {lim.max_redirects}), last to {shown_url(current)}",
+        )
 
     def _checked(self, feed_id: str, url: str, current: str, hop: int) -> SplitResult:
         try:
             parts = urlsplit(current)
         except ValueError as e:
-            raise FeedError(feed_id, url, PollOutcome.REFUSED,
-                            f"invalid URL {shown_url(current)!r}: {e}") from None
+            raise FeedError(
+                feed_id, url, PollOutcome.REFUSED, f"invalid URL {shown_url(current)!r}: {e}"
+            ) from None
         if parts.scheme.lower() not in _SCHEMES or not parts.hostname:
             what = "redirect to" if hop else "URL"
-            raise FeedError(feed_id, url, PollOutcome.REFUSED,
-                            f"{what} {shown_url(current)!r} refused: only http and https URLs")
+            raise FeedError(
+                feed_id,
+                url,
+                PollOutcome.REFUSED,
+                f"{what} {shown_url(current)!r} refused: only http and https URLs",
+            )
         try:
             parts.port  # noqa: B018 - raises ValueError for a port out of range
         except ValueError as e:
-            raise FeedError(feed_id, url, PollOutcome.REFUSED,
-                            f"invalid URL {shown_url(current)!r}: {e}") from None
+            raise FeedError(
+                feed_id, url, PollOutcome.REFUSED, f"invalid URL {shown_url(current)!r}: {e}"
+            ) from None
         return parts
 
     @contextmanager
-    def _host_slot(self, feed_id: str, url: str, host: str,
-                   attempt: _Fetch) -> Iterator[None]:
+    def _host_slot(self, feed_id: str, url: str, host: str, attempt: _Fetch) -> Iterator[None]:
         with self._hosts_lock:
             slots = self._hosts.get(host.lower())
             if slots is None:
                 slots = self._hosts[host.lower()] = threading.BoundedSemaphore(
-                    attempt.limits.per_host)
+                    attempt.limits.per_host
+                )
         if not slots.acquire(timeout=max(attempt.left(), 0)):
-            raise FeedError(feed_id, url, PollOutcome.TIMEOUT,
-                            f"{attempt.limits.per_host} requests to {host} already running; "
-                            f"none finished within {attempt.limits.deadline:g} s")
+            raise FeedError(
+                feed_id,
+                url,
+                PollOutcome.TIMEOUT,
+                f"{attempt.limits.per_host} requests to {host} already running; "
+                f"none finished within {attempt.limits.deadline:g} s",
+            )
         try:
             yield
         finally:
             slots.release()
 
-    def _get(self, feed_id: str, url: str, current: str, headers: dict[str, str],
-             attempt: _Fetch, auth: tuple[str, str] | None) -> requests.Response:
+    def _get(
+        self,
+        feed_id: str,
+        url: str,
+        current: str,
+        headers: dict[str, str],
+        attempt: _Fetch,
+        auth: tuple[str, str] | None,
+    ) -> requests.Response:
         lim = attempt.limits
         left = attempt.left()
         if left <= 0:
-            raise FeedError(feed_id, url, PollOutcome.TIMEOUT,
-                            f"no response within {lim.deadline:g} s")
+            raise FeedError(
+                feed_id, url, PollOutcome.TIMEOUT, f"no response within {lim.deadline:g} s"
+            )
         connect, read = min(lim.connect_timeout, left), min(lim.read_timeout, left)
         try:
             return self.session.send(
-                self._prepare(current, headers, auth), stream=True, allow_redirects=False,
-                timeout=(connect, read), verify=self.session.verify, cert=self.session.cert,
-                proxies={})
+                self._prepare(current, headers, auth),
+                stream=True,
+                allow_redirects=False,
+                timeout=(connect, read),
+                verify=self.session.verify,
+                cert=self.session.cert,
+                proxies={},
+            )
         except ValueError as e:  # a URL that urllib3 or http.client cannot take apart
-            raise FeedError(feed_id, url, PollOutcome.REFUSED,
-                            f"invalid URL {shown_url(current)!r}: {e}") from None
+            raise FeedError(
+                feed_id, url, PollOutcome.REFUSED, f"invalid URL {shown_url(current)!r}: {e}"
+            ) from None
         except AddressRefused as e:
             where = "" if current == url else f" (redirected to {shown_url(current)})"
-            raise FeedError(feed_id, url, PollOutcome.REFUSED,
-                            f"{e}{where}; not allowed by defaults.allowed_networks or "
-                            "defaults.allow_private_addresses") from None
+            raise FeedError(
+                feed_id,
+                url,
+                PollOutcome.REFUSED,
+                f"{e}{where}; not allowed by defaults.allowed_networks or "
+                "defaults.allow_private_addresses",
+            ) from None
         except requests.RequestException as e:
             if attempt.expired or (isinstance(e, requests.Timeout) and attempt.left() <= 0.05):
-                raise FeedError(feed_id, url, PollOutcome.TIMEOUT,
-                                f"no complete response within {lim.deadline:g} s") from e
+                raise FeedError(
+                    feed_id,
+                    url,
+                    PollOutcome.TIMEOUT,
+                    f"no complete response within {lim.deadline:g} s",
+                ) from e
             if isinstance(e, requests.ConnectTimeout):
-                raise FeedError(feed_id, url, PollOutcome.TIMEOUT,
-                                f"cannot connect within {connect:g} s") from e
+                raise FeedError(
+                    feed_id, url, PollOutcome.TIMEOUT, f"cannot connect within {connect:g} s"
+                ) from e
             if isinstance(e, requests.Timeout):
-                raise FeedError(feed_id, url, PollOutcome.TIMEOUT,
-                                f"no answer within {read:g} s") from e
+                raise FeedError(
+                    feed_id, url, PollOutcome.TIMEOUT, f"no answer within {read:g} s"
+                ) from e
             if isinstance(e, requests.ConnectionError):
                 raise FeedError(feed_id, url, PollOutcome.CONNECTION_ERROR, cause(e)) from e
             raise FeedError(feed_id, url, PollOutcome.HTTP_ERROR, cause(e)) from e
 
-    def _prepare(self, url: str, headers: dict[str, str],
-                 auth: tuple[str, str] | None) -> requests.PreparedRequest:
+    def _prepare(
+        self, url: str, headers: dict[str, str], auth: tuple[str, str] | None
+    ) -> requests.PreparedRequest:
         """The request ``session.get(url, headers=headers, auth=auth)`` would send, built
         here rather than by the session (see docs/architecture.md, 'Prepared requests')."""
         req = requests.PreparedRequest()

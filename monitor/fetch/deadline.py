@@ -82,8 +82,9 @@ class Watchdog:
         with self._cond:
             heapq.heappush(self._heap, (attempt.deadline, next(self._order), attempt))
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="fetch-watchdog",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="fetch-watchdog", daemon=True
+                )
                 self._thread.start()
             elif self._heap[0][2] is attempt:  # sooner than what the thread waits for
                 self._cond.notify()

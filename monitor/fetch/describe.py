@@ -34,7 +34,11 @@ def cause(e: BaseException) -> str:
     if "Failed to establish a new connection:" in text:
         text = text.split("Failed to establish a new connection:", 1)[1].strip()
         text = text.split("] ", 1)[-1] if text.startswith("[Errno") else text
-    if "Failed to resolve" in text or "Name or service not known" in text \
-            or "NameResolutionError" in text or "Temporary failure in name resolution" in text:
+    if (
+        "Failed to resolve" in text
+        or "Name or service not known" in text
+        or "NameResolutionError" in text
+        or "Temporary failure in name resolution" in text
+    ):
         return "cannot resolve host name"
     return text[:300]

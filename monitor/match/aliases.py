@@ -86,15 +86,17 @@ def expand(node: Node, aliases: Table, exact: bool) -> Node:
         if not forms:
             return term
         forms_: list[Node] = [term]
-        forms_ += [replace(term, text=f, alias_of=node.text) for f in forms
-                   if folded_keyword(f) != own]
+        forms_ += [
+            replace(term, text=f, alias_of=node.text) for f in forms if folded_keyword(f) != own
+        ]
         return Or(tuple(forms_))
     if isinstance(node, Pattern):
         return node
     if isinstance(node, Not):
         return Not(expand(node.child, aliases, exact))
     if isinstance(node, Near):
-        return replace(node, left=expand(node.left, aliases, exact),
-                       right=expand(node.right, aliases, exact))
+        return replace(
+            node, left=expand(node.left, aliases, exact), right=expand(node.right, aliases, exact)
+        )
     kids = tuple(expand(c, aliases, exact) for c in node.children)
     return And(kids) if isinstance(node, And) else Or(kids)

@@ -127,8 +127,9 @@ class _ItemState:
     unions: dict[int, Container[int]] = field(default_factory=dict)  # mask -> keyword ids
     regex_results: dict[tuple[int, str], tuple[int, int] | None] = field(default_factory=dict)
     snippets: dict[tuple[str, int, int], str] = field(default_factory=dict)
-    firsts: dict[tuple[int, tuple[tuple[int, str], ...]], tuple[int, int, str] | None] = \
-        field(default_factory=dict)
+    firsts: dict[tuple[int, tuple[tuple[int, str], ...]], tuple[int, int, str] | None] = field(
+        default_factory=dict
+    )
 
     def hit(self, mask: int) -> Container[int]:
         """The keyword ids that hit in any field of ``mask``."""
@@ -139,8 +140,9 @@ class _ItemState:
             self.unions[mask] = got
         return got
 
-    def first_hit(self, kid: int, fields: tuple[tuple[int, str], ...], words: bool = False
-                  ) -> tuple[int, int, str] | None:
+    def first_hit(
+        self, kid: int, fields: tuple[tuple[int, str], ...], words: bool = False
+    ) -> tuple[int, int, str] | None:
         """(field rank, start, field) of a keyword's first hit in the first of ``fields``
         where it occurs; shared by every rule that reports the keyword."""
         key = (kid if not words else ~kid, fields)
@@ -224,8 +226,9 @@ class _ItemState:
             self.positions[key] = got
         return got
 
-    def first_regex_hit(self, rid: int, fields: tuple[tuple[int, str], ...]
-                        ) -> tuple[int, int, int, str] | None:
+    def first_regex_hit(
+        self, rid: int, fields: tuple[tuple[int, str], ...]
+    ) -> tuple[int, int, int, str] | None:
         for rank, name in fields:
             span = self.regex_span(rid, name)
             if span is not None:
@@ -281,8 +284,13 @@ class _Builder:
             return None
         kw = self.keywords.get(folded)
         if kw is None:
-            kw = _Keyword(len(self.keywords), folded, is_word_char(folded[0]),
-                          is_word_char(folded[-1]), words.needs_check(folded))
+            kw = _Keyword(
+                len(self.keywords),
+                folded,
+                is_word_char(folded[0]),
+                is_word_char(folded[-1]),
+                words.needs_check(folded),
+            )
             self.keywords[folded] = kw
             self.by_id.append(kw)
         return kw
@@ -355,6 +363,7 @@ class _RuleCompiler:
                         if k in hit:
                             return True
                     return any(k in hit and st.word_hit(k, mask) for k in words_)
+
                 return any_form
             parts_ = [_term_eval(k, m, c) for k, m, c in infos]
             return lambda st: any(p(st) for p in parts_)
@@ -373,8 +382,11 @@ class _RuleCompiler:
             inner = self.compile(node.child, not positive)
             return lambda st: not inner(st)
         if isinstance(node, Near):
-            near = _NearEval(self.side(node, node.left, positive),
-                             self.side(node, node.right, positive), node.distance)
+            near = _NearEval(
+                self.side(node, node.left, positive),
+                self.side(node, node.right, positive),
+                node.distance,
+            )
             if positive:
                 self.literals.append(_Literal(near.label, None, None, (), near=near))
             return near.holds
@@ -388,7 +400,6 @@ class _RuleCompiler:
             a, b = parts
             return lambda st: a(st) or b(st)
         return lambda st: any(p(st) for p in parts)
-
 
     def side(self, near: Near, node: Node, positive: bool) -> list[tuple[str, int, int, bool]]:
         """One side of a NEAR: (label, keyword id, field mask, words) of each term in it."""
@@ -408,8 +419,11 @@ class _RuleCompiler:
             return [t for c in node.children for t in self.side(near, c, positive)]
         if isinstance(node, Pattern):
             raise self.fail("a regular expression cannot be a side of NEAR", near)
-        raise self.fail("each side of NEAR is a term, a phrase, or an OR of them "
-                        "(not AND, NOT or another NEAR)", near)
+        raise self.fail(
+            "each side of NEAR is a term, a phrase, or an OR of them "
+            "(not AND, NOT or another NEAR)",
+            near,
+        )
 
 
 def _term_eval(kid: int, mask: int, checked: bool) -> Eval:
@@ -443,8 +457,10 @@ class _NearEval:
 
     @property
     def label(self) -> str:
-        return (f"{'|'.join(t[0] for t in self.left)} NEAR/{self.distance} "
-                f"{'|'.join(t[0] for t in self.right)}")
+        return (
+            f"{'|'.join(t[0] for t in self.left)} NEAR/{self.distance} "
+            f"{'|'.join(t[0] for t in self.right)}"
+        )
 
     def holds(self, st: _ItemState) -> bool:
         return self.pair(st) is not None
@@ -480,8 +496,9 @@ class _NearEval:
         return out
 
     @staticmethod
-    def _spans(st: _ItemState, terms: list[tuple[str, int, int, bool]], name: str
-               ) -> list[tuple[int, int, str]]:
+    def _spans(
+        st: _ItemState, terms: list[tuple[str, int, int, bool]], name: str
+    ) -> list[tuple[int, int, str]]:
         bit = _BIT[name]
         out: list[tuple[int, int, str]] = []
         for label, kid, mask, checked in terms:
@@ -501,12 +518,12 @@ Trigger = frozenset[Atom] | None
 def _trigger(node: Node, builder: _Builder, positive: bool = True) -> Trigger:
     if isinstance(node, Term):
         kw = builder.keyword(node.text)
-        return frozenset({("k", kw.id, _mask(node.fields))}) \
-            if positive and kw is not None else None
+        return (
+            frozenset({("k", kw.id, _mask(node.fields))}) if positive and kw is not None else None
+        )
     if isinstance(node, Pattern):
         rid = builder._regex_ids.get(node.source)
-        return frozenset({("r", rid, _mask(node.fields))}) \
-            if positive and rid is not None else None
+        return frozenset({("r", rid, _mask(node.fields))}) if positive and rid is not None else None
     if isinstance(node, Not):
         return _trigger(node.child, builder, not positive)
     if isinstance(node, Near):  # both sides must hit: an AND as far as triggers go
@@ -540,9 +557,12 @@ def _trigger_cost(trigger: frozenset[Atom], builder: _Builder) -> tuple[int, int
     """Which side of an AND to index a rule under: the one least likely to hit (see
     docs/architecture.md, 'Trigger keywords')."""
     keywords = [builder.by_id[kid] for kind, kid, _ in trigger if kind == "k"]
-    return (len(keywords) < len(trigger), len(trigger),
-            sum(builder.uses.get(kw.id, 0) for kw in keywords),
-            -sum(len(kw.folded) for kw in keywords))
+    return (
+        len(keywords) < len(trigger),
+        len(trigger),
+        sum(builder.uses.get(kw.id, 0) for kw in keywords),
+        -sum(len(kw.folded) for kw in keywords),
+    )
 
 
 def _spec_tree(spec: RuleSpec) -> tuple[Node, int | None]:
@@ -553,8 +573,9 @@ def _spec_tree(spec: RuleSpec) -> tuple[Node, int | None]:
             parts.append(parse_query(spec.query))
         except QuerySyntaxError as e:
             line = spec.line + e.line - 1 if spec.line is not None else None
-            raise RuleError(spec.name, f"query syntax error: {e.message}", spec.source,
-                            line, e.column) from e
+            raise RuleError(
+                spec.name, f"query syntax error: {e.message}", spec.source, line, e.column
+            ) from e
     if spec.any:
         parts.append(Or(tuple(Term(k, DEFAULT_FIELDS, 0) for k in spec.any)))
     parts.extend(Term(k, DEFAULT_FIELDS, 0) for k in spec.all)
@@ -585,8 +606,9 @@ class RuleSet:
         self._keywords = list(builder.keywords.values())
         self._lengths = [len(kw.folded) for kw in self._keywords]
         # Latin-script keywords must sit on word boundaries; their hits are checked.
-        self._bounded = frozenset(kw.id for kw in self._keywords
-                                  if kw.left_boundary or kw.right_boundary)
+        self._bounded = frozenset(
+            kw.id for kw in self._keywords if kw.left_boundary or kw.right_boundary
+        )
         self._fields = _mask_fields(builder.field_mask)
         self._automaton: ahocorasick_rs.BytesAhoCorasick | None = None
         if self._keywords:
@@ -595,7 +617,8 @@ class RuleSet:
             dfa = len(self._keywords) <= _DFA_MAX_KEYWORDS
             self._automaton = ahocorasick_rs.BytesAhoCorasick(
                 [_utf16(kw.folded) for kw in self._keywords],
-                implementation=ahocorasick_rs.Implementation.DFA if dfa else None)
+                implementation=ahocorasick_rs.Implementation.DFA if dfa else None,
+            )
 
     def _index(self, rule: int, trigger: frozenset[Atom]) -> None:
         if any(kind == "r" for kind, _, _ in trigger):
@@ -653,8 +676,9 @@ class RuleSet:
             self._check_boundaries(text, matches, found)
         return found, matches
 
-    def _check_boundaries(self, text: str, matches: Sequence[tuple[int, int, int]],
-                          found: Found) -> None:
+    def _check_boundaries(
+        self, text: str, matches: Sequence[tuple[int, int, int]], found: Found
+    ) -> None:
         # Latin-script keywords match whole words only ("AI" is not in "PAIN"); CJK
         # ones anywhere. Only occurrences of such keywords are looked at again.
         pending = self._bounded.intersection(found)
@@ -718,8 +742,10 @@ class RuleSet:
             _, matches = self._scan_all(text.folded)
             for kid, start, end in sorted(matches, key=lambda m: (m[1], m[0])):
                 for use in uses.get(kid, ()):
-                    lines.append(f"{name} @{start}: {text.folded[start:end]} "
-                                 f"({use.label}): {self._why(use, name, text.folded, start, end)}")
+                    lines.append(
+                        f"{name} @{start}: {text.folded[start:end]} "
+                        f"({use.label}): {self._why(use, name, text.folded, start, end)}"
+                    )
         return lines
 
     def _why(self, use: _TermUse, name: str, text: str, start: int, end: int) -> str:
@@ -760,8 +786,12 @@ class RuleSet:
                 if first is None:
                     continue
                 rank, start, name = first
-                hit: tuple[int, int, int, str] = (rank, start,
-                                                  start + self._lengths[lit.keyword], name)
+                hit: tuple[int, int, int, str] = (
+                    rank,
+                    start,
+                    start + self._lengths[lit.keyword],
+                    name,
+                )
             else:
                 regex_hit = state.first_regex_hit(lit.regex, lit.fields)  # type: ignore[arg-type]
                 if regex_hit is None:
@@ -826,8 +856,10 @@ def item_fields(item: Item, names: Sequence[str] = FIELD_ORDER) -> dict[str, Fie
     # Title, summary, content and author come from plain_text: whitespace collapsed.
     collapsed = not {"category", "url"}.intersection(names)
     folded = fold_fields(plain, collapsed=collapsed) if plain else []
-    return {name: FieldText(p, f, aligned, stepwise)
-            for name, p, (f, aligned, stepwise) in zip(names, plain, folded, strict=True)}
+    return {
+        name: FieldText(p, f, aligned, stepwise)
+        for name, p, (f, aligned, stepwise) in zip(names, plain, folded, strict=True)
+    }
 
 
 def _compile(specs: Iterable[RuleSpec], aliases: Sequence[Sequence[str]] = ()) -> RuleSet:
@@ -847,11 +879,16 @@ def _compile(specs: Iterable[RuleSpec], aliases: Sequence[Sequence[str]] = ()) -
                 spec.name,
                 "rule could match an article in which none of its terms occur "
                 "(e.g. 'NOT x' alone); add a positive term",
-                spec.source, spec.line)
+                spec.source,
+                spec.line,
+            )
         for kid in compiler.positive:
             builder.uses[kid] = builder.uses.get(kid, 0) + 1
-        rules.append(_Rule(len(rules), spec, evaluate, compiler.literals, frozenset(spec.feeds),
-                           compiler.terms))
+        rules.append(
+            _Rule(
+                len(rules), spec, evaluate, compiler.literals, frozenset(spec.feeds), compiler.terms
+            )
+        )
         trees.append(tree)
     ruleset = RuleSet(rules, builder)
     # Triggers are chosen once every rule is known: how many rules share a keyword
@@ -863,15 +900,15 @@ def _compile(specs: Iterable[RuleSpec], aliases: Sequence[Sequence[str]] = ()) -
     return ruleset
 
 
-def compile_rules(specs: Sequence[RuleSpec], aliases: Sequence[Sequence[str]] = ()
-                  ) -> RuleSet:
+def compile_rules(specs: Sequence[RuleSpec], aliases: Sequence[Sequence[str]] = ()) -> RuleSet:
     """Compile configured rules; raises ``RuleError`` (rule, file, line, column) on a bad one.
     ``aliases``: groups of equivalent names added to the built-in table."""
     return _compile(specs, aliases)
 
 
-def compile_query(query: str, name: str = "query", aliases: Sequence[Sequence[str]] = ()
-                  ) -> RuleSet:
+def compile_query(
+    query: str, name: str = "query", aliases: Sequence[Sequence[str]] = ()
+) -> RuleSet:
     """A one-rule set from a query string, for ``feed-monitor test-rule --query``; the rule
     is called ``query`` in its output and rendered messages."""
     return _compile([RuleSpec(name=name, query=query)], aliases)

@@ -29,10 +29,43 @@ _COMMENT = re.compile(r"<!--.*?-->", re.S)
 # Block-level tags separate words; inline ones (span, b, a, ...) must not, or
 # "<span>习</span><span>近平</span>" would no longer contain 习近平.
 BLOCK_TAGS: tuple[str, ...] = (
-    "p", "div", "br", "hr", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td",
-    "th", "table", "thead", "tbody", "blockquote", "section", "article", "header", "footer",
-    "figure", "figcaption", "img", "pre", "dd", "dt", "dl", "aside", "nav", "iframe", "video",
-    "audio", "form",
+    "p",
+    "div",
+    "br",
+    "hr",
+    "li",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "tr",
+    "td",
+    "th",
+    "table",
+    "thead",
+    "tbody",
+    "blockquote",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "figure",
+    "figcaption",
+    "img",
+    "pre",
+    "dd",
+    "dt",
+    "dl",
+    "aside",
+    "nav",
+    "iframe",
+    "video",
+    "audio",
+    "form",
 )
 
 
@@ -88,7 +121,7 @@ def _phrase_keys(path: Path) -> list[str] | None:
         if not data.startswith(_OCD2_HEADER):
             return None
         trie = marisa_trie.Trie()
-        trie.frombytes(data[len(_OCD2_HEADER):])
+        trie.frombytes(data[len(_OCD2_HEADER) :])
         return list(trie.keys())
     except Exception:  # missing module or file, another format: convert everything
         return None
@@ -158,7 +191,10 @@ def _t2s_check() -> _T2SCheck | None:
     return _T2SCheck(
         re.compile(f"[{_char_class(map(ord, changed))}\\ud800-\\udfff\\U00010000-\\U0010ffff]"),
         re.compile(f"[{_char_class(map(ord, triggers))}]"),
-        frozenset(phrases), max(map(len, phrases)), frozenset(changed | triggers))
+        frozenset(phrases),
+        max(map(len, phrases)),
+        frozenset(changed | triggers),
+    )
 
 
 def _char_class(codes: Iterable[int]) -> str:
@@ -188,8 +224,14 @@ def to_simplified(text: str) -> str:
 
 
 # Where characters that NFKC changes on their own are looked for: docs/architecture.md, 'NFKC'.
-_COMPAT_SCAN = ((0x00A0, 0x3400), (0x4DC0, 0x4E00), (0xA000, 0x10000), (0x1D400, 0x1D800),
-                (0x1F100, 0x1F300), (0x2F800, 0x2FA20))
+_COMPAT_SCAN = (
+    (0x00A0, 0x3400),
+    (0x4DC0, 0x4E00),
+    (0xA000, 0x10000),
+    (0x1D400, 0x1D800),
+    (0x1F100, 0x1F300),
+    (0x2F800, 0x2FA20),
+)
 _COMPAT_MAX_DISTINCT = 32  # more distinct such characters in one text: normalize it whole
 
 
@@ -298,14 +340,12 @@ def fold_texts(texts: Sequence[str]) -> list[str]:
     return [folded for folded, _ in fold_texts_aligned(texts)]
 
 
-def fold_texts_aligned(texts: Sequence[str], *, collapsed: bool = False
-                       ) -> list[tuple[str, bool]]:
+def fold_texts_aligned(texts: Sequence[str], *, collapsed: bool = False) -> list[tuple[str, bool]]:
     """``(folded, aligned)`` of each text: ``fold_fields`` without its third value."""
     return [(folded, aligned) for folded, aligned, _ in fold_fields(texts, collapsed=collapsed)]
 
 
-def fold_fields(texts: Sequence[str], *, collapsed: bool = False
-                ) -> list[tuple[str, bool, bool]]:
+def fold_fields(texts: Sequence[str], *, collapsed: bool = False) -> list[tuple[str, bool, bool]]:
     """``fold_text`` of each text, and whether that text is *aligned*: the folded
     text has the length of the original and its i-th character comes from the
     original's i-th character (then a hit's offsets are the offsets in the original,
@@ -377,11 +417,21 @@ def _fused() -> _Fused | None:
     bmp = {ch for ch in table if ord(ch) < 0x10000} | risky | spacing | unlowered
     cls = _char_class(o for o in map(ord, bmp) if not 0xD800 <= o <= 0xDFFF)
     phrase_chars = {ch for ch in relevant if check.phrase_chars.fullmatch(ch)}
-    common = tuple((ch, table[ch]) for ch in "，：（）；？！"
-                   if ch in table and ch not in risky and ch not in spacing)
-    return _Fused(re.compile(f"[{cls}\\ud800-\\udfff\\U00010000-\\U0010ffff]"), table,
-                  frozenset(risky), frozenset(phrase_chars), frozenset(spacing),
-                  frozenset(unlowered), check, common)
+    common = tuple(
+        (ch, table[ch])
+        for ch in "，：（）；？！"
+        if ch in table and ch not in risky and ch not in spacing
+    )
+    return _Fused(
+        re.compile(f"[{cls}\\ud800-\\udfff\\U00010000-\\U0010ffff]"),
+        table,
+        frozenset(risky),
+        frozenset(phrase_chars),
+        frozenset(spacing),
+        frozenset(unlowered),
+        check,
+        common,
+    )
 
 
 def _fold_joined(text: str) -> tuple[str, bool, bool]:
@@ -421,8 +471,9 @@ def _fold_joined(text: str) -> tuple[str, bool, bool]:
     # (found here, as are astral characters: those in t2s).
     lower = stepwise and fused.unlowered.isdisjoint(found) and not any(ch > "\uffff" for ch in t2s)
     folded = text.lower() if lower else text.casefold()
-    if stepwise and (not t2s or fused.phrase_chars.issuperset(t2s)
-                     and not fused.check.phrase_in(folded)):
+    if stepwise and (
+        not t2s or fused.phrase_chars.issuperset(t2s) and not fused.check.phrase_in(folded)
+    ):
         # t2s changes nothing (most Simplified text), or finds phrase characters (覆,
         # 沈, ...) outside the phrases where it changes them.
         return folded, True, not fused.spacing.isdisjoint(found)
@@ -474,9 +525,11 @@ def _expanding() -> re.Pattern[str]:
     "…" to "...", "ß" to "ss", "ﬁ" to "fi". Astral characters are all included and
     measured when found (rare)."""
     _, table = _compat_table()
-    chars = [chr(o) for o in range(0xA0, 0x10000)
-             if not 0xD800 <= o <= 0xDFFF
-             and len(table.get(chr(o), chr(o)).casefold()) != 1]
+    chars = [
+        chr(o)
+        for o in range(0xA0, 0x10000)
+        if not 0xD800 <= o <= 0xDFFF and len(table.get(chr(o), chr(o)).casefold()) != 1
+    ]
     cls = "".join(f"\\u{ord(c):04x}" for c in chars)
     return re.compile(f"[{cls}\\U00010000-\\U0010ffff]")
 

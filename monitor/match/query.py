@@ -132,8 +132,7 @@ def _unscoped(node: Node, fields: frozenset[str]) -> Node:
     if isinstance(node, Not):
         return Not(_unscoped(node.child, fields))
     if isinstance(node, Near):
-        return replace(node, left=_unscoped(node.left, fields),
-                       right=_unscoped(node.right, fields))
+        return replace(node, left=_unscoped(node.left, fields), right=_unscoped(node.right, fields))
     kids = tuple(_unscoped(c, fields) for c in node.children)
     return And(kids) if isinstance(node, And) else Or(kids)
 
@@ -142,8 +141,9 @@ class _ToTree(Transformer):  # type: ignore[type-arg]
     def word(self, items: list[Token]) -> Node:
         tok = items[0]
         if str(tok) == "NEAR" or str(tok).startswith("NEAR/"):
-            raise QuerySyntaxError("NEAR needs a distance and two sides: A NEAR/5 B",
-                                   tok.line or 1, tok.column or 1)
+            raise QuerySyntaxError(
+                "NEAR needs a distance and two sides: A NEAR/5 B", tok.line or 1, tok.column or 1
+            )
         return Term(str(tok), DEFAULT_FIELDS, tok.column or 0, tok.line or 1)
 
     def phrase(self, items: list[Token]) -> Node:
@@ -166,8 +166,11 @@ class _ToTree(Transformer):  # type: ignore[type-arg]
         assert isinstance(tok, Token)
         distance = int(str(tok)[5:])
         if not 1 <= distance <= NEAR_MAX:
-            raise QuerySyntaxError(f"NEAR distance must be 1 to {NEAR_MAX}, not {distance}",
-                                   tok.line or 1, tok.column or 1)
+            raise QuerySyntaxError(
+                f"NEAR distance must be 1 to {NEAR_MAX}, not {distance}",
+                tok.line or 1,
+                tok.column or 1,
+            )
         return Near(left, right, distance, tok.column or 0, tok.line or 1)  # type: ignore[arg-type]
 
     def not_(self, items: list[Node]) -> Node:
@@ -181,11 +184,14 @@ class _ToTree(Transformer):  # type: ignore[type-arg]
 
 
 def _describe(err: UnexpectedInput, query: str) -> tuple[str, int, int]:
-    if isinstance(err, UnexpectedEOF) or getattr(err, "token", None) is not None and \
-            getattr(err.token, "type", "") == "$END":  # type: ignore[attr-defined]
+    token = getattr(err, "token", None)
+    if isinstance(err, UnexpectedEOF) or getattr(token, "type", "") == "$END":
         lines = query.split("\n")
-        return "query ends too early (an operator or '(' is missing its right-hand side)", \
-            len(lines), len(lines[-1]) + 1
+        return (
+            "query ends too early (an operator or '(' is missing its right-hand side)",
+            len(lines),
+            len(lines[-1]) + 1,
+        )
     line, column = err.line, err.column
     if isinstance(err, UnexpectedCharacters):
         pos: int = err.pos_in_stream or 0
@@ -197,8 +203,14 @@ def _describe(err: UnexpectedInput, query: str) -> tuple[str, int, int]:
         return f"unexpected character {ch!r}", line, column
     tok = getattr(err, "token", None)
     if tok is not None and getattr(tok, "type", "") == "NEAR":
-        return ("NEAR joins two terms, phrases or groups; write (A NEAR/5 B) AND "
-                "(B NEAR/5 C) for three"), line, column
+        return (
+            (
+                "NEAR joins two terms, phrases or groups; write (A NEAR/5 B) AND "
+                "(B NEAR/5 C) for three"
+            ),
+            line,
+            column,
+        )
     return f"unexpected {str(tok)!r}" if tok is not None else "syntax error", line, column
 
 

@@ -33,8 +33,9 @@ class FieldText:
     def mapped(self) -> tuple[str, list[int]]:
         if self._mapped is None:
             offsets = stepwise_offsets(self.plain, self.folded) if self.stepwise else None
-            self._mapped = ((self.folded, offsets) if offsets is not None
-                            else fold_with_offsets(self.plain))
+            self._mapped = (
+                (self.folded, offsets) if offsets is not None else fold_with_offsets(self.plain)
+            )
         return self._mapped
 
 
@@ -56,8 +57,7 @@ def _original_span(text: FieldText, start: int, end: int, hit: str) -> tuple[int
     return o_start, max(o_end, o_start + 1)
 
 
-def make_snippet(text: FieldText, start: int, end: int, hit: str,
-                 limit: int = SNIPPET_MAX) -> str:
+def make_snippet(text: FieldText, start: int, end: int, hit: str, limit: int = SNIPPET_MAX) -> str:
     """Context around ``text.folded[start:end]`` quoted from ``text.plain``, hit in 【】."""
     plain = text.plain
     o_start, o_end = _original_span(text, start, end, hit)
@@ -72,8 +72,8 @@ def make_snippet(text: FieldText, start: int, end: int, hit: str,
     # Split the room evenly, lending what one side does not need to the other.
     want_before = min(n_before, max(room // 2, room - n_after))
     want_after = min(n_after, room - want_before)
-    head = plain[o_start - want_before:o_start]
-    tail = plain[o_end:o_end + want_after]
+    head = plain[o_start - want_before : o_start]
+    tail = plain[o_end : o_end + want_after]
     if want_before < n_before and head:
         head = ELLIPSIS + head[1:]
     if want_after < n_after and tail:
@@ -81,8 +81,9 @@ def make_snippet(text: FieldText, start: int, end: int, hit: str,
     return f"{head}{MARK_OPEN}{marked}{MARK_CLOSE}{tail}"
 
 
-def make_snippet_spans(text: FieldText, spans: list[tuple[int, int]],
-                       limit: int = SNIPPET_MAX) -> str:
+def make_snippet_spans(
+    text: FieldText, spans: list[tuple[int, int]], limit: int = SNIPPET_MAX
+) -> str:
     """Like ``make_snippet`` for several hits of ``text.folded`` (in order, not overlapping;
     a NEAR's two), each in 【】; the context is centred on the stretch from first to last."""
     if len(spans) < 2:
@@ -91,13 +92,14 @@ def make_snippet_spans(text: FieldText, spans: list[tuple[int, int]],
     plain = text.plain
     marks = [_original_span(text, s, e, text.folded[s:e]) for s, e in spans]
     if any(e <= s or e > len(plain) for s, e in marks) or any(
-            a[1] > b[0] for a, b in zip(marks, marks[1:], strict=False)):
+        a[1] > b[0] for a, b in zip(marks, marks[1:], strict=False)
+    ):
         first, last = spans[0], spans[-1]
-        return make_snippet(text, first[0], last[1], text.folded[first[0]:last[1]], limit)
+        return make_snippet(text, first[0], last[1], text.folded[first[0] : last[1]], limit)
     parts: list[str] = []
     for i, (s, e) in enumerate(marks):
         if i:
-            parts.append(plain[marks[i - 1][1]:s])
+            parts.append(plain[marks[i - 1][1] : s])
         parts.append(f"{MARK_OPEN}{plain[s:e]}{MARK_CLOSE}")
     marked = "".join(parts)
     o_start, o_end = marks[0][0], marks[-1][1]
@@ -107,8 +109,8 @@ def make_snippet_spans(text: FieldText, spans: list[tuple[int, int]],
     n_before, n_after = o_start, len(plain) - o_end
     want_before = min(n_before, max(room // 2, room - n_after))
     want_after = min(n_after, room - want_before)
-    head = plain[o_start - want_before:o_start]
-    tail = plain[o_end:o_end + want_after]
+    head = plain[o_start - want_before : o_start]
+    tail = plain[o_end : o_end + want_after]
     if want_before < n_before and head:
         head = ELLIPSIS + head[1:]
     if want_after < n_after and tail:

@@ -64,6 +64,7 @@ class _Dictionary:
 @cache
 def _dictionary() -> _Dictionary:
     """jieba's word list (``dict.txt``: word, frequency, part of speech), read once."""
+
     def entries() -> Iterator[tuple[str, int]]:
         # Streamed: the list is 349,000 lines, and a list of them would double the peak.
         with resources.files("jieba").joinpath("dict.txt").open("r", encoding="utf-8") as f:
@@ -98,7 +99,7 @@ def _other_meaning() -> dict[str, tuple[tuple[int, str], ...]]:
             continue
         for size in (2, 3):
             for i in range(len(word) - size + 1):
-                out.setdefault(word[i:i + size], []).append((i, word))
+                out.setdefault(word[i : i + size], []).append((i, word))
     return {k: tuple(v) for k, v in out.items()}
 
 
@@ -124,8 +125,10 @@ def _segment(d: _Dictionary, text: str) -> list[tuple[int, int]]:
     log_p = d.log_p
     best: list[tuple[float, int]] = [(0.0, 0)] * (n + 1)
     for i in range(n - 1, -1, -1):
-        ends = [(log_p[k] + best[i + len(w)][0], i + len(w))
-                for w, k in d.words.iter_prefixes_with_ids(text[i:])]
+        ends = [
+            (log_p[k] + best[i + len(w)][0], i + len(w))
+            for w, k in d.words.iter_prefixes_with_ids(text[i:])
+        ]
         # A character no word starts with: a word of frequency 1.
         best[i] = max(ends) if ends else (d.unknown + best[i + 1][0], i + 1)
     tokens: list[tuple[int, int]] = []

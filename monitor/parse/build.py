@@ -33,8 +33,9 @@ def date_ms(text: str | None) -> int | None:
         # handler reads it (its earlier W3C-DTF handler rejects it), in a fifth of the time.
         day, month, year, hour, minute, second, sign, tz_hours, tz_minutes = m.groups()
         try:
-            stamp = datetime(int(year), _MONTHS[month], int(day), int(hour), int(minute),
-                             int(second))
+            stamp = datetime(
+                int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second)
+            )
         except ValueError:
             stamp = None  # not a date: feedparser's other handlers have their say
         if stamp is not None and stamp.year < 9999:
@@ -49,12 +50,17 @@ def date_ms(text: str | None) -> int | None:
 
 
 _EPOCH = datetime(1970, 1, 1)
-_MONTHS = {name: n for n, name in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_MONTHS = {
+    name: n
+    for n, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
 # Years 1000-9998 only: feedparser gives up on a date whose UTC time leaves datetime's range.
 _RFC822_DATE = re.compile(
     r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), ([0-9]{2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov"
-    r"|Dec) ([1-9][0-9]{3}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) (?:GMT|([+-])([0-9]{2})([0-9]{2}))")
+    r"|Dec) ([1-9][0-9]{3}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) (?:GMT|([+-])([0-9]{2})([0-9]{2}))"
+)
 
 
 @dataclass(slots=True)
@@ -88,8 +94,7 @@ def _entries(n: int) -> str:
     return f"{n} entry" if n == 1 else f"{n} entries"
 
 
-def entry_item(e: RawEntry, feed_id: str, now_ms: int, base: str,
-               warnings: list[str]) -> Item:
+def entry_item(e: RawEntry, feed_id: str, now_ms: int, base: str, warnings: list[str]) -> Item:
     """One entry as the Item it is stored as; ``key`` is "" when it has neither a usable
     link nor an id (``build`` skips it). ``base`` is the document's base
     (``links.document_base``). Never raises: a malformed link is a warning in
@@ -101,9 +106,10 @@ def entry_item(e: RawEntry, feed_id: str, now_ms: int, base: str,
         # Already-canonical links take a fast path; monitor.items remembers the rest.
         key = link_key(url) if url else None
     except ValueError as exc:
-        warnings.append(f"entry {(entry_id or e.title.strip())[:80]!r}: link {link[:80]!r} "
-                        f"is not a URL ({exc}); "
-                        + ("kept by its id" if entry_id else "skipped"))
+        warnings.append(
+            f"entry {(entry_id or e.title.strip())[:80]!r}: link {link[:80]!r} "
+            f"is not a URL ({exc}); " + ("kept by its id" if entry_id else "skipped")
+        )
         url, key = "", None
     if key is None:
         key = id_key(entry_id) if entry_id else ""
@@ -115,9 +121,15 @@ def entry_item(e: RawEntry, feed_id: str, now_ms: int, base: str,
     # Undated: first seen now, and the store keeps the time it first saw the key
     # (Item.dated).
     return Item(
-        key=key, url=url, title=plain_title(e.title),
-        published_ms=published if published is not None else now_ms, feed_id=feed_id,
-        entry_id=entry_id, summary=summary, content=content, author=e.author.strip(),
+        key=key,
+        url=url,
+        title=plain_title(e.title),
+        published_ms=published if published is not None else now_ms,
+        feed_id=feed_id,
+        entry_id=entry_id,
+        summary=summary,
+        content=content,
+        author=e.author.strip(),
         categories=tuple(c.strip() for c in e.categories if c.strip()),
         dated=published is not None,
     )
@@ -153,8 +165,10 @@ def build(feed: RawFeed, feed_id: str, now_ms: int, base: str) -> ParsedFeed:
         warnings.append(f"{_entries(undated)} without date")
     repeated = sorted(i for i, n in ids.items() if n > 1)
     if repeated:
-        warnings.append(f"duplicate entry ids: {', '.join(repeated[:3])}"
-                        + (" ..." if len(repeated) > 3 else ""))
+        warnings.append(
+            f"duplicate entry ids: {', '.join(repeated[:3])}"
+            + (" ..." if len(repeated) > 3 else "")
+        )
     if duplicates:
         warnings.append(f"{_entries(duplicates)} with a repeated key dropped")
     ttl: int | None = None
@@ -171,6 +185,9 @@ def build(feed: RawFeed, feed_id: str, now_ms: int, base: str) -> ParsedFeed:
         link = ""
     return ParsedFeed(
         outcome=PollOutcome.OK_WITH_WARNINGS if warnings else PollOutcome.OK,
-        items=tuple(items), warnings=tuple(warnings), title=plain_title(feed.title) or None,
-        ttl_seconds=ttl if ttl is not None and ttl > 0 else None, link=link or None,
+        items=tuple(items),
+        warnings=tuple(warnings),
+        title=plain_title(feed.title) or None,
+        ttl_seconds=ttl if ttl is not None and ttl > 0 else None,
+        link=link or None,
     )

@@ -102,10 +102,10 @@ def decode_body(body: bytes, content_type: str = "") -> Decoded:
     for bom, enc in _BOMS:
         if body.startswith(bom):
             try:
-                return Decoded(body[len(bom):].decode(enc), enc, warnings)
+                return Decoded(body[len(bom) :].decode(enc), enc, warnings)
             except UnicodeDecodeError:
                 warnings.append(f"invalid {enc} bytes replaced")
-                return Decoded(body[len(bom):].decode(enc, "replace"), enc, warnings)
+                return Decoded(body[len(bom) :].decode(enc, "replace"), enc, warnings)
     for prefix, enc in _BOMLESS:
         if body.startswith(prefix):
             return Decoded(body.decode(enc, "replace"), enc, warnings)
@@ -139,9 +139,11 @@ def decode_body(body: bytes, content_type: str = "") -> Decoded:
             if guess and guess != enc:
                 warnings.append(f"declared charset {label!r} does not fit; detected {guess}")
                 return Decoded(body.decode(guess, "replace"), guess, warnings)
-        warnings.extend(f"declared charset {other!r} does not fit; read as {enc}"
-                        for other, other_enc in declared if other_enc not in ("", enc)
-                        and f"{other!r} does not fit" not in " ".join(warnings))
+        warnings.extend(
+            f"declared charset {other!r} does not fit; read as {enc}"
+            for other, other_enc in declared
+            if other_enc not in ("", enc) and f"{other!r} does not fit" not in " ".join(warnings)
+        )
         return Decoded(text, enc, warnings)
 
     # Nothing declared fits: guess, which tells the CJK encodings apart far better than

@@ -22,8 +22,10 @@ def _alternate(links: list[Mapping[str, Any]] | None) -> str:
     """The first alternate HTML link, as the lxml reader picks it (feedparser's ``link``
     can be an enclosure that came first)."""
     for link in links or ():
-        if (link.get("rel", "alternate") == "alternate"
-                and link.get("type", "text/html") in ("text/html", "application/xhtml+xml")):
+        if link.get("rel", "alternate") == "alternate" and link.get("type", "text/html") in (
+            "text/html",
+            "application/xhtml+xml",
+        ):
             return str(link.get("href") or "")
     return ""
 
@@ -35,14 +37,20 @@ def _fp_entry(fp_entry: Mapping[str, Any]) -> RawEntry:
         return dict.get(fp_entry, key)  # type: ignore[call-overload]
 
     link = _alternate(get("links")) or get("link") or ""
-    if (get("guidislink") and link == get("id")
-            and not link.lower().startswith(("http://", "https://"))):
+    if (
+        get("guidislink")
+        and link == get("id")
+        and not link.lower().startswith(("http://", "https://"))
+    ):
         link = ""  # an opaque guid feedparser took for a link (see xml._rss_entry)
     content = get("content") or []
     published, updated = get("published_parsed"), get("updated_parsed")
     return RawEntry(
-        link=link, entry_id=get("id") or "", title=get("title") or "",
-        summary=get("summary") or "", content=content[0].get("value", "") if content else "",
+        link=link,
+        entry_id=get("id") or "",
+        title=get("title") or "",
+        summary=get("summary") or "",
+        content=content[0].get("value", "") if content else "",
         author=get("author") or "",
         categories=[t.get("term") or "" for t in get("tags") or []],
         published_ms=calendar.timegm(published) * 1000 if published else None,
@@ -93,15 +101,21 @@ def _feedparser_feed(xml: bytes, headers: Mapping[str, str]) -> tuple[RawFeed, b
     try:
         # feedparser.parse() opens a bytes argument as a file name if it can, and fetches
         # a str that looks like a URL: only ever hand it a stream.
-        result = feedparser.parse(io.BytesIO(xml), response_headers=dict(headers),
-                                  sanitize_html=False, resolve_relative_uris=False)
+        result = feedparser.parse(
+            io.BytesIO(xml),
+            response_headers=dict(headers),
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
     except Exception as failed:  # its loose parser trips over some broken markup (fuzzing)
         detail = (str(failed).splitlines() or [""])[0][:80]
         warnings.append(f"not readable: {type(failed).__name__}: {detail}".rstrip(": "))
         return RawFeed([], warnings=warnings), False
     if replaced:
-        warnings.append(f"{replaced} NUL or invalid character reference"
-                        f"{'s' if replaced > 1 else ''} replaced by U+FFFD")
+        warnings.append(
+            f"{replaced} NUL or invalid character reference"
+            f"{'s' if replaced > 1 else ''} replaced by U+FFFD"
+        )
     if result.get("bozo"):
         exc = result.get("bozo_exception")
         detail = str(exc).splitlines()[0][:80] if exc else ""
@@ -109,8 +123,13 @@ def _feedparser_feed(xml: bytes, headers: Mapping[str, str]) -> tuple[RawFeed, b
     entries = [_fp_entry(e) for e in result.get("entries", [])]
     meta = result.get("feed", {})
     is_feed = bool(result.get("version")) or bool(entries)
-    return RawFeed(entries, title=meta.get("title") or "", link=meta.get("link") or "",
-                   ttl=meta.get("ttl") or "", warnings=warnings), is_feed
+    return RawFeed(
+        entries,
+        title=meta.get("title") or "",
+        link=meta.get("link") or "",
+        ttl=meta.get("ttl") or "",
+        warnings=warnings,
+    ), is_feed
 
 
 def _utf8_headers(headers: Mapping[str, str], content_type: str) -> dict[str, str]:
@@ -124,8 +143,9 @@ def _utf8_headers(headers: Mapping[str, str], content_type: str) -> dict[str, st
     return out
 
 
-def parse_with_feedparser(body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: int,
-                          base_url: str = "") -> ParsedFeed:
+def parse_with_feedparser(
+    body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: int, base_url: str = ""
+) -> ParsedFeed:
     """The feedparser reader alone (after our decoding), classified."""
     decoded, xml, content_type = prepare(body, headers)
     feed = read_with_feedparser(xml, decoded, headers, content_type)
@@ -134,14 +154,18 @@ def parse_with_feedparser(body: bytes, headers: Mapping[str, str], feed_id: str,
     return build(feed, feed_id, now_ms, document_base(base_url, headers))
 
 
-def read_with_feedparser(xml: bytes, decoded: Decoded, headers: Mapping[str, str],
-                         content_type: str) -> RawFeed | ParsedFeed:
+def read_with_feedparser(
+    xml: bytes, decoded: Decoded, headers: Mapping[str, str], content_type: str
+) -> RawFeed | ParsedFeed:
     """Read ``xml`` (``decoded`` as UTF-8 bytes) with feedparser: the entries, or the
     ParsedFeed of a body that is no feed."""
     feed, is_feed = _feedparser_feed(xml, _utf8_headers(headers, content_type))
     if not is_feed:
         unreadable = [w for w in feed.warnings if w.startswith("not readable")]
-        return ParsedFeed(PollOutcome.NOT_A_FEED, (), ("no RSS, Atom or JSON Feed found",
-                                                  *unreadable, *decoded.warnings))
+        return ParsedFeed(
+            PollOutcome.NOT_A_FEED,
+            (),
+            ("no RSS, Atom or JSON Feed found", *unreadable, *decoded.warnings),
+        )
     feed.warnings[:0] = decoded.warnings
     return feed

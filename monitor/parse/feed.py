@@ -14,8 +14,9 @@ from monitor.parse.xml import Decline, read_xml
 from monitor.types import ParsedFeed, PollOutcome
 
 
-def parse_feed(body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: int,
-               base_url: str = "") -> ParsedFeed:
+def parse_feed(
+    body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: int, base_url: str = ""
+) -> ParsedFeed:
     """Parse one response body into Items.
 
     ``headers`` are the response headers (any case); their Content-Type charset is
@@ -58,8 +59,9 @@ def read_feed(body: bytes, headers: Mapping[str, str]) -> RawFeed | ParsedFeed:
             json_feed.warnings[:0] = decoded.warnings
             return json_feed
         if "json" in content_type.lower():
-            return ParsedFeed(PollOutcome.NOT_A_FEED, (),
-                              ("JSON but not a JSON Feed", *decoded.warnings))
+            return ParsedFeed(
+                PollOutcome.NOT_A_FEED, (), ("JSON but not a JSON Feed", *decoded.warnings)
+            )
     if not (as_is and xml is body):  # else lxml has just declined these very bytes
         try:
             feed = read_xml(xml)

@@ -37,18 +37,25 @@ def read_json_feed(text: str) -> RawFeed | None:
     for raw in doc["items"]:
         if not isinstance(raw, dict):
             continue
-        authors = raw.get("authors") or ([raw["author"]] if isinstance(raw.get("author"), dict)
-                                         else [])
+        authors = raw.get("authors") or (
+            [raw["author"]] if isinstance(raw.get("author"), dict) else []
+        )
         names = [s(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name")]
         tags = raw.get("tags")
         if not isinstance(tags, list):
             tags = []
         content = s(raw.get("content_html")) or html.escape(s(raw.get("content_text")))
-        entries.append(RawEntry(
-            link=s(raw.get("url")) or s(raw.get("external_url")), entry_id=s(raw.get("id")),
-            title=s(raw.get("title")), summary=s(raw.get("summary")), content=content,
-            author=", ".join(names), categories=[s(t) for t in tags],
-            published_ms=date_ms(s(raw.get("date_published"))),
-            updated_ms=date_ms(s(raw.get("date_modified"))),
-        ))
+        entries.append(
+            RawEntry(
+                link=s(raw.get("url")) or s(raw.get("external_url")),
+                entry_id=s(raw.get("id")),
+                title=s(raw.get("title")),
+                summary=s(raw.get("summary")),
+                content=content,
+                author=", ".join(names),
+                categories=[s(t) for t in tags],
+                published_ms=date_ms(s(raw.get("date_published"))),
+                updated_ms=date_ms(s(raw.get("date_modified"))),
+            )
+        )
     return RawFeed(entries, title=s(doc.get("title")))

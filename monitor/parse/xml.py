@@ -36,8 +36,13 @@ def _parser() -> etree.XMLParser:
     # No entity resolution, no DTD, no network, default size limits: a hostile body
     # cannot expand entities, read files or make libxml2 allocate without bound.
     return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-        remove_comments=True, remove_pis=True, collect_ids=False,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
     )
 
 
@@ -83,8 +88,11 @@ def _rss_entry(item: etree._Element, about: str = "", xml_base: bool = False) ->
             if local == "title":
                 e.title = _text(child)
             elif local == "link":
-                e.link = (_resolved(child, _text(child).strip())
-                          if xml_base or child.get(_XML_BASE) is not None else _text(child))
+                e.link = (
+                    _resolved(child, _text(child).strip())
+                    if xml_base or child.get(_XML_BASE) is not None
+                    else _text(child)
+                )
             elif local == "guid":
                 e.entry_id = _text(child).strip()
                 if child.get("isPermaLink", "true").lower() != "false":
@@ -161,8 +169,10 @@ def _atom_href(link: etree._Element) -> str:
 def _atom_link(parent: etree._Element) -> str:
     """The alternate HTML link among ``parent``'s children, as _atom_entry picks it."""
     for child in parent.iterchildren(f"{_ATOM}link"):
-        if (child.get("rel", "alternate") == "alternate"
-                and child.get("type", "text/html") in ("text/html", "application/xhtml+xml")):
+        if child.get("rel", "alternate") == "alternate" and child.get("type", "text/html") in (
+            "text/html",
+            "application/xhtml+xml",
+        ):
             return _atom_href(child)
     return ""
 
@@ -173,7 +183,7 @@ def _atom_entry(entry: etree._Element) -> RawEntry:
         tag = child.tag
         if not isinstance(tag, str) or not tag.startswith(_ATOM):
             continue
-        local = tag[len(_ATOM):]
+        local = tag[len(_ATOM) :]
         if local == "title":
             e.title = _atom_text(child)
         elif local == "id":
@@ -231,29 +241,40 @@ def read_xml(xml: bytes) -> RawFeed:
         if channel is None:
             raise Decline("rss without channel")
         xml_base = xml_base or channel.get(_XML_BASE) is not None
-        return RawFeed([_rss_entry(i, xml_base=xml_base) for i in channel.iterfind("item")],
-                       title=_text(channel.find("title")) or _text(channel.find(f"{_DC}title")),
-                       ttl=_text(channel.find("ttl")),
-                       link=_channel_link(channel.find("link")))
+        return RawFeed(
+            [_rss_entry(i, xml_base=xml_base) for i in channel.iterfind("item")],
+            title=_text(channel.find("title")) or _text(channel.find(f"{_DC}title")),
+            ttl=_text(channel.find("ttl")),
+            link=_channel_link(channel.find("link")),
+        )
     if root.tag == f"{_RDF}RDF":
         for ns in _RSS1:
             channel = root.find(f"{ns}channel")
             if channel is not None:
-                entries = [_rss_entry(i, i.get(f"{_RDF}about", ""), xml_base)
-                           for i in root.iterfind(f"{ns}item")]
-                return RawFeed(entries, title=_text(channel.find(f"{ns}title")),
-                               link=_channel_link(channel.find(f"{ns}link")))
+                entries = [
+                    _rss_entry(i, i.get(f"{_RDF}about", ""), xml_base)
+                    for i in root.iterfind(f"{ns}item")
+                ]
+                return RawFeed(
+                    entries,
+                    title=_text(channel.find(f"{ns}title")),
+                    link=_channel_link(channel.find(f"{ns}link")),
+                )
         raise Decline("rdf without channel")
     if root.tag == f"{_ATOM}feed":
         if root.find(f"{_ATOM}item") is not None:
             raise Decline("atom item elements")  # feedparser reads them as entries
-        return RawFeed([_atom_entry(e) for e in root.iterfind(f"{_ATOM}entry")],
-                       title=_atom_text(root.find(f"{_ATOM}title")), link=_atom_link(root))
+        return RawFeed(
+            [_atom_entry(e) for e in root.iterfind(f"{_ATOM}entry")],
+            title=_atom_text(root.find(f"{_ATOM}title")),
+            link=_atom_link(root),
+        )
     raise Decline(f"root element {root.tag!r}")
 
 
-def parse_fast(body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: int,
-               base_url: str = "") -> ParsedFeed | None:
+def parse_fast(
+    body: bytes, headers: Mapping[str, str], feed_id: str, now_ms: int, base_url: str = ""
+) -> ParsedFeed | None:
     """The lxml reader alone; None when the body needs feedparser (or is not XML)."""
     decoded, xml, _ = prepare(body, headers)
     try:

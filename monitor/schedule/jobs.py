@@ -40,8 +40,9 @@ class JobRunner:
         self._again: dict[str, threading.Event] = {}
         self._running: dict[str, threading.Lock] = {}
 
-    def add(self, name: str, func: Callable[[], object], every: float,
-            first_in: float = 0.0) -> None:
+    def add(
+        self, name: str, func: Callable[[], object], every: float, first_in: float = 0.0
+    ) -> None:
         again = self._again.setdefault(name, threading.Event())
         lock = self._running.setdefault(name, threading.Lock())
 
@@ -65,8 +66,15 @@ class JobRunner:
             finally:
                 lock.release()
 
-        self._sched.add_job(run, "interval", seconds=every, id=name, name=name,
-                            next_run_time=self._time_in(first_in), replace_existing=True)
+        self._sched.add_job(
+            run,
+            "interval",
+            seconds=every,
+            id=name,
+            name=name,
+            next_run_time=self._time_in(first_in),
+            replace_existing=True,
+        )
 
     def _time_in(self, seconds: float) -> datetime:
         # APScheduler compares run times with its own reading of the wall clock.

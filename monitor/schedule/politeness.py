@@ -125,8 +125,14 @@ class Next:
     reason: str
 
 
-def after_success(interval_s: float, jitter_s: float, headers: Mapping[str, str],
-                  ttl_s: float | None, now: float, rand: float) -> Next:
+def after_success(
+    interval_s: float,
+    jitter_s: float,
+    headers: Mapping[str, str],
+    ttl_s: float | None,
+    now: float,
+    rand: float,
+) -> Next:
     """Next poll after a 200 or 304: the interval, raised by the server's freshness hints,
     plus up to ``jitter_s`` of spread."""
     floor = min_interval_s(headers, ttl_s, now)
@@ -136,8 +142,9 @@ def after_success(interval_s: float, jitter_s: float, headers: Mapping[str, str]
     return Next(interval_s + spread, "interval")
 
 
-def after_failure(interval_s: float, failures: int, max_backoff_s: float,
-                  retry_after: float | None, rand: float) -> Next:
+def after_failure(
+    interval_s: float, failures: int, max_backoff_s: float, retry_after: float | None, rand: float
+) -> Next:
     """Next poll after a failed one: back-off, or the server's Retry-After if longer.
 
     ``retry_after`` is what ``retry_after_s`` made of the response (None when the
@@ -156,8 +163,9 @@ def unhealthy(failures: int, threshold: int) -> bool:
     return threshold > 0 and failures >= threshold
 
 
-def unhealthy_reason(failures: int, threshold: int, outcome: str | None,
-                     error: str | None) -> str | None:
+def unhealthy_reason(
+    failures: int, threshold: int, outcome: str | None, error: str | None
+) -> str | None:
     """What ``status`` shows for an unhealthy feed; None for a healthy one."""
     if not unhealthy(failures, threshold):
         return None

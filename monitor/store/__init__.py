@@ -19,8 +19,7 @@ class Store:
     """``types.Storage``: one database, shared by the scheduler, the pollers and the
     deliverer, and its parts by job."""
 
-    def __init__(self, url: str, upgrade: bool | None = True,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, url: str, upgrade: bool | None = True, clock: Clock = SYSTEM_CLOCK) -> None:
         """Open the database; ``upgrade``: True migrates, False refuses an old schema,
         None leaves the schema alone (for inspecting it). Raises StoreError."""
         self._db = Database(url, upgrade, clock)

@@ -36,8 +36,7 @@ PING_WAIT_S = 1.5
 class Database:
     """One database, opened once per process and shared by every storage part."""
 
-    def __init__(self, url: str, upgrade: bool | None = True,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, url: str, upgrade: bool | None = True, clock: Clock = SYSTEM_CLOCK) -> None:
         """Open the database; ``upgrade``: True migrates, False refuses an old schema,
         None leaves the schema alone (for inspecting it). Raises StoreError."""
         self.url = url
@@ -97,7 +96,8 @@ class Database:
             if not upgrade:
                 raise StoreError(
                     f"database {self.safe_url} has schema {current or 'none'}, this version "
-                    f"needs {head}: run 'feed-monitor db upgrade'")
+                    f"needs {head}: run 'feed-monitor db upgrade'"
+                )
             migrate.upgrade(conn)
 
     @contextmanager
@@ -145,8 +145,7 @@ class Database:
                 finally:
                     raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except (SQLAlchemyError, sqlite3.Error) as e:
-            cause = _cause(e) if isinstance(e, SQLAlchemyError) else \
-                f"{e.__class__.__name__}: {e}"
+            cause = _cause(e) if isinstance(e, SQLAlchemyError) else f"{e.__class__.__name__}: {e}"
             raise StoreError(f"database {self.safe_url} unreachable: {cause}") from e
 
     def close(self) -> None:
@@ -183,8 +182,9 @@ def _ping_when_idle(engine: Engine, clock: Clock) -> None:
 # -- multi-row INSERT ------------------------------------------------------------------
 
 
-def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *returning: Any,
-                count: bool = False) -> Any:
+def insert_rows(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], *returning: Any, count: bool = False
+) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING of many rows (all with the same keys).
 
     Returns the ``returning`` columns of the rows it inserted, as tuples, or their
@@ -211,7 +211,7 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *ret
     inserted = start = 0
     while start < len(params):
         size = min(most, 1 << ((len(params) - start).bit_length() - 1))
-        flat = tuple([v for row in params[start:start + size] for v in row])
+        flat = tuple([v for row in params[start : start + size] for v in row])
         result = conn.exec_driver_sql(_insert_sql(dialect, table, names, size, back), flat)
         start += size
         if back:
@@ -223,8 +223,9 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]], *ret
     return len(got) if count else [tuple(r) for r in got]
 
 
-def _insert_rows_core(conn: Connection, table: Table, rows: list[dict[str, Any]],
-                      *returning: Any, count: bool = False) -> Any:
+def _insert_rows_core(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], *returning: Any, count: bool = False
+) -> Any:
     """``insert_rows`` through SQLAlchemy Core, for DBAPIs with named parameters."""
     dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
     stmt = dialect_insert(table).on_conflict_do_nothing()
@@ -253,8 +254,9 @@ def insert_new(conn: Connection, table: Table, **values: Any) -> Any:
         return key[0] if r.rowcount and key is not None else None
     # psycopg reports no rowcount for this statement; RETURNING tells.
     key = next(iter(table.primary_key.columns))
-    return conn.execute(pg_insert(table).values(**values).on_conflict_do_nothing()
-                        .returning(key)).scalar()
+    return conn.execute(
+        pg_insert(table).values(**values).on_conflict_do_nothing().returning(key)
+    ).scalar()
 
 
 # Positional parameter marks of the DBAPIs insert_rows writes through directly.
@@ -262,21 +264,29 @@ _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _INSERT_SQL: dict[tuple[Any, ...], str] = {}  # bounded: a few tables, nine row counts
 
 
-def _insert_sql(dialect: Any, table: Table, names: tuple[str, ...], nrows: int,
-                returning: Sequence[Any]) -> str:
+def _insert_sql(
+    dialect: Any, table: Table, names: tuple[str, ...], nrows: int, returning: Sequence[Any]
+) -> str:
     """INSERT INTO table (names) VALUES (...) * nrows ON CONFLICT DO NOTHING [RETURNING],
     in the dialect's quoting and parameter marks (SQLite 3.24+ and PostgreSQL 9.5+)."""
-    key = (dialect.name, dialect.paramstyle, table.name, names, nrows,
-           tuple(c.name for c in returning))
+    key = (
+        dialect.name,
+        dialect.paramstyle,
+        table.name,
+        names,
+        nrows,
+        tuple(c.name for c in returning),
+    )
     sql = _INSERT_SQL.get(key)
     if sql is None:
         quote = dialect.identifier_preparer.quote
         row = "(" + ", ".join([_MARKS[dialect.paramstyle]] * len(names)) + ")"
-        sql = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
-               f"({', '.join(quote(n) for n in names)}) VALUES {', '.join([row] * nrows)} "
-               "ON CONFLICT DO NOTHING")
+        sql = (
+            f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+            f"({', '.join(quote(n) for n in names)}) VALUES {', '.join([row] * nrows)} "
+            "ON CONFLICT DO NOTHING"
+        )
         if returning:
             sql += " RETURNING " + ", ".join(quote(c.name) for c in returning)
         _INSERT_SQL[key] = sql
     return sql
-

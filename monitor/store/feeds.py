@@ -45,9 +45,18 @@ class FeedSchedule:
         (ETag, Last-Modified) that belonged to the old one.
         """
         with self._db.begin("updating the feeds' schedule") as conn:
-            existing = {r.id: r for r in conn.execute(
-                select(feeds.c.id, feeds.c.url, feeds.c.next_poll_ms, feeds.c.last_poll_ms,
-                       feeds.c.failures))}
+            existing = {
+                r.id: r
+                for r in conn.execute(
+                    select(
+                        feeds.c.id,
+                        feeds.c.url,
+                        feeds.c.next_poll_ms,
+                        feeds.c.last_poll_ms,
+                        feeds.c.failures,
+                    )
+                )
+            }
             # Sorted, and inserts that yield: daemons that start (or reload a new config)
             # together on one PostgreSQL write the same rows in one order, so they neither
             # deadlock nor fail on a feed another daemon added a moment earlier.
@@ -55,13 +64,30 @@ class FeedSchedule:
                 row = existing.get(spec.id)
                 if row is None:
                     spread_ms = int(self._clock.random() * first_spread_s * 1000)
-                    insert_new(conn, feeds, id=spec.id, url=spec.url, title=spec.title,
-                               next_poll_ms=now_ms + spread_ms, failures=0,
-                               first_poll_done=False, added_ms=now_ms)
+                    insert_new(
+                        conn,
+                        feeds,
+                        id=spec.id,
+                        url=spec.url,
+                        title=spec.title,
+                        next_poll_ms=now_ms + spread_ms,
+                        failures=0,
+                        first_poll_done=False,
+                        added_ms=now_ms,
+                    )
                 elif row.url != spec.url:
-                    conn.execute(update(feeds).where(feeds.c.id == spec.id).values(
-                        url=spec.url, title=spec.title, etag=None, last_modified=None,
-                        next_poll_ms=now_ms, failures=0))
+                    conn.execute(
+                        update(feeds)
+                        .where(feeds.c.id == spec.id)
+                        .values(
+                            url=spec.url,
+                            title=spec.title,
+                            etag=None,
+                            last_modified=None,
+                            next_poll_ms=now_ms,
+                            failures=0,
+                        )
+                    )
                 else:
                     values: dict[str, Any] = {"title": spec.title}
                     # A shortened interval applies now, not after the old, longer wait.
@@ -70,8 +96,15 @@ class FeedSchedule:
                         values["next_poll_ms"] = due
                     conn.execute(update(feeds).where(feeds.c.id == spec.id).values(**values))
 
-    def claim_due(self, owner: str, now_ms: int, limit: int, lease_ms: int,
-                  feed_ids: Collection[str], due_ms: int | None = None) -> list[FeedRow]:
+    def claim_due(
+        self,
+        owner: str,
+        now_ms: int,
+        limit: int,
+        lease_ms: int,
+        feed_ids: Collection[str],
+        due_ms: int | None = None,
+    ) -> list[FeedRow]:
         """Lease up to ``limit`` configured feeds whose poll is due (by ``due_ms``, default
         now) and that no other owner holds.
 
@@ -89,25 +122,40 @@ class FeedSchedule:
         wanted = feed_ids if isinstance(feed_ids, frozenset) else frozenset(feed_ids)
         claimed: list[FeedRow] = []
         while len(claimed) < limit:
-            rows, strays = self._claim(owner, now_ms, limit - len(claimed), lease_ms, wanted,
-                                       due_ms)
+            rows, strays = self._claim(
+                owner, now_ms, limit - len(claimed), lease_ms, wanted, due_ms
+            )
             claimed.extend(rows)
             if not strays:
                 break
             with self._db.begin("handing back feeds") as conn:
-                conn.execute(update(feeds).where(and_(feeds.c.id.in_(strays),
-                                                      feeds.c.lease_owner == owner))
-                             .values(lease_owner=None, lease_until_ms=None))
+                conn.execute(
+                    update(feeds)
+                    .where(and_(feeds.c.id.in_(strays), feeds.c.lease_owner == owner))
+                    .values(lease_owner=None, lease_until_ms=None)
+                )
             scope = self._claim_scope
             known = scope[1] if scope is not None and scope[0] == wanted else frozenset()
             self._claim_scope = (wanted, known | frozenset(strays))
         return sorted(claimed, key=lambda r: r.next_poll_ms)
 
-    def _claim(self, owner: str, now_ms: int, limit: int, lease_ms: int,
-               wanted: frozenset[str], due_ms: int | None) -> tuple[list[FeedRow], list[str]]:
+    def _claim(
+        self,
+        owner: str,
+        now_ms: int,
+        limit: int,
+        lease_ms: int,
+        wanted: frozenset[str],
+        due_ms: int | None,
+    ) -> tuple[list[FeedRow], list[str]]:
         """One claiming statement: the rows leased that are wanted, and the ids that are not."""
-        params = {"c_now": now_ms, "c_due": now_ms if due_ms is None else due_ms,
-                  "c_limit": limit, "c_owner": owner, "c_until": now_ms + lease_ms}
+        params = {
+            "c_now": now_ms,
+            "c_due": now_ms if due_ms is None else due_ms,
+            "c_limit": limit,
+            "c_owner": owner,
+            "c_until": now_ms + lease_ms,
+        }
         with self._db.begin("claiming due feeds") as conn:
             pick, lease = self._claim_statements(self._foreign_feeds(conn, wanted))
             if lease is None:  # PostgreSQL: pick, lock, lease and return in one
@@ -129,27 +177,40 @@ class FeedSchedule:
         cached = self._claim_cache
         if cached is not None and cached[0] is foreign:
             return cached[1]
-        free = or_(feeds.c.lease_until_ms.is_(None),
-                   feeds.c.lease_until_ms < bindparam("c_now"))
+        free = or_(feeds.c.lease_until_ms.is_(None), feeds.c.lease_until_ms < bindparam("c_now"))
         cond = [feeds.c.next_poll_ms <= bindparam("c_due"), free]
         if foreign:
             cond.append(~self._among(feeds.c.id, foreign))
-        q = select(feeds.c.id).where(and_(*cond)).order_by(feeds.c.next_poll_ms) \
+        q = (
+            select(feeds.c.id)
+            .where(and_(*cond))
+            .order_by(feeds.c.next_poll_ms)
             .limit(bindparam("c_limit"))
-        lease_values: dict[str, Any] = {"lease_owner": bindparam("c_owner"),
-                                        "lease_until_ms": bindparam("c_until")}
+        )
+        lease_values: dict[str, Any] = {
+            "lease_owner": bindparam("c_owner"),
+            "lease_until_ms": bindparam("c_until"),
+        }
         statements: tuple[Any, Any]
         if not self._db.is_sqlite:
             # MATERIALIZED runs the pick once (a LIMIT ... SKIP LOCKED subquery the
             # planner re-ran could lease more rows).
-            picked = q.with_for_update(skip_locked=True).cte("picked") \
-                .prefix_with("MATERIALIZED")
-            statements = (update(feeds).where(feeds.c.id == picked.c.id)
-                          .values(lease_values).returning(*feeds.c), None)
+            picked = q.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+            statements = (
+                update(feeds)
+                .where(feeds.c.id == picked.c.id)
+                .values(lease_values)
+                .returning(*feeds.c),
+                None,
+            )
         else:
-            statements = (q, update(feeds).where(and_(
-                feeds.c.id.in_(bindparam("c_ids", expanding=True)), free))
-                .values(lease_values).returning(*feeds.c))
+            statements = (
+                q,
+                update(feeds)
+                .where(and_(feeds.c.id.in_(bindparam("c_ids", expanding=True)), free))
+                .values(lease_values)
+                .returning(*feeds.c),
+            )
         self._claim_cache = (foreign, statements)
         return statements
 
@@ -174,15 +235,35 @@ class FeedSchedule:
             param = func.string_to_array(bindparam(None, ",".join(values), type_=String), ",")
         return column.in_(select(func.unnest(param)).scalar_subquery())
 
-    def finish_poll(self, feed_id: str, owner: str, *, now_ms: int, next_poll_ms: int,
-                    outcome: PollOutcome, error: str | None, status: int | None,
-                    failures: int, etag: str | None = None, last_modified: str | None = None,
-                    keep_validators: bool = True, first_poll_done: bool | None = None) -> None:
+    def finish_poll(
+        self,
+        feed_id: str,
+        owner: str,
+        *,
+        now_ms: int,
+        next_poll_ms: int,
+        outcome: PollOutcome,
+        error: str | None,
+        status: int | None,
+        failures: int,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        keep_validators: bool = True,
+        first_poll_done: bool | None = None,
+    ) -> None:
         """Record a poll's outcome and the next poll time, and release the lease."""
         values: dict[str, Any] = dict(
-            b_id=feed_id, b_owner=owner, next_poll_ms=next_poll_ms, last_poll_ms=now_ms,
-            last_outcome=str(outcome), last_error=error, last_status=status,
-            failures=failures, lease_owner=None, lease_until_ms=None)
+            b_id=feed_id,
+            b_owner=owner,
+            next_poll_ms=next_poll_ms,
+            last_poll_ms=now_ms,
+            last_outcome=str(outcome),
+            last_error=error,
+            last_status=status,
+            failures=failures,
+            lease_owner=None,
+            lease_until_ms=None,
+        )
         if not keep_validators:
             values.update(etag=etag, last_modified=last_modified)
         if first_poll_done is not None:
@@ -195,13 +276,22 @@ class FeedSchedule:
         statement object reused skips SQLAlchemy's per-statement cache-key work."""
         stmt = self._finish_statements.get(names)
         if stmt is None:
-            stmt = update(feeds).where(and_(
-                feeds.c.id == bindparam("b_id"), feeds.c.lease_owner == bindparam("b_owner"))
-            ).values({n: bindparam(n) for n in names if not n.startswith("b_")})
+            stmt = (
+                update(feeds)
+                .where(
+                    and_(
+                        feeds.c.id == bindparam("b_id"), feeds.c.lease_owner == bindparam("b_owner")
+                    )
+                )
+                .values({n: bindparam(n) for n in names if not n.startswith("b_")})
+            )
             self._finish_statements[names] = stmt
         return stmt
 
     def release_leases(self, owner: str) -> None:
         with self._db.begin("releasing feed leases") as conn:
-            conn.execute(update(feeds).where(feeds.c.lease_owner == owner)
-                         .values(lease_owner=None, lease_until_ms=None))
+            conn.execute(
+                update(feeds)
+                .where(feeds.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until_ms=None)
+            )

@@ -39,8 +39,9 @@ class History:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def import_items(self, feed_id: str, batch: Sequence[tuple[Item, Sequence[RuleMatch]]],
-                     now_ms: int) -> set[str]:
+    def import_items(
+        self, feed_id: str, batch: Sequence[tuple[Item, Sequence[RuleMatch]]], now_ms: int
+    ) -> set[str]:
         """Store archive items as already seen; the keys this call added.
 
         A key already stored (by a poll or an earlier import) is left exactly as it is:
@@ -62,22 +63,42 @@ class History:
                 fresh = [k for k in keys if k not in found]
                 if not fresh:
                     return set()
-            rows = [{"key": k, "first_seen_ms": now_ms, "imported": True,
-                     **item_values(unique[k][0], now_ms)} for k in fresh]
+            rows = [
+                {
+                    "key": k,
+                    "first_seen_ms": now_ms,
+                    "imported": True,
+                    **item_values(unique[k][0], now_ms),
+                }
+                for k in fresh
+            ]
             # ON CONFLICT DO NOTHING leaves a stored key exactly as it was.
             returned = insert_rows(conn, items, rows, items.c.key, items.c.id)
             if returned is None:  # every row went in (see above)
                 ids = {k: r.id for k, r in item_rows(conn, fresh).items()}
             else:
                 ids = dict(returned)
-            insert_rows(conn, item_feeds, [
-                {"item_id": ids[k], "feed_id": feed_id, "first_seen_ms": now_ms} for k in ids])
+            insert_rows(
+                conn,
+                item_feeds,
+                [{"item_id": ids[k], "feed_id": feed_id, "first_seen_ms": now_ms} for k in ids],
+            )
             # matched_ms is the article's own time: `status` counts matches of the last
             # 24 hours, and an import of last year's archive is not today's news.
-            insert_rows(conn, matches, [
-                {"item_id": ids[k], "rule": rule, "alerted": False,
-                 "matched_ms": min(now_ms, unique[k][0].published_ms)}
-                for k in ids for rule in dict.fromkeys(h.rule for h in unique[k][1])])
+            insert_rows(
+                conn,
+                matches,
+                [
+                    {
+                        "item_id": ids[k],
+                        "rule": rule,
+                        "alerted": False,
+                        "matched_ms": min(now_ms, unique[k][0].published_ms),
+                    }
+                    for k in ids
+                    for rule in dict.fromkeys(h.rule for h in unique[k][1])
+                ],
+            )
         return set(ids)
 
     def stored_keys(self, keys: Collection[str]) -> set[str]:
@@ -87,9 +108,14 @@ class History:
 
     # -- export --------------------------------------------------------------------------
 
-    def export_rows(self, since_ms: int | None = None, until_ms: int | None = None,
-                    rule: str | None = None, feed_ids: Collection[str] = (),
-                    batch: int = 500) -> Iterator[ExportRow]:
+    def export_rows(
+        self,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        rule: str | None = None,
+        feed_ids: Collection[str] = (),
+        batch: int = 500,
+    ) -> Iterator[ExportRow]:
         """Stored items oldest first, optionally those ``rule`` matched or seen in feeds.
 
         Read in pages by (published_ms, id), so an export of a large database holds
@@ -101,19 +127,33 @@ class History:
         if until_ms is not None:
             cond.append(items.c.published_ms < until_ms)
         if rule is not None:
-            cond.append(exists().where(and_(matches.c.item_id == items.c.id,
-                                            matches.c.rule == rule)))
+            cond.append(
+                exists().where(and_(matches.c.item_id == items.c.id, matches.c.rule == rule))
+            )
         if feed_ids:
-            cond.append(exists().where(and_(item_feeds.c.item_id == items.c.id,
-                                            item_feeds.c.feed_id.in_(list(feed_ids)))))
+            cond.append(
+                exists().where(
+                    and_(
+                        item_feeds.c.item_id == items.c.id, item_feeds.c.feed_id.in_(list(feed_ids))
+                    )
+                )
+            )
         after: tuple[int, int] | None = None
         while True:
             page = list(cond)
             if after is not None:
-                page.append(or_(items.c.published_ms > after[0],
-                                and_(items.c.published_ms == after[0], items.c.id > after[1])))
-            q = select(items).where(and_(true(), *page)) \
-                .order_by(items.c.published_ms, items.c.id).limit(batch)
+                page.append(
+                    or_(
+                        items.c.published_ms > after[0],
+                        and_(items.c.published_ms == after[0], items.c.id > after[1]),
+                    )
+                )
+            q = (
+                select(items)
+                .where(and_(true(), *page))
+                .order_by(items.c.published_ms, items.c.id)
+                .limit(batch)
+            )
             with self._db.connect("exporting items") as conn:
                 rows = conn.execute(q).mappings().all()
                 fmap = feeds_of(conn, [r["id"] for r in rows])
@@ -125,8 +165,11 @@ class History:
 
     def count_matches(self, rule: str) -> int:
         with self._db.connect("counting matches") as conn:
-            return int(conn.execute(select(func.count()).select_from(matches)
-                                    .where(matches.c.rule == rule)).scalar_one())
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(matches).where(matches.c.rule == rule)
+                ).scalar_one()
+            )
 
     def known_feed_ids(self) -> set[str]:
         """Every feed id items were seen in (configured or not: 'archive', removed feeds)."""
@@ -135,8 +178,13 @@ class History:
 
     # -- retention -----------------------------------------------------------------------
 
-    def prune(self, now_ms: int, bodies_before_ms: int | None, keys_before_ms: int | None,
-              batch: int = 1000) -> PruneStats:
+    def prune(
+        self,
+        now_ms: int,
+        bodies_before_ms: int | None,
+        keys_before_ms: int | None,
+        batch: int = 1000,
+    ) -> PruneStats:
         """Delete items published before ``keys_before_ms``; empty the bodies of those
         published before ``bodies_before_ms``. Items with a waiting alert stay whole.
 
@@ -147,37 +195,53 @@ class History:
         records such an item published before the horizon without alerting.
         """
         deleted = emptied = kept = 0
-        waiting = exists().where(and_(alerts.c.item_id == items.c.id,
-                                      alerts.c.status.in_(UNFINISHED)))
+        waiting = exists().where(
+            and_(alerts.c.item_id == items.c.id, alerts.c.status.in_(UNFINISHED))
+        )
         if keys_before_ms is not None:
             self._record_keys_horizon(keys_before_ms)
             old = and_(items.c.published_ms < keys_before_ms, ~waiting)
             while True:
                 with self._db.begin("deleting old items") as conn:
-                    ids = [r.id for r in conn.execute(
-                        select(items.c.id).where(old).order_by(items.c.id).limit(batch))]
+                    ids = [
+                        r.id
+                        for r in conn.execute(
+                            select(items.c.id).where(old).order_by(items.c.id).limit(batch)
+                        )
+                    ]
                     if not ids:
                         break
                     # Item rows cascade to item_feeds, matches and (finished) alerts.
                     deleted += conn.execute(delete(items).where(items.c.id.in_(ids))).rowcount
         if bodies_before_ms is not None:
-            old = and_(items.c.published_ms < bodies_before_ms, items.c.pruned_ms.is_(None),
-                       ~waiting)
+            old = and_(
+                items.c.published_ms < bodies_before_ms, items.c.pruned_ms.is_(None), ~waiting
+            )
             while True:
                 with self._db.begin("emptying old item bodies") as conn:
-                    ids = [r.id for r in conn.execute(
-                        select(items.c.id).where(old).order_by(items.c.id).limit(batch))]
+                    ids = [
+                        r.id
+                        for r in conn.execute(
+                            select(items.c.id).where(old).order_by(items.c.id).limit(batch)
+                        )
+                    ]
                     if not ids:
                         break
                     emptied += conn.execute(
-                        update(items).where(items.c.id.in_(ids))
-                        .values(summary="", content="", pruned_ms=now_ms)).rowcount
+                        update(items)
+                        .where(items.c.id.in_(ids))
+                        .values(summary="", content="", pruned_ms=now_ms)
+                    ).rowcount
         cutoff = max(x for x in (bodies_before_ms, keys_before_ms, -1) if x is not None)
         if cutoff >= 0:
             with self._db.connect("counting kept items") as conn:
-                kept = int(conn.execute(
-                    select(func.count()).select_from(items)
-                    .where(and_(items.c.published_ms < cutoff, waiting))).scalar_one())
+                kept = int(
+                    conn.execute(
+                        select(func.count())
+                        .select_from(items)
+                        .where(and_(items.c.published_ms < cutoff, waiting))
+                    ).scalar_one()
+                )
         return PruneStats(emptied=emptied, deleted=deleted, kept=kept)
 
     def _record_keys_horizon(self, before_ms: int) -> None:
@@ -185,5 +249,8 @@ class History:
             insert_rows(conn, meta, [{"name": KEYS_PRUNED_BEFORE, "value": str(before_ms)}])
             recorded = keys_pruned_before(conn, for_update=True)
             if recorded is None or recorded < before_ms:
-                conn.execute(update(meta).where(meta.c.name == KEYS_PRUNED_BEFORE)
-                             .values(value=str(before_ms)))
+                conn.execute(
+                    update(meta)
+                    .where(meta.c.name == KEYS_PRUNED_BEFORE)
+                    .values(value=str(before_ms))
+                )

@@ -72,8 +72,14 @@ class ItemStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def ingest(self, feed_id: str, parsed: Sequence[Item], now_ms: int, rules: Matching,
-               alert_min_published_ms: int | None = None) -> IngestStats:
+    def ingest(
+        self,
+        feed_id: str,
+        parsed: Sequence[Item],
+        now_ms: int,
+        rules: Matching,
+        alert_min_published_ms: int | None = None,
+    ) -> IngestStats:
         """Store one poll's items and, in the same transaction, the alerts they cause.
 
         Same key and timestamp: a repeat (only the feed is recorded). Same key,
@@ -98,29 +104,40 @@ class ItemStore:
         with self._db.begin(f"storing items of feed '{feed_id}'") as conn:
             return _Batch(conn, feed_id, now_ms, rules, alert_min_published_ms).run(unique)
 
-    def iter_stored(self, since_ms: int | None = None, feed_ids: Collection[str] = (),
-                    batch: int = 500) -> Iterator[StoredItem]:
+    def iter_stored(
+        self, since_ms: int | None = None, feed_ids: Collection[str] = (), batch: int = 500
+    ) -> Iterator[StoredItem]:
         """Stored items, oldest first, with the feeds each was seen in."""
         q = select(items).order_by(items.c.published_ms, items.c.id)
         if since_ms is not None:
             q = q.where(items.c.published_ms >= since_ms)
         if feed_ids:
-            q = q.where(items.c.id.in_(select(item_feeds.c.item_id)
-                                       .where(item_feeds.c.feed_id.in_(list(feed_ids)))))
+            q = q.where(
+                items.c.id.in_(
+                    select(item_feeds.c.item_id).where(item_feeds.c.feed_id.in_(list(feed_ids)))
+                )
+            )
         with self._db.connect("reading stored items") as conn:
             rows = conn.execute(q).mappings().all()
             for chunk in chunks(rows, batch):
                 fmap = feeds_of(conn, [r["id"] for r in chunk])
                 for r in chunk:
-                    yield StoredItem(r["id"], row_item(r, fmap.get(r["id"], ())),
-                                     fmap.get(r["id"], ()))
+                    yield StoredItem(
+                        r["id"], row_item(r, fmap.get(r["id"], ())), fmap.get(r["id"], ())
+                    )
 
 
 class _Batch:
     """One poll's items inside one transaction, and the counts of what it did."""
 
-    def __init__(self, conn: Connection, feed_id: str, now_ms: int, rules: Matching,
-                 alert_min_published_ms: int | None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        feed_id: str,
+        now_ms: int,
+        rules: Matching,
+        alert_min_published_ms: int | None,
+    ) -> None:
         self.conn = conn
         self.feed_id = feed_id
         self.now_ms = now_ms
@@ -158,16 +175,33 @@ class _Batch:
                 lost_seen = seen_in(conn, [r.id for r in rows.values()])
                 again = {k: self._plan(unique[k], rows[k], lost_seen) for k in lost}
                 plans = [again.get(p.item.key, p) for p in plans]
-        work = [_Work(p.item, ids[p.item.key] if p.row_id is None else p.row_id, p.kind,
-                      p.new_feed, p.hits, p.quiet) for p in plans]
+        work = [
+            _Work(
+                p.item,
+                ids[p.item.key] if p.row_id is None else p.row_id,
+                p.kind,
+                p.new_feed,
+                p.hits,
+                p.quiet,
+            )
+            for p in plans
+        ]
 
         changed = [w for w in work if w.kind == "updated"]
         if changed:
-            conn.execute(update(items).where(items.c.id == bindparam("_id")),
-                         [{"_id": w.item_id, **item_values(w.item, now_ms)} for w in changed])
-        insert_rows(conn, item_feeds, [
-            {"item_id": w.item_id, "feed_id": feed_id, "first_seen_ms": now_ms}
-            for w in work if w.new_feed])
+            conn.execute(
+                update(items).where(items.c.id == bindparam("_id")),
+                [{"_id": w.item_id, **item_values(w.item, now_ms)} for w in changed],
+            )
+        insert_rows(
+            conn,
+            item_feeds,
+            [
+                {"item_id": w.item_id, "feed_id": feed_id, "first_seen_ms": now_ms}
+                for w in work
+                if w.new_feed
+            ],
+        )
         # Imported items a poll carries for the first time: their matches are recorded
         # below without alerting (whatever the timestamp: an archive mirror stamps
         # items with its own poll time), and from now on they are ordinary items.
@@ -177,10 +211,15 @@ class _Batch:
         hit = [w for w in work if w.hits]
         if hit:
             self._record_matches(hit)
-        return IngestStats(new=len(new) - len(lost), updated=len(changed),
-                           repeats=sum(w.kind == "repeat" for w in work), alerts=self.alerts,
-                           matched=self.matched, rules=self.per_rule,
-                           alerted=tuple(self.alerted))
+        return IngestStats(
+            new=len(new) - len(lost),
+            updated=len(changed),
+            repeats=sum(w.kind == "repeat" for w in work),
+            alerts=self.alerts,
+            matched=self.matched,
+            rules=self.per_rule,
+            alerted=tuple(self.alerted),
+        )
 
     def _plan(self, it: Item, row: Any, seen: dict[int, set[str]]) -> _Plan:
         """What storing ``it`` means, given its stored row (or None) and where it was seen."""
@@ -197,14 +236,15 @@ class _Batch:
         quiet = bool(row.imported)
         # An imported item is matched on its first sighting even when nothing changed, so
         # the rules that apply to the polled feed's version are recorded (not alerted).
-        hits = list(self.rules.match(it, seen_in_feeds)) if changed or new_feed or quiet \
-            else []
+        hits = list(self.rules.match(it, seen_in_feeds)) if changed or new_feed or quiet else []
         return _Plan(it, row.id, "updated" if changed else "repeat", new_feed, hits, quiet)
 
     def _insert_items(self, new: Sequence[Item]) -> dict[str, int]:
         """Insert items whose keys were not found; the ids of those this call inserted."""
-        rows = [{"key": it.key, "first_seen_ms": self.now_ms, **item_values(it, self.now_ms)}
-                for it in new]
+        rows = [
+            {"key": it.key, "first_seen_ms": self.now_ms, **item_values(it, self.now_ms)}
+            for it in new
+        ]
         inserted = insert_rows(self.conn, items, rows, items.c.key, items.c.id)
         if inserted is None:  # no RETURNING: see insert_rows, every row went in
             return {r.key: r.id for r in item_rows(self.conn, [it.key for it in new]).values()}
@@ -213,8 +253,11 @@ class _Batch:
     def _may_alert(self, w: _Work, rule: str) -> bool:
         if w.quiet or (self.floor is not None and w.item.published_ms < self.floor):
             return False
-        if (w.kind == "new" and self.keys_horizon is not None
-                and w.item.published_ms < self.keys_horizon):
+        if (
+            w.kind == "new"
+            and self.keys_horizon is not None
+            and w.item.published_ms < self.keys_horizon
+        ):
             return False  # its key was probably pruned after it was seen (and alerted)
         return not (w.kind == "updated" and self.rules.options_for(rule).on_update == "ignore")
 
@@ -237,17 +280,33 @@ class _Batch:
         alerting = {(w.item.key, h.rule): self._may_alert(w, h.rule) for w, h in candidates}
         # Cross-edition rules: another edition of the story already matched gives no
         # second alert; the first alert's message lists both (Outbox.editions).
-        joined = _edition_joins(conn, self.feed_id, [
-            (w.item_id, w.item, h.rule, window) for w, h in candidates
-            if alerting[(w.item.key, h.rule)]
-            and (window := options(h.rule).edition_window_ms) is not None])
+        joined = _edition_joins(
+            conn,
+            self.feed_id,
+            [
+                (w.item_id, w.item, h.rule, window)
+                for w, h in candidates
+                if alerting[(w.item.key, h.rule)]
+                and (window := options(h.rule).edition_window_ms) is not None
+            ],
+        )
         for item_key_rule in joined:
             alerting[item_key_rule] = False
         returned = insert_rows(
-            conn, matches, [{"item_id": w.item_id, "rule": h.rule, "matched_ms": now_ms,
-                             "alerted": alerting[(w.item.key, h.rule)]}
-                            for w, h in candidates],
-            matches.c.item_id, matches.c.rule)
+            conn,
+            matches,
+            [
+                {
+                    "item_id": w.item_id,
+                    "rule": h.rule,
+                    "matched_ms": now_ms,
+                    "alerted": alerting[(w.item.key, h.rule)],
+                }
+                for w, h in candidates
+            ],
+            matches.c.item_id,
+            matches.c.rule,
+        )
         inserted = None if returned is None else set(returned)
         new_alerts: list[dict[str, Any]] = []
         as_json: dict[tuple[str, ...], str] = {}
@@ -266,14 +325,21 @@ class _Batch:
             if keywords is None:  # rules repeat their keywords from item to item
                 keywords = as_json[h.keywords] = keywords_json(h.keywords)
             due = now_ms + options(h.rule).hold_ms  # a hold lets another edition join
-            new_alerts.extend(alert_row(h.rule, w.item_id, channel, keywords, h.snippet,
-                                        now_ms, due)
-                              for channel in self.rules.channels_for(h.rule))
+            new_alerts.extend(
+                alert_row(h.rule, w.item_id, channel, keywords, h.snippet, now_ms, due)
+                for channel in self.rules.channels_for(h.rule)
+            )
         self.alerts += insert_alerts(conn, new_alerts)
         for w, h in again:
             if self._may_alert(w, h.rule):
-                n = rearm(conn, w.item_id, h, self.rules.channels_for(h.rule), now_ms,
-                          now_ms + options(h.rule).hold_ms)
+                n = rearm(
+                    conn,
+                    w.item_id,
+                    h,
+                    self.rules.channels_for(h.rule),
+                    now_ms,
+                    now_ms + options(h.rule).hold_ms,
+                )
                 self.alerts += n
                 if n:
                     self.alerted.append((h.rule, w.item))
@@ -282,13 +348,17 @@ class _Batch:
 # -- cross-edition dedupe ---------------------------------------------------------------
 
 
-def _edition_joins(conn: Connection, feed_id: str,
-                   wanted: Sequence[tuple[int, Item, str, int]]) -> set[tuple[str, str]]:
+def _edition_joins(
+    conn: Connection, feed_id: str, wanted: Sequence[tuple[int, Item, str, int]]
+) -> set[tuple[str, str]]:
     """(item key, rule) of the ``wanted`` (item id, item, rule, window) whose story the
     rule already matched in another edition: the same title key, published within
     the window, in an item not seen in ``feed_id``."""
-    keyed = [(item_id, it, rule, window, k) for item_id, it, rule, window in wanted
-             if (k := title_key(it.title)) is not None]
+    keyed = [
+        (item_id, it, rule, window, k)
+        for item_id, it, rule, window in wanted
+        if (k := title_key(it.title)) is not None
+    ]
     if not keyed:
         return set()
     keys = {k for *_, k in keyed}
@@ -299,8 +369,12 @@ def _edition_joins(conn: Connection, feed_id: str,
         for sib_id, sib_ms in siblings.get((k, rule), ()):
             if sib_id != item_id and abs(sib_ms - it.published_ms) <= window:
                 out.add((it.key, rule))
-                log.info("rule '%s': %s is another edition of item %d, already matched: "
-                         "no second alert", rule, it.url, sib_id)
+                log.info(
+                    "rule '%s': %s is another edition of item %d, already matched: no second alert",
+                    rule,
+                    it.url,
+                    sib_id,
+                )
                 break
     return out
 
@@ -316,8 +390,7 @@ def _lock_title_keys(conn: Connection, keys: Collection[str]) -> None:
     if conn.dialect.name == "sqlite":
         return
     for h in sorted({_lock_id(k) for k in keys}):
-        conn.execute(text("SELECT pg_advisory_xact_lock(:ns, :k)"),
-                     {"ns": _EDITION_LOCK, "k": h})
+        conn.execute(text("SELECT pg_advisory_xact_lock(:ns, :k)"), {"ns": _EDITION_LOCK, "k": h})
 
 
 def _lock_id(key: str) -> int:
@@ -325,19 +398,24 @@ def _lock_id(key: str) -> int:
     return zlib.crc32(key.encode("utf-8")) - 2**31
 
 
-def _matched_siblings(conn: Connection, feed_id: str, keys: Collection[str],
-                      rules: Collection[str]) -> dict[tuple[str, str], list[tuple[int, int]]]:
+def _matched_siblings(
+    conn: Connection, feed_id: str, keys: Collection[str], rules: Collection[str]
+) -> dict[tuple[str, str], list[tuple[int, int]]]:
     """(title key, rule) -> [(item id, published_ms)] of items the rule matched that
     carry the title key and were not seen in ``feed_id``."""
     out: dict[tuple[str, str], list[tuple[int, int]]] = {}
     if not keys or not rules:
         return out
-    in_feed = exists().where(and_(item_feeds.c.item_id == items.c.id,
-                                  item_feeds.c.feed_id == feed_id))
-    q = (select(items.c.id, items.c.title_key, items.c.published_ms, matches.c.rule)
-         .join(matches, matches.c.item_id == items.c.id)
-         .where(and_(items.c.title_key.in_(sorted(keys)),
-                     matches.c.rule.in_(sorted(rules)), ~in_feed)))
+    in_feed = exists().where(
+        and_(item_feeds.c.item_id == items.c.id, item_feeds.c.feed_id == feed_id)
+    )
+    q = (
+        select(items.c.id, items.c.title_key, items.c.published_ms, matches.c.rule)
+        .join(matches, matches.c.item_id == items.c.id)
+        .where(
+            and_(items.c.title_key.in_(sorted(keys)), matches.c.rule.in_(sorted(rules)), ~in_feed)
+        )
+    )
     for r in conn.execute(q):
         out.setdefault((r.title_key, r.rule), []).append((r.id, r.published_ms))
     return out

@@ -26,7 +26,7 @@ def sqlite_file(url: URL) -> Path | None:
     if u.get_backend_name() != "sqlite" or not name or name == ":memory:":
         return None
     if name.startswith("file:"):
-        name = name[len("file:"):].split("?", 1)[0]
+        name = name[len("file:") :].split("?", 1)[0]
         if not name or name == ":memory:" or u.query.get("mode") == "memory":
             return None
     return Path(name)
@@ -61,8 +61,10 @@ def lock_database(url: str) -> DaemonLock | None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise StoreError(f"cannot open database {safe_url}: cannot create its lock file "
-                         f"{path}: {e.strerror or e}") from e
+        raise StoreError(
+            f"cannot open database {safe_url}: cannot create its lock file "
+            f"{path}: {e.strerror or e}"
+        ) from e
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -71,7 +73,8 @@ def lock_database(url: str) -> DaemonLock | None:
         raise StoreError(
             f"database {safe_url} is in use by another feed-monitor daemon ({holder}); "
             "a SQLite database serves one daemon: stop that one first, or use PostgreSQL "
-            "to run several daemons") from None
+            "to run several daemons"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
     return DaemonLock(path, fd)

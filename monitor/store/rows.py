@@ -31,30 +31,52 @@ def keys_pruned_before(conn: Connection, *, for_update: bool = False) -> int | N
 
 def item_values(it: Item, now_ms: int) -> dict[str, Any]:
     """The columns of an item row that a poll or an import writes (not its key)."""
-    return dict(url=it.url, entry_id=it.entry_id, title=it.title, summary=it.summary,
-                content=it.content, author=it.author,
-                categories=json.dumps(list(it.categories), ensure_ascii=False)
-                if it.categories else "[]",
-                published_ms=it.published_ms, updated_ms=now_ms, title_key=title_key(it.title),
-                pruned_ms=None)  # an update brings a body back after retention emptied it
+    return dict(
+        url=it.url,
+        entry_id=it.entry_id,
+        title=it.title,
+        summary=it.summary,
+        content=it.content,
+        author=it.author,
+        categories=json.dumps(list(it.categories), ensure_ascii=False) if it.categories else "[]",
+        published_ms=it.published_ms,
+        updated_ms=now_ms,
+        title_key=title_key(it.title),
+        pruned_ms=None,
+    )  # an update brings a body back after retention emptied it
 
 
 def row_item(r: Mapping[Any, Any], feeds_seen: Sequence[str]) -> Item:
     """The Item of an items row; its ``feed_id`` is the first feed it was seen in."""
     return Item(
-        key=r["key"], url=r["url"], title=r["title"], published_ms=r["published_ms"],
-        feed_id=feeds_seen[0] if feeds_seen else "", entry_id=r["entry_id"],
-        summary=r["summary"], content=r["content"], author=r["author"],
-        categories=tuple(json.loads(r["categories"] or "[]")))
+        key=r["key"],
+        url=r["url"],
+        title=r["title"],
+        published_ms=r["published_ms"],
+        feed_id=feeds_seen[0] if feeds_seen else "",
+        entry_id=r["entry_id"],
+        summary=r["summary"],
+        content=r["content"],
+        author=r["author"],
+        categories=tuple(json.loads(r["categories"] or "[]")),
+    )
 
 
 def feed_row(r: Mapping[Any, Any]) -> FeedRow:
     return FeedRow(
-        id=r["id"], url=r["url"], title=r["title"], next_poll_ms=r["next_poll_ms"],
-        etag=r["etag"], last_modified=r["last_modified"], failures=r["failures"],
-        first_poll_done=bool(r["first_poll_done"]), last_poll_ms=r["last_poll_ms"],
-        last_outcome=r["last_outcome"], last_error=r["last_error"],
-        last_status=r["last_status"])
+        id=r["id"],
+        url=r["url"],
+        title=r["title"],
+        next_poll_ms=r["next_poll_ms"],
+        etag=r["etag"],
+        last_modified=r["last_modified"],
+        failures=r["failures"],
+        first_poll_done=bool(r["first_poll_done"]),
+        last_poll_ms=r["last_poll_ms"],
+        last_outcome=r["last_outcome"],
+        last_error=r["last_error"],
+        last_status=r["last_status"],
+    )
 
 
 def feeds_of(conn: Connection, item_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
@@ -62,30 +84,34 @@ def feeds_of(conn: Connection, item_ids: Iterable[int]) -> dict[int, tuple[str, 
     out: dict[int, list[str]] = {}
     ids = list(dict.fromkeys(item_ids))
     for chunk in chunks(ids, CHUNK):
-        for r in conn.execute(select(item_feeds.c.item_id, item_feeds.c.feed_id)
-                              .where(item_feeds.c.item_id.in_(chunk))
-                              .order_by(item_feeds.c.first_seen_ms, item_feeds.c.feed_id)):
+        for r in conn.execute(
+            select(item_feeds.c.item_id, item_feeds.c.feed_id)
+            .where(item_feeds.c.item_id.in_(chunk))
+            .order_by(item_feeds.c.first_seen_ms, item_feeds.c.feed_id)
+        ):
             out.setdefault(r.item_id, []).append(r.feed_id)
     return {k: tuple(v) for k, v in out.items()}
 
 
 def chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(seq), n):
-        yield seq[i:i + n]
+        yield seq[i : i + n]
 
 
 def _by(column: Any, select_: Select[Any], array_type: Any) -> dict[bool, Select[Any]]:
     """A lookup by many values of ``column``, built once per database kind. On
     PostgreSQL the values are one array parameter (``= ANY``), so the statement text is
     the same for any number of values and psycopg prepares it; SQLite gets ``IN``."""
-    return {False: select_.where(column.in_(bindparam("vals", expanding=True))),
-            True: select_.where(column == any_(bindparam("vals", type_=ARRAY(array_type))))}
+    return {
+        False: select_.where(column.in_(bindparam("vals", expanding=True))),
+        True: select_.where(column == any_(bindparam("vals", type_=ARRAY(array_type)))),
+    }
 
 
-_ITEM_ROWS = _by(items.c.key, select(items.c.id, items.c.key, items.c.published_ms,
-                                     items.c.imported), Text)
-_SEEN_IN = _by(item_feeds.c.item_id, select(item_feeds.c.item_id, item_feeds.c.feed_id),
-               Integer)
+_ITEM_ROWS = _by(
+    items.c.key, select(items.c.id, items.c.key, items.c.published_ms, items.c.imported), Text
+)
+_SEEN_IN = _by(item_feeds.c.item_id, select(item_feeds.c.item_id, item_feeds.c.feed_id), Integer)
 _MATCHED = _by(matches.c.item_id, select(matches.c.item_id, matches.c.rule), Integer)
 
 

@@ -35,8 +35,11 @@ def add_admin(app: Flask, source: ConsoleSource) -> None:
     """Login, logout and the action endpoints, on ``app``."""
     # The session cookie is signed with a key of this process: a restart logs out.
     app.secret_key = secrets.token_bytes(32)
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
-                      SESSION_COOKIE_NAME="feed_monitor_console")
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_NAME="feed_monitor_console",
+    )
     bp = Blueprint("admin", __name__)
     store, clock = source.store, source.clock
 
@@ -61,8 +64,11 @@ def add_admin(app: Flask, source: ConsoleSource) -> None:
         if request.method == "POST":
             sent = request.form.get("csrf", "")
             if not sent or not hmac.compare_digest(sent, str(session.get("csrf", ""))):
-                log.warning("console: refused a %s without a valid CSRF token from %s",
-                            request.path, request.remote_addr)
+                log.warning(
+                    "console: refused a %s without a valid CSRF token from %s",
+                    request.path,
+                    request.remote_addr,
+                )
                 abort(403)
             if request.endpoint != "admin.login" and not session.get("admin"):
                 abort(403)
@@ -81,9 +87,9 @@ def add_admin(app: Flask, source: ConsoleSource) -> None:
                 return redirect(_local(request.form.get("next")) or url_for("overview"))
             failed = True
             log.warning("console: wrong admin token from %s", request.remote_addr)
-        return render_template("login.html", failed=failed,
-                               next=_local(request.args.get("next")) or ""), \
-            401 if failed else 200
+        return render_template(
+            "login.html", failed=failed, next=_local(request.args.get("next")) or ""
+        ), 401 if failed else 200
 
     @bp.post("/logout")
     def logout() -> Response:
@@ -100,10 +106,16 @@ def add_admin(app: Flask, source: ConsoleSource) -> None:
             abort(400)
         comment = request.form.get("comment", "")[:200]
         now = clock.now_ms()
-        sid = store.outbox.add_silence(rule, None, now, now + int(parse_duration(span) * 1000),
-                                       comment, "console", now)
-        log.info("console: silence #%d of rule %s for %s added from %s", sid, rule, span,
-                 request.remote_addr)
+        sid = store.outbox.add_silence(
+            rule, None, now, now + int(parse_duration(span) * 1000), comment, "console", now
+        )
+        log.info(
+            "console: silence #%d of rule %s for %s added from %s",
+            sid,
+            rule,
+            span,
+            request.remote_addr,
+        )
         flash(f"{text()('Done')}: {text()('Silence')} #{sid} {rule} {span}")
         return redirect(url_for("rule_page", name=rule))
 
@@ -113,18 +125,29 @@ def add_admin(app: Flask, source: ConsoleSource) -> None:
         if not raw.isdigit():
             abort(400)
         done = store.outbox.expire_silence(int(raw), clock.now_ms())
-        log.info("console: silence #%s %s from %s", raw,
-                 "expired" if done else "was not active", request.remote_addr)
-        flash(f"{text()('Done')}: {text()('Expire')} #{raw}" if done else
-              f"#{raw}: {text()('Not found')}")
+        log.info(
+            "console: silence #%s %s from %s",
+            raw,
+            "expired" if done else "was not active",
+            request.remote_addr,
+        )
+        flash(
+            f"{text()('Done')}: {text()('Expire')} #{raw}"
+            if done
+            else f"#{raw}: {text()('Not found')}"
+        )
         return redirect(url_for("overview"))
 
     @bp.post("/actions/redeliver")
     def redeliver() -> Response:
         channel = request.form.get("channel") or None
         n = store.outbox.redeliver(clock.now_ms(), channel=channel)
-        log.info("console: %d dead letter(s)%s put back in the queue from %s", n,
-                 f" of channel {channel}" if channel else "", request.remote_addr)
+        log.info(
+            "console: %d dead letter(s)%s put back in the queue from %s",
+            n,
+            f" of channel {channel}" if channel else "",
+            request.remote_addr,
+        )
         flash(f"{text()('Done')}: {text()('Redeliver dead letters')}: {n}")
         return redirect(url_for("overview"))
 
@@ -133,7 +156,6 @@ def add_admin(app: Flask, source: ConsoleSource) -> None:
 
 def _local(target: str | None) -> str | None:
     """A redirect target only when it is a path on this server."""
-    if target and target.startswith("/") and not target.startswith("//") \
-            and "\\" not in target:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return None

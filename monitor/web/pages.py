@@ -44,8 +44,9 @@ class ConsoleSource:
 
 def console_app(source: ConsoleSource) -> Flask:
     """The Flask application of the console's pages (read-only)."""
-    app = Flask("monitor.web", template_folder=str(HERE / "templates"),
-                static_folder=str(HERE / "static"))
+    app = Flask(
+        "monitor.web", template_folder=str(HERE / "templates"), static_folder=str(HERE / "static")
+    )
     app.jinja_env.autoescape = True  # every template, whatever its name
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     store, masker = source.store, source.masker
@@ -57,17 +58,25 @@ def console_app(source: ConsoleSource) -> Flask:
     @app.context_processor
     def common() -> dict[str, Any]:
         loaded = source.config()
-        return {"t": text(), "marked": marked, "link": followable, "title_of": shown_title,
-                "mask": masker, "state_of": alert_state_label,
-                "admin_enabled": "admin.login" in app.view_functions,
-                "token_set": loaded.config.http.admin_token is not None}
+        return {
+            "t": text(),
+            "marked": marked,
+            "link": followable,
+            "title_of": shown_title,
+            "mask": masker,
+            "state_of": alert_state_label,
+            "admin_enabled": "admin.login" in app.view_functions,
+            "token_set": loaded.config.http.admin_token is not None,
+        }
 
     @app.after_request
     def headers(resp: Response) -> Response:
         # Nothing but our own files: no inline script runs, whatever an item holds.
         resp.headers.setdefault(
-            "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
-            "style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; "
+            "style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+        )
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
         resp.headers.setdefault("Referrer-Policy", "no-referrer")
         return resp
@@ -82,36 +91,62 @@ def console_app(source: ConsoleSource) -> Flask:
         for f in cfg.feeds:
             r = rows.get(f.id)
             sick = bool(r and unhealthy(r.failures, cfg.defaults.unhealthy_after))
-            feeds.append({
-                "id": f.id, "title": f.title or f.id, "enabled": f.enabled, "row": r,
-                "healthy": not sick, "error": masker(r.last_error) if r and r.last_error
-                else None,
-                "reason": masker(reason) if r and (reason := unhealthy_reason(
-                    r.failures, cfg.defaults.unhealthy_after, r.last_outcome,
-                    r.last_error)) else None})
+            feeds.append(
+                {
+                    "id": f.id,
+                    "title": f.title or f.id,
+                    "enabled": f.enabled,
+                    "row": r,
+                    "healthy": not sick,
+                    "error": masker(r.last_error) if r and r.last_error else None,
+                    "reason": masker(reason)
+                    if r
+                    and (
+                        reason := unhealthy_reason(
+                            r.failures, cfg.defaults.unhealthy_after, r.last_outcome, r.last_error
+                        )
+                    )
+                    else None,
+                }
+            )
         # Unhealthy first, then failing, then by id.
-        feeds.sort(key=lambda f: (f["healthy"], -(f["row"].failures if f["row"] else 0),
-                                  f["id"]))
+        feeds.sort(key=lambda f: (f["healthy"], -(f["row"].failures if f["row"] else 0), f["id"]))
         # Paged: a page of 5,000 rows would take longer to render than to read.
         start = (_int_arg("feeds") or 0) * FEED_PAGE
-        shown = feeds[start:start + FEED_PAGE]
-        paging = {"start": start + 1 if shown else 0, "end": start + len(shown),
-                  "total": len(feeds), "page": start // FEED_PAGE,
-                  "pages": max(1, -(-len(feeds) // FEED_PAGE)),
-                  "unhealthy": sum(not f["healthy"] for f in feeds)}
+        shown = feeds[start : start + FEED_PAGE]
+        paging = {
+            "start": start + 1 if shown else 0,
+            "end": start + len(shown),
+            "total": len(feeds),
+            "page": start // FEED_PAGE,
+            "pages": max(1, -(-len(feeds) // FEED_PAGE)),
+            "unhealthy": sum(not f["healthy"] for f in feeds),
+        }
         outbox = store.readouts.alert_summary()
         empty = dict.fromkeys(STATES, 0)
-        channels = [{"name": n, "configured": True, **empty, **outbox.get(n, {})}
-                    for n in cfg.channels]
-        channels += [{"name": n, "configured": False, **empty, **outbox[n]}
-                     for n in sorted(set(outbox) - set(cfg.channels))]
+        channels = [
+            {"name": n, "configured": True, **empty, **outbox.get(n, {})} for n in cfg.channels
+        ]
+        channels += [
+            {"name": n, "configured": False, **empty, **outbox[n]}
+            for n in sorted(set(outbox) - set(cfg.channels))
+        ]
         day = store.readouts.rule_match_counts(now - 86_400_000)
         week = store.readouts.rule_match_counts(now - 7 * 86_400_000)
-        rules = [{"name": r.name, "day": day.get(r.name, 0), "week": week.get(r.name, 0)}
-                 for r in cfg.rules]
-        return render_template("overview.html", feeds=shown, paging=paging, channels=channels,
-                               rules=rules, silences=store.outbox.silences(now),
-                               counts=store.readouts.counts(), states=STATES)
+        rules = [
+            {"name": r.name, "day": day.get(r.name, 0), "week": week.get(r.name, 0)}
+            for r in cfg.rules
+        ]
+        return render_template(
+            "overview.html",
+            feeds=shown,
+            paging=paging,
+            channels=channels,
+            rules=rules,
+            silences=store.outbox.silences(now),
+            counts=store.readouts.counts(),
+            states=STATES,
+        )
 
     @app.get("/alerts")
     def alert_list() -> str:
@@ -120,17 +155,37 @@ def console_app(source: ConsoleSource) -> Flask:
         state = args.get("state") or None
         if state is not None and state not in STATES:
             abort(400)
-        where = AlertFilter(rule=args.get("rule") or None, channel=args.get("channel") or None,
-                            state=state, feed=args.get("feed") or None)
+        where = AlertFilter(
+            rule=args.get("rule") or None,
+            channel=args.get("channel") or None,
+            state=state,
+            feed=args.get("feed") or None,
+        )
         before = _int_arg("before")
         page, next_id = store.readouts.alert_page(where, before, PAGE)
-        filters = {k: v for k, v in (("rule", where.rule), ("channel", where.channel),
-                                     ("state", where.state), ("feed", where.feed)) if v}
+        filters = {
+            k: v
+            for k, v in (
+                ("rule", where.rule),
+                ("channel", where.channel),
+                ("state", where.state),
+                ("feed", where.feed),
+            )
+            if v
+        }
         return render_template(
-            "alerts.html", alerts=page, next_id=next_id, filters=filters, first=before is None,
-            latest=store.readouts.latest_alert_id(), rules=[r.name for r in cfg.rules],
-            channels=list(cfg.channels), feeds=[f.id for f in cfg.feeds], states=STATES,
-            now=source.clock.now_ms())
+            "alerts.html",
+            alerts=page,
+            next_id=next_id,
+            filters=filters,
+            first=before is None,
+            latest=store.readouts.latest_alert_id(),
+            rules=[r.name for r in cfg.rules],
+            channels=list(cfg.channels),
+            feeds=[f.id for f in cfg.feeds],
+            states=STATES,
+            now=source.clock.now_ms(),
+        )
 
     @app.get("/alerts/latest")
     def latest() -> Response:
@@ -145,12 +200,17 @@ def console_app(source: ConsoleSource) -> Flask:
             abort(404)
         rules = [r.name for r in cfg.rules if not r.feeds or feed_id in r.feeds]
         return render_template(
-            "feed.html", feed_id=feed_id, feed=feed, row=row, rules=rules,
+            "feed.html",
+            feed_id=feed_id,
+            feed=feed,
+            row=row,
+            rules=rules,
             url=masker(feed.url if feed else row.url if row else ""),
             error=masker(row.last_error) if row and row.last_error else None,
             items=store.readouts.feed_items(feed_id, 50),
             polls=source.recent_polls(feed_id),
-            healthy=not (row and unhealthy(row.failures, cfg.defaults.unhealthy_after)))
+            healthy=not (row and unhealthy(row.failures, cfg.defaults.unhealthy_after)),
+        )
 
     @app.get("/rules/<name>")
     def rule_page(name: str) -> str:
@@ -160,8 +220,7 @@ def console_app(source: ConsoleSource) -> Flask:
             abort(404)
         t = text()
         now = source.clock.now_ms()
-        chart = _per_day(store.readouts.rule_match_times(name, now - 31 * 86_400_000),
-                         now, t)
+        chart = _per_day(store.readouts.rule_match_times(name, now - 31 * 86_400_000), now, t)
         query = (request.args.get("q") or "").strip()
         since = request.args.get("since") or "30d"
         if since not in BACKTEST_SINCE:
@@ -174,15 +233,25 @@ def console_app(source: ConsoleSource) -> Flask:
                 error = e.message
             else:
                 days = BACKTEST_SINCE[since]
-                result = run_backtest(store, ruleset,
-                                      None if days is None else now - days * 86_400_000)
+                result = run_backtest(
+                    store, ruleset, None if days is None else now - days * 86_400_000
+                )
         return render_template(
-            "rule.html", rule=rule, chart=chart, recent=store.readouts.recent_matches(name, 20),
-            query=query, since=since, result=result, error=error, shown=BACKTEST_SHOWN,
-            since_choices=list(BACKTEST_SINCE))
+            "rule.html",
+            rule=rule,
+            chart=chart,
+            recent=store.readouts.recent_matches(name, 20),
+            query=query,
+            since=since,
+            result=result,
+            error=error,
+            shown=BACKTEST_SHOWN,
+            since_choices=list(BACKTEST_SINCE),
+        )
 
     if source.config().config.http.admin_token is not None:
         from monitor.web.admin import add_admin  # only then: no action endpoint exists
+
         add_admin(app, source)
 
     @app.errorhandler(404)
@@ -216,10 +285,24 @@ def _per_day(times: list[int], now_ms: int, t: Text) -> dict[str, Any]:
     bars = []
     for i, d in enumerate(days):
         h = round(counts[d] / top * height)
-        bars.append({"x": i * (width + gap), "y": height - h, "h": h, "w": width,
-                     "n": counts[d], "label": d.strftime("%m-%d"), "show": i % 5 == 4})
-    return {"bars": bars, "width": len(days) * (width + gap), "height": height,
-            "top": max(counts.values()), "total": sum(counts.values())}
+        bars.append(
+            {
+                "x": i * (width + gap),
+                "y": height - h,
+                "h": h,
+                "w": width,
+                "n": counts[d],
+                "label": d.strftime("%m-%d"),
+                "show": i % 5 == 4,
+            }
+        )
+    return {
+        "bars": bars,
+        "width": len(days) * (width + gap),
+        "height": height,
+        "top": max(counts.values()),
+        "total": sum(counts.values()),
+    }
 
 
 def alert_state_label(status: AlertState, attempts: int) -> str:

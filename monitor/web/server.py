@@ -18,8 +18,9 @@ from monitor.web.pages import ConsoleSource, console_app
 log = logging.getLogger("monitor.web")
 
 
-def make_app(metrics: Metrics, health: Callable[[], list[str]],
-             console: ConsoleSource | None) -> Flask:
+def make_app(
+    metrics: Metrics, health: Callable[[], list[str]], console: ConsoleSource | None
+) -> Flask:
     """/healthz and /metrics, and the console's pages when ``console`` is given."""
     app = console_app(console) if console is not None else Flask("monitor.web")
     registry = metrics.registry
@@ -31,8 +32,9 @@ def make_app(metrics: Metrics, health: Callable[[], list[str]],
         except Exception as e:  # a check that broke is a reason too, not a 500 page
             log.exception("health check failed")
             problems = [f"health check failed: {e.__class__.__name__}"]
-        body = json.dumps({"status": "fail" if problems else "ok", "problems": problems},
-                          ensure_ascii=False)
+        body = json.dumps(
+            {"status": "fail" if problems else "ok", "problems": problems}, ensure_ascii=False
+        )
         return Response(body, 503 if problems else 200, mimetype="application/json")
 
     @app.get("/metrics")
@@ -45,14 +47,26 @@ def make_app(metrics: Metrics, health: Callable[[], list[str]],
 class WebServer:
     """Serves the application in a background thread until ``stop``."""
 
-    def __init__(self, host: str, port: int, metrics: Metrics,
-                 health: Callable[[], list[str]], console: ConsoleSource | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        health: Callable[[], list[str]],
+        console: ConsoleSource | None = None,
+    ) -> None:
         self.app = make_app(metrics, health, console)
         self.console = console is not None
         # waitress: pure Python, no dependencies, a fixed pool of worker threads; it
         # binds here, so a taken port fails at once (OSError) as before.
-        self.server = create_server(self.app, host=host, port=port, threads=4,
-                                    ident="feed-monitor", clear_untrusted_proxy_headers=True)
+        self.server = create_server(
+            self.app,
+            host=host,
+            port=port,
+            threads=4,
+            ident="feed-monitor",
+            clear_untrusted_proxy_headers=True,
+        )
         self.thread = threading.Thread(target=self.server.run, name="web", daemon=True)
 
     @property
@@ -66,8 +80,11 @@ class WebServer:
 
     def start(self) -> None:
         self.thread.start()
-        log.info("%shealth and metrics on %s (/healthz, /metrics)",
-                 "console, " if self.console else "", self.url)
+        log.info(
+            "%shealth and metrics on %s (/healthz, /metrics)",
+            "console, " if self.console else "",
+            self.url,
+        )
 
     def stop(self) -> None:
         server = self.server

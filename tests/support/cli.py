@@ -26,9 +26,15 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``feed-monitor ARGS`` in a subprocess, ``env`` added to this one's; output is wide
     (COLUMNS) so that no message is wrapped."""
-    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=REPO,
-                          env={**os.environ, **(env or {}), "COLUMNS": "250"},
-                          capture_output=True, text=True, encoding="utf-8", timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {}), "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+    )
 
 
 def status_json(config: Path) -> dict[str, Any]:

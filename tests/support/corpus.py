@@ -83,8 +83,9 @@ def entries_read(result: ParsedFeed) -> int:
     """Entries parse_feed read: items kept plus entries skipped for want of an identity."""
     seen = len(result.items)
     for warning in result.warnings:
-        m = re.match(r"(\d+) entr(?:y|ies) (?:without link or id skipped|with a repeated key)",
-                     warning)
+        m = re.match(
+            r"(\d+) entr(?:y|ies) (?:without link or id skipped|with a repeated key)", warning
+        )
         if m:
             seen += int(m[1])
     return seen
@@ -112,10 +113,12 @@ class Reading:
         return bool(self.result.entries or self.result.get("version"))
 
 
-def feedparser_reading(body: bytes, headers: dict[str, str],
-                       expects: list[str], skips: list[str]) -> Reading:
-    theirs = feedparser.parse(io.BytesIO(body),
-                              response_headers={k.lower(): v for k, v in headers.items()})
+def feedparser_reading(
+    body: bytes, headers: dict[str, str], expects: list[str], skips: list[str]
+) -> Reading:
+    theirs = feedparser.parse(
+        io.BytesIO(body), response_headers={k.lower(): v for k, v in headers.items()}
+    )
     applicable = all(holds(s, {}) for s in skips)
     readable = applicable and all(holds(e, dict(theirs)) for e in expects)
     return Reading(theirs, readable, expects)

@@ -176,8 +176,8 @@ class FeedServer(LocalHTTPServer):
     def set_gzip(self, path: str, enabled: bool = True, *, always: bool = False) -> None:
         """Send ``path`` gzip-encoded: when the client accepts gzip, or ``always``."""
         with self._lock:
-            self._behaviour(path).gzip = "off" if not enabled else "always" if always else (
-                "negotiate"
+            self._behaviour(path).gzip = (
+                "off" if not enabled else "always" if always else ("negotiate")
             )
 
     def reset(self, path: str | None = None) -> None:

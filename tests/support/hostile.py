@@ -71,10 +71,29 @@ def tls_files() -> tuple[Path, Path]:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True)
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -131,58 +150,87 @@ class HostileServer(LocalHTTPServer):
 
     # endpoints -----------------------------------------------------------------------
 
-    def static(self, path: str, body: bytes, headers: dict[str, str] | None = None,
-               status: int = 200) -> None:
+    def static(
+        self, path: str, body: bytes, headers: dict[str, str] | None = None, status: int = 200
+    ) -> None:
         """A complete response with Content-Length."""
+
         def serve(h: _HostileHandler, visit: Visit) -> None:
-            h.head(status, {"Content-Type": "application/rss+xml", **(headers or {}),
-                            "Content-Length": str(len(body))})
+            h.head(
+                status,
+                {
+                    "Content-Type": "application/rss+xml",
+                    **(headers or {}),
+                    "Content-Length": str(len(body)),
+                },
+            )
             h.write(visit, body)
+
         self._route(path, serve)
 
-    def drip(self, path: str, body: bytes, every: float = 1.0,
-             content_type: str = "application/rss+xml; charset=utf-8") -> None:
+    def drip(
+        self,
+        path: str,
+        body: bytes,
+        every: float = 1.0,
+        content_type: str = "application/rss+xml; charset=utf-8",
+    ) -> None:
         """Headers at once (with the full Content-Length), then the body one byte every
         ``every`` seconds: a client without a total deadline stays len(body) seconds."""
+
         def serve(h: _HostileHandler, visit: Visit) -> None:
             h.head(200, {"Content-Type": content_type, "Content-Length": str(len(body))})
             for i in range(len(body)):
-                h.write(visit, body[i:i + 1])
+                h.write(visit, body[i : i + 1])
                 h.pause(every)
+
         self._route(path, serve)
 
     def drip_headers(self, path: str, every: float = 1.0, length: int = 600) -> None:
         """The status line and then headers, one byte every ``every`` seconds, never
         reaching the body: each single read succeeds, so only a deadline ends it."""
+
         def serve(h: _HostileHandler, visit: Visit) -> None:
             head = b"HTTP/1.0 200 OK\r\n" + b"".join(
-                b"X-Padding-%d: %s\r\n" % (i, b"x" * 40) for i in range(length // 50))
+                b"X-Padding-%d: %s\r\n" % (i, b"x" * 40) for i in range(length // 50)
+            )
             for i in range(len(head)):
-                h.raw(visit, head[i:i + 1])
+                h.raw(visit, head[i : i + 1])
                 h.pause(every)
+
         self._route(path, serve)
 
     def endless(self, path: str, chunk: bytes | None = None) -> None:
         """A 200 whose body never ends (no Content-Length), written as fast as the client
         reads: an open RSS channel followed by items forever."""
-        item = chunk or (b"<item><title>\xe4\xb8\xad\xe4\xbf\x84</title>"
-                         b"<link>https://example.com/x</link></item>\n" * 512)
+        item = chunk or (
+            b"<item><title>\xe4\xb8\xad\xe4\xbf\x84</title>"
+            b"<link>https://example.com/x</link></item>\n" * 512
+        )
 
         def serve(h: _HostileHandler, visit: Visit) -> None:
             h.head(200, {"Content-Type": "application/rss+xml; charset=utf-8"})
             h.write(visit, b'<?xml version="1.0"?><rss version="2.0"><channel>')
             while True:
                 h.write(visit, item)
+
         self._route(path, serve)
 
-    def slow(self, path: str, body: bytes, delay: float,
-             content_type: str = "application/rss+xml; charset=utf-8") -> None:
+    def slow(
+        self,
+        path: str,
+        body: bytes,
+        delay: float,
+        content_type: str = "application/rss+xml; charset=utf-8",
+    ) -> None:
         """Answers after ``delay`` seconds; max_in_flight(path) tells how many requests
         were inside at once."""
+
         def serve(h: _HostileHandler, visit: Visit) -> None:
             h.pause(delay)
             h.head(200, {"Content-Type": content_type, "Content-Length": str(len(body))})
             h.write(visit, body)
+
         self._route(path, serve)
 
     def _route(self, path: str, behaviour: Behaviour) -> None:

@@ -77,9 +77,26 @@ def self_signed_context() -> ssl.SSLContext:
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
         check=True,
         capture_output=True,
     )
@@ -123,8 +140,9 @@ class WebhookReceiver(LocalHTTPServer):
         with self._lock:
             self._fail_queue.append((n, status, retry_after))
 
-    def set_down(self, down: bool = True, status: int = 503,
-                 retry_after: str | None = None) -> None:
+    def set_down(
+        self, down: bool = True, status: int = 503, retry_after: str | None = None
+    ) -> None:
         """While down, every request gets ``status`` (and ``Retry-After: retry_after``);
         fail_next still counts first."""
         with self._lock:

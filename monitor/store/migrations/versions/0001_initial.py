@@ -58,15 +58,17 @@ def upgrade() -> None:
     op.create_index("ix_items_published", "items", ["published_ms"])
     op.create_table(
         "item_feeds",
-        sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id", ondelete="CASCADE"),
-                  primary_key=True),
+        sa.Column(
+            "item_id", sa.Integer, sa.ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("feed_id", sa.String(200), primary_key=True),
         sa.Column("first_seen_ms", sa.BigInteger, nullable=False),
     )
     op.create_table(
         "matches",
-        sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id", ondelete="CASCADE"),
-                  primary_key=True),
+        sa.Column(
+            "item_id", sa.Integer, sa.ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("rule", sa.String(200), primary_key=True),
         sa.Column("matched_ms", sa.BigInteger, nullable=False),
         sa.Column("alerted", sa.Boolean, nullable=False),
@@ -75,8 +77,9 @@ def upgrade() -> None:
         "alerts",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("rule", sa.String(200), nullable=False),
-        sa.Column("item_id", sa.Integer, sa.ForeignKey("items.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "item_id", sa.Integer, sa.ForeignKey("items.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("channel", sa.String(200), nullable=False),
         sa.Column("keywords", sa.Text, nullable=False),
         sa.Column("snippet", sa.Text, nullable=False),

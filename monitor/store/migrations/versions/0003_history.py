@@ -40,12 +40,12 @@ def upgrade() -> None:
     # the table, and dropping the old items table would cascade (foreign keys are on)
     # to item_feeds, matches and alerts.
     op.add_column("items", sa.Column("title_key", sa.Text))
-    op.add_column("items", sa.Column("imported", sa.Boolean, nullable=False,
-                                     server_default=sa.false()))
+    op.add_column(
+        "items", sa.Column("imported", sa.Boolean, nullable=False, server_default=sa.false())
+    )
     op.add_column("items", sa.Column("pruned_ms", sa.BigInteger))
     op.create_index("ix_items_title_key", "items", ["title_key", "published_ms"])
-    op.add_column("alerts", sa.Column("revision", sa.Integer, nullable=False,
-                                      server_default="0"))
+    op.add_column("alerts", sa.Column("revision", sa.Integer, nullable=False, server_default="0"))
     _fill_title_keys()
 
 
@@ -55,17 +55,29 @@ def _fill_title_keys() -> None:
     # database is not read into memory at once.
     t2s = opencc.OpenCC("t2s")
     conn = op.get_bind()
-    items = sa.table("items", sa.column("id", sa.Integer), sa.column("title", sa.Text),
-                     sa.column("title_key", sa.Text))
+    items = sa.table(
+        "items",
+        sa.column("id", sa.Integer),
+        sa.column("title", sa.Text),
+        sa.column("title_key", sa.Text),
+    )
     last = 0
     while True:
-        rows = conn.execute(sa.select(items.c.id, items.c.title).where(items.c.id > last)
-                            .order_by(items.c.id).limit(_BATCH)).all()
+        rows = conn.execute(
+            sa.select(items.c.id, items.c.title)
+            .where(items.c.id > last)
+            .order_by(items.c.id)
+            .limit(_BATCH)
+        ).all()
         if not rows:
             return
         updates = [{"_id": r.id, "title_key": _title_key(r.title, t2s)} for r in rows]
-        conn.execute(items.update().where(items.c.id == sa.bindparam("_id"))
-                     .values(title_key=sa.bindparam("title_key")), updates)
+        conn.execute(
+            items.update()
+            .where(items.c.id == sa.bindparam("_id"))
+            .values(title_key=sa.bindparam("title_key")),
+            updates,
+        )
         last = rows[-1].id
 
 
