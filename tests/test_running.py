@@ -6,7 +6,6 @@ start with one line and exit 1."""
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import sqlite3
@@ -188,18 +187,6 @@ def test_a_read_only_database_at_start_is_one_line_naming_it(
         lines = (done.stdout + done.stderr).splitlines()
         assert len(lines) == 1, lines
         assert "readonly database" in lines[0] and str(db) in lines[0].replace("%3A", ":")
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes a file whatever its mode")
-def test_a_database_file_without_write_permission_is_one_line(
-    tmp_path: Path, feed_server: FeedServer
-) -> None:
-    config = feed_config(tmp_path, feed_server)
-    assert run_cli("once", "-c", str(config)).returncode == 0
-    (tmp_path / "monitor.db").chmod(0o444)
-    done = run_cli("run", "-c", str(config))
-    assert done.returncode == 1
-    assert len((done.stdout + done.stderr).splitlines()) == 1
 
 
 # -- 15: one daemon per SQLite file -----------------------------------------------------

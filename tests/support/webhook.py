@@ -213,6 +213,10 @@ class WebhookReceiver(LocalHTTPServer):
     def handle(self, handler: QuietHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length > 0 else b""
+        if len(body) < length:
+            # The sender hung up inside its body (a process killed mid-send): a real
+            # service answers nothing and delivers nothing either.
+            return
         status, retry_after, delay = self._decide()
         with self._lock:
             self._in_flight += 1
