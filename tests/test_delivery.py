@@ -417,8 +417,8 @@ def test_channels_down_then_back_lose_nothing_and_do_not_busy_loop(
     )
     # How many attempts an outage costs is checked on a fake clock (above).
     with sqlite3.connect(tmp_path / "monitor.db") as db:
-        worst = db.execute("SELECT max(attempts) FROM alerts").fetchone()[0]
-    assert worst >= 2
+        most_attempts = db.execute("SELECT max(attempts) FROM alerts").fetchone()[0]
+    assert most_attempts >= 2
 
 
 def test_sigkill_at_random_moments_loses_no_alert(

@@ -16,21 +16,17 @@ the port open and answers 503, like a receiver behind a proxy whose backend is d
 
 from __future__ import annotations
 
-import atexit
 import json
-import shutil
 import ssl
-import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from requests.structures import CaseInsensitiveDict
 
+from .hostile import tls_files
 from .httpbase import LocalHTTPServer, QuietHandler
 from .net import wait_until
 
@@ -65,41 +61,10 @@ class WebhookRequest:
 
 @cache
 def self_signed_context() -> ssl.SSLContext:
-    """A server TLS context for 127.0.0.1, made once per process with the openssl CLI.
-
-    The CLI rather than a Python package: it is on every machine the tests run on and
-    adds no dependency. Callers skip TLS tests where ``shutil.which("openssl")`` is None.
-    """
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise RuntimeError("the openssl command is needed for a TLS test server")
-    folder = Path(tempfile.mkdtemp(prefix="feed-monitor-tls-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    """A server TLS context for 127.0.0.1, from the certificate ``tls_files`` makes once
+    per process with the openssl CLI (callers skip where ``shutil.which("openssl")`` is
+    None)."""
+    cert, key = tls_files()
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context
