@@ -102,7 +102,11 @@ class _Rule:
     evaluate: Eval
     literals: list[_Literal]
     feeds: frozenset[str]
-    terms: list[_TermUse] = field(default_factory=list)
+
+
+_NO_FEEDS: frozenset[str] = frozenset()
+# A trigger entry packs a rule's position and the fields its keyword is read in.
+_FIELD_BITS = len(FIELD_ORDER)
 
 
 @cache
@@ -270,6 +274,7 @@ class _Builder:
         self._regex_ids: dict[str, int] = {}
         self._raw: dict[str, _Keyword | None] = {}  # as written -> keyword; rules repeat words
         self.field_mask = 0  # every field some term or pattern reads: only these are scanned
+        self.checks_words = False  # whether some term's hits must be words (module words)
         self.uses: dict[int, int] = {}  # keyword id -> rules using it as a positive term
 
     def keyword(self, text: str) -> _Keyword | None:
@@ -336,6 +341,7 @@ class _RuleCompiler:
         mask, kid = _mask(node.fields), kw.id
         self.builder.field_mask |= mask
         checked = kw.words and not node.exact
+        self.builder.checks_words |= checked
         label = node.text if node.alias_of is None else f"{node.alias_of} ← {node.text}"
         self.terms.append(_TermUse(label, kid, mask, not positive, checked))
         if positive:
@@ -410,6 +416,7 @@ class _RuleCompiler:
             mask = _mask(node.fields)
             self.builder.field_mask |= mask
             checked = kw.words and not node.exact
+            self.builder.checks_words |= checked
             label = node.text if node.alias_of is None else f"{node.alias_of} ← {node.text}"
             self.terms.append(_TermUse(label, kw.id, mask, not positive, checked))
             if positive:
@@ -600,8 +607,12 @@ class RuleSet:
     def __init__(self, rules: list[_Rule], builder: _Builder) -> None:
         self._rules = rules
         self._regexes = builder.regexes
-        # field -> keyword id -> rules to evaluate when the keyword hits in that field
-        self._by_field: dict[str, dict[int, list[int]]] = {}
+        self._aliases = builder.aliases  # for explain, which compiles a rule again
+        self._checks_words = builder.checks_words
+        # keyword id -> rule position << _FIELD_BITS | the fields it triggers the rule in:
+        # one entry per (rule, trigger keyword)
+        self._triggers: dict[int, tuple[int, ...]] = {}
+        self._pending: dict[int, list[int]] = {}  # the same, while rules are indexed
         self._always: list[int] = []  # rules anchored on a regex: evaluated for every item
         self._keywords = list(builder.keywords.values())
         self._lengths = [len(kw.folded) for kw in self._keywords]
@@ -624,15 +635,19 @@ class RuleSet:
         if any(kind == "r" for kind, _, _ in trigger):
             self._always.append(rule)
             return
-        # Indexed per field: 'title:"x"' is no candidate when x occurs in the body only.
+        # With its fields: 'title:"x"' is no candidate when x occurs in the body only.
         for _, kid, mask in trigger:
-            for name in _mask_fields(mask):
-                self._by_field.setdefault(name, {}).setdefault(kid, []).append(rule)
+            self._pending.setdefault(kid, []).append(rule << _FIELD_BITS | mask)
+
+    def _indexed(self) -> None:
+        # Tuples take less memory than the lists they were built in.
+        self._triggers = {kid: tuple(entries) for kid, entries in self._pending.items()}
+        self._pending = {}
 
     @property
     def checks_words(self) -> bool:
         """Whether some rule's hits are checked with jieba's dictionary (``words``)."""
-        return any(t.words for r in self._rules for t in r.terms)
+        return self._checks_words
 
     @property
     def names(self) -> list[str]:
@@ -708,11 +723,13 @@ class RuleSet:
             if text.folded:
                 found[name], matches[name] = self._scan_all(text.folded)
         candidates: set[int] = set(self._always)
+        triggers = self._triggers
         for name, hits in found.items():
-            index = self._by_field.get(name)
-            if index:
-                for kid in index.keys() & hits.keys():
-                    candidates.update(index[kid])
+            bit = _BIT[name]
+            for kid in triggers.keys() & hits.keys():
+                for entry in triggers[kid]:
+                    if entry & bit:
+                        candidates.add(entry >> _FIELD_BITS)
         if not candidates:
             return []
         state = _ItemState(fields, found, self._regexes, matches, self)
@@ -730,9 +747,8 @@ class RuleSet:
     def explain(self, item: Item, rule: int = 0) -> list[str]:
         """For ``test-rule --explain``: every place a keyword of the rule occurs in the item
         and why it counts or not (word boundary, alias, field, NOT); empty when none does."""
-        spec = self._rules[rule]
         uses: dict[int, list[_TermUse]] = {}
-        for use in spec.terms:
+        for use in self._terms(rule):
             uses.setdefault(use.keyword, []).append(use)
         lines: list[str] = []
         fields = item_fields(item, FIELD_ORDER)
@@ -747,6 +763,17 @@ class RuleSet:
                         f"({use.label}): {self._why(use, name, text.folded, start, end)}"
                     )
         return lines
+
+    def _terms(self, rule: int) -> list[_TermUse]:
+        """Every keyword of the rule as it uses it: the rule compiled again with this set's
+        keywords (kept only here: a rule set of 10,000 rules would hold 30,000 of them)."""
+        builder = _Builder(self._aliases)
+        builder.keywords = {kw.folded: kw for kw in self._keywords}
+        builder.by_id = list(self._keywords)
+        spec = self._rules[rule].spec
+        compiler = _RuleCompiler(builder, spec)
+        compiler.compile(_rule_tree(spec, self._aliases))
+        return compiler.terms
 
     def _why(self, use: _TermUse, name: str, text: str, start: int, end: int) -> str:
         if not self._valid(use.keyword, text, start, end):
@@ -884,11 +911,8 @@ def _compile(specs: Iterable[RuleSpec], aliases: Sequence[Sequence[str]] = ()) -
             )
         for kid in compiler.positive:
             builder.uses[kid] = builder.uses.get(kid, 0) + 1
-        rules.append(
-            _Rule(
-                len(rules), spec, evaluate, compiler.literals, frozenset(spec.feeds), compiler.terms
-            )
-        )
+        feeds = frozenset(spec.feeds) if spec.feeds else _NO_FEEDS
+        rules.append(_Rule(len(rules), spec, evaluate, compiler.literals, feeds))
         trees.append(tree)
     ruleset = RuleSet(rules, builder)
     # Triggers are chosen once every rule is known: how many rules share a keyword
@@ -897,6 +921,10 @@ def _compile(specs: Iterable[RuleSpec], aliases: Sequence[Sequence[str]] = ()) -
         trigger = _trigger(tree, builder)
         assert trigger is not None
         ruleset._index(i, trigger)
+    ruleset._indexed()
+    # The folded forms the compile looked up twice: kept, they would hold a copy of every
+    # keyword as written (about 1.4 MB at 10,000 rules).
+    folded_keyword.cache_clear()
     return ruleset
 
 
