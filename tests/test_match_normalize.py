@@ -41,7 +41,7 @@ from monitor.match.normalize import (
     stepwise_offsets,
     to_simplified,
 )
-from monitor.match.query import _parser, _ToTree, simple_term
+from monitor.match.query import _parser, _ToTree, _word_list, simple_term
 from monitor.types import Item
 
 _T2S = opencc.OpenCC("t2s")
@@ -168,6 +168,29 @@ def test_one_word_shortcut_agrees_with_the_parser(query: str) -> None:
     term = simple_term(query)
     if term is not None:
         assert _ToTree().transform(_parser().parse(query)) == term
+
+
+QUERY_TOKENS = [
+    "中俄", "乌克兰", "a", "or", "and", "OR", "AND", "NOT", "-", "-中俄", "-a", "--a", "-OR",
+    "-AND", "-NOT", "covid-19", "ANDROID", "NEAR", "NEARBY", "NEAR/3", "title:x", "re:/x/",
+    "(", ")", "(a", "a)", '"p q"', "", "a\tb", "\u3000", "é",
+]  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.sampled_from(QUERY_TOKENS), min_size=1, max_size=7))
+def test_word_list_shortcut_agrees_with_the_parser(tokens: list[str]) -> None:
+    query = " ".join(tokens)
+    tree = _word_list(query)
+    if tree is not None:
+        assert _ToTree().transform(_parser().parse(query)) == tree
+
+
+def test_word_list_shortcut_takes_the_common_shapes() -> None:
+    for query in ["中俄 OR 中美", "乌克兰 -体育", "a b c", "a AND b OR -c", "-a"]:
+        assert _word_list(query) is not None, query
+    for query in ["a OR", "OR a", "a OR OR b", "a  b", "NOT a", "a NEAR/2 b", 'title:"x"']:
+        assert _word_list(query) is None, query
 
 
 # Text made of t2s's phrase-only changes (沈默 -> 沉默 while 沈 alone stays), pieces of
