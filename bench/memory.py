@@ -2,7 +2,7 @@
 10,000 rules, 12 poll cycles back to back (an hour at the default 5-minute interval).
 
     python bench/memory.py [--quick] [--feeds 5000] [--rules 10000] [--cycles 12]
-                           [--workers 32] [--json PATH]
+                           [--workers 32] [--matching analyst|today] [--json PATH]
 
 The real daemon (``python -m monitor run``) polls the feed farm (bench/support/farm.py: 80 %
 304, 15 % changed 50-item RFI feeds, 5 % faults) with a SQLite file in a temporary
@@ -17,6 +17,12 @@ after the warm-up and after every cycle, its peak (VmHWM), its CPU time per cycl
 the cycle time (``max(last_poll_ms) - T`` in the database). The baseline in the same
 run is the resident set of a bare interpreter that has imported the daemon's modules
 (what no configuration can avoid).
+
+``--matching today`` gives every rule ``aliases: false`` and ``exact: true`` (matching as
+before issue #17: no other forms of names, no word checks, so no word list); the default,
+``analyst``, leaves the rules as users write them. The watch list's English names (Putin,
+Ukraine, Taiwan, ...) match RFI's Chinese text only with the alias table: it makes more
+alerts, and the daemon stores and delivers them.
 
 The daemon inherits the environment: with ``MALLOC_ARENA_MAX`` set, glibc uses that
 many malloc arenas; unset, the daemon caps them at 2 itself (monitor/_malloc.py).
@@ -68,6 +74,13 @@ def import_baseline() -> float:
     return float(out.stdout.strip())
 
 
+def rules_for(count: int, matching: str) -> list[dict[str, Any]]:
+    rules = watch_rules(count)
+    if matching == "today":
+        return [{**r, "aliases": False, "exact": True} for r in rules]
+    return rules
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="feed-monitor-memory-"))
     db = work / "monitor.db"
@@ -77,6 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rules": args.rules,
         "workers": args.workers,
         "cycles_asked": args.cycles,
+        "matching": args.matching,
         "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
     }
     result["import_baseline_mb"] = import_baseline()
@@ -90,7 +104,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 work / "monitor.yaml",
                 database=db,
                 feeds=feeds,
-                rules=watch_rules(args.rules),
+                rules=rules_for(args.rules, args.matching),
                 workers=args.workers,
                 timeout=args.timeout,
                 interval="1h",
@@ -144,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--latency", default="0.01-0.05", help="farm answer delay range, seconds")
     p.add_argument("--max-wait", type=float, default=600, help="seconds one cycle may take")
+    p.add_argument(
+        "--matching",
+        choices=("analyst", "today"),
+        default="analyst",
+        help="the rules as written (default), or every rule aliases: false, exact: true",
+    )
     p.add_argument("--json", type=Path, help="write the figures to this file")
     p.add_argument("--keep", action="store_true", help="keep the work folder (DB, log)")
     args = p.parse_args(argv)
@@ -153,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine_line(m)}")
     print(
         f"daemon: {args.feeds} feeds, {args.rules} rules, scheduler.workers "
-        f"{args.workers}, {args.cycles} cycles back to back; MALLOC_ARENA_MAX "
+        f"{args.workers}, {args.cycles} cycles back to back, matching {args.matching}; "
+        "MALLOC_ARENA_MAX "
         f"{os.environ.get('MALLOC_ARENA_MAX', 'unset (the daemon caps arenas at 2)')}",
         flush=True,
     )

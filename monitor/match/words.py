@@ -40,7 +40,9 @@ _SHORT = re.compile(f"[{_HAN}]{{2,3}}")
 # The Han characters just before a hit (searched up to its start) and just after it.
 _HAN_BEFORE = re.compile(f"[{_HAN}]{{0,{WINDOW}}}\\Z")
 _HAN_AFTER = re.compile(f"[{_HAN}]{{0,{WINDOW}}}")
-CACHE_SIZE = 1 << 16  # verdicts kept, by the text around the hit: news repeats its phrases
+# Verdicts kept, by the text around the hit: news repeats its phrases. Only hits that a
+# dictionary word may cross get here; an entry takes about 290 bytes.
+CACHE_SIZE = 1 << 12
 
 
 def needs_check(folded: str) -> bool:
