@@ -8,7 +8,8 @@ inside the process; it must run before threads start). An operator's own
 ``MALLOC_ARENA_MAX`` (or ``glibc.malloc.arena_max`` in ``GLIBC_TUNABLES``) wins:
 glibc has read it already, and nothing is changed.
 ``release_free_memory`` hands free pages back to the system after a burst of
-short-lived allocations (loading a large config).
+short-lived allocations (loading a large config; the daemon also calls it when its poll
+workers fall idle and after a delivery run).
 """
 
 from __future__ import annotations
