@@ -15,7 +15,8 @@ the mail server away and bring it back where the daemon expects it.
 ``SmtpSink(tls=context)`` offers STARTTLS with that server context (``mailtos://`` with
 ``mode=starttls``); ``connections`` counts the connections clients opened; ``drop_after(n)``
 makes the server close each connection after its n-th message (as a server closing an
-idle or busy connection does), ``drop_with_421`` saying "421" to the next command first.
+idle or busy connection does); ``drop_after(n, with_421=True)`` answers "421" to the
+next MAIL first.
 """
 
 from __future__ import annotations
