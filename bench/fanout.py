@@ -226,6 +226,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.repeats = 6, 3
+    if args.rounds < 1 or args.repeats < 1:
+        ap.error("--rounds and --repeats must be at least 1")
     carriers = sorted({int(x) for x in args.carriers.split(",")})
     specs = rule_specs(args.rules)
     rules = compile_rules(specs)

@@ -153,6 +153,17 @@ def test_an_update_in_another_feed_applies_a_rule_limited_to_an_earlier_feed(
     ]
 
 
+def test_a_rule_limited_to_more_feeds_than_one_lookup_takes_still_sees_them(
+    store: Store,
+) -> None:
+    named = tuple(f"f{n:04d}" for n in range(1200))  # more than one statement's worth
+    rules = real_rules(RuleSpec("many", any=("中俄",), feeds=named))
+    url = "https://www.rfi.fr/cn/x"
+    store.items.ingest("f1100", [item(url, title="无关", feed="f1100")], T0, rules)
+    stats = store.items.ingest("tw", [item(url, T0 + 60_000, "中俄关系", "tw")], T0 + 1, rules)
+    assert (stats.updated, stats.alerts) == (1, 1)
+
+
 def test_backlog_floor_records_matches_without_alerting(store: Store) -> None:
     old = item("https://x.org/old", T0)
     new = item("https://x.org/new", T0 + 3_600_000)
