@@ -606,6 +606,9 @@ class RuleSet:
 
     def __init__(self, rules: list[_Rule], builder: _Builder) -> None:
         self._rules = rules
+        # The feeds that rules limited to some feeds name: the only ones ``match`` looks
+        # for among the feeds an item was seen in.
+        self.feeds_named: frozenset[str] = frozenset().union(*(r.feeds for r in rules))
         self._regexes = builder.regexes
         self._aliases = builder.aliases  # for explain, which compiles a rule again
         self._checks_words = builder.checks_words
