@@ -38,7 +38,7 @@ Each rule set runs twice in the same process: "today", matching as before issue 
 plain substrings), compared with the naive loop; and "analyst", the defaults (the built-in
 alias table, and 2-3 character Chinese keywords counted only where they are words), which
 the naive loop does not implement: it is not compared, and its compile time includes
-loading the alias table (jieba's dictionary is loaded before the timings: once a process).
+loading the alias table (the word list is mapped before the timings: once a process).
 
 ``--compare`` times only the 10,000-rule watch list over RFI news items, today's matching
 and the analyst defaults compiled in one process and timed in alternating passes (the
@@ -434,7 +434,7 @@ def run(
     if not analyst:
         specs = [replace(s, aliases=False, exact=True) for s in specs]
     else:
-        words.load()  # once a process, like the daemon's first item: not the compile's cost
+        words.load()  # once a process, as the daemon does: not the compile's cost
     t0 = time.process_time()
     ruleset = compile_rules(specs)
     compile_s = time.process_time() - t0

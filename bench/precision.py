@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.perf_counter() - t0
     articles, origin = corpus_articles()
     texts = [fold_text(plain_text(t)) + " " + fold_text(html_to_text(b)) for t, _, b in articles]
-    print(f"{origin}; jieba dictionary load {load_s:.2f} s\n")
+    print(f"{origin}; word list mapped in {load_s:.3f} s\n")
     print(
         "| keyword | hits (substring) | counted | rejected: straddle | rejected: other "
         "meaning | articles before | after |\n|---|---:|---:|---:|---:|---:|---:|"
