@@ -4,7 +4,10 @@ method: every dictionary word crossing either end looked up, then the window seg
 
 from __future__ import annotations
 
+import fnmatch
 import math
+import tomllib
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -25,6 +28,16 @@ def test_shipped_files_are_built_from_jiebas_list() -> None:
     for name, data in built.items():
         shipped = (words._data(name)).read_bytes()  # type: ignore[attr-defined]
         assert shipped == data, f"data/{name} differs: run python -m monitor.match.wordlist"
+
+
+def test_package_data_globs_cover_the_word_list() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    pyproject = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["monitor.match"]
+    data = repo / "monitor" / "match" / "data"
+    shipped = [f"data/{p.name}" for p in data.iterdir() if p.is_file()]
+    assert {f"data/{name}" for name in wordlist.FILES} <= set(shipped)
+    assert [f for f in shipped if not any(fnmatch.fnmatch(f, g) for g in globs)] == []
 
 
 def _reference(text: str, start: int, end: int) -> Verdict:
