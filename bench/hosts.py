@@ -2,7 +2,7 @@
 and spread over many, the daemon with its default config, in one run.
 
     python bench/hosts.py [--feeds 1000] [--hosts 64] [--hang 5] [--rules 300]
-                          [--repeat 1] [--json PATH]
+                          [--repeat 1] [--baseline DIR] [--json PATH]
 
 One feed farm (bench/support/farm.py) serves the cycle benchmark's mix, except that every
 fault hangs: 80 % answer 304, 15 % are changed 50-item RFI feeds, 5 % read the request and
@@ -23,7 +23,11 @@ requests at once by default. So each layout runs twice:
 - **as public**: ``private_host_concurrency`` set to ``per_host_concurrency`` (2), so each
   address is limited as a public host of that name would be.
 
-Prints each cycle and the ratio one host ÷ spread for both; the goal is at most 2x.
+``--baseline DIR`` runs a third pair with the daemon of another source tree (the code
+before, e.g. ``git archive main | tar -x -C DIR``) and its default config: a baseline
+from the same run.
+
+Prints each cycle and the ratio one host ÷ spread for each; the goal is at most 2x.
 """
 
 from __future__ import annotations
@@ -59,13 +63,14 @@ def run_cycle(
     n: int,
     hosts: list[str],
     rules: list[dict[str, Any]],
-    as_public: bool,
+    kind: str,
+    source: Path | None,
 ) -> dict[str, Any]:
     """The daemon over ``n`` feeds on ``hosts`` (in turn): warm-up, then a measured cycle."""
     ns = label
     feeds = [{"id": feed_id(i), "url": farm.url(ns, i, hosts[i % len(hosts)])} for i in range(n)]
     defaults: dict[str, Any] = {"allow_private_addresses": True, "interval": "1h"}
-    if as_public:
+    if kind == "public":
         defaults["private_host_concurrency"] = PUBLIC
     db = work / f"{label}.db"
     cfg = write_config(
@@ -77,7 +82,7 @@ def run_cycle(
         scheduler={"tick": 0.2},
     )
     farm.advance(ns, n)
-    with Daemon(cfg, db, work / f"{label}.log") as d:
+    with Daemon(cfg, db, work / f"{label}.log", *([source] if source else [])) as d:
         d.wait_started(n)
         warm = d.cycle(n, timeout=900)
         farm.advance(ns, n)
@@ -96,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", default="0.01-0.05", help="farm answer delay range, seconds")
     p.add_argument("--repeat", type=int, default=1, help="rounds of the four runs, interleaved")
     p.add_argument("--only", choices=("loopback", "public"), help="run one of the two limits")
+    p.add_argument(
+        "--baseline", type=Path, help="source tree of the code to compare with (its defaults)"
+    )
     p.add_argument("--json", type=Path, help="write the figures to this file")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, DBs)")
     args = p.parse_args(argv)
@@ -106,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     started = time.monotonic()
     kinds = [k for k in ("loopback", "public") if args.only in (None, k)]
+    if args.baseline:
+        kinds.append("baseline")
     try:
         with FarmProcess(
             args.feeds, args.latency, hang=args.hang, hosts=args.hosts, faults="timeout"
@@ -119,7 +129,16 @@ def main(argv: list[str] | None = None) -> int:
                 for kind in kinds:
                     for layout, hosts in (("spread", spread), ("one", ["127.0.0.1"])):
                         label = f"{kind}-{layout}-{rnd}"
-                        r = run_cycle(farm, work, label, args.feeds, hosts, rules, kind == "public")
+                        r = run_cycle(
+                            farm,
+                            work,
+                            label,
+                            args.feeds,
+                            hosts,
+                            rules,
+                            kind,
+                            args.baseline if kind == "baseline" else None,
+                        )
                         r.update(kind=kind, layout=layout, round=rnd)
                         results.append(r)
                         oc = r["outcomes"]
@@ -138,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     say("|---|---:|---:|---:|---:|")
     ratios: dict[str, list[float]] = {}
     for kind in kinds:
-        limit = PUBLIC if kind == "public" else Defaults().private_host_concurrency
+        limit = {"public": PUBLIC, "baseline": "its default"}.get(
+            kind, Defaults().private_host_concurrency
+        )
         for rnd in range(args.repeat):
             s, o = (
                 next(r for r in results if (r["kind"], r["layout"], r["round"]) == (kind, lay, rnd))
