@@ -82,6 +82,7 @@ class Fetcher:
         self.policy = AddressPolicy(self.limits.allow_private, self.limits.allowed_networks)
         self._hosts: dict[str, HostGate] = {}
         self._private: set[str] = set()  # host names seen to resolve to non-public addresses
+        self._stalled: set[str] = set()  # URLs whose last request got no answer in time
         self._hosts_lock = threading.Lock()
         self._urls: dict[str, str] = {}
         self.session = requests.Session()
@@ -156,7 +157,7 @@ class Fetcher:
         for hop in range(lim.max_redirects + 1):
             parts = self._checked(feed_id, url, current, hop)
             same_origin = (parts.hostname, parts.port) == (origin.hostname, origin.port)
-            with self._host_slot(feed_id, url, parts.hostname or "", attempt) as slot:
+            with self._host_slot(feed_id, url, current, parts.hostname or "", attempt) as slot:
                 resp = self._get(
                     feed_id,
                     url,
@@ -265,8 +266,11 @@ class Fetcher:
         return parts
 
     @contextmanager
-    def _host_slot(self, feed_id: str, url: str, host: str, attempt: _Fetch) -> Iterator[Slot]:
-        """One of ``host``'s slots for one request and response (see fetch/hosts.py)."""
+    def _host_slot(
+        self, feed_id: str, url: str, current: str, host: str, attempt: _Fetch
+    ) -> Iterator[Slot]:
+        """One of ``host``'s slots for the request of ``current`` and its response, or a
+        place aside when that URL stalled last time (see fetch/hosts.py)."""
         lim = attempt.limits
         name = host.lower()
         with self._hosts_lock:
@@ -275,7 +279,8 @@ class Fetcher:
                 private = literal_is_private(name)
                 limit = lim.host_limit(name, bool(private) or name in self._private)
                 gate = self._hosts[name] = HostGate(limit)
-        if not gate.acquire(attempt.left()):
+        suspect = current in self._stalled
+        if not gate.acquire(attempt.left(), aside=suspect):
             raise FeedError(
                 feed_id,
                 url,
@@ -283,15 +288,24 @@ class Fetcher:
                 f"{gate.limit} requests to {host} already running; "
                 f"none finished within {lim.deadline:g} s",
             )
-        slot = Slot(gate, lim.stall, self.clock)
+        slot = Slot(gate, lim.stall, self.clock, aside=suspect)
         attempt.private = False  # this hop's connection tells
-        self._watchdog.watch(slot)
+        if not suspect:
+            self._watchdog.watch(slot)
         try:
             yield slot
         finally:
             slot.release()
+            self._remember_stall(current, slot.stalled())
             if attempt.private and name not in self._private:
                 self._learn_private(name, gate, lim)
+
+    def _remember_stall(self, current: str, stalled: bool) -> None:
+        with self._hosts_lock:
+            if not stalled:
+                self._stalled.discard(current)
+            elif len(self._stalled) < 16384:  # bounded, as the prepared URLs are
+                self._stalled.add(current)
 
     def _learn_private(self, name: str, gate: HostGate, lim: FetchLimits) -> None:
         """``name`` resolved to a non-public address (one the config allows): its limit is

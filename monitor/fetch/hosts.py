@@ -9,6 +9,10 @@ at least ``MIN_STALL`` and at most ``stall`` (also the time allowed before the h
 answered anything). At most ``2 × limit`` requests of a host stand aside at once (beyond
 that, a stalled request keeps its slot), so a host that answers nobody sees at most
 ``3 × limit`` connections from us, however long its requests hang.
+
+A URL whose last request stalled (a route that hangs every time) waits for a place among
+those standing aside instead of a slot: it never holds up the host's other feeds again,
+until it answers.
 """
 
 from __future__ import annotations
@@ -59,8 +63,17 @@ class HostGate:
             usual = self.answer_s
             self.answer_s = seconds if usual is None else 0.8 * usual + 0.2 * seconds
 
-    def acquire(self, timeout: float) -> bool:
+    def acquire(self, timeout: float, aside: bool = False) -> bool:
+        """A slot (or, ``aside``, a place among the requests standing aside) within
+        ``timeout`` seconds; False when none came free."""
         with self.lock:
+            if aside:
+                room = self.lock.wait_for(
+                    lambda: self.aside < ASIDE_FACTOR * self.limit, max(timeout, 0)
+                )
+                if room:
+                    self.aside += 1
+                return room
             if not self.lock.wait_for(lambda: self.busy < self.limit, max(timeout, 0)):
                 return False
             self.busy += 1
@@ -81,19 +94,28 @@ class Slot:
     was taken); the fetching thread calls ``answered`` and ``release``.
     """
 
-    def __init__(self, gate: HostGate, stall: float, clock: Clock) -> None:
+    def __init__(self, gate: HostGate, stall: float, clock: Clock, aside: bool = False) -> None:
+        """``aside``: the place ``gate.acquire(..., aside=True)`` gave, not a slot."""
         self.gate = gate
         self.clock = clock
         self.start = clock.monotonic()
         self.stall = gate.stall_after(stall)
         self.deadline = self.start + self.stall
         self.done = False  # answered or given back: the watchdog leaves it alone
-        self.aside = False
+        self.aside = aside
+        self.got_answer = False
 
     def answered(self) -> None:
         """Response headers came: the request keeps its slot until its body is read."""
         self.done = True
+        self.got_answer = True
         self.gate.answered_in(self.clock.monotonic() - self.start)
+
+    def stalled(self) -> bool:
+        """No answer came within the stall time (or ever, for one that started aside)."""
+        return not self.got_answer and (
+            self.aside or self.clock.monotonic() - self.start >= self.stall
+        )
 
     def expire(self) -> bool:
         """Step aside if there is room; False when the slot is kept (room may come later)."""
@@ -107,7 +129,7 @@ class Slot:
             self.aside = True
             gate.busy -= 1
             gate.aside += 1
-            gate.lock.notify()
+            gate.lock.notify_all()
             return True
 
     def release(self) -> None:
@@ -118,7 +140,7 @@ class Slot:
                 gate.aside -= 1
             else:
                 gate.busy -= 1
-                gate.lock.notify()
+            gate.lock.notify_all()
 
 
 AUTO_WORKERS = (8, 64)  # the bounds of scheduler.workers: auto
