@@ -92,6 +92,43 @@ def test_a_hanging_feed_gives_its_hosts_slot_to_the_other_feeds(hostile: Hostile
         f.close()
 
 
+def test_a_url_that_stalled_last_time_waits_aside_not_for_a_slot(
+    hostile: HostileServer,
+) -> None:
+    released = threading.Event()
+    hostile.hang("/hang", released)
+    hostile.static("/ok", FEED.encode())
+    clock = FakeClock()
+    f = Fetcher(
+        FetchLimits(
+            allowed_networks=LOOPBACK, per_private_host=1, stall=5, deadline=600, read_timeout=300
+        ),
+        clock=clock,
+    )
+    try:
+        t, _ = _in_thread(f, "hang", hostile.url("/hang"))
+        wait_until(lambda: hostile.visits("/hang"))
+        clock.advance(5)  # steps aside: the URL stalled
+        wait_until(lambda: _gate(f).aside == 1)
+        released.set()
+        t.join(10)
+        released.clear()
+        # Its next poll takes a place aside at once, so /ok gets the one slot without
+        # any stall time passing.
+        again, _ = _in_thread(f, "hang", hostile.url("/hang"))
+        wait_until(lambda: len(hostile.visits("/hang")) == 2)
+        assert (_gate(f).busy, _gate(f).aside) == (0, 1)
+        ok, got = _in_thread(f, "ok", hostile.url("/ok"))
+        ok.join(10)
+        assert [getattr(r, "status", r) for r in got] == [200]
+        released.set()
+        again.join(10)
+        assert (_gate(f).busy, _gate(f).aside) == (0, 0)
+    finally:
+        released.set()
+        f.close()
+
+
 def test_an_answered_request_keeps_its_slot_until_its_body_is_read(
     hostile: HostileServer,
 ) -> None:
