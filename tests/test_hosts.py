@@ -16,7 +16,7 @@ from monitor.config import parse_config
 from monitor.daemon import Daemon
 from monitor.errors import ConfigError, FeedError
 from monitor.fetch import Fetcher, FetchLimits
-from monitor.fetch.hosts import HostGate
+from monitor.fetch.hosts import HostGate, aside_cap
 from monitor.types import FetchResult
 from tests.daemon import write_config
 from tests.support import FeedItem, rss_feed, wait_until
@@ -72,11 +72,12 @@ def test_a_hanging_feed_gives_its_hosts_slot_to_the_other_feeds(hostile: Hostile
         clock=clock,
     )
     try:
+        assert f.fetch("ok", hostile.url("/ok")).status == 200  # the host answers
         hanging, hung = _in_thread(f, "hang", hostile.url("/hang"))
         wait_until(lambda: hostile.visits("/hang"))
         waiting, got = _in_thread(f, "ok", hostile.url("/ok"))
         time.sleep(0.3)  # time for /ok to queue at the host's one slot
-        assert hostile.visits("/ok") == [] and not got  # the slot is still /hang's
+        assert len(hostile.visits("/ok")) == 1 and not got  # the slot is still /hang's
         clock.advance(5)  # /hang has had no answer for `stall` seconds: it steps aside
         waiting.join(10)
         assert [getattr(r, "status", r) for r in got] == [200]
@@ -106,6 +107,7 @@ def test_a_url_that_stalled_last_time_waits_aside_not_for_a_slot(
         clock=clock,
     )
     try:
+        assert f.fetch("ok", hostile.url("/ok")).status == 200  # the host answers
         t, _ = _in_thread(f, "hang", hostile.url("/hang"))
         wait_until(lambda: hostile.visits("/hang"))
         clock.advance(5)  # steps aside: the URL stalled
@@ -150,11 +152,40 @@ def test_an_answered_request_keeps_its_slot_until_its_body_is_read(
         f.close()
 
 
-def test_a_host_that_answers_nobody_gets_at_most_three_times_its_limit(
-    hostile: HostileServer,
-) -> None:
+def test_a_host_that_answers_nobody_gets_no_more_than_its_limit(hostile: HostileServer) -> None:
+    # Down or overloaded: nothing answers, so stalled requests keep their slots.
     released = threading.Event()
     hostile.hang("/hang", released)
+    clock = FakeClock()
+    f = Fetcher(
+        FetchLimits(
+            allowed_networks=LOOPBACK, per_private_host=2, stall=1, deadline=600, read_timeout=300
+        ),
+        clock=clock,
+    )
+    try:
+        threads = [_in_thread(f, f"h{i}", hostile.url("/hang")) for i in range(5)]
+        wait_until(lambda: len(hostile.visits("/hang")) == 2)
+        for _ in range(4):
+            clock.advance(1)
+            time.sleep(0.2)
+        assert len(hostile.visits("/hang")) == 2
+        assert (_gate(f).busy, _gate(f).aside) == (2, 0)
+        released.set()
+        for t, _ in threads:
+            t.join(10)
+        assert len(hostile.visits("/hang")) == 5
+        assert hostile.max_connections == 2
+        assert (_gate(f).busy, _gate(f).aside) == (0, 0)
+    finally:
+        released.set()
+        f.close()
+
+
+def test_requests_standing_aside_are_bounded_per_host(hostile: HostileServer) -> None:
+    released = threading.Event()
+    hostile.hang("/hang", released)
+    hostile.static("/ok", FEED.encode())
     clock = FakeClock()
     f = Fetcher(
         FetchLimits(
@@ -162,26 +193,24 @@ def test_a_host_that_answers_nobody_gets_at_most_three_times_its_limit(
         ),
         clock=clock,
     )
+    cap = aside_cap(1)  # 16: one slot, and 16 standing aside at most
     try:
-        threads = [_in_thread(f, f"h{i}", hostile.url("/hang")) for i in range(6)]
-        # One holds the slot; after each stall one more steps aside, up to 2 × limit.
-        for expected in (1, 2, 3):
+        assert f.fetch("ok", hostile.url("/ok")).status == 200  # the host answers
+        threads = [_in_thread(f, f"h{i}", hostile.url("/hang")) for i in range(cap + 3)]
+        for expected in range(1, cap + 2):
             wait_until(lambda n=expected: len(hostile.visits("/hang")) == n)  # type: ignore[misc]
-            clock.advance(1)
+            clock.advance(1)  # the one in the slot steps aside; the next takes the slot
         for _ in range(3):
             time.sleep(0.2)
             clock.advance(1)
-        assert len(hostile.visits("/hang")) == 3
-        assert hostile.max_connections == 3
-        gate = _gate(f)
-        assert (gate.busy, gate.aside) == (1, 2)
+        assert len(hostile.visits("/hang")) == cap + 1
+        assert (_gate(f).busy, _gate(f).aside) == (1, cap)
         released.set()
         for t, _ in threads:
             t.join(10)
-        # Every request was made in the end (the server hangs up on each at once now).
-        assert len(hostile.visits("/hang")) == 6
-        assert hostile.max_connections == 3
-        assert (gate.busy, gate.aside) == (0, 0)
+        assert len(hostile.visits("/hang")) == cap + 3
+        assert hostile.max_connections == cap + 1
+        assert (_gate(f).busy, _gate(f).aside) == (0, 0)
     finally:
         released.set()
         f.close()
@@ -282,19 +311,19 @@ def _workers(feed_hosts: list[str], **sections: object) -> int:
 @pytest.mark.parametrize(
     ("feed_hosts", "sections", "expected"),
     [
-        # 8 for polls past their fetch, plus per host what can be in flight there:
-        # 3 × its limit (the limit, and twice that standing aside), at most its feeds.
+        # 8 for polls past their fetch, plus per host what can be in flight there: its
+        # limit and aside_cap(limit) = max(16, 2 × limit) standing aside, at most its feeds.
         ([], {}, 8),
         (["a.example"] * 3, {}, 8 + 3),
-        (["a.example"] * 100, {}, 8 + 3 * 2),
-        (["a.example"] * 100 + ["b.example"] * 2, {}, 8 + 6 + 2),
-        (["a.example"] * 100, {"hosts": "{a.example: {concurrency: 10}}"}, 8 + 30),
-        (["a.example"] * 100, {"defaults": "{per_host_concurrency: 4}"}, 8 + 12),
-        # a loopback address (allowed) gets private_host_concurrency, 16: 8 + 48
+        (["a.example"] * 100, {}, 8 + 2 + 16),
+        (["a.example"] * 100 + ["b.example"] * 2, {}, 8 + 18 + 2),
+        (["a.example"] * 100, {"hosts": "{a.example: {concurrency: 10}}"}, 8 + 10 + 20),
+        (["a.example"] * 100, {"defaults": "{per_host_concurrency: 4}"}, 8 + 4 + 16),
+        # a loopback address (allowed) gets private_host_concurrency, 16: 8 + 16 + 32
         (["127.0.0.1"] * 1000, {"defaults": "{allow_private_addresses: true}"}, 56),
         # a name may be the user's own server when private addresses are allowed
         (["rsshub.lan"] * 100, {"defaults": "{allow_private_addresses: true}"}, 56),
-        (["rsshub.lan"] * 100, {}, 8 + 6),
+        (["rsshub.lan"] * 100, {}, 8 + 18),
         # at most 64
         ([f"h{i}.example" for i in range(100)], {}, 64),
         (["127.0.0.1"] * 1000, {"defaults": "{private_host_concurrency: 40}"}, 64),
@@ -314,7 +343,7 @@ def test_disabled_feeds_do_not_count_for_auto_workers() -> None:
         for i in range(100)
     )
     cfg = parse_config(f"feeds:\n{feeds}", "w.yaml").config
-    assert poll_workers(cfg) == 8 + 6
+    assert poll_workers(cfg) == 8 + 18
     feeds = "".join(
         f"  - {{id: f{i}, url: 'http://a.example/{i}', enabled: false}}\n" for i in range(100)
     )
@@ -340,6 +369,6 @@ def test_the_daemon_claims_as_many_feeds_as_auto_workers_and_follows_reloads(
         assert d.workers() == 8 + 2
         config(100)
         assert d.reload()
-        assert d.workers() == 8 + 12
+        assert d.workers() == 8 + 4 + 16
     finally:
         d._close()

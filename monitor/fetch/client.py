@@ -21,7 +21,7 @@ from monitor.fetch.addresses import AddressPolicy, AddressRefused, CheckedAdapte
 from monitor.fetch.body import ACCEPT_ENCODING, read_body
 from monitor.fetch.deadline import Attempt, Watchdog
 from monitor.fetch.describe import cause, shown_url
-from monitor.fetch.hosts import HostGate, Slot, literal_is_private
+from monitor.fetch.hosts import ANSWERING_S, HostGate, Slot, literal_is_private
 from monitor.schedule import politeness
 from monitor.types import Clock, FetchResult, PollOutcome
 
@@ -279,7 +279,8 @@ class Fetcher:
                 private = literal_is_private(name)
                 limit = lim.host_limit(name, bool(private) or name in self._private)
                 gate = self._hosts[name] = HostGate(limit)
-        suspect = current in self._stalled
+        # A URL that hung last time waits aside, while its host still answers others.
+        suspect = current in self._stalled and gate.answering(self.clock.monotonic() - ANSWERING_S)
         if not gate.acquire(attempt.left(), aside=suspect):
             raise FeedError(
                 feed_id,

@@ -3,16 +3,17 @@ get no answer stepping aside, so a host's hanging feeds do not hold up its healt
 
 A request takes one of its host's ``limit`` slots before it connects and gives it back as
 soon as its response is read (or fails). One that has had no response headers for a while
-steps aside: its slot goes to the next request of the host while it waits on, up to its
+steps aside, provided the host answered a request within ``ANSWERING_S`` (the host works;
+this route hangs): its slot goes to the next request of the host while it waits on, up to its
 own timeouts. "A while" is four times the host's usual time to answer (a moving average),
 at least ``MIN_STALL`` and at most ``stall`` (also the time allowed before the host has
-answered anything). At most ``2 × limit`` requests of a host stand aside at once (beyond
-that, a stalled request keeps its slot), so a host that answers nobody sees at most
-``3 × limit`` connections from us, however long its requests hang.
+answered anything). At most ``aside_cap(limit)`` requests of a host stand aside at once;
+beyond that, or while the host answers nobody, a stalled request keeps its slot, so a
+host that is down or overloaded gets no more than ``limit`` requests from us.
 
 A URL whose last request stalled (a route that hangs every time) waits for a place among
-those standing aside instead of a slot: it never holds up the host's other feeds again,
-until it answers.
+those standing aside instead of a slot, while its host answers others: it does not hold
+up the host's other feeds again, until it answers.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from collections.abc import Callable
 
 from monitor.types import Clock
 
-ASIDE_FACTOR = 2  # requests of a host that may stand aside, per slot
+ASIDE_MIN = 16  # requests of a host that may stand aside: this, or 2 × its limit
+ANSWERING_S = 60.0  # a host that answered within this long still answers
 STALL_FACTOR = 4.0  # a request is stalled after this many times the host's usual answer
 MIN_STALL = 0.5  # seconds: never sooner
 
@@ -41,6 +43,11 @@ def literal_is_private(host: str) -> bool | None:
     return not ip.is_global
 
 
+def aside_cap(limit: int) -> int:
+    """Requests of a host with this limit that may stand aside at once."""
+    return max(ASIDE_MIN, 2 * limit)
+
+
 class HostGate:
     """The slots of one host name: ``busy`` requests hold one, ``aside`` stepped aside."""
 
@@ -49,6 +56,7 @@ class HostGate:
         self.busy = 0
         self.aside = 0
         self.answer_s: float | None = None  # moving average of the time to answer
+        self.answered_at: float | None = None  # when the last answer came (monotonic)
         self.lock = threading.Condition()
 
     def stall_after(self, most: float) -> float:
@@ -58,10 +66,16 @@ class HostGate:
             return most
         return min(most, max(MIN_STALL, STALL_FACTOR * usual))
 
-    def answered_in(self, seconds: float) -> None:
+    def answered_in(self, seconds: float, now: float) -> None:
         with self.lock:
             usual = self.answer_s
             self.answer_s = seconds if usual is None else 0.8 * usual + 0.2 * seconds
+            self.answered_at = now
+
+    def answering(self, since: float) -> bool:
+        """Whether the host answered a request after ``since``."""
+        at = self.answered_at
+        return at is not None and at > since
 
     def acquire(self, timeout: float, aside: bool = False) -> bool:
         """A slot (or, ``aside``, a place among the requests standing aside) within
@@ -69,7 +83,7 @@ class HostGate:
         with self.lock:
             if aside:
                 room = self.lock.wait_for(
-                    lambda: self.aside < ASIDE_FACTOR * self.limit, max(timeout, 0)
+                    lambda: self.aside < aside_cap(self.limit), max(timeout, 0)
                 )
                 if room:
                     self.aside += 1
@@ -109,7 +123,8 @@ class Slot:
         """Response headers came: the request keeps its slot until its body is read."""
         self.done = True
         self.got_answer = True
-        self.gate.answered_in(self.clock.monotonic() - self.start)
+        now = self.clock.monotonic()
+        self.gate.answered_in(now - self.start, now)
 
     def stalled(self) -> bool:
         """No answer came within the stall time (or ever, for one that started aside)."""
@@ -123,7 +138,8 @@ class Slot:
         with gate.lock:
             if self.done or self.aside:
                 return True
-            if gate.aside >= ASIDE_FACTOR * gate.limit:
+            answering = gate.answering(self.clock.monotonic() - ANSWERING_S)
+            if gate.aside >= aside_cap(gate.limit) or not answering:
                 self.deadline += self.stall
                 return False
             self.aside = True
@@ -148,14 +164,15 @@ AUTO_WORKERS = (8, 64)  # the bounds of scheduler.workers: auto
 
 def auto_workers(feeds_per_host: dict[str, int], limit_of: Callable[[str], int]) -> int:
     """Polls worth running at once for these feeds (count per host name): per host, as
-    many as can be in flight there (its limit, and twice that standing aside), and
+    many as can be in flight there (its limit, and ``aside_cap`` standing aside), and
     ``AUTO_WORKERS[0]`` more for polls past their fetch (parsing, storing), within
     ``AUTO_WORKERS``. Threads cost little while they wait on the network, and a pool
     starts them only when there is work for them."""
     low, high = AUTO_WORKERS
     total = low
     for host, n in feeds_per_host.items():
-        total += min(n, (1 + ASIDE_FACTOR) * limit_of(host))
+        limit = limit_of(host)
+        total += min(n, limit + aside_cap(limit))
         if total >= high:
             return high
     return total
