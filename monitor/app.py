@@ -176,6 +176,9 @@ class Runtime:
     def options_for(self, rule: str) -> RuleOptions:
         return self.options.get(rule, DEFAULT_RULE_OPTIONS)
 
+    def feeds_named(self) -> frozenset[str]:
+        return self.rules.feeds_named
+
 
 @dataclass
 class Parts:
