@@ -2,6 +2,7 @@
 
     python bench/support/farm.py --feeds 5000 [--latency 0.01-0.05] [--hang 20] [--seed 1]
     python bench/support/farm.py --feeds 600 --mix etag=60,plain=20,news=20 --latency 0.05-0.1
+    python bench/support/farm.py --feeds 5000 --new 1 --hang 5 --bind 127.0.0.1,127.0.1.1,...
 
 Prints ``PORT <n>`` and ``SOURCE <where the articles come from>`` once listening, then
 serves until stdin closes (the benchmark that started it is gone) or SIGTERM.
@@ -9,6 +10,11 @@ serves until stdin closes (the benchmark that started it is gone) or SIGTERM.
 in its own process: the farm's work neither shares a GIL with the client being measured
 nor needs a thread per waiting request (hung "timeout" feeds cost a sleeping task, not a
 thread). HTTP/1.1 with keep-alive, as real news servers answer.
+
+``--bind`` lists the addresses it listens on, all on one port (default 127.0.0.1 only):
+Linux routes all of 127.0.0.0/8 to the loopback interface, so 127.0.1.1, 127.0.1.2, ...
+are as many hosts to a client that limits its requests per host (bench/defaults.py).
+The control paths answer on every address.
 
 Feeds are at ``/<ns>/feed/<n>``. A namespace (``ns``, any short name) is one client's
 view: it has its own cycle counter, so two clients measured one after the other on one
@@ -23,7 +29,8 @@ whatever N a growth step uses), shuffled within the block by the seed:
   with a short summary, about 11 KB (4 KB gzipped).
 - ``changed`` (3 of 20, 15 %): 50 RFI 中文 items with their full HTML bodies (from
   ../shared/corpus/rfi when present, else RFI-shaped synthetic ones), about 280 KB;
-  each cycle 3 new items appear on top and the other 47 repeat (85 KB gzipped).
+  each cycle ``--new`` new items (3 unless told) appear on top and the others repeat
+  (85 KB gzipped).
 - a fault (1 of 20, 5 %), by block in turn: ``timeout`` (reads the request, answers
   nothing for ``--hang`` seconds, then closes), ``error`` (HTTP 500), ``malformed``
   (HTTP 200 with a truncated, item-less RSS document).
@@ -86,7 +93,7 @@ RFI = REPO.parent / "shared" / "corpus" / "rfi"
 ITEM = re.compile(r"^<!--(\d{12,13})-->\n\[(.*)\]\(([^)\s]+)\)\n------\n\n(.*)\Z", re.S | re.M)
 BLOCK = ("same",) * 16 + ("changed",) * 3 + ("fault",)
 FAULTS = ("timeout", "error", "malformed")
-NEW_PER_CYCLE = 3
+NEW_PER_CYCLE = 3  # the default of --new
 CHANGED_ITEMS = 50
 SAME_ITEMS = 10
 BASE_MS = 1_690_000_000_000
@@ -236,9 +243,12 @@ class Mix(Protocol):
 class RfiMix:
     """The rfi mix (see the module docstring): kinds by block, RFI articles."""
 
-    def __init__(self, feeds: int, hang: float, seed: int) -> None:
+    def __init__(
+        self, feeds: int, hang: float, seed: int, new_per_cycle: int = NEW_PER_CYCLE
+    ) -> None:
         self.hang = hang
         self.seed = seed
+        self.new_per_cycle = new_per_cycle
         self.articles, self.source = corpus_articles()
         self._same: dict[int, Body] = {}
         self._changed: dict[tuple[int, int], Body] = {}
@@ -267,7 +277,7 @@ class RfiMix:
     def changed_body(self, index: int, gen: int) -> Body:
         key = (index, gen)
         if key not in self._changed:
-            first = gen * NEW_PER_CYCLE
+            first = gen * self.new_per_cycle
             items = [
                 self._item(index, k, False) for k in reversed(range(first, first + CHANGED_ITEMS))
             ]
@@ -483,13 +493,13 @@ def parse_latency(text: str) -> tuple[float, float]:
 
 async def serve(args: argparse.Namespace) -> None:
     mix: Mix = (
-        RfiMix(args.feeds, args.hang, args.seed)
+        RfiMix(args.feeds, args.hang, args.seed, args.new)
         if args.mix == "rfi"
         else WeightedMix(args.feeds, args.seed, args.mix)
     )
     farm = Farm(mix, parse_latency(args.latency), args.seed)
-    server = await asyncio.start_server(farm.handle, "127.0.0.1", args.port, backlog=4096)
-    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    servers = await listen(farm, args.bind.split(","), args.port)
+    print(f"PORT {servers[0].sockets[0].getsockname()[1]}", flush=True)
     print(f"SOURCE {mix.source}", flush=True)
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
@@ -504,8 +514,29 @@ async def serve(args: argparse.Namespace) -> None:
 
     if stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
         loop.add_reader(sys.stdin.fileno(), on_stdin)
-    async with server:
-        await done.wait()
+    await done.wait()
+    for server in servers:
+        server.close()
+
+
+async def listen(farm: Farm, addresses: list[str], port: int) -> list[asyncio.Server]:
+    """One server per address, all on one port: the first address's (chosen by the system
+    when ``port`` is 0; chosen again should another address have it taken already)."""
+    for _ in range(10):
+        servers = [await asyncio.start_server(farm.handle, addresses[0], port, backlog=4096)]
+        chosen = servers[0].sockets[0].getsockname()[1]
+        try:
+            for address in addresses[1:]:
+                servers.append(
+                    await asyncio.start_server(farm.handle, address, chosen, backlog=4096)
+                )
+            return servers
+        except OSError:
+            for server in servers:
+                server.close()
+            if port:
+                raise
+    raise SystemExit(f"no port free on every one of {len(addresses)} addresses")
 
 
 class FarmProcess:
@@ -518,6 +549,8 @@ class FarmProcess:
         hang: float = 20.0,
         seed: int = 1,
         mix: str = "rfi",
+        new_per_cycle: int = NEW_PER_CYCLE,
+        addresses: tuple[str, ...] = ("127.0.0.1",),
     ) -> None:
         self.proc = subprocess.Popen(
             [
@@ -533,6 +566,10 @@ class FarmProcess:
                 str(seed),
                 "--mix",
                 mix,
+                "--new",
+                str(new_per_cycle),
+                "--bind",
+                ",".join(addresses),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -552,8 +589,9 @@ class FarmProcess:
     def pid(self) -> int:
         return self.proc.pid
 
-    def url(self, ns: str, index: int) -> str:
-        return f"http://127.0.0.1:{self.port}/{ns}/feed/{index}"
+    def url(self, ns: str, index: int, host: str = "127.0.0.1") -> str:
+        """Feed ``index`` of ``ns``, at ``host`` (one of the addresses the farm listens on)."""
+        return f"http://{host}:{self.port}/{ns}/feed/{index}"
 
     def get(self, path: str, data: bytes | None = None) -> str:
         with urllib.request.urlopen(
@@ -609,8 +647,19 @@ def main() -> None:
         default=20.0,
         help="seconds a 'timeout' feed holds the connection before closing it",
     )
+    p.add_argument(
+        "--new",
+        type=int,
+        default=NEW_PER_CYCLE,
+        help="new items per cycle in each changed feed of the rfi mix",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--port", type=int, default=0)
+    p.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        help="comma-separated addresses to listen on, all on one port",
+    )
     asyncio.run(serve(p.parse_args()))
 
 
