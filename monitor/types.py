@@ -407,9 +407,12 @@ class Notifier(Protocol):
 
     Never raises for a failed send: the outcome says so, with the service's error text,
     secrets masked. ``message_id`` is the alert's stable id (email uses it as Message-ID,
-    so a resend carries the same one)."""
+    so a resend carries the same one). A notifier may keep connections open from one
+    send to the next; ``close()`` ends them (the deliverer calls it after each run)."""
 
     def send(self, title: str, body: str, message_id: str) -> SendOutcome: ...
+
+    def close(self) -> None: ...
 
 
 class Parser(Protocol):
