@@ -426,7 +426,7 @@ def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
     for x in rows:
         if "one_over_many" in x:
             out.append(
-                f"{x['feeds']:>5} feeds, default config, {x['hosts']} hosts: "
+                f"{x['feeds']:>5,} feeds, default config, {x['hosts']} hosts: "
                 f"{x['one_over_many']:.2f}x (goal at 5,000: at most 2)"
             )
             continue
@@ -435,7 +435,7 @@ def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
             parts.append(f"reader ÷ default {x['reader_over_default']:.1f}x (goal ≥ 5)")
         if x["default_over_tuned"] is not None:
             parts.append(f"default ÷ tuned {x['default_over_tuned']:.2f}x (goal ≤ 1.25)")
-        out.append(f"{x['feeds']:>5} feeds, {x['hosts']} host(s): " + ", ".join(parts))
+        out.append(f"{x['feeds']:>5,} feeds, {x['hosts']} host(s): " + ", ".join(parts))
     return out
 
 
