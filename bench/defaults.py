@@ -1,7 +1,7 @@
 """The default configuration as installed: against reader's defaults and a tuned one, one run.
 
     python bench/defaults.py [--quick] [--feeds 1000,5000] [--hosts 64,1] [--rules 100]
-                             [--tuned scheduler.workers=64,defaults.per_host_concurrency=64]
+                             [--tuned scheduler.workers=64,defaults.per_host_concurrency=64,...]
                              [--json PATH] [--keep]
 
 What people run is the default configuration: this measures it. A feed farm
@@ -25,7 +25,7 @@ the CPU time (user + system, all threads) and peak RSS the system accounts to it
   delivery), they are what is measured. ``once`` polls every feed, then delivers every
   alert, then exits: its wall time is the whole cycle, mail included.
 - **feed-monitor, tuned**: the same with ``--tuned`` added (by default
-  ``scheduler.workers`` 64 and ``defaults.per_host_concurrency`` 64).
+  ``scheduler.workers`` 64 and 64 requests at once per host, public or private).
 - **reader** (lemon24/reader, PyPI) with its defaults: ``make_reader(path)``, then
   ``update_feeds_iter(scheduled=False)`` with its default worker count (one);
   ``scheduled=False`` so that every feed is updated, not only those reader's own
@@ -81,17 +81,13 @@ HANG = 5.0  # seconds a stalled feed holds its connection before closing it
 NEW_PER_CYCLE = 1  # new articles per changed feed and cycle
 WARM_READER_WORKERS = 16  # the unmeasured first polls only
 MAX_HOSTS = 64
-TUNED = "scheduler.workers=64,defaults.per_host_concurrency=64"
+TUNED = "scheduler.workers=64,defaults.per_host_concurrency=64,defaults.private_host_concurrency=64"
 NOT_MODIFIED = {"not-modified", "not_modified"}
 
 
 def host(index: int, hosts: int) -> str:
     """The loopback address feed ``index`` is on when the farm spreads over ``hosts``."""
     return f"127.0.1.{index % hosts + 1}"
-
-
-def farm_addresses() -> tuple[str, ...]:
-    return ("127.0.0.1", *(f"127.0.1.{k}" for k in range(1, MAX_HOSTS + 1)))
 
 
 def dotted(text: str) -> dict[str, Any]:
@@ -483,7 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         "defaults of this checkout: scheduler "
         + json.dumps(settings.get("scheduler"))
         + "; per host "
-        + str(settings.get("defaults", {}).get("per_host_concurrency"))
+        + json.dumps(
+            {k: v for k, v in settings.get("defaults", {}).items() if "host_concurrency" in k}
+        )
         + f"; tuned: {args.tuned}"
     )
     figures: dict[str, Any] = {
@@ -509,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.latency,
                 hang=HANG,
                 new_per_cycle=NEW_PER_CYCLE,
-                addresses=farm_addresses(),
+                hosts=MAX_HOSTS,
             ) as farm,
         ):
             say(

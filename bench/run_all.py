@@ -111,6 +111,7 @@ SPECS = [
     Spec("defaults", "defaults.py", [], ["--quick"], 6000),
     Spec("memory", "memory.py", [], ["--quick"], 1200),
     Spec("web", "web.py", [], ["--quick"], 600),
+    Spec("fanout", "fanout.py", ["--daemon", "1000"], ["--quick"], 900),
 ]
 
 
@@ -353,6 +354,24 @@ def goals(results: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"and {web['alerts']:,} alerts (bench/web.py, median)",
                 f"slowest {slowest:.0f} ms ({label})",
                 "met" if slowest <= 300 else "**missed**",
+            )
+        )
+    fan = _get(results, "fanout", "figures")
+    if fan and fan.get("worst_cpu_ratio") is not None:
+        low, high = fan["cases"][0]["carriers"], fan["cases"][-1]["carriers"]
+        daemon = fan.get("daemon")
+        rows.append(
+            (
+                f"a poll costs the same whether {low:,} or {high:,} other feeds carry its "
+                "articles: CPU ratio ≤ 1.3x (bench/fanout.py)",
+                f"{fan['worst_cpu_ratio']:.2f}x"
+                + (
+                    f"; daemon, {daemon['feeds']:,} feeds sharing 49 articles against "
+                    f"not sharing: CPU {daemon['ratio_cpu']:.2f}x"
+                    if daemon
+                    else ""
+                ),
+                "met" if fan["worst_cpu_ratio"] <= fan.get("goal", 1.3) else "**missed**",
             )
         )
     return rows
@@ -611,7 +630,11 @@ def defaults_md(results: dict[str, Any]) -> list[str]:
     )
     # The corpus as the repository names it, not as the machine that ran found it.
     source = re.sub(r" of /\S*/shared/", " of ../shared/", str(farm.get("source", "?")))
-    per_host = (settings.get("defaults") or {}).get("per_host_concurrency")
+    per_host = ", ".join(
+        f"`{k}` {v}"
+        for k, v in (settings.get("defaults") or {}).items()
+        if k.endswith("host_concurrency")
+    )
     lines = [
         f"`{r.get('command', r['script'])}` ({r.get('seconds', 0) / 60:.0f} min; full output "
         f"in `{r.get('log', '')}`). What people run is the default configuration. A feed "
@@ -628,7 +651,7 @@ def defaults_md(results: dict[str, Any]) -> list[str]:
         "`allow_private_addresses: true`, an email channel to an SMTP server of the "
         f'benchmark (aiosmtpd on 127.0.0.1; "mails received" are its count) and '
         f"{d['rules']:,} watch-list rules sending to it: the **default** row. The defaults "
-        f"of this run: scheduler {sched}; `per_host_concurrency` {per_host}. The **tuned** "
+        f"of this run: scheduler {sched}; {per_host}. The **tuned** "
         f"row adds `{d['tuned']}`. reader {d['reader_version']} runs with its defaults: "
         "`make_reader(path)`, `update_feeds_iter(scheduled=False)` with its default "
         "worker count (one; `scheduled=False` so that every feed is updated, not only the "

@@ -435,9 +435,19 @@ class Matching(Protocol):
 
     def options_for(self, rule: str) -> RuleOptions: ...
 
+    def feeds_named(self) -> Collection[str] | None:
+        """The only feeds ``match`` looks for in ``feeds`` (those that rules limited to
+        some feeds name), so the store reads no others of the feeds an item was seen
+        in; None: any of them may matter."""
+        ...
+
 
 def _default_options(_rule: str) -> RuleOptions:
     return DEFAULT_RULE_OPTIONS
+
+
+def _any_feed() -> Collection[str] | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -447,6 +457,7 @@ class MatchingFunctions:
     match: Callable[[Item, Collection[str]], Sequence[RuleMatch]]
     channels_for: Callable[[str], Sequence[str]]
     options_for: Callable[[str], RuleOptions] = _default_options
+    feeds_named: Callable[[], Collection[str] | None] = _any_feed
 
 
 # -- storage ------------------------------------------------------------------------------
