@@ -2,6 +2,7 @@
 
     python bench/cycle.py [--quick] [--feeds 500,1000,2500,5000] [--rules 1000]
                           [--no-reader] [--plain-rules] [--profile] [--json PATH]
+    python bench/cycle.py --compare --feeds 1000,5000 --workers-ours auto,64 [--repeat 2]
 
 A feed farm (bench/support/farm.py, one asyncio process on 127.0.0.1) serves the feeds: 80 %
 unchanged (304 to a conditional GET), 15 % changed 50-item RFI feeds of about 270 KB
@@ -43,6 +44,12 @@ Prints the tables and the ratio reader / feed-monitor; ``--json`` writes the fig
 trees); ``--plain-rules`` gives every rule ``aliases: false`` and ``exact: true``, so the
 rules match as they did before aliases and word boundaries (the same alerts as a tree
 from before them, to compare the rest of the poll path like for like).
+
+``--compare`` measures feed-monitor alone: at each feed count, one process (warm-up and
+measured cycle) per ``--workers-ours`` entry, the entries interleaved ``--repeat`` times,
+each against the fastest of that count in the same run. ``auto`` is the default config
+(``scheduler.workers`` and the per-host limits as installed); a number N sets both
+``scheduler.workers`` and the farm host's limit to N, as the tuning does.
 Logs of every process go to the work folder, which ``--keep`` keeps.
 """
 
@@ -159,7 +166,13 @@ class Bench:
         self._n = 0
 
     def ours(
-        self, db: Path, ns: str, n: int, workers: int, label: str, profile: Path | None = None
+        self,
+        db: Path,
+        ns: str,
+        n: int,
+        workers: int | str,
+        label: str,
+        profile: Path | None = None,
     ) -> dict[str, Any]:
         """Daemon over feeds [0, n) of ``ns``: warm-up cycle, farm moves on, measured cycle."""
         feeds = [(feed_id(i), self.farm.url(ns, i)) for i in range(n)]
@@ -273,6 +286,46 @@ class Bench:
 
 def say(msg: str) -> None:
     print(msg, flush=True)
+
+
+def compare(b: Bench) -> list[dict[str, Any]]:
+    """feed-monitor alone, every worker setting at every feed count, interleaved."""
+    out: list[dict[str, Any]] = []
+    for n in b.args.feeds:
+        for rnd in range(b.args.repeat):
+            for workers in b.args.workers_ours:
+                # One database and farm namespace per feed count: after the first run,
+                # every warm-up is a poll cycle like the measured one, not first polls.
+                label = f"cmp-{n}-w{workers}-{rnd}"
+                r = b.ours(b.work / f"cmp-{n}.db", f"cmp{n}", n, workers, label)
+                r.update(round=rnd)
+                out.append(r)
+                say(
+                    f"  {n:>5} feeds, scheduler.workers {workers!s:>4} (round {rnd + 1}): "
+                    f"{r['wall_s']:6.2f} s (CPU {r['cpu_s']:.1f} s)"
+                )
+    say("")
+    say("| feeds | scheduler.workers | cycle wall (each round) | median | ÷ fastest median |")
+    say("|---:|---|---|---:|---:|")
+    for n in b.args.feeds:
+        medians = {}
+        for workers in b.args.workers_ours:
+            walls = sorted(r["wall_s"] for r in out if (r["feeds"], r["workers"]) == (n, workers))
+            medians[workers] = (
+                walls[len(walls) // 2]
+                if len(walls) % 2
+                else sum(walls[len(walls) // 2 - 1 : len(walls) // 2 + 1]) / 2
+            )
+        best = min(medians.values())
+        for workers in b.args.workers_ours:
+            walls = [
+                f"{r['wall_s']:.2f} s" for r in out if (r["feeds"], r["workers"]) == (n, workers)
+            ]
+            say(
+                f"| {n:,} | {workers} | {', '.join(walls)} | {medians[workers]:.2f} s | "
+                f"{medians[workers] / best:.2f}x |"
+            )
+    return out
 
 
 def growth(b: Bench) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
@@ -391,7 +444,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--feeds", default="500,1000,2500,5000", help="feed counts, ascending")
     p.add_argument("--rules", type=int, default=1000)
-    p.add_argument("--workers-ours", default="16,32,64", help="scheduler.workers to try")
+    p.add_argument(
+        "--workers-ours",
+        default="16,32,64",
+        help="scheduler.workers to try; 'auto': the default config (workers and per-host "
+        "limits as installed)",
+    )
     p.add_argument("--workers-reader", default="4,16,64", help="reader workers to try")
     p.add_argument("--no-reader", action="store_true", help="feed-monitor alone")
     p.add_argument(
@@ -408,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", type=Path, help="write the figures to this file")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, DBs)")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="feed-monitor alone: each --workers-ours setting at each --feeds count",
+    )
+    p.add_argument("--repeat", type=int, default=1, help="--compare: rounds, interleaved")
     # The reader child (this same file in a process of its own).
     p.add_argument("--child", choices=("reader",), help=argparse.SUPPRESS)
     p.add_argument("--db", help=argparse.SUPPRESS)
@@ -423,10 +487,12 @@ def main(argv: list[str] | None = None) -> int:
         args.feeds, args.rules = "200,500", 300
         args.workers_ours, args.workers_reader = "16,64", "4,16"
     args.feeds = sorted(int(x) for x in args.feeds.split(","))
-    args.workers_ours = [int(x) for x in args.workers_ours.split(",")]
+    args.workers_ours = [x if x == "auto" else int(x) for x in args.workers_ours.split(",")]
     args.workers_reader = [int(x) for x in args.workers_reader.split(",")]
     m = machine()
     say(f"machine: {machine_line(m)}")
+    if args.compare:
+        return main_compare(args, m)
     import reader as reader_pkg
 
     started = time.monotonic()
@@ -487,6 +553,40 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=1))
     say(f"\n(elapsed {figures['elapsed_s']:.0f} s)")
+    return 0
+
+
+def main_compare(args: argparse.Namespace, m: dict[str, Any]) -> int:
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="feed-monitor-cycle-"))
+    try:
+        with FarmProcess(max(args.feeds), args.latency, hang=max(20.0, args.timeout * 4)) as farm:
+            say(
+                f"farm: 80 % 304, 15 % changed 50-item RFI feeds ({farm.source}), 5 % "
+                f"faults; answer delay {args.latency} s; {args.rules} rules; timeout "
+                f"{args.timeout:g} s; feed-monitor only"
+            )
+            results = compare(Bench(args, farm, work))
+    finally:
+        if args.keep:
+            say(f"work folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": m,
+                    "rules": args.rules,
+                    "timeout": args.timeout,
+                    "compare": results,
+                    "elapsed_s": time.monotonic() - started,
+                },
+                indent=1,
+            )
+        )
+    say(f"\n(elapsed {time.monotonic() - started:.0f} s)")
     return 0
 
 

@@ -28,8 +28,8 @@ workers help) or short of CPU (more processes on the same cores do not).
 The database is ``<test database>_bench`` on the same server when the role may create
 it (so a benchmark and a test run do not empty each other's tables), else the one
 named. Each daemon has its own ``scheduler.workers`` (default 8). All feeds sit on one
-host here while real ones are spread over many, so ``defaults.per_host_concurrency``
-is raised to the worker count.
+host (127.0.0.1, a private host) here while real ones are spread over many, so
+``defaults.private_host_concurrency`` is set to the worker count.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def scale_config(path: Path, database: str, farm: FarmProcess, n_feeds: int, wor
             "jitter": 0,
             "timeout": "10s",
             "backlog": "none",
-            "per_host_concurrency": workers,
+            "private_host_concurrency": min(workers, 64),
             "allowed_networks": ["127.0.0.0/8"],
         },
         scheduler={"tick": 0.2, "workers": workers},

@@ -7,20 +7,23 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
 from monitor._malloc import release_free_memory
 from monitor.clock import SYSTEM_CLOCK
-from monitor.config import Config, Defaults, FeedConfig, LoadedConfig, RuleConfig
+from monitor.config import Config, FeedConfig, LoadedConfig, RuleConfig
 from monitor.deliver import Deliverer, build_channels
 from monitor.deliver.from_config import channels_settings, delivery_settings, rule_digests
 from monitor.errors import StoreError
 from monitor.fetch import Fetcher, FetchLimits
+from monitor.fetch.hosts import AUTO_WORKERS, auto_workers, literal_is_private
 from monitor.match import RuleSet, compile_rules, words
 from monitor.metrics import Metrics
 from monitor.parse import parse_feed
@@ -57,11 +60,28 @@ def open_store(
     url = config.database
     if must_exist:
         _require_sqlite_file(url)
+    connections = database_connections(config)
     if upgrade == "force":
-        return Store(url, upgrade=True, clock=clock)
+        return Store(url, upgrade=True, clock=clock, connections=connections)
     if upgrade == "inspect":
-        return Store(url, upgrade=None, clock=clock)
-    return Store(url, upgrade=config.database_upgrade == "auto", clock=clock)
+        return Store(url, upgrade=None, clock=clock, connections=connections)
+    return Store(
+        url, upgrade=config.database_upgrade == "auto", clock=clock, connections=connections
+    )
+
+
+def pool_threads(config: Config) -> int:
+    """Threads of the poll pool: ``scheduler.workers``, or the most ``auto`` may choose
+    (a reload may change the feeds; the pool starts threads only when they have work)."""
+    w = config.scheduler.workers
+    return AUTO_WORKERS[1] if w == "auto" else w
+
+
+def database_connections(config: Config) -> int:
+    """Connections the store may open at once: one per poll worker, the delivery's
+    senders, and a few for the tick, the delivery run, the console and the daily jobs,
+    so no poll ever waits for a connection of the pool."""
+    return pool_threads(config) + config.delivery.parallel + 4
 
 
 def _require_sqlite_file(url: str) -> None:
@@ -80,7 +100,8 @@ def _require_sqlite_file(url: str) -> None:
         )
 
 
-def fetch_limits(d: Defaults) -> FetchLimits:
+def fetch_limits(cfg: Config) -> FetchLimits:
+    d = cfg.defaults
     return FetchLimits(
         connect_timeout=d.connect_timeout,
         read_timeout=d.read_timeout,
@@ -88,9 +109,31 @@ def fetch_limits(d: Defaults) -> FetchLimits:
         max_bytes=d.max_bytes,
         max_redirects=d.max_redirects,
         per_host=d.per_host_concurrency,
+        per_private_host=d.private_host_concurrency,
+        hosts=tuple(sorted((name, h.concurrency) for name, h in cfg.hosts.items())),
         allow_private=d.allow_private_addresses,
         allowed_networks=tuple(d.allowed_networks),
     )
+
+
+def poll_workers(cfg: Config) -> int:
+    """Polls at once: ``scheduler.workers``, or for ``auto`` as many as the enabled feeds'
+    hosts take at once (fetch/hosts.py, ``auto_workers``). A host name not written as an
+    address counts as private when the config lets private addresses be polled (it may
+    be the user's own server; a thread too many costs little)."""
+    w = cfg.scheduler.workers
+    if w != "auto":
+        return w
+    limits = fetch_limits(cfg)
+    d = cfg.defaults
+    names_private = d.allow_private_addresses or bool(d.allowed_networks)
+    per_host = Counter((urlsplit(f.url).hostname or "").lower() for f in cfg.feeds if f.enabled)
+
+    def limit_of(host: str) -> int:
+        literal = literal_is_private(host)
+        return limits.host_limit(host, names_private if literal is None else literal)
+
+    return auto_workers(dict(per_host), limit_of)
 
 
 def rule_options(rule: RuleConfig) -> RuleOptions:
@@ -122,6 +165,7 @@ class Runtime:
     options: Mapping[str, RuleOptions] = field(default_factory=dict)
     archives: Mapping[str, str] = field(default_factory=dict)  # rule -> rules[].archive
     feed_ids: frozenset[str] = frozenset()  # the keys of feeds, as claims take them
+    workers: int = 8  # polls at once (scheduler.workers, auto resolved)
 
     def match(self, item: Item, feeds: Collection[str]) -> list[RuleMatch]:
         return self.rules.match(item, feeds)
@@ -131,6 +175,9 @@ class Runtime:
 
     def options_for(self, rule: str) -> RuleOptions:
         return self.options.get(rule, DEFAULT_RULE_OPTIONS)
+
+    def feeds_named(self) -> frozenset[str]:
+        return self.rules.feeds_named
 
 
 @dataclass
@@ -154,7 +201,7 @@ class Parts:
         runtime = _runtime(
             loaded, self.store, self.owner, self.masker, self.metrics, self.clock, reloading=True
         )
-        self.fetcher.set_limits(fetch_limits(loaded.config.defaults))
+        self.fetcher.set_limits(fetch_limits(loaded.config))
         return runtime
 
     def close(self) -> None:
@@ -174,9 +221,7 @@ def build(
     cfg = loaded.config
     store = open_store(cfg, clock=clock)
     d = cfg.defaults
-    fetcher = Fetcher(
-        fetch_limits(d), user_agent=d.user_agent, pool_size=max(cfg.scheduler.workers, 4)
-    )
+    fetcher = Fetcher(fetch_limits(cfg), user_agent=d.user_agent, pool_size=pool_threads(cfg))
     metrics = Metrics()
     owner = make_owner()
     try:
@@ -254,4 +299,14 @@ def _runtime(
     )
     notify = {r.name: tuple(r.notify) for r in cfg.rules}
     archives = {r.name: r.archive for r in cfg.rules if r.archive}
-    return Runtime(loaded, rules, deliverer, feeds, notify, options, archives, frozenset(feeds))
+    return Runtime(
+        loaded,
+        rules,
+        deliverer,
+        feeds,
+        notify,
+        options,
+        archives,
+        frozenset(feeds),
+        poll_workers(cfg),
+    )

@@ -12,7 +12,7 @@ import signal
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from monitor.app import Parts, build
+from monitor.app import Parts, build, pool_threads
 from monitor.clock import SYSTEM_CLOCK
 from monitor.config import load_config
 from monitor.errors import ConfigError, MonitorError, StoreError
@@ -73,15 +73,15 @@ class Daemon:
         self.lock = lock  # a SQLite database's one-daemon lock, held until the end
         self.config_path = config_path
         self._config_seen = config_seen
-        workers = parts.runtime.loaded.config.scheduler.workers
         self.jobs = JobRunner(parts.clock)
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="poll")
+        # Threads start as polls need them, up to the most the config may ask for;
+        # ``runtime.workers`` says how many polls run at once (auto: it follows reloads).
+        self._threads = pool_threads(parts.runtime.loaded.config)
+        self.pool = ThreadPoolExecutor(self._threads, thread_name_prefix="poll")
         self._in_flight: dict[str, Future[PollResult]] = {}
-        # Polls finished since the last claim, whether that claim filled every worker,
-        # and how many finished polls call the next one.
+        # Polls finished since the last claim, and whether that claim filled every worker.
         self._finished = 0
         self._backlog = True
-        self._claim_batch = max(1, workers // 8)
         self._lock = threading.Lock()
         self.stopping = threading.Event()
         self._reload_lock = threading.Lock()
@@ -159,8 +159,11 @@ class Daemon:
                 self.jobs.reschedule("deliver", cfg.delivery.interval)
             if cfg.log.heartbeat != old.log.heartbeat:
                 self._schedule_heartbeat(cfg.log.heartbeat)
-        if cfg.scheduler.workers != old.scheduler.workers:
-            log.warning("config reload: 'scheduler.workers' changes only at the next restart")
+        if pool_threads(cfg) > self._threads:
+            log.warning(
+                "config reload: 'scheduler.workers' above %d takes effect at the next restart",
+                self._threads,
+            )
         if cfg.http != old.http:
             log.warning("config reload: 'http' changes only at the next restart")
         self.last_reload_error = None
@@ -216,8 +219,10 @@ class Daemon:
             for fid, fut in list(self._in_flight.items()):
                 if fut.done():
                     del self._in_flight[fid]
-            free = runtime.loaded.config.scheduler.workers - len(self._in_flight)
+            free = self.workers() - len(self._in_flight)
             self._finished = 0
+        if free <= 0:  # a reload lowered the count: the polls running finish first
+            return
         lease_ms = int(runtime.loaded.config.feed_lease_seconds() * 1000)
         rows = self.parts.store.feeds.claim_due(
             self.parts.owner, self.parts.clock.now_ms(), free, lease_ms, runtime.feed_ids
@@ -242,13 +247,17 @@ class Daemon:
             if not self.stopping.is_set() and self._claim_more():
                 self.jobs.wake("tick")
 
+    def workers(self) -> int:
+        """Polls at once under the config in force (at most the pool's threads)."""
+        return min(self.parts.runtime.workers, self._threads)
+
     def _claim_more(self) -> bool:
         """Whether a finished poll should call a claim now: when feeds wait for workers
-        and a batch of workers is free (one claim per finished poll would make claims as
-        many as polls)."""
+        and a batch of workers (an eighth) is free (one claim per finished poll would
+        make claims as many as polls)."""
         with self._lock:
             self._finished += 1
-            return self._backlog and self._finished >= self._claim_batch
+            return self._backlog and self._finished >= max(1, self.workers() // 8)
 
     def deliver(self) -> DeliveryStats:
         """Deliver what is due; a full batch means more may be waiting, so go on."""
@@ -444,8 +453,9 @@ class Daemon:
             ids,
             due_ms=2**62,
         )
-        results = tuple(self.pool.map(self._poll_safely, rows))
         self.pool.shutdown(wait=True)
+        with ThreadPoolExecutor(self.workers(), thread_name_prefix="poll") as pool:
+            results = tuple(pool.map(self._poll_safely, rows))
         delivered = DeliveryStats()
         while True:
             d = self.deliver()

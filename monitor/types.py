@@ -407,9 +407,12 @@ class Notifier(Protocol):
 
     Never raises for a failed send: the outcome says so, with the service's error text,
     secrets masked. ``message_id`` is the alert's stable id (email uses it as Message-ID,
-    so a resend carries the same one)."""
+    so a resend carries the same one). A notifier may keep connections open from one
+    send to the next; ``close()`` ends them (the deliverer calls it after each run)."""
 
     def send(self, title: str, body: str, message_id: str) -> SendOutcome: ...
+
+    def close(self) -> None: ...
 
 
 class Parser(Protocol):
@@ -432,9 +435,19 @@ class Matching(Protocol):
 
     def options_for(self, rule: str) -> RuleOptions: ...
 
+    def feeds_named(self) -> Collection[str] | None:
+        """The only feeds ``match`` looks for in ``feeds`` (those that rules limited to
+        some feeds name), so the store reads no others of the feeds an item was seen
+        in; None: any of them may matter."""
+        ...
+
 
 def _default_options(_rule: str) -> RuleOptions:
     return DEFAULT_RULE_OPTIONS
+
+
+def _any_feed() -> Collection[str] | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -444,6 +457,7 @@ class MatchingFunctions:
     match: Callable[[Item, Collection[str]], Sequence[RuleMatch]]
     channels_for: Callable[[str], Sequence[str]]
     options_for: Callable[[str], RuleOptions] = _default_options
+    feeds_named: Callable[[], Collection[str] | None] = _any_feed
 
 
 # -- storage ------------------------------------------------------------------------------

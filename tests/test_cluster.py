@@ -185,15 +185,15 @@ def test_three_daemons_poll_each_feed_once_per_interval_alert_once_and_survive_a
             feeds=[{"id": f"f{p[3:]}", "url": feed_server.url(p)} for p in paths],
             channels={"hook": {"urls": [webhook_receiver.apprise_url("/alerts")]}},
             rules=[{"name": "china-russia", "any": ["中俄"], "notify": ["hook"]}],
-            # All 200 feeds sit on one local server; real ones are spread over many hosts,
-            # so the per-host limit is as wide as the pool.
+            # All 200 feeds sit on one local server (loopback, a private host); real ones
+            # are spread over many hosts, so the per-host limit is as wide as the pool.
             defaults={
                 "interval": INTERVAL,
                 "jitter": 0,
                 "timeout": 2,
                 "backlog": "none",
                 "user_agent": f"cluster-test/{n}",
-                "per_host_concurrency": 8,
+                "private_host_concurrency": 8,
             },
             scheduler={"tick": 0.2, "workers": 8, "lease": FEED_LEASE},
             delivery={"interval": 0.2, "batch": 5, "lease": ALERT_LEASE},

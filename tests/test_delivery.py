@@ -829,6 +829,7 @@ def test_importing_delivery_changes_nothing_in_apprise_until_install() -> None:
 import logging
 import apprise
 import apprise.plugins.email.base as email
+import apprise.plugins.email.smtp as apprise_smtp
 from email.utils import make_msgid
 import monitor.deliver as deliver
 
@@ -836,10 +837,14 @@ def known():
     return apprise.Apprise.instantiate("console://", suppress_exceptions=True) is not None
 
 handlers = len(logging.getLogger("apprise").handlers)
-before = (known(), email.make_msgid is make_msgid)
+def apprise_smtp_controller():
+    return email.AppriseSMTPController is apprise_smtp.AppriseSMTPController
+
+before = (known(), email.make_msgid is make_msgid, apprise_smtp_controller())
 deliver.install()
 deliver.install()
-after = (known(), email.make_msgid is make_msgid,
+after = (known(), email.make_msgid is make_msgid, apprise_smtp_controller(),
+         email.AppriseSMTPController.__name__,
          len(logging.getLogger("apprise").handlers) - handlers)
 print(before, after)
 """
@@ -851,4 +856,4 @@ print(before, after)
         text=True,
         check=True,
     )
-    assert out.stdout.strip() == "(False, True) (True, False, 1)"
+    assert out.stdout.strip() == "(False, True, True) (True, False, False, 'KeptSMTPController', 1)"

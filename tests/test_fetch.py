@@ -404,7 +404,8 @@ def _fetch_at_once(f: Fetcher, urls: list[str]) -> list[object]:
 @pytest.mark.parametrize("per_host", [2, 6])
 def test_requests_to_one_host_are_limited(hostile: HostileServer, per_host: int) -> None:
     hostile.slow("/slow", FEED.encode(), delay=0.5)
-    f = fetcher(per_host=per_host)
+    # 127.0.0.1 is a loopback address the config allows: its limit is per_private_host.
+    f = fetcher(per_private_host=per_host, per_host=1)
     results = _fetch_at_once(f, [hostile.url("/slow")] * 6)
     assert all(getattr(r, "status", None) == 200 for r in results), results
     if per_host == 2:
@@ -415,13 +416,13 @@ def test_requests_to_one_host_are_limited(hostile: HostileServer, per_host: int)
 
 def test_waiting_for_a_busy_host_counts_against_the_deadline(hostile: HostileServer) -> None:
     hostile.slow("/slow", FEED.encode(), delay=2)
-    f = fetcher(per_host=1, deadline=10, read_timeout=5)
+    f = fetcher(per_private_host=1, deadline=10, read_timeout=5)
     first: list[object] = []
     holder = threading.Thread(target=lambda: first.append(f.fetch("a", hostile.url("/slow"))))
     holder.start()
     wait_until(lambda: hostile.visits("/slow"), timeout=5)  # it holds the one slot now
     # A reload shortens the deadline; the slot taken before stays taken.
-    f.set_limits(FetchLimits(allowed_networks=LOOPBACK, per_host=1, deadline=0.5))
+    f.set_limits(FetchLimits(allowed_networks=LOOPBACK, per_private_host=1, deadline=0.5))
     e = failure(f, hostile.url("/slow"))
     assert (e.outcome, e.message) == (
         "timeout",

@@ -150,7 +150,7 @@ def test_daemon_survives_hostile_feeds(
             "read_timeout": "2s",
             "max_backoff": f"{MAX_BACKOFF:g}s",
             "unhealthy_after": UNHEALTHY_AFTER,
-            "per_host_concurrency": 32,
+            "private_host_concurrency": 32,
         },
         scheduler={"workers": len(urls) + 2},
     )

@@ -177,6 +177,26 @@ def test_rules_limited_to_feeds(
     assert titles(webhook_receiver) == ["[china-russia] 中俄 B"]
 
 
+def test_a_rule_limited_to_a_feed_applies_to_an_update_another_feed_brings(
+    tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
+) -> None:
+    url = "https://www.rfi.fr/cn/summit"
+    feed_server.set_feed("/cn", rss_feed([FeedItem("峰会", url, "", T0)]))
+    feed_server.set_feed("/tw", rss_feed([FeedItem("无关", "https://x.org/1", "", T0)]))
+    feed_server.set_feed("/hk", rss_feed([FeedItem("峰会", url, "", T0)]))
+    paths = {"cn": "/cn", "tw": "/tw", "hk": "/hk"}
+    config = setup(tmp_path, feed_server, webhook_receiver, paths, feeds=["cn"])
+    assert once(config).delivery.sent == 0
+    # tw carries the story too, retitled: the rule limited to cn now matches an item
+    # seen in cn (which answers 304), and alerts once, naming every feed that carries it.
+    feed_server.set_feed("/tw", rss_feed([FeedItem("中俄峰会", url, "", T0 + 60_000)]))
+    report = once(config)
+    assert (report.ingest.updated, report.delivery.sent) == (1, 1)
+    [alert] = webhook_receiver.received
+    assert alert.json["title"] == "[china-russia] 中俄峰会"
+    assert all(f in alert.json["message"] for f in ("cn", "hk", "tw"))
+
+
 def test_failed_delivery_is_retried_not_lost(
     tmp_path: Path, feed_server: FeedServer, webhook_receiver: WebhookReceiver
 ) -> None:

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
+from monitor.match.engine import compile_rules
 from monitor.store import Store
-from monitor.types import FeedSpec, Item, MatchingFunctions, RuleMatch
+from monitor.store.schema import item_feeds
+from monitor.types import FeedSpec, Item, MatchingFunctions, RuleMatch, RuleSpec
 from tests.support.factories import T0, item, route
 
 
@@ -77,20 +79,91 @@ def test_update_alerts_only_for_rules_that_newly_match(store: Store) -> None:
     assert stored[0].item.title == "乌克兰战事更新"
 
 
-def test_item_in_two_feeds_is_one_item_one_alert_naming_both(store: Store) -> None:
+# The store reads every feed an item was seen in, or (as the daemon's rules tell it) only
+# the feeds that rules limited to some feeds name: the same outcome either way.
+READ_FEEDS = pytest.mark.parametrize("named", [None, ("tw",)], ids=["every-feed", "named-feeds"])
+
+
+@READ_FEEDS
+def test_item_in_two_feeds_is_one_item_one_alert_naming_both(
+    store: Store, named: tuple[str, ...] | None
+) -> None:
     url = "https://www.rfi.fr/cn/x"
-    store.items.ingest("cn", [item(url)], T0, MatchingFunctions(match_all, channels))
-    stats = store.items.ingest(
-        "tw",
-        [item(url.replace("https", "http"), feed="tw")],
-        T0 + 5,
-        MatchingFunctions(match_all, channels),
-    )
+    rules = MatchingFunctions(match_all, channels, feeds_named=lambda: named)
+    store.items.ingest("cn", [item(url)], T0, rules)
+    stats = store.items.ingest("tw", [item(url.replace("https", "http"), feed="tw")], T0 + 5, rules)
     # The item is a repeat; only the rule limited to feed tw newly applies.
     assert (stats.new, stats.repeats, stats.alerts) == (0, 1, 1)
     leased = store.outbox.lease("w1", T0 + 10, 100, 60_000, ["mail", "chat"])
     assert {a.rule for a in leased} == {"all", "tw-only"}
     assert all(a.feeds == ("cn", "tw") for a in leased)
+
+
+def real_rules(*specs: RuleSpec) -> MatchingFunctions:
+    """Compiled rules as the daemon gives them to the store, feeds named and all."""
+    rules = compile_rules(specs)
+    return MatchingFunctions(rules.match, channels, feeds_named=lambda: rules.feeds_named)
+
+
+def item_feed_rows(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(item_feeds)).scalar_one())
+
+
+def test_an_item_listed_by_many_feeds_records_each_once_and_polls_again_add_nothing(
+    store: Store,
+) -> None:
+    rules = real_rules(
+        RuleSpec("all", any=("中俄",)),
+        RuleSpec("f07-only", any=("中俄",), feeds=("f07",)),
+        RuleSpec("elsewhere", any=("中俄",), feeds=("nowhere",)),
+    )
+    urls = [f"https://www.rfi.fr/cn/a{i}" for i in range(3)]
+    feeds = [f"f{n:02d}" for n in range(12)]
+    for n, f in enumerate(feeds):
+        stats = store.items.ingest(f, [item(u, feed=f) for u in urls], T0 + n, rules)
+        assert (stats.new, stats.repeats) == ((3, 0) if n == 0 else (0, 3))
+        # 'all' alerts once per item (2 channels) in the first feed, 'f07-only' in f07.
+        assert stats.alerts == {0: 6, 7: 3}.get(n, 0), f
+    assert item_feed_rows(store) == 3 * len(feeds)
+
+    for n, f in enumerate(feeds):
+        again = store.items.ingest(f, [item(u, feed=f) for u in urls], T0 + 100 + n, rules)
+        assert (again.new, again.repeats, again.matched, again.alerts) == (0, 3, 0, 0)
+    assert item_feed_rows(store) == 3 * len(feeds)
+    # Every feed is recorded, first sighting first, and the alerts name them all.
+    assert [s.feeds for s in store.items.iter_stored()] == [tuple(feeds)] * 3
+    leased = store.outbox.lease("w1", T0 + 1_000, 100, 60_000, ["mail", "chat"])
+    assert sorted(a.rule for a in leased) == ["all"] * 6 + ["f07-only"] * 3
+    assert all(a.feeds == tuple(feeds) for a in leased)
+
+
+def test_an_update_in_another_feed_applies_a_rule_limited_to_an_earlier_feed(
+    store: Store,
+) -> None:
+    rules = real_rules(RuleSpec("cn-only", any=("中俄",), feeds=("cn",)))
+    url = "https://www.rfi.fr/cn/x"
+    assert store.items.ingest("cn", [item(url, title="无关")], T0, rules).alerts == 0
+    for n in range(5):  # feeds the rule does not name carry it too
+        store.items.ingest(f"other{n}", [item(url, title="无关", feed=f"other{n}")], T0, rules)
+    # tw brings an update that the rule matches: the item was seen in cn, so it applies.
+    stats = store.items.ingest("tw", [item(url, T0 + 60_000, "中俄关系", "tw")], T0 + 1, rules)
+    assert (stats.updated, stats.alerts) == (1, 1)
+    leased = store.outbox.lease("w1", T0 + 10, 100, 60_000, ["mail"])
+    assert [(a.rule, a.feeds) for a in leased] == [
+        ("cn-only", ("cn", "other0", "other1", "other2", "other3", "other4", "tw"))
+    ]
+
+
+def test_a_rule_limited_to_more_feeds_than_one_lookup_takes_still_sees_them(
+    store: Store,
+) -> None:
+    named = tuple(f"f{n:04d}" for n in range(1200))  # more than one statement's worth
+    rules = real_rules(RuleSpec("many", any=("中俄",), feeds=named))
+    url = "https://www.rfi.fr/cn/x"
+    store.items.ingest("f1100", [item(url, title="无关", feed="f1100")], T0, rules)
+    stats = store.items.ingest("tw", [item(url, T0 + 60_000, "中俄关系", "tw")], T0 + 1, rules)
+    assert (stats.updated, stats.alerts) == (1, 1)
 
 
 def test_backlog_floor_records_matches_without_alerting(store: Store) -> None:

@@ -45,7 +45,7 @@ def farm_config(
     database: Path,
     feeds: list[tuple[str, str]],
     rules: list[dict[str, Any]],
-    workers: int,
+    workers: int | str,
     timeout: float,
     interval: str = "5m",
     tick: float = 5.0,
@@ -54,26 +54,32 @@ def farm_config(
     farm on 127.0.0.1 needs.
 
     - ``allow_private_addresses``: the fetcher refuses loopback addresses otherwise;
-    - ``per_host_concurrency`` = workers: every farm feed is on one host, real feeds are
-      spread over many (the default 2 per host would make this a test of politeness);
+    - ``workers`` a number: ``scheduler.workers`` and ``private_host_concurrency`` (the
+      limit of 127.0.0.1, a loopback host) both that number (at most 64): every farm feed
+      is on one host, real feeds are spread over many. ``"auto"``: both left to their
+      defaults (``scheduler.workers: auto``, 16 per private host), as installed;
     - ``timeout`` (total, connect, read) small, so the farm's hung feeds do not dominate;
     - ``jitter`` 0 and ``backlog: none`` (the default): first polls record, not alert.
     """
+    defaults: dict[str, Any] = {
+        "interval": interval,
+        "jitter": 0,
+        "timeout": timeout,
+        "connect_timeout": timeout,
+        "read_timeout": timeout,
+        "allow_private_addresses": True,
+    }
+    scheduler: dict[str, Any] = {"tick": tick}
+    if workers != "auto":
+        defaults["private_host_concurrency"] = min(int(workers), 64)
+        scheduler["workers"] = workers
     return write_config(
         path,
         database=f"sqlite:///{database}",
         feeds=[{"id": fid, "url": url} for fid, url in feeds],
         rules=rules,
-        defaults={
-            "interval": interval,
-            "jitter": 0,
-            "timeout": timeout,
-            "connect_timeout": timeout,
-            "read_timeout": timeout,
-            "allow_private_addresses": True,
-            "per_host_concurrency": min(workers, 64),
-        },
-        scheduler={"workers": workers, "tick": tick},
+        defaults=defaults,
+        scheduler=scheduler,
     )
 
 

@@ -40,13 +40,15 @@ def db_scalar(db: Path, sql: str, *params: Any) -> Any:
 class Daemon:
     """``python -m monitor run`` in its own process; alerts (console://) discarded."""
 
-    def __init__(self, config: Path, db: Path, log: Path) -> None:
+    def __init__(self, config: Path, db: Path, log: Path, source: Path = REPO) -> None:
+        """``source``: the tree whose ``monitor`` package runs (another version of the
+        code, for a baseline in the same run)."""
         self.db = db
         self.log = log
         self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "monitor", "run", "-c", str(config), "--log-level", "warning"],
-            cwd=REPO,
+            cwd=source,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
         )

@@ -2,6 +2,7 @@
 
     python bench/support/farm.py --feeds 5000 [--latency 0.01-0.05] [--hang 20] [--seed 1]
     python bench/support/farm.py --feeds 600 --mix etag=60,plain=20,news=20 --latency 0.05-0.1
+    python bench/support/farm.py --feeds 1000 --hosts 64 --faults timeout --hang 5
 
 Prints ``PORT <n>`` and ``SOURCE <where the articles come from>`` once listening, then
 serves until stdin closes (the benchmark that started it is gone) or SIGTERM.
@@ -10,9 +11,12 @@ in its own process: the farm's work neither shares a GIL with the client being m
 nor needs a thread per waiting request (hung "timeout" feeds cost a sleeping task, not a
 thread). HTTP/1.1 with keep-alive, as real news servers answer.
 
-Feeds are at ``/<ns>/feed/<n>``. A namespace (``ns``, any short name) is one client's
-view: it has its own cycle counter, so two clients measured one after the other on one
-farm each see "3 new items since my last poll", not the other's cycles as well.
+Feeds are at ``/<ns>/feed/<n>``, on 127.0.0.1 and, with ``--hosts N``, on the same port
+of 127.0.1.1 ... 127.0.1.N as well (Linux routes all of 127/8 to the loopback interface):
+N more host names for a client's per-host limits, one process serving them all. A
+namespace (``ns``, any short name) is one client's view: it has its own cycle counter, so
+two clients measured one after the other on one farm each see "3 new items since my last
+poll", not the other's cycles as well.
 
 The ``rfi`` mix (the default; bench/cycle.py, bench/memory.py), fixed per block of 20
 consecutive feeds (so the first N feeds of the farm have the same mix as all of them,
@@ -26,7 +30,8 @@ whatever N a growth step uses), shuffled within the block by the seed:
   each cycle 3 new items appear on top and the other 47 repeat (85 KB gzipped).
 - a fault (1 of 20, 5 %), by block in turn: ``timeout`` (reads the request, answers
   nothing for ``--hang`` seconds, then closes), ``error`` (HTTP 500), ``malformed``
-  (HTTP 200 with a truncated, item-less RSS document).
+  (HTTP 200 with a truncated, item-less RSS document). ``--faults timeout`` makes every
+  fault a ``timeout`` (5 % of the feeds hang; bench/hosts.py).
 
 Bodies are gzipped for a client that accepts it.
 
@@ -137,14 +142,14 @@ def corpus_articles() -> tuple[list[tuple[str, str, str]], str]:
     return out, "synthetic RFI-shaped items (corpus absent)"
 
 
-def kind_of(index: int, seed: int) -> str:
+def kind_of(index: int, seed: int, faults: tuple[str, ...] = FAULTS) -> str:
     """The kind of feed ``index`` in the rfi mix: the block's pattern shuffled by (seed,
-    block)."""
+    block); the fault of a block is the next of ``faults``, in turn."""
     block, pos = divmod(index, len(BLOCK))
     order = list(BLOCK)
     random.Random(seed * 1_000_003 + block).shuffle(order)
     kind = order[pos]
-    return FAULTS[block % len(FAULTS)] if kind == "fault" else kind
+    return faults[block % len(faults)] if kind == "fault" else kind
 
 
 @dataclass
@@ -236,16 +241,19 @@ class Mix(Protocol):
 class RfiMix:
     """The rfi mix (see the module docstring): kinds by block, RFI articles."""
 
-    def __init__(self, feeds: int, hang: float, seed: int) -> None:
+    def __init__(
+        self, feeds: int, hang: float, seed: int, faults: tuple[str, ...] = FAULTS
+    ) -> None:
         self.hang = hang
         self.seed = seed
+        self.faults = faults
         self.articles, self.source = corpus_articles()
         self._same: dict[int, Body] = {}
         self._changed: dict[tuple[int, int], Body] = {}
         self._low = 0
         # Bodies of the feeds that never change, rendered before the first client comes.
         for i in range(feeds):
-            if kind_of(i, seed) == "same":
+            if kind_of(i, seed, faults) == "same":
                 self.same_body(i)
 
     def _item(self, index: int, k: int, summary: bool) -> tuple[int, str, str, str]:
@@ -280,13 +288,13 @@ class RfiMix:
 
     def advance(self, generation: int, upto: int) -> None:
         for i in range(upto):
-            if kind_of(i, self.seed) == "changed":
+            if kind_of(i, self.seed, self.faults) == "changed":
                 self.changed_body(i, generation)
 
     async def answer(
         self, generation: int, index: int, headers: dict[str, str], stats: Counter[str]
     ) -> Answer | None:
-        kind = kind_of(index, self.seed)
+        kind = kind_of(index, self.seed, self.faults)
         if kind == "timeout":
             stats["timeout"] += 1
             await asyncio.sleep(self.hang)
@@ -483,13 +491,18 @@ def parse_latency(text: str) -> tuple[float, float]:
 
 async def serve(args: argparse.Namespace) -> None:
     mix: Mix = (
-        RfiMix(args.feeds, args.hang, args.seed)
+        RfiMix(args.feeds, args.hang, args.seed, tuple(args.faults.split(",")))
         if args.mix == "rfi"
         else WeightedMix(args.feeds, args.seed, args.mix)
     )
     farm = Farm(mix, parse_latency(args.latency), args.seed)
     server = await asyncio.start_server(farm.handle, "127.0.0.1", args.port, backlog=4096)
-    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    port = server.sockets[0].getsockname()[1]
+    more = [
+        await asyncio.start_server(farm.handle, f"127.0.1.{i}", port, backlog=4096)
+        for i in range(1, args.hosts + 1)
+    ]
+    print(f"PORT {port}", flush=True)
     print(f"SOURCE {mix.source}", flush=True)
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
@@ -506,6 +519,8 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_reader(sys.stdin.fileno(), on_stdin)
     async with server:
         await done.wait()
+    for other in more:
+        other.close()
 
 
 class FarmProcess:
@@ -518,6 +533,8 @@ class FarmProcess:
         hang: float = 20.0,
         seed: int = 1,
         mix: str = "rfi",
+        hosts: int = 0,
+        faults: str = ",".join(FAULTS),
     ) -> None:
         self.proc = subprocess.Popen(
             [
@@ -533,6 +550,10 @@ class FarmProcess:
                 str(seed),
                 "--mix",
                 mix,
+                "--hosts",
+                str(hosts),
+                "--faults",
+                faults,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -552,8 +573,8 @@ class FarmProcess:
     def pid(self) -> int:
         return self.proc.pid
 
-    def url(self, ns: str, index: int) -> str:
-        return f"http://127.0.0.1:{self.port}/{ns}/feed/{index}"
+    def url(self, ns: str, index: int, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}/{ns}/feed/{index}"
 
     def get(self, path: str, data: bytes | None = None) -> str:
         with urllib.request.urlopen(
@@ -611,6 +632,17 @@ def main() -> None:
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--port", type=int, default=0)
+    p.add_argument(
+        "--hosts",
+        type=int,
+        default=0,
+        help="also listen on 127.0.1.1 ... 127.0.1.N (same port): N more host names",
+    )
+    p.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help="the rfi mix's faults, one per block in turn (timeout,error,malformed)",
+    )
     asyncio.run(serve(p.parse_args()))
 
 

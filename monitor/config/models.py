@@ -9,9 +9,16 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from monitor.config.fields import BACKLOG_SCHEMA, Duration, Size, TimeZone, also_text
 from monitor.config.units import RATE_PATTERN, backlog_seconds, check_backlog, parse_rate
@@ -44,7 +51,18 @@ class Defaults(_Model):
     )
     max_redirects: int = Field(5, ge=0, le=20, description="Redirect hops followed per fetch.")
     per_host_concurrency: int = Field(
-        2, ge=1, le=64, description="Requests to one host name at once, across all feeds."
+        2,
+        ge=1,
+        le=64,
+        description="Requests to one public host name at once, across all feeds "
+        "(hosts.NAME.concurrency overrides it for one host).",
+    )
+    private_host_concurrency: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="Requests at once to one host on a private or loopback address "
+        "that allow_private_addresses or allowed_networks lets us poll (your own server).",
     )
     max_backoff: Duration = Field(
         6 * 3600,
@@ -87,6 +105,30 @@ class Defaults(_Model):
     def backlog_window(self) -> float | None:
         """Seconds of backlog to alert for; None means all, 0 none."""
         return backlog_seconds(self.backlog)
+
+
+def _host_name(v: str) -> str:
+    name = v.strip().lower().rstrip(".")
+    if not re.fullmatch(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|\[?[0-9a-f:.]+\]?", name):
+        raise ValueError(
+            f"{v!r} is not a host name: write the name alone, as in the feed URL "
+            "(rsshub.example.org, 10.0.0.5), without scheme, port or path"
+        )
+    return name.strip("[]")
+
+
+HostName = Annotated[str, AfterValidator(_host_name)]
+
+
+class HostConfig(_Model):
+    """Politeness towards one host name, for all feeds on it."""
+
+    concurrency: int = Field(
+        ge=1,
+        le=64,
+        description="Requests to this host at once, across all feeds (instead of "
+        "defaults.per_host_concurrency or private_host_concurrency).",
+    )
 
 
 class FeedConfig(_Model):
@@ -302,7 +344,19 @@ class SchedulerConfig(_Model):
     """How due feeds are claimed and polled."""
 
     tick: Duration = Field(5, gt=0, description="How often due feeds are claimed.")
-    workers: int = Field(8, ge=1, le=256, description="Concurrent polls.")
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        "auto",
+        description="Polls running at once; auto: from the feeds and their hosts' "
+        "limits, between 8 and 64.",
+    )
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, v: Any) -> Any:
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 256):
+            return v
+        raise ValueError(f"must be auto or a number from 1 to 256, not {v!r}")
+
     lease: Duration | None = Field(
         None,
         gt=0,
@@ -401,6 +455,10 @@ class Config(_Model):
     )
     retention: RetentionConfig = Field(
         RetentionConfig(), description="Pruning of old items (daily, and feed-monitor prune)."
+    )
+    hosts: dict[HostName, HostConfig] = Field(
+        default_factory=dict,
+        description="Politeness per host name, e.g. {rsshub.example.org: {concurrency: 16}}.",
     )
 
     def feed_titles(self) -> dict[str, str]:

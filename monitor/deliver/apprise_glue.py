@@ -3,6 +3,8 @@
 - the ``console://`` URL, which prints alerts to standard output, so a first run shows
   alerts without any account and every channel, this one included, goes through Apprise;
 - the Message-ID of Apprise's email plugin, derived from the alert instead of random;
+- the SMTP connection of that plugin (``smtp.KeptSMTPController``): one TLS context per
+  process, and connections kept open between the messages of a delivery run;
 - one handler on Apprise's logger that files each warning under the send that logged it;
 - one response hook on every ``requests`` session, which notes the ``Retry-After`` of a
   429 or 503 answer under the send that got it (Apprise's plugins log the status but
@@ -27,6 +29,8 @@ import apprise.plugins.email.base as apprise_email
 import requests.hooks
 import requests.sessions
 from apprise.decorators import notify
+
+from monitor.deliver.smtp import KeptSMTPController
 
 # Answers whose Retry-After a send keeps (rate limited; unavailable for a while).
 RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -104,14 +108,15 @@ def _default_hooks() -> dict[str, list[Any]]:
 
 
 def install() -> None:
-    """Register console://, set the email Message-ID and capture send errors; once per
-    process, whoever calls it first."""
+    """Register console://, set the email Message-ID and SMTP connection, capture send
+    errors; once per process, whoever calls it first."""
     global _installed
     with _install_lock:
         if _installed:
             return
         notify(on="console", name="Console (standard output)")(_print_to_console)
         apprise_email.make_msgid = _alert_msgid
+        apprise_email.AppriseSMTPController = KeptSMTPController  # type: ignore[misc]
         _apprise_log.addHandler(_SendCapture())
         # Apprise's plugins call requests.request(), which makes a Session per call.
         requests.sessions.default_hooks = _default_hooks

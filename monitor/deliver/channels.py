@@ -15,6 +15,7 @@ from apprise.plugins.email.base import NotifyEmail
 
 from monitor.deliver import apprise_glue
 from monitor.deliver.settings import ChannelSettings
+from monitor.deliver.smtp import KeptConnections, keeping
 from monitor.deliver.templates import MessageTemplates
 from monitor.secrets import Masker, mask_url
 from monitor.types import Notifier, SendOutcome
@@ -52,15 +53,22 @@ class RateLimiter:
 
 
 class AppriseNotifier:
-    """``types.Notifier`` through one Apprise object (every URL of a channel)."""
+    """``types.Notifier`` through one Apprise object (every URL of a channel). Its email
+    URLs keep their SMTP connections open from one message to the next until ``close()``.
+    """
 
     def __init__(self, obj: apprise.Apprise, body_format: str, masker: Masker) -> None:
         self.apprise = obj
         self.format = apprise.NotifyFormat(body_format)
         self.masker = masker
+        self.kept = KeptConnections()
+
+    def close(self) -> None:
+        """Quit the SMTP connections kept since the last ``close()``."""
+        self.kept.close()
 
     def send(self, title: str, body: str, message_id: str) -> SendOutcome:
-        with apprise_glue.captured(message_id) as heard:
+        with apprise_glue.captured(message_id) as heard, keeping(self.kept):
             try:
                 ok = bool(self.apprise.notify(title=title, body=body, body_format=self.format))
             except Exception as e:  # a plugin that raises is a failed send, not a crash

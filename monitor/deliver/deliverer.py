@@ -142,7 +142,13 @@ class Deliverer:
                 held += 1
                 continue
             groups.setdefault((alert.channel, group), []).append(alert)
-        sent = self._send_all(list(groups.items()), self.feed_titles(), send_until)
+        try:
+            sent = self._send_all(list(groups.items()), self.feed_titles(), send_until)
+        finally:
+            # Connections kept open between this run's messages (SMTP) end with the run:
+            # an idle daemon holds no sockets.
+            for name in {channel for channel, _ in groups}:
+                self.channels[name].notifier.close()
         # Whatever was leased and not acted on (stopping) goes back at once.
         self.outbox.release_leases(self.owner)
         return sent + DeliveryStats(leased=len(batch), silenced=silenced, held=held)

@@ -15,8 +15,10 @@ One ``requests.Session`` per Fetcher (client.py), shared by the poll workers. Ev
   checks the deadline between reads;
 - decompresses the body itself (gzip, deflate) in bounded steps and stops at
   ``max_bytes`` of decompressed data (body.py), so a gzip bomb costs at most the cap;
-- waits for one of ``per_host`` slots of its host name first (counted within the
-  deadline), so many feeds on one server are not all fetched at once;
+- waits for one of its host name's slots first (counted within the deadline), so many
+  feeds on one server are not all fetched at once; a request that gets no answer steps
+  aside after a short while, so a host's hanging feeds do not hold up the others
+  (hosts.py);
 - gives its connection back to the pool (keep-alive) only when the response was read
   to its end (a 304, or a whole body); any other response's connection is closed.
 

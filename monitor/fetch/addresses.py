@@ -108,9 +108,10 @@ def _connect(conn: HTTPConnection) -> socket.socket:
     refused: tuple[str, str] | None = None
     for info in infos:
         address = str(info[4][0])
-        reason = policy.refusal(ipaddress.ip_address(address.split("%", 1)[0]))
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        reason = policy.refusal(ip)
         if reason is None:
-            allowed.append(info)
+            allowed.append((info, STRICT.refusal(ip) is not None))
         elif refused is None:
             refused = (address, reason)
     if not allowed:
@@ -118,7 +119,7 @@ def _connect(conn: HTTPConnection) -> socket.socket:
         raise AddressRefused(conn.host, *refused)
     timeout = conn.timeout
     err: OSError | None = None
-    for family, kind, proto, _, sockaddr in allowed:
+    for (family, kind, proto, _, sockaddr), private in allowed:
         sock = socket.socket(family, kind, proto)
         try:
             for option in conn.socket_options or ():
@@ -135,6 +136,8 @@ def _connect(conn: HTTPConnection) -> socket.socket:
             sock.close()
             continue
         sys.audit("http.client.connect", conn, conn.host, conn.port)
+        if attempt is not None and private:
+            attempt.private = True  # the host's slots: see fetch/hosts.py
         return sock
     if isinstance(err, TimeoutError):
         raise ConnectTimeoutError(

@@ -1,5 +1,6 @@
 """The Fetcher: conditional GET over one shared ``requests.Session``, redirects followed
-and checked hop by hop, per-host slots, one total deadline; FeedError for every failure."""
+and checked hop by hop, per-host slots (fetch/hosts.py), one total deadline; FeedError for
+every failure."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from monitor.fetch.addresses import AddressPolicy, AddressRefused, CheckedAdapte
 from monitor.fetch.body import ACCEPT_ENCODING, read_body
 from monitor.fetch.deadline import Attempt, Watchdog
 from monitor.fetch.describe import cause, shown_url
+from monitor.fetch.hosts import ANSWERING_S, HostGate, Slot, literal_is_private
 from monitor.schedule import politeness
 from monitor.types import Clock, FetchResult, PollOutcome
 
@@ -37,9 +39,19 @@ class FetchLimits:
     deadline: float = 30.0  # whole fetch: waiting for a host slot, redirects, headers, body
     max_bytes: int = 15 * 2**20  # body after decompression
     max_redirects: int = 5
-    per_host: int = 2  # requests to one host name at once, across all workers
+    per_host: int = 2  # requests to one public host name at once, across all workers
+    per_private_host: int = 16  # the same for a host on a non-public address we may reach
+    hosts: tuple[tuple[str, int], ...] = ()  # (host name in lower case, limit): overrides
+    stall: float = 2.0  # no response headers this long: the request gives its slot up
     allow_private: bool = False  # private, loopback, link-local ... addresses allowed
     allowed_networks: tuple[str, ...] = ()  # CIDR ranges allowed even though not public
+
+    def host_limit(self, host: str, private: bool) -> int:
+        """Requests to ``host`` at once: its own limit, else by the kind of address."""
+        for name, limit in self.hosts:
+            if name == host:
+                return limit
+        return self.per_private_host if private else self.per_host
 
 
 class _Fetch(Attempt):
@@ -68,7 +80,9 @@ class Fetcher:
         self.clock = clock
         self._watchdog = Watchdog(clock)
         self.policy = AddressPolicy(self.limits.allow_private, self.limits.allowed_networks)
-        self._hosts: dict[str, threading.BoundedSemaphore] = {}
+        self._hosts: dict[str, HostGate] = {}
+        self._private: set[str] = set()  # host names seen to resolve to non-public addresses
+        self._stalled: set[str] = set()  # URLs whose last request got no answer in time
         self._hosts_lock = threading.Lock()
         self._urls: dict[str, str] = {}
         self.session = requests.Session()
@@ -85,7 +99,9 @@ class Fetcher:
             "application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
         )
         self.session.headers["Accept-Encoding"] = ACCEPT_ENCODING
-        adapter = CheckedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        # One connection pool per host (scheme, port), kept for up to 256 hosts, each
+        # keeping up to ``pool_size`` idle connections for the next polls.
+        adapter = CheckedAdapter(pool_connections=256, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -94,9 +110,14 @@ class Fetcher:
         if limits == self.limits:
             return
         with self._hosts_lock:
-            if limits.per_host != self.limits.per_host:
-                # Fetches in progress release the semaphores they took; new ones queue on
-                # new semaphores of the new size.
+            old = self.limits
+            if (limits.per_host, limits.per_private_host, limits.hosts) != (
+                old.per_host,
+                old.per_private_host,
+                old.hosts,
+            ):
+                # Fetches in progress give back the slots they took to their old gates;
+                # new ones queue at new gates of the new sizes.
                 self._hosts = {}
             self.policy = AddressPolicy(limits.allow_private, limits.allowed_networks)
             self.limits = limits
@@ -136,7 +157,7 @@ class Fetcher:
         for hop in range(lim.max_redirects + 1):
             parts = self._checked(feed_id, url, current, hop)
             same_origin = (parts.hostname, parts.port) == (origin.hostname, origin.port)
-            with self._host_slot(feed_id, url, parts.hostname or "", attempt):
+            with self._host_slot(feed_id, url, current, parts.hostname or "", attempt) as slot:
                 resp = self._get(
                     feed_id,
                     url,
@@ -145,6 +166,7 @@ class Fetcher:
                     attempt,
                     auth if same_origin and any(auth) else None,
                 )
+                slot.answered()
                 done = False  # the response read to its end: its connection can be reused
                 try:
                     if resp.status_code in _REDIRECTS:
@@ -244,25 +266,54 @@ class Fetcher:
         return parts
 
     @contextmanager
-    def _host_slot(self, feed_id: str, url: str, host: str, attempt: _Fetch) -> Iterator[None]:
+    def _host_slot(
+        self, feed_id: str, url: str, current: str, host: str, attempt: _Fetch
+    ) -> Iterator[Slot]:
+        """One of ``host``'s slots for the request of ``current`` and its response, or a
+        place aside when that URL stalled last time (see fetch/hosts.py)."""
+        lim = attempt.limits
+        name = host.lower()
         with self._hosts_lock:
-            slots = self._hosts.get(host.lower())
-            if slots is None:
-                slots = self._hosts[host.lower()] = threading.BoundedSemaphore(
-                    attempt.limits.per_host
-                )
-        if not slots.acquire(timeout=max(attempt.left(), 0)):
+            gate = self._hosts.get(name)
+            if gate is None:
+                private = literal_is_private(name)
+                limit = lim.host_limit(name, bool(private) or name in self._private)
+                gate = self._hosts[name] = HostGate(limit)
+        # A URL that hung last time waits aside, while its host still answers others.
+        suspect = current in self._stalled and gate.answering(self.clock.monotonic() - ANSWERING_S)
+        if not gate.acquire(attempt.left(), aside=suspect):
             raise FeedError(
                 feed_id,
                 url,
                 PollOutcome.TIMEOUT,
-                f"{attempt.limits.per_host} requests to {host} already running; "
-                f"none finished within {attempt.limits.deadline:g} s",
+                f"{gate.limit} requests to {host} already running; "
+                f"none finished within {lim.deadline:g} s",
             )
+        slot = Slot(gate, lim.stall, self.clock, aside=suspect)
+        attempt.private = False  # this hop's connection tells
+        if not suspect:
+            self._watchdog.watch(slot)
         try:
-            yield
+            yield slot
         finally:
-            slots.release()
+            slot.release()
+            self._remember_stall(current, slot.stalled())
+            if attempt.private and name not in self._private:
+                self._learn_private(name, gate, lim)
+
+    def _remember_stall(self, current: str, stalled: bool) -> None:
+        with self._hosts_lock:
+            if not stalled:
+                self._stalled.discard(current)
+            elif len(self._stalled) < 16384:  # bounded, as the prepared URLs are
+                self._stalled.add(current)
+
+    def _learn_private(self, name: str, gate: HostGate, lim: FetchLimits) -> None:
+        """``name`` resolved to a non-public address (one the config allows): its limit is
+        that of private hosts from now on, unless the config names it."""
+        with self._hosts_lock:
+            self._private.add(name)
+        gate.raise_limit(lim.host_limit(name, True))
 
     def _get(
         self,

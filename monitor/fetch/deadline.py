@@ -1,5 +1,6 @@
 """One total deadline per fetch: the sockets a fetch uses, and the watchdog thread that
-shuts them down when the deadline passes."""
+shuts them down when the deadline passes (and tells a stalled request to give its host's
+slot up, fetch/hosts.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,19 @@ import itertools
 import os
 import socket
 import threading
+from typing import Protocol
 
 from monitor.types import Clock
+
+
+class Timed(Protocol):
+    """What the watchdog keeps: ``expire()`` is called at ``deadline`` unless ``done``;
+    an ``expire()`` that returns False is called again at the (moved) ``deadline``."""
+
+    deadline: float
+    done: bool
+
+    def expire(self) -> bool: ...
 
 
 class Attempt:
@@ -23,6 +35,7 @@ class Attempt:
         self.clock = clock
         self.expired = False
         self.done = False  # the fetch has returned: the watchdog leaves it alone
+        self.private = False  # a connection went to a non-public address (allowed)
         self._lock = threading.Lock()
         self._socks: list[socket.socket] = []  # duplicates we may shut down
 
@@ -50,12 +63,13 @@ class Attempt:
         if expired:
             _cut(dup)
 
-    def expire(self) -> None:
+    def expire(self) -> bool:
         with self._lock:
             self.expired = True
             socks = list(self._socks)
         for s in socks:
             _cut(s)
+        return True
 
     def close(self) -> None:
         with self._lock:
@@ -68,17 +82,17 @@ class Attempt:
 
 
 class Watchdog:
-    """One thread for every fetch's deadline, in ``clock.monotonic()`` seconds (see
-    docs/architecture.md, 'One watchdog thread')."""
+    """One thread for every fetch's deadline and every host slot's stall time, in
+    ``clock.monotonic()`` seconds (see docs/architecture.md, 'One watchdog thread')."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._heap: list[tuple[float, int, Attempt]] = []
+        self._heap: list[tuple[float, int, Timed]] = []
         self._order = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def watch(self, attempt: Attempt) -> None:
+    def watch(self, attempt: Timed) -> None:
         with self._cond:
             heapq.heappush(self._heap, (attempt.deadline, next(self._order), attempt))
             if self._thread is None or not self._thread.is_alive():
@@ -101,8 +115,8 @@ class Watchdog:
                         attempt = heapq.heappop(self._heap)[2]
                         break
                     self._cond.wait(self._heap[0][0] - now)
-            if not attempt.done:
-                attempt.expire()
+            if not attempt.done and not attempt.expire():
+                self.watch(attempt)
 
 
 def _cut(sock: socket.socket) -> None:

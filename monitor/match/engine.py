@@ -599,6 +599,9 @@ class RuleSet:
 
     def __init__(self, rules: list[_Rule], builder: _Builder) -> None:
         self._rules = rules
+        # The feeds that rules limited to some feeds name: the only ones ``match`` looks
+        # for among the feeds an item was seen in.
+        self.feeds_named: frozenset[str] = frozenset().union(*(r.feeds for r in rules))
         self._regexes = builder.regexes
         # field -> keyword id -> rules to evaluate when the keyword hits in that field
         self._by_field: dict[str, dict[int, list[int]]] = {}

@@ -19,10 +19,17 @@ class Store:
     """``types.Storage``: one database, shared by the scheduler, the pollers and the
     deliverer, and its parts by job."""
 
-    def __init__(self, url: str, upgrade: bool | None = True, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        url: str,
+        upgrade: bool | None = True,
+        clock: Clock = SYSTEM_CLOCK,
+        connections: int = 30,
+    ) -> None:
         """Open the database; ``upgrade``: True migrates, False refuses an old schema,
-        None leaves the schema alone (for inspecting it). Raises StoreError."""
-        self._db = Database(url, upgrade, clock)
+        None leaves the schema alone (for inspecting it); ``connections``: at most this
+        many at once (a thread wanting one more waits). Raises StoreError."""
+        self._db = Database(url, upgrade, clock, connections)
         self.feeds = FeedSchedule(self._db, clock)
         self.items = ItemStore(self._db)
         self.outbox = Outbox(self._db)

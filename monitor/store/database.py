@@ -36,9 +36,16 @@ PING_WAIT_S = 1.5
 class Database:
     """One database, opened once per process and shared by every storage part."""
 
-    def __init__(self, url: str, upgrade: bool | None = True, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self,
+        url: str,
+        upgrade: bool | None = True,
+        clock: Clock = SYSTEM_CLOCK,
+        connections: int = 30,
+    ) -> None:
         """Open the database; ``upgrade``: True migrates, False refuses an old schema,
-        None leaves the schema alone (for inspecting it). Raises StoreError."""
+        None leaves the schema alone (for inspecting it); ``connections``: the pool's
+        size, at most this many at once. Raises StoreError."""
         self.url = url
         try:
             parsed = make_url(url)
@@ -49,18 +56,31 @@ class Database:
         if self.is_sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.engine = self._engine(url, clock)
+            self.engine = self._engine(url, clock, connections)
             if upgrade is not None:
                 self._migrate(upgrade)
         except SQLAlchemyError as e:
             raise StoreError(f"cannot open database {self.safe_url}: {_cause(e)}") from e
 
-    def _engine(self, url: str, clock: Clock) -> Engine:
+    def _engine(self, url: str, clock: Clock, connections: int) -> Engine:
+        # Up to ``connections`` at once, so no poll worker waits for the pool (and fails
+        # after its 30 s timeout); ``keep`` stay open between uses, the others are closed
+        # when given back. LIFO: a quiet daemon uses the same few, warm connections.
+        keep = min(connections, 10)
+        pool: dict[str, Any] = {
+            "pool_size": keep,
+            "max_overflow": connections - keep,
+            "pool_use_lifo": True,
+        }
         if not self.is_sqlite:
-            engine = create_engine(url, pool_size=10, max_overflow=20)
+            engine = create_engine(url, **pool)
             _ping_when_idle(engine, clock)
             return engine
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        if make_url(url).database in (None, "", ":memory:"):
+            pool = {}  # one in-memory database per connection: SQLAlchemy's own pool
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **pool
+        )
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -3,7 +3,8 @@ they cause written in the same transaction (the outbox); cross-edition dedupe.
 
 A poll costs a handful of statements whatever its size: one lookup each of the keys,
 the feeds they were seen in and their earlier matches, and one multi-row insert per
-table, not several statements per item.
+table, not several statements per item. Nor does it grow with the feeds that carry its
+items too: of the feeds an item was seen in, only this one and those rules name are read.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ class _Batch:
         # instead of deadlocking.
         keys = sorted(unique)
         found = item_rows(conn, keys)
-        seen = seen_in(conn, [r.id for r in found.values()])
+        seen = self._seen_in([r.id for r in found.values()])
         # Matching runs on what was read, before this transaction writes anything.
         plans = [self._plan(unique[k], found.get(k), seen) for k in keys]
 
@@ -169,7 +170,7 @@ class _Batch:
             lost = [p.item.key for p in new if p.item.key not in ids]
             if lost:  # another process stored these keys since our SELECT: not new here
                 rows = item_rows(conn, lost)
-                lost_seen = seen_in(conn, [r.id for r in rows.values()])
+                lost_seen = self._seen_in([r.id for r in rows.values()])
                 again = {k: self._plan(unique[k], rows[k], lost_seen) for k in lost}
                 plans = [again.get(p.item.key, p) for p in plans]
         work = [
@@ -218,8 +219,16 @@ class _Batch:
             alerted=tuple(self.alerted),
         )
 
+    def _seen_in(self, item_ids: list[int]) -> dict[int, set[str]]:
+        """Of the feeds each stored item was seen in, those this poll needs: its own (is
+        the item new here?) and those that rules limited to some feeds name (may such
+        a rule now apply?); not the others, however many carry the item."""
+        named = self.rules.feeds_named()
+        return seen_in(self.conn, item_ids, None if named is None else {self.feed_id, *named})
+
     def _plan(self, it: Item, row: Any, seen: dict[int, set[str]]) -> _Plan:
-        """What storing ``it`` means, given its stored row (or None) and where it was seen."""
+        """What storing ``it`` means, given its stored row (or None) and where it was seen
+        (``_seen_in``: only the feeds that can change a match)."""
         if row is None:
             return _Plan(it, None, "new", True, list(self.rules.match(it, {self.feed_id})))
         if not it.dated and it.published_ms != row.published_ms:

@@ -6,10 +6,10 @@ the pruned-keys horizon in ``meta``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Integer, Select, Text, any_, bindparam, select
+from sqlalchemy import Connection, Integer, Select, String, Text, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from monitor.items import title_key
@@ -112,6 +112,14 @@ _ITEM_ROWS = _by(
     items.c.key, select(items.c.id, items.c.key, items.c.published_ms, items.c.imported), Text
 )
 _SEEN_IN = _by(item_feeds.c.item_id, select(item_feeds.c.item_id, item_feeds.c.feed_id), Integer)
+# Of those, only the given feeds: (item_id, feed_id) is the primary key, so this reads
+# one index entry per item and feed asked about, however many feeds carry the item.
+_SEEN_IN_OF = {
+    False: _SEEN_IN[False].where(item_feeds.c.feed_id.in_(bindparam("feeds", expanding=True))),
+    True: _SEEN_IN[True].where(
+        item_feeds.c.feed_id == any_(bindparam("feeds", type_=ARRAY(String)))
+    ),
+}
 _MATCHED = _by(matches.c.item_id, select(matches.c.item_id, matches.c.rule), Integer)
 
 
@@ -128,11 +136,29 @@ def item_rows(conn: Connection, keys: Sequence[str]) -> dict[str, Any]:
     return found
 
 
-def seen_in(conn: Connection, item_ids: Sequence[int]) -> dict[int, set[str]]:
-    """The feeds each item was seen in."""
+def seen_in(
+    conn: Connection, item_ids: Sequence[int], among: Collection[str] | None = None
+) -> dict[int, set[str]]:
+    """The feeds each item was seen in; only those ``among`` the given ones, unless None.
+
+    A poll asks about its own feed and the feeds that rules name: what it reads does
+    not grow with the number of other feeds carrying its items.
+    """
     seen: dict[int, set[str]] = {}
+    feeds = None if among is None else sorted(set(among))
+    if feeds == []:
+        return seen
     for chunk in chunks(item_ids, CHUNK):
-        for r in _lookup(conn, _SEEN_IN, chunk):
+        if feeds is None:
+            rows = _lookup(conn, _SEEN_IN, chunk)
+        else:
+            pg = conn.dialect.name == "postgresql"
+            rows = (
+                r
+                for some in chunks(feeds, CHUNK)
+                for r in conn.execute(_SEEN_IN_OF[pg], {"vals": list(chunk), "feeds": list(some)})
+            )
+        for r in rows:
             seen.setdefault(r.item_id, set()).add(r.feed_id)
     return seen
 

@@ -6,6 +6,7 @@
         server.endless("/endless")                        # a body that never ends
         server.static("/bomb", gzip_bomb(), {"Content-Encoding": "gzip"})
         server.slow("/slow", rss, delay=0.3)              # answers late; see max_in_flight
+        server.hang("/hang", released)                    # no answer until the Event is set
         server.visits("/drip")                            # who came, how long they stayed
 
 ``HostileServer(tls=True)`` serves HTTPS with a self-signed certificate for 127.0.0.1 and
@@ -138,6 +139,8 @@ class HostileServer(LocalHTTPServer):
         self._visits: list[Visit] = []
         self._in_flight: dict[str, int] = {}
         self._max_in_flight: dict[str, int] = {}
+        self._connections = 0  # requests being served now, every path (HTTP/1.0: one each)
+        self.max_connections = 0
         self.stopping = threading.Event()
 
     def start(self) -> HostileServer:
@@ -233,6 +236,17 @@ class HostileServer(LocalHTTPServer):
 
         self._route(path, serve)
 
+    def hang(self, path: str, released: threading.Event) -> None:
+        """Reads the request and answers nothing until ``released`` is set (or the server
+        stops), then closes: a route of a server that hangs."""
+
+        def serve(h: _HostileHandler, visit: Visit) -> None:
+            while not released.wait(0.05):
+                if self.stopping.is_set():
+                    raise _Gone("server stopped")
+
+        self._route(path, serve)
+
     def _route(self, path: str, behaviour: Behaviour) -> None:
         with self._lock:
             self._routes[path] = behaviour
@@ -257,6 +271,8 @@ class HostileServer(LocalHTTPServer):
             self._visits.append(visit)
             n = self._in_flight[path] = self._in_flight.get(path, 0) + 1
             self._max_in_flight[path] = max(self._max_in_flight.get(path, 0), n)
+            self._connections += 1
+            self.max_connections = max(self.max_connections, self._connections)
         try:
             if behaviour is None:
                 handler.head(404, {"Content-Length": "0"})
@@ -268,6 +284,7 @@ class HostileServer(LocalHTTPServer):
         finally:
             with self._lock:
                 self._in_flight[path] -= 1
+                self._connections -= 1
                 visit.end = time.monotonic()
 
 

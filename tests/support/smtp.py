@@ -11,13 +11,21 @@ user and password in the URL make it log in (AUTH PLAIN) without TLS, which aios
 allows only with ``auth_require_tls=False``. Any credentials pass unless ``credentials``
 names the accepted ones. ``stop()`` and ``start()`` keep the port, so a test can take
 the mail server away and bring it back where the daemon expects it.
+
+``SmtpSink(tls=context)`` offers STARTTLS with that server context (``mailtos://`` with
+``mode=starttls``); ``connections`` counts the connections clients opened; ``drop_after(n)``
+makes the server close each connection after its n-th message (as a server closing an
+idle or busy connection does); ``drop_after(n, with_421=True)`` answers "421" to the
+next MAIL first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -97,16 +105,54 @@ class _Handler:
                 received_at=time.time(),
             )
         )
+        server_state = self.sink._server_state(server)
+        server_state["messages"] += 1
+        drop = self.sink._drop_after
+        if drop and server_state["messages"] % drop == 0:
+            server_state["drop"] = True
+        if server_state.get("drop") and not self.sink._drop_with_421:
+            # The reply goes out first, then the connection closes under the client.
+            transport = server.transport
+            assert transport is not None
+            asyncio.get_running_loop().call_soon(transport.close)
+        return "250 OK"
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        server_state = self.sink._server_state(server)
+        if server_state.get("drop"):  # only with drop_with_421: "closing", then closed
+            transport = server.transport
+            assert transport is not None
+            asyncio.get_running_loop().call_soon(transport.close)
+            return "421 4.3.2 Closing connection"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
         return "250 OK"
 
 
 class _Controller(Controller):
-    """Controller that can bind port 0 and report the port the system chose.
+    """Controller that can bind port 0 and report the port the system chose, and counts
+    the connections it serves.
 
     aiosmtpd's own Controller connects to ``self.port`` to check the server is up, so
     with port 0 it would connect to port 0; here the real port is read back from the
-    listening socket before that check runs.
+    listening socket before that check runs (that check is not counted).
     """
+
+    def __init__(self, sink: SmtpSink, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sink = sink
+
+    def factory(self) -> SMTP:
+        server = super().factory()
+        self.sink._connected(server)
+        return server
 
     def _create_server(self) -> Any:
         async def bind() -> Any:
@@ -128,6 +174,7 @@ class SmtpSink:
         host: str = "127.0.0.1",
         *,
         credentials: Mapping[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self._port = port
@@ -137,6 +184,10 @@ class SmtpSink:
         self._auth_attempts: list[tuple[str, str | None, bool]] = []
         self._refusals: list[tuple[int, str]] = []  # [(remaining, reply)]
         self._controller: _Controller | None = None
+        self._tls = tls
+        self._connections = 0  # made since start() or clear()
+        self._drop_after = 0
+        self._drop_with_421 = False
 
     # lifecycle -----------------------------------------------------------------------
 
@@ -146,6 +197,7 @@ class SmtpSink:
             raise RuntimeError(f"SmtpSink already running on port {self._port}")
         # aiosmtpd closes its event loop on stop(), so every start needs a new controller.
         controller = _Controller(
+            self,
             _Handler(self),
             hostname=self.host,
             port=self._port,
@@ -153,8 +205,11 @@ class SmtpSink:
             authenticator=self._authenticate,
             auth_require_tls=False,
             server_hostname="feed-monitor-test",
+            tls_context=self._tls,
         )
         controller.start()
+        with self._lock:
+            self._connections = 0  # aiosmtpd's readiness check connects once
         self._port = controller.port
         self._controller = controller
         return self
@@ -212,9 +267,21 @@ class SmtpSink:
 
     # programmed failures -------------------------------------------------------------
 
-    def reject_next(self, n: int = 1, reply: str = "451 4.3.0 Try again later") -> None:
-        """Refuse the next ``n`` messages at DATA with ``reply`` (4xx: retry, 5xx: fatal)."""
+    def drop_after(self, n: int, *, with_421: bool = False) -> None:
+        """Close every connection after its ``n``-th message (0: never); ``with_421``:
+        answer the next MAIL with "421 closing" before closing, instead of silently."""
         with self._lock:
+            self._drop_after = n
+            self._drop_with_421 = with_421
+
+    def reject_next(
+        self, n: int = 1, reply: str = "451 4.3.0 Try again later", *, after: int = 0
+    ) -> None:
+        """Refuse the next ``n`` messages at DATA with ``reply`` (4xx: retry, 5xx: fatal),
+        once ``after`` more have been accepted."""
+        with self._lock:
+            if after:
+                self._refusals.append((after, ""))  # "": accepted
             self._refusals.append((n, reply))
 
     def _take_refusal(self) -> str | None:
@@ -226,7 +293,7 @@ class SmtpSink:
                 self._refusals.pop(0)
             else:
                 self._refusals[0] = (remaining - 1, reply)
-            return reply
+            return reply or None
 
     def _authenticate(
         self,
@@ -249,6 +316,23 @@ class SmtpSink:
         return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     # what arrived --------------------------------------------------------------------
+
+    def _connected(self, server: SMTP) -> None:
+        with self._lock:
+            self._connections += 1
+
+    @staticmethod
+    def _server_state(server: SMTP) -> dict[str, int]:
+        """Counts kept on one connection's server object."""
+        state: dict[str, int] = server.__dict__.setdefault("sink_state", {"messages": 0})
+        return state
+
+    @property
+    def connections(self) -> int:
+        """Connections clients made since start() or clear() (the server's own readiness
+        check not counted)."""
+        with self._lock:
+            return self._connections
 
     def _add(self, mail: ReceivedMail) -> None:
         with self._lock:
@@ -275,6 +359,7 @@ class SmtpSink:
         with self._lock:
             self._mails.clear()
             self._auth_attempts.clear()
+            self._connections = 0
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedMail]:
         """Wait until ``count`` messages arrived and return all of them."""
