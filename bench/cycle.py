@@ -1,7 +1,7 @@
 """One poll cycle over 1,000 and 5,000 feeds: feed-monitor against reader, same farm, one run.
 
     python bench/cycle.py [--quick] [--feeds 500,1000,2500,5000] [--rules 1000]
-                          [--profile] [--json PATH]
+                          [--no-reader] [--plain-rules] [--profile] [--json PATH]
     python bench/cycle.py --compare --feeds 1000,5000 --workers-ours auto,64 [--repeat 2]
 
 A feed farm (bench/support/farm.py, one asyncio process on 127.0.0.1) serves the feeds: 80 %
@@ -40,6 +40,10 @@ Steps, in one run:
    on); the shares of time per function go to the report.
 
 Prints the tables and the ratio reader / feed-monitor; ``--json`` writes the figures.
+``--no-reader`` leaves reader out (feed-monitor alone, a faster run for comparing two
+trees); ``--plain-rules`` gives every rule ``aliases: false`` and ``exact: true``, so the
+rules match as they did before aliases and word boundaries (the same alerts as a tree
+from before them, to compare the rest of the poll path like for like).
 
 ``--compare`` measures feed-monitor alone: at each feed count, one process (warm-up and
 measured cycle) per ``--workers-ours`` entry, the entries interleaved ``--repeat`` times,
@@ -157,6 +161,8 @@ class Bench:
         self.farm = farm
         self.work = work
         self.rules = watch_rules(args.rules)
+        if args.plain_rules:
+            self.rules = [dict(r, aliases=False, exact=True) for r in self.rules]
         self._n = 0
 
     def ours(
@@ -336,7 +342,7 @@ def growth(b: Bench) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
             f"  feed-monitor, scheduler.workers {workers:>3}: {r['wall_s']:6.2f} s "
             f"(CPU {r['cpu_s']:.1f} s)"
         )
-    for workers in b.args.workers_reader:
+    for workers in [] if b.args.no_reader else b.args.workers_reader:
         r = b.reader(reader_db, "reader", first, workers, f"reader-{first}-w{workers}")
         tuned["reader"].append(r)
         say(
@@ -344,25 +350,29 @@ def growth(b: Bench) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]:
             f"(CPU {r['cpu_s']:.1f} s)"
         )
     best_o = min(tuned["ours"], key=lambda r: r["wall_s"])
-    best_r = min(tuned["reader"], key=lambda r: r["wall_s"])
-    tuned["best_ours"], tuned["best_reader"] = best_o["workers"], best_r["workers"]
+    best_r = min(tuned["reader"], key=lambda r: r["wall_s"]) if tuned["reader"] else None
+    tuned["best_ours"] = best_o["workers"]
+    tuned["best_reader"] = best_r["workers"] if best_r else None
     say(
-        f"best: feed-monitor scheduler.workers {best_o['workers']}, reader workers "
-        f"{best_r['workers']}"
+        f"best: feed-monitor scheduler.workers {best_o['workers']}"
+        + (f", reader workers {best_r['workers']}" if best_r else "")
     )
     res["ours"].append(best_o)
-    res["reader"].append(best_r)
+    if best_r:
+        res["reader"].append(best_r)
     say("growth")
     for n in b.args.feeds[1:]:
         o = b.ours(ours_db, "ours", n, best_o["workers"], f"ours-{n}")
         res["ours"].append(o)
-        p = b.reader(reader_db, "reader", n, best_r["workers"], f"reader-{n}")
-        res["reader"].append(p)
-    for o, p in zip(res["ours"], res["reader"], strict=True):
-        say(
-            f"  {o['feeds']:>5} feeds: feed-monitor {o['wall_s']:6.2f} s, reader "
-            f"{p['wall_s']:6.2f} s, ratio {p['wall_s'] / o['wall_s']:.1f}x"
-        )
+        if best_r:
+            p = b.reader(reader_db, "reader", n, best_r["workers"], f"reader-{n}")
+            res["reader"].append(p)
+    for i, o in enumerate(res["ours"]):
+        line = f"  {o['feeds']:>5} feeds: feed-monitor {o['wall_s']:6.2f} s, CPU {o['cpu_s']:.1f} s"
+        if res["reader"]:
+            p = res["reader"][i]
+            line += f", reader {p['wall_s']:6.2f} s, ratio {p['wall_s'] / o['wall_s']:.1f}x"
+        say(line)
     return tuned, res
 
 
@@ -405,13 +415,16 @@ def table(res: dict[str, list[dict[str, Any]]]) -> list[str]:
         "| peak RSS | 304 / 200 / failed | new items | reader ÷ feed-monitor |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
-    for o, p in zip(res["ours"], res["reader"], strict=True):
+    for i, o in enumerate(res["ours"]):
+        p = res["reader"][i] if res["reader"] else None
         for r in (o, p):
+            if r is None:
+                continue
             oc = r["outcomes"]
             not_mod = oc.get("not-modified", 0)
             ok = sum(v for k, v in oc.items() if k.startswith("ok"))
             failed = r["feeds"] - not_mod - ok
-            ratio = f"{p['wall_s'] / o['wall_s']:.1f}x" if r is o else ""
+            ratio = f"{p['wall_s'] / o['wall_s']:.1f}x" if r is o and p is not None else ""
             drained = f"{r['drained_s']:.2f} s" if r.get("drained_s") is not None else "-"
             lines.append(
                 f"| {r['feeds']:,} | {r['client']} | {r['workers']} | {r['wall_s']:.2f} s | "
@@ -438,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
         "limits as installed)",
     )
     p.add_argument("--workers-reader", default="4,16,64", help="reader workers to try")
+    p.add_argument("--no-reader", action="store_true", help="feed-monitor alone")
+    p.add_argument(
+        "--plain-rules",
+        action="store_true",
+        help="every rule with aliases: false and exact: true (matching as before aliases)",
+    )
     p.add_argument("--timeout", type=float, default=5.0, help="fetch timeout, both clients")
     p.add_argument("--latency", default="0.01-0.05", help="farm answer delay range, seconds")
     p.add_argument(

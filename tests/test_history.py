@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, event, select, text
 
 from monitor.cli import main
 from monitor.daemon import Daemon
@@ -372,6 +372,26 @@ def test_pruned_keys_a_feed_still_lists_do_not_alert_again(store: Store) -> None
     stats = store.items.ingest("cn", [*old, newer], now, words())
     assert (stats.new, stats.alerts) == (4, 1)  # stored again, recorded, not alerted
     assert store.items.ingest("cn", [*old, newer], now + 1, words()).alerts == 0
+
+
+def test_the_pruned_keys_horizon_is_read_only_for_a_new_item_that_may_alert(
+    store: Store,
+) -> None:
+    read: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM meta" in statement:
+            read.append(statement)
+
+    now = T0 + 500 * DAY
+    store.history.prune(now, None, now - 400 * DAY)  # a horizon is recorded
+    event.listen(store.engine, "before_cursor_execute", count)
+    quiet = [item(f"https://www.rfi.fr/cn/q{i}", now, f"天气 {i}") for i in range(3)]
+    assert store.items.ingest("cn", quiet, now, words()).new == 3
+    assert read == []  # new items that match no rule: nothing to hold back
+    fresh = item("https://www.rfi.fr/cn/p", now, "普京 新")
+    stats = store.items.ingest("cn", [fresh], now, words())
+    assert (stats.new, stats.alerts, len(read)) == (1, 1, 1)
 
 
 def test_prune_keys_from_the_command_line_then_a_poll_gives_no_repeat_alerts(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from monitor.match.engine import compile_rules
 from monitor.store import Store
@@ -266,3 +268,29 @@ def test_a_connection_the_server_dropped_while_idle_is_replaced(
         assert row.id == "cn"
     finally:
         store.close()
+
+
+def test_a_lease_on_sqlite_reads_the_due_alerts_not_the_channels_history(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    batch = [item(f"https://www.rfi.fr/cn/h{i}") for i in range(3)]
+    store.items.ingest("cn", batch, T0, MatchingFunctions(match_all, channels))
+    picks: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "FROM alerts" in statement and "LIMIT" in statement:
+            picks.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", keep)
+    leased = store.outbox.lease("w", T0, 2, 60_000, ["mail"])  # one channel, as is common
+    assert [(a.id, a.channel) for a in leased] == [(1, "mail"), (3, "mail")]  # oldest first
+    ((statement, parameters),) = picks
+    with store.engine.connect() as conn:
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        )
+    # Sent alerts pile up in every channel: the pick must not walk them all.
+    assert "ix_alerts_due" in plan, plan
+    store.close()

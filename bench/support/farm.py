@@ -2,6 +2,7 @@
 
     python bench/support/farm.py --feeds 5000 [--latency 0.01-0.05] [--hang 20] [--seed 1]
     python bench/support/farm.py --feeds 600 --mix etag=60,plain=20,news=20 --latency 0.05-0.1
+    python bench/support/farm.py --feeds 5000 --hosts 64 --new 1 --hang 5
     python bench/support/farm.py --feeds 1000 --hosts 64 --faults timeout --hang 5
 
 Prints ``PORT <n>`` and ``SOURCE <where the articles come from>`` once listening, then
@@ -27,7 +28,8 @@ whatever N a growth step uses), shuffled within the block by the seed:
   with a short summary, about 11 KB (4 KB gzipped).
 - ``changed`` (3 of 20, 15 %): 50 RFI 中文 items with their full HTML bodies (from
   ../shared/corpus/rfi when present, else RFI-shaped synthetic ones), about 280 KB;
-  each cycle 3 new items appear on top and the other 47 repeat (85 KB gzipped).
+  each cycle ``--new`` new items (3 unless told) appear on top and the others repeat
+  (85 KB gzipped).
 - a fault (1 of 20, 5 %), by block in turn: ``timeout`` (reads the request, answers
   nothing for ``--hang`` seconds, then closes), ``error`` (HTTP 500), ``malformed``
   (HTTP 200 with a truncated, item-less RSS document). ``--faults timeout`` makes every
@@ -91,7 +93,7 @@ RFI = REPO.parent / "shared" / "corpus" / "rfi"
 ITEM = re.compile(r"^<!--(\d{12,13})-->\n\[(.*)\]\(([^)\s]+)\)\n------\n\n(.*)\Z", re.S | re.M)
 BLOCK = ("same",) * 16 + ("changed",) * 3 + ("fault",)
 FAULTS = ("timeout", "error", "malformed")
-NEW_PER_CYCLE = 3
+NEW_PER_CYCLE = 3  # the default of --new
 CHANGED_ITEMS = 50
 SAME_ITEMS = 10
 BASE_MS = 1_690_000_000_000
@@ -242,11 +244,17 @@ class RfiMix:
     """The rfi mix (see the module docstring): kinds by block, RFI articles."""
 
     def __init__(
-        self, feeds: int, hang: float, seed: int, faults: tuple[str, ...] = FAULTS
+        self,
+        feeds: int,
+        hang: float,
+        seed: int,
+        faults: tuple[str, ...] = FAULTS,
+        new_per_cycle: int = NEW_PER_CYCLE,
     ) -> None:
         self.hang = hang
         self.seed = seed
         self.faults = faults
+        self.new_per_cycle = new_per_cycle
         self.articles, self.source = corpus_articles()
         self._same: dict[int, Body] = {}
         self._changed: dict[tuple[int, int], Body] = {}
@@ -275,7 +283,7 @@ class RfiMix:
     def changed_body(self, index: int, gen: int) -> Body:
         key = (index, gen)
         if key not in self._changed:
-            first = gen * NEW_PER_CYCLE
+            first = gen * self.new_per_cycle
             items = [
                 self._item(index, k, False) for k in reversed(range(first, first + CHANGED_ITEMS))
             ]
@@ -491,7 +499,7 @@ def parse_latency(text: str) -> tuple[float, float]:
 
 async def serve(args: argparse.Namespace) -> None:
     mix: Mix = (
-        RfiMix(args.feeds, args.hang, args.seed, tuple(args.faults.split(",")))
+        RfiMix(args.feeds, args.hang, args.seed, tuple(args.faults.split(",")), args.new)
         if args.mix == "rfi"
         else WeightedMix(args.feeds, args.seed, args.mix)
     )
@@ -535,6 +543,7 @@ class FarmProcess:
         mix: str = "rfi",
         hosts: int = 0,
         faults: str = ",".join(FAULTS),
+        new_per_cycle: int = NEW_PER_CYCLE,
     ) -> None:
         self.proc = subprocess.Popen(
             [
@@ -554,6 +563,8 @@ class FarmProcess:
                 str(hosts),
                 "--faults",
                 faults,
+                "--new",
+                str(new_per_cycle),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -574,6 +585,7 @@ class FarmProcess:
         return self.proc.pid
 
     def url(self, ns: str, index: int, host: str = "127.0.0.1") -> str:
+        """Feed ``index`` of ``ns``, at ``host`` (one of the addresses the farm listens on)."""
         return f"http://{host}:{self.port}/{ns}/feed/{index}"
 
     def get(self, path: str, data: bytes | None = None) -> str:
@@ -629,6 +641,12 @@ def main() -> None:
         type=float,
         default=20.0,
         help="seconds a 'timeout' feed holds the connection before closing it",
+    )
+    p.add_argument(
+        "--new",
+        type=int,
+        default=NEW_PER_CYCLE,
+        help="new items per cycle in each changed feed of the rfi mix",
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--port", type=int, default=0)

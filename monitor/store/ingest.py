@@ -166,9 +166,6 @@ class _Batch:
         ids: dict[str, int] = {}
         lost: list[str] = []
         if new:
-            # Read after the keys: a prune committing in between has recorded its horizon
-            # before deleting anything.
-            self.keys_horizon = keys_pruned_before(conn)
             ids = self._insert_items([p.item for p in new])
             lost = [p.item.key for p in new if p.item.key not in ids]
             if lost:  # another process stored these keys since our SELECT: not new here
@@ -286,6 +283,11 @@ class _Batch:
                 elif w.kind == "updated" and options(h.rule).on_update == "always":
                     again.append((w, h))
 
+        if any(w.kind == "new" for w, _ in candidates):
+            # Read after the keys (a prune committing in between has recorded its horizon
+            # before deleting anything), and only when a new item has a rule to alert for:
+            # a poll whose new items match nothing costs no statement for it.
+            self.keys_horizon = keys_pruned_before(conn)
         alerting = {(w.item.key, h.rule): self._may_alert(w, h.rule) for w, h in candidates}
         # Cross-edition rules: another edition of the story already matched gives no
         # second alert; the first alert's message lists both (Outbox.editions).
