@@ -372,3 +372,15 @@ def test_the_daemon_claims_as_many_feeds_as_auto_workers_and_follows_reloads(
         assert d.workers() == 8 + 4 + 16
     finally:
         d._close()
+
+
+def test_two_hosts_entries_naming_one_host_are_an_error() -> None:
+    text = (
+        "feeds: []\nhosts:\n  RSSHub.Example.org: {concurrency: 16}\n"
+        "  rsshub.example.org.: {concurrency: 2}\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "h.yaml")
+    message = str(exc.value)
+    assert "h.yaml:" in message and "hosts" in message, message
+    assert "'RSSHub.Example.org' and 'rsshub.example.org.' name the same host" in message

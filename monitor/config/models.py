@@ -461,6 +461,20 @@ class Config(_Model):
         description="Politeness per host name, e.g. {rsshub.example.org: {concurrency: 16}}.",
     )
 
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _hosts_once(cls, v: Any) -> Any:
+        """Two keys naming one host (``RSSHub.example.org`` and ``rsshub.example.org.``)
+        are an error, not a silent choice of one of them."""
+        if isinstance(v, dict):
+            seen: dict[str, str] = {}
+            for key in v:
+                name = str(key).strip().lower().rstrip(".")
+                if name in seen:
+                    raise ValueError(f"{seen[name]!r} and {key!r} name the same host; keep one")
+                seen[name] = str(key)
+        return v
+
     def feed_titles(self) -> dict[str, str]:
         """Feed id -> the name alerts show for it (its title, else the id)."""
         return {f.id: f.title or f.id for f in self.feeds}
