@@ -59,6 +59,19 @@ def write_config(
     return path
 
 
+def no_feed_config(folder: Path) -> Path:
+    """``folder/m.yaml``: no feed, the SQLite file ``folder/m.db``, one console channel
+    and one rule (``r``: any of ``x``) sending to it; for commands that need a config
+    but poll nothing (import, export, prune, once)."""
+    return write_config(
+        folder / "m.yaml",
+        db=folder / "m.db",
+        feeds=[],
+        channels={"c": "console://"},
+        rules=[{"name": "r", "any": ["x"], "notify": ["c"]}],
+    )
+
+
 class Daemon:
     """``feed-monitor run`` in a subprocess, its output collected line by line."""
 

@@ -14,7 +14,7 @@ import pytest
 from monitor.cli import main
 from monitor.store import Store
 from monitor.types import Item, MatchingFunctions, RuleMatch
-from tests.daemon import write_config
+from tests.daemon import no_feed_config, write_config
 from tests.support import FeedItem, FeedServer, rss_feed
 from tests.support.cli import REPO, cli
 from tests.support.factories import T0
@@ -265,13 +265,7 @@ def test_once_exits_3_when_no_feed_could_be_polled(
 def test_once_with_no_feeds_is_not_a_failure(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = write_config(
-        tmp_path / "m.yaml",
-        db=tmp_path / "m.db",
-        feeds=[],
-        channels={"c": "console://"},
-        rules=[{"name": "r", "any": ["x"], "notify": ["c"]}],
-    )
+    config = no_feed_config(tmp_path)
     code, out, _ = cli(capsys, "once", "-c", str(config))
     assert code == 0 and out.startswith("items: 0 new")
 

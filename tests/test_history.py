@@ -19,7 +19,7 @@ from monitor.items import title_key
 from monitor.store import Store, migrate
 from monitor.store.schema import alerts, items
 from monitor.types import Item, MatchingFunctions, RuleMatch, RuleOptions
-from tests.daemon import write_config
+from tests.daemon import no_feed_config, write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
 from tests.support.factories import item
 from tests.support.schema import database_at
@@ -426,13 +426,7 @@ def test_prune_keys_from_the_command_line_then_a_poll_gives_no_repeat_alerts(
 def test_prune_command_without_retention_and_with_bad_overrides(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = write_config(
-        tmp_path / "m.yaml",
-        db=tmp_path / "m.db",
-        feeds=[],
-        channels={"c": "console://"},
-        rules=[{"name": "r", "any": ["x"], "notify": ["c"]}],
-    )
+    config = no_feed_config(tmp_path)
     assert main(["prune", "-c", str(config)]) == 0
     assert capsys.readouterr().out.startswith("nothing to prune")
     assert main(["prune", "-c", str(config), "--items", "90d", "--keys", "30d"]) == 2

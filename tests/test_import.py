@@ -25,7 +25,7 @@ from monitor.errors import ConfigError
 from monitor.store import Store
 from monitor.types import Item, MatchingFunctions, RuleMatch
 from tests.conftest import shared_dir
-from tests.daemon import write_config
+from tests.daemon import no_feed_config, write_config
 from tests.support import FeedItem, FeedServer, WebhookReceiver, rss_feed
 from tests.support.cli import REPO, cli
 from tests.support.factories import T0, article, route
@@ -172,13 +172,7 @@ def test_second_import_adds_nothing(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_items_sharing_one_timestamp_are_all_imported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = write_config(
-        tmp_path / "m.yaml",
-        db=tmp_path / "m.db",
-        feeds=[],
-        channels={"c": "console://"},
-        rules=[{"name": "r", "any": ["x"], "notify": ["c"]}],
-    )
+    config = no_feed_config(tmp_path)
     paths = write_items(tmp_path / "a", [article(i, ts=T0) for i in range(12)])
     assert len(set(paths)) == 12
     code, out, _ = cli(capsys, "import", "-c", str(config), str(tmp_path / "a" / "*.md"))
@@ -197,13 +191,7 @@ def test_items_sharing_one_timestamp_are_all_imported(
 def test_invalid_files_get_one_line_each_and_the_rest_is_imported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = write_config(
-        tmp_path / "m.yaml",
-        db=tmp_path / "m.db",
-        feeds=[],
-        channels={"c": "console://"},
-        rules=[{"name": "r", "any": ["x"], "notify": ["c"]}],
-    )
+    config = no_feed_config(tmp_path)
     folder = tmp_path / "a"
     write_items(folder, [article(1), article(2)])
     (folder / "bad-stamp.md").write_text(
@@ -230,13 +218,7 @@ def test_invalid_files_get_one_line_each_and_the_rest_is_imported(
 def test_a_missing_path_is_an_error_before_anything_is_imported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = write_config(
-        tmp_path / "m.yaml",
-        db=tmp_path / "m.db",
-        feeds=[],
-        channels={"c": "console://"},
-        rules=[{"name": "r", "any": ["x"], "notify": ["c"]}],
-    )
+    config = no_feed_config(tmp_path)
     write_items(tmp_path / "a", [article(1)])
     code, out, err = cli(
         capsys, "import", "-c", str(config), str(tmp_path / "a"), str(tmp_path / "missing")
@@ -253,13 +235,7 @@ def test_a_missing_path_is_an_error_before_anything_is_imported(
 def test_progress_bar_only_on_request_or_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = write_config(
-        tmp_path / "m.yaml",
-        db=tmp_path / "m.db",
-        feeds=[],
-        channels={"c": "console://"},
-        rules=[{"name": "r", "any": ["x"], "notify": ["c"]}],
-    )
+    config = no_feed_config(tmp_path)
     write_items(tmp_path / "a", [article(i) for i in range(3)])
     _, _, err = cli(capsys, "import", "-c", str(config), str(tmp_path / "a"))
     assert err == ""  # stderr is not a terminal here
